@@ -1,0 +1,380 @@
+"""The Console API client of one project: headers, URL encoding, retries, error mapping, paging.
+
+This module is the one place where aiohttp exceptions and HTTP statuses become ``bulkops.errors``.
+Reads are retried on every transient failure. Mutations are retried only when the server cannot have
+applied them (429, or the connection never opened); otherwise the caller gets an error whose
+``outcome_unknown`` is True and reconciles by reading the target.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+import anyio
+import orjson
+import structlog
+from yarl import URL
+
+from bulkops import redact
+from bulkops.api.governor import RateGovernor
+from bulkops.errors import (
+    ApiError,
+    AuthError,
+    MalformedResponse,
+    NameInUse,
+    NotFound,
+    RateLimited,
+    ServerError,
+    StatusError,
+    TransportError,
+    ValidationFailed,
+)
+
+log = structlog.get_logger("bulkops.http")
+
+API_VERSION = "20240601"
+PAGE_LIMIT = 100
+MUTATING = frozenset({"POST", "PATCH", "PUT", "DELETE"})
+
+
+def api_path(*segments: str) -> str:
+    """``/console/v1/`` + the segments, each percent-encoded (a name may hold ``/``, spaces, ...)."""
+    return "/console/v1/" + "/".join(_encode_segment(str(segment)) for segment in segments)
+
+
+def _encode_segment(segment: str) -> str:
+    encoded = quote(segment, safe="")
+    # "." and ".." are dot-segments that URL normalisation would resolve away; encode the dots.
+    return encoded.replace(".", "%2E") if segment in (".", "..") else encoded
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 8
+    base_delay: float = 0.5
+    max_delay: float = 30.0
+    max_total: float = 300.0
+
+    def delay(self, attempt: int, rng: random.Random) -> float:
+        """Exponential backoff with full jitter."""
+        return rng.uniform(0, min(self.max_delay, self.base_delay * 2 ** (attempt - 1)))
+
+
+@dataclass
+class RequestStats:
+    """What a project's client did, for progress and the summary."""
+
+    requests: int = 0
+    retries: int = 0
+    rate_limited: int = 0
+    mutations: int = 0
+    by_status: Counter[str] = field(default_factory=Counter)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "requests": self.requests,
+            "retries": self.retries,
+            "rate_limited": self.rate_limited,
+            "mutations": self.mutations,
+            "by_status": dict(sorted(self.by_status.items())),
+        }
+
+
+@dataclass(frozen=True)
+class Page:
+    data: list[Any]
+    page: int
+    items_per_page: int
+    total: int | None
+    has_next: bool
+
+
+class ConsoleClient:
+    def __init__(
+        self,
+        *,
+        project: str,
+        base_url: str,
+        api_key: str,
+        session: aiohttp.ClientSession,
+        governor: RateGovernor,
+        retry: RetryPolicy | None = None,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+        rng: random.Random | None = None,
+        timeout: float = 60.0,
+    ) -> None:
+        self.project = project
+        self.base_url = base_url.rstrip("/")
+        self._key = api_key
+        redact.register(api_key)
+        self._session = session
+        self.governor = governor
+        self.retry = retry or RetryPolicy()
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=min(10.0, timeout))
+        self.stats = RequestStats()
+
+    def __repr__(self) -> str:
+        return f"<ConsoleClient {self.project} {self.base_url} requests={self.stats.requests}>"
+
+    # -- requests ---------------------------------------------------------------------------
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, Any] | None = None,
+        json: Any = None,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """Send with retries; return the decoded JSON body of a 2xx answer."""
+        mutation = method in MUTATING
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await self._attempt(method, path, query, json, extra_headers, mutation)
+            except ApiError as exc:
+                delay = self._retry_delay(exc, attempt, started, mutation)
+                if delay is None:
+                    raise
+                self.stats.retries += 1
+                log.info(
+                    "bulkops.http.retry_scheduled",
+                    project=self.project,
+                    method=method,
+                    path=path,
+                    attempt=attempt,
+                    delay_s=round(delay, 3),
+                    error=str(exc),
+                )
+                await self._sleep(delay)
+
+    def _retry_delay(
+        self, exc: ApiError, attempt: int, started: float, mutation: bool
+    ) -> float | None:
+        if not exc.retryable or attempt >= self.retry.max_attempts:
+            return None
+        if mutation and exc.outcome_unknown:
+            return None  # the caller must reconcile; sending again could apply it twice
+        if isinstance(exc, RateLimited):
+            delay = max(self.governor.paused_until - time.time(), 0.0)
+        else:
+            delay = self.retry.delay(attempt, self._rng)
+        if time.monotonic() - started + delay > self.retry.max_total:
+            return None
+        return delay
+
+    async def _attempt(
+        self,
+        method: str,
+        path: str,
+        query: Mapping[str, Any] | None,
+        body: Any,
+        extra_headers: Mapping[str, str] | None,
+        mutation: bool,
+    ) -> dict[str, Any]:
+        slot = self.governor.mutation_slot() if mutation else self.governor.read_slot()
+        async with slot:
+            self.stats.requests += 1
+            if mutation:
+                self.stats.mutations += 1
+            status, raw, retry_after = await self._send(method, path, query, body, extra_headers)
+        self.stats.by_status[str(status)] += 1
+        if 200 <= status < 300:
+            self.governor.on_success()
+            return self._decode(raw, method, path)
+        error = self._status_error(status, raw, retry_after, method, path)
+        if isinstance(error, RateLimited):
+            self.stats.rate_limited += 1
+            self.governor.on_rate_limited(retry_after=retry_after, mutation=mutation)
+        raise error
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        query: Mapping[str, Any] | None,
+        body: Any,
+        extra_headers: Mapping[str, str] | None,
+    ) -> tuple[int, bytes, float | None]:
+        url = URL(self.base_url + path, encoded=True)
+        if query:
+            url = url.update_query({k: str(v) for k, v in query.items()})
+        headers = {
+            "STATSIG-API-KEY": self._key,
+            "STATSIG-API-VERSION": API_VERSION,
+            "Accept": "application/json",
+        }
+        data = None
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+            data = orjson.dumps(body)
+        if extra_headers:
+            headers.update(extra_headers)
+        try:
+            async with self._session.request(
+                method, url, data=data, headers=headers, timeout=self._timeout
+            ) as response:
+                raw = await response.read()
+                return response.status, raw, _retry_after(response.headers.get("Retry-After"))
+        except aiohttp.ClientConnectorError as exc:
+            raise TransportError(
+                f"cannot connect to {self.base_url} for project {self.project!r}: {exc.os_error}",
+                project=self.project,
+                sent=False,
+            ) from None
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise TransportError(
+                f"{method} {path} on project {self.project!r} got no complete answer: "
+                f"{type(exc).__name__} {redact.text(str(exc))}".rstrip(),
+                project=self.project,
+            ) from None
+
+    def _decode(self, raw: bytes, method: str, path: str) -> dict[str, Any]:
+        try:
+            body = orjson.loads(raw) if raw else {}
+        except orjson.JSONDecodeError:
+            body = None
+        if not isinstance(body, dict):
+            raise MalformedResponse(
+                f"{method} {path} on project {self.project!r} answered with a body that is not a "
+                f"JSON object ({len(raw)} bytes)",
+                project=self.project,
+            )
+        return body
+
+    def _status_error(
+        self, status: int, raw: bytes, retry_after: float | None, method: str, path: str
+    ) -> StatusError:
+        try:
+            body = orjson.loads(raw) if raw else None
+        except orjson.JSONDecodeError:
+            body = None
+        server_says = body.get("message") if isinstance(body, dict) else None
+        server_says = redact.text(str(server_says or raw[:200].decode("utf-8", "replace")))
+        where = f"{method} {path} on project {self.project!r}"
+        kwargs: dict[str, Any] = {"status": status, "project": self.project, "body": body}
+        if status in (401, 403):
+            return AuthError(_auth_message(self.project, status, server_says), **kwargs)
+        if status == 404:
+            return NotFound(f"{where}: 404 not found ({server_says})", **kwargs)
+        if status == 429:
+            return RateLimited(f"{where}: 429 rate limited", retry_after=retry_after, **kwargs)
+        if status >= 500:
+            return ServerError(f"{where}: server error {status} ({server_says})", **kwargs)
+        if status == 400 and server_says and "already in use" in server_says.lower():
+            return NameInUse(f"{where}: 400 {server_says}", **kwargs)
+        if 400 <= status < 500:
+            details = _validation_details(body)
+            return ValidationFailed(f"{where}: {status} {server_says}{details}", **kwargs)
+        return StatusError(f"{where}: unexpected status {status} ({server_says})", **kwargs)
+
+    # -- convenience ------------------------------------------------------------------------
+    async def get(self, path: str, query: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        return await self.request("GET", path, query=query)
+
+    async def get_data(self, path: str) -> Any:
+        return (await self.get(path)).get("data")
+
+    async def get_page(
+        self, path: str, page: int, *, limit: int = PAGE_LIMIT, query: Mapping[str, Any] | None = None
+    ) -> Page:
+        body = await self.get(path, {**(query or {}), "page": page, "limit": limit})
+        return parse_page(body, page, limit, f"GET {path} on project {self.project!r}", self.project)
+
+    async def list_all(self, path: str, query: Mapping[str, Any] | None = None) -> list[Any]:
+        """Every row of a paginated list, following pages until the server says there are no more."""
+        rows: list[Any] = []
+        page_number = 1
+        total: int | None = None
+        while True:
+            page = await self.get_page(path, page_number, query=query)
+            rows.extend(page.data)
+            total = page.total if page_number == 1 else total
+            if not page.has_next or not page.data:
+                break
+            page_number += 1
+        check_total(rows_read=len(rows), total=total, what=f"{path} on project {self.project!r}")
+        return rows
+
+
+def parse_page(body: dict[str, Any], page: int, limit: int, where: str, project: str) -> Page:
+    data = body.get("data")
+    if not isinstance(data, list):
+        raise MalformedResponse(f"{where}: expected a list in `data`", project=project)
+    pagination = body.get("pagination") or {}
+    if not isinstance(pagination, dict):
+        raise MalformedResponse(f"{where}: `pagination` is not an object", project=project)
+    per_page = pagination.get("itemsPerPage")
+    total = pagination.get("totalItems")
+    return Page(
+        data=data,
+        page=page,
+        # The server may cap `limit` below what we asked: trust what it says it used.
+        items_per_page=int(per_page) if isinstance(per_page, int | float) and per_page > 0 else limit,
+        total=int(total) if isinstance(total, int | float) else None,
+        has_next=bool(pagination.get("nextPage")),
+    )
+
+
+def pages_for(total: int, items_per_page: int) -> int:
+    return max(1, math.ceil(total / max(1, items_per_page)))
+
+
+class InconsistentListing(ApiError):
+    """The rows read do not add up to the ``totalItems`` the server announced."""
+
+    retryable = True
+
+
+def check_total(*, rows_read: int, total: int | None, what: str) -> None:
+    if total is not None and rows_read != total:
+        raise InconsistentListing(
+            f"{what}: read {rows_read} rows but the server announced totalItems={total}; "
+            "the list changed while it was being read. Re-run to read it again."
+        )
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None  # an HTTP date: rare enough to fall back to our own backoff
+
+
+def _validation_details(body: Any) -> str:
+    errors = body.get("errors") if isinstance(body, dict) else None
+    if not isinstance(errors, list) or not errors:
+        return ""
+    parts = [
+        f"{e.get('property', '?')}: {e.get('errorMessage') or e.get('error') or '?'}"
+        for e in errors
+        if isinstance(e, dict)
+    ]
+    return " (" + "; ".join(parts) + ")"
+
+
+def _auth_message(project: str, status: int, server_says: str) -> str:
+    if status == 401:
+        return (
+            f"the Console API rejected the key of project {project!r} (401: {server_says}). "
+            "Check that the environment variable named by its api_key_env holds an active "
+            "Console API key (Project Settings > Keys & Environments > Console API Keys)."
+        )
+    return (
+        f"the key of project {project!r} lacks a permission this job needs (403: {server_says}). "
+        "Use a Console API key with read-write scope for projects this job writes to."
+    )

@@ -1,0 +1,175 @@
+"""The ``bulkops`` command line. Thin: parse, dispatch, turn user errors into one clear paragraph.
+
+Exit codes: 0 complete; 2 bad usage or invalid job file; 3 finished but some items failed;
+4 aborted by a fatal error (resumable); 130 interrupted (resumable).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from bulkops import __version__, redact
+from bulkops.errors import BulkopsError, UserError
+
+EXIT_USAGE = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bulkops",
+        description="Bulk operations and migrations on the Statsig Console API.",
+    )
+    parser.add_argument("--version", action="version", version=f"bulkops {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run (or resume) a job")
+    run.add_argument("job_file", metavar="JOB.toml")
+    _add_run_options(run)
+
+    status = commands.add_parser("status", help="what a run did and what is left")
+    status.add_argument("--state", type=Path, metavar="DIR", help="the run's state directory")
+    status.add_argument("--json", action="store_true", help="print JSON")
+
+    validate = commands.add_parser("validate", help="check a job file without touching the network")
+    validate.add_argument("job_file", metavar="JOB.toml")
+
+    emulator = commands.add_parser("emulator", help="serve the Console API emulator")
+    emulator.add_argument("--host", default="127.0.0.1")
+    emulator.add_argument("--port", type=int, default=8787)
+    emulator.add_argument("--seed", default="demo", help="demo data seed")
+    emulator.add_argument("--scale", type=_positive_int, default=1, help="multiply demo data size")
+    emulator.add_argument("--latency-ms", type=float, default=0.0, metavar="MS")
+    emulator.add_argument("--fail-rate", type=_probability, default=0.0, metavar="P",
+                          help="probability of a 5xx answer")
+    emulator.add_argument("--drop-rate", type=_probability, default=0.0, metavar="P",
+                          help="probability of dropping the connection")
+    emulator.add_argument("--truncate-rate", type=_probability, default=0.0, metavar="P",
+                          help="probability of a truncated body")
+    emulator.add_argument("--fault-seed", type=int, default=0)
+    emulator.add_argument("--mutation-rate", nargs="+", default=None, metavar="WINDOW",
+                          help='mutation quota windows, e.g. 100/10s 900/15min')
+    emulator.add_argument("--retry-after", action="store_true", help="send Retry-After on 429")
+    return parser
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--state", type=Path, metavar="DIR",
+                        help="state directory (default .bulkops/<job name>)")
+    parser.add_argument("--fresh", action="store_true", help="discard an unfinished run's state")
+    parser.add_argument("--base-url", metavar="URL", help="override every project's base URL")
+    parser.add_argument("--concurrency", type=_positive_int, metavar="N",
+                        help="requests in flight per project")
+    parser.add_argument("--log-format", choices=("console", "json"), default="console")
+    parser.add_argument("--sandbox", action="store_true",
+                        help="run against the built-in emulator with demo data")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show debug events")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def _probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be between 0 and 1")
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from bulkops import logs
+
+    logs.configure(
+        stderr_format=getattr(args, "log_format", "console"),
+        verbose=getattr(args, "verbose", False),
+    )
+    try:
+        return _dispatch(args)
+    except UserError as exc:
+        print(f"bulkops: error: {redact.text(str(exc))}", file=sys.stderr)
+        return EXIT_USAGE
+    except BulkopsError as exc:
+        print(f"bulkops: {redact.text(str(exc))}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("bulkops: interrupted", file=sys.stderr)
+        return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "validate":
+        return _validate(args)
+    if args.command == "run":
+        return _run(args)
+    if args.command == "status":
+        from bulkops.status import show_status
+
+        return show_status(args.state, as_json=args.json)
+    if args.command == "emulator":
+        return _emulator(args)
+    raise AssertionError(args.command)
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from bulkops.jobs import load
+
+    job = load(args.job_file)
+    projects = ", ".join(
+        f"[{role}] key from ${spec.api_key_env} at {spec.base_url}"
+        for role, spec in job.spec.projects().items()
+    )
+    print(f"{job.path}: valid {job.kind} job {job.name!r}; {projects}")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    import anyio
+
+    from bulkops.engine.runner import RunOptions, run_job
+    from bulkops.jobs import load
+
+    job = load(args.job_file)
+    if args.base_url and not args.base_url.startswith(("http://", "https://")):
+        raise UserError(f"--base-url {args.base_url!r} must start with http:// or https://")
+    options = RunOptions(
+        state_dir=args.state,
+        fresh=args.fresh,
+        base_url=args.base_url.rstrip("/") if args.base_url else None,
+        concurrency=args.concurrency,
+        sandbox=args.sandbox,
+        command="run",
+    )
+    return anyio.run(run_job, job, options)
+
+
+def _emulator(args: argparse.Namespace) -> int:
+    from bulkops.emulator import EmulatorConfig, serve_forever
+
+    config = EmulatorConfig(
+        latency_ms=args.latency_ms,
+        fail_rate=args.fail_rate,
+        drop_rate=args.drop_rate,
+        truncate_rate=args.truncate_rate,
+        fault_seed=args.fault_seed,
+        retry_after=args.retry_after,
+        **({"mutation_windows": tuple(args.mutation_rate)} if args.mutation_rate else {}),
+    )
+    serve_forever(args.host, args.port, args.seed, args.scale, config)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

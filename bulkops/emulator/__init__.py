@@ -1,0 +1,32 @@
+"""A local, faithful emulator of the Statsig Console API (``/console/v1``).
+
+Users rehearse jobs on it (``bulkops run --sandbox``, ``bulkops emulator``) and every test and
+benchmark stands on it. It follows the OpenAPI spec's shapes and status codes, pages like the real
+API, enforces per-project mutation quotas, and injects seeded, reproducible faults.
+
+It depends on nothing else in ``bulkops``. Layout: ``_config`` (settings), ``_world``/``_store``
+(projects and data), ``_routing`` (raw-path router), ``_app`` (request pipeline), ``_faults``,
+``_quota``, ``_requestlog``, ``_envelopes``/``_errors``/``_validation`` (shared API conventions),
+``resources/`` (one module per API resource), ``_demo`` (seed data), ``_server`` (ways to run).
+"""
+
+from __future__ import annotations
+
+from ._app import create_app
+from ._config import EmulatorConfig
+from ._demo import build_demo_world, populate_metrics
+from ._server import EmulatorThread, running_emulator, serve_forever
+from ._store import Project
+from ._world import World
+
+__all__ = [
+    "EmulatorConfig",
+    "EmulatorThread",
+    "Project",
+    "World",
+    "build_demo_world",
+    "create_app",
+    "populate_metrics",
+    "running_emulator",
+    "serve_forever",
+]

@@ -1,0 +1,119 @@
+"""Emulator configuration: one frozen dataclass, validated on construction.
+
+Why a dataclass and not keyword soup: tests, the sandbox runner and the CLI all build the same
+object, and a bad value (say a quota window spelled ``"100/10 s"``) should fail when the config is
+made, naming the field, rather than on the first mutation deep inside a request.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+__all__ = ["EmulatorConfig", "QuotaWindow", "parse_window"]
+
+_WINDOW_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*(s|min|h)\s*$")
+_UNIT_SECONDS = {"s": 1.0, "min": 60.0, "h": 3600.0}
+_CREATE_STATUS_CHOICES = ("spec", "200", "201")
+
+
+@dataclass(frozen=True)
+class QuotaWindow:
+    """``limit`` attempts per sliding ``seconds``; parsed from strings like ``"100/10s"``."""
+
+    limit: int
+    seconds: float
+    text: str
+
+
+def parse_window(text: str) -> QuotaWindow:
+    """Parse ``"N/10s"``, ``"N/15min"`` or ``"N/1h"`` into a :class:`QuotaWindow`."""
+    match = _WINDOW_RE.match(text)
+    if match is None:
+        raise ValueError(
+            f"EmulatorConfig: bad quota window {text!r}; write it as '<attempts>/<n><unit>' "
+            "with unit s, min or h, e.g. '100/10s' or '900/15min'"
+        )
+    limit, amount, unit = int(match[1]), int(match[2]), match[3]
+    if limit < 1 or amount < 1:
+        raise ValueError(f"EmulatorConfig: quota window {text!r} needs a positive count and span")
+    return QuotaWindow(limit=limit, seconds=amount * _UNIT_SECONDS[unit], text=text.strip())
+
+
+def _check_rate(name: str, value: float) -> None:
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"EmulatorConfig.{name} must be between 0 and 1, got {value!r}")
+
+
+@dataclass(frozen=True)
+class EmulatorConfig:
+    """How the emulator behaves: latency, faults, quotas, page cap and create status codes.
+
+    Fault rates are probabilities per request (0..1). ``drop_rate``, ``truncate_rate`` and
+    ``fail_rate`` apply to reads and mutations; ``lost_answer_rate`` applies to mutations only (the
+    change is applied, then the connection is dropped). Their sum must not exceed 1.
+
+    ``create_status`` picks the success code of create endpoints: ``"spec"`` uses the code the
+    OpenAPI spec documents per operation (201 for metric and metric-source creates), ``"200"`` or
+    ``"201"`` force that code, to rehearse clients against spec-version drift.
+
+    ``segment_mutation_windows`` is the separate quota that ``/segments/*`` mutations draw from.
+    """
+
+    latency_ms: float = 0.0
+    latency_jitter_ms: float = 0.0
+    fail_rate: float = 0.0
+    drop_rate: float = 0.0
+    truncate_rate: float = 0.0
+    lost_answer_rate: float = 0.0
+    fault_seed: int = 0
+    mutation_windows: tuple[str, ...] = ("100/10s", "900/15min")
+    retry_after: bool = False
+    max_page_limit: int = 100
+    create_status: str = "spec"
+    segment_mutation_windows: tuple[str, ...] = ("100/10s", "900/15min")
+    _parsed: dict[str, tuple[QuotaWindow, ...]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        if self.latency_ms < 0 or self.latency_jitter_ms < 0:
+            raise ValueError("EmulatorConfig.latency_ms and latency_jitter_ms must be >= 0")
+        for name in ("fail_rate", "drop_rate", "truncate_rate", "lost_answer_rate"):
+            _check_rate(name, getattr(self, name))
+        total = self.fail_rate + self.drop_rate + self.truncate_rate + self.lost_answer_rate
+        if total > 1.0 + 1e-9:
+            raise ValueError(
+                f"EmulatorConfig: fault rates add up to {total:.3f}; their sum must be <= 1"
+            )
+        if self.max_page_limit < 1:
+            raise ValueError("EmulatorConfig.max_page_limit must be >= 1")
+        if self.create_status not in _CREATE_STATUS_CHOICES:
+            raise ValueError(
+                f"EmulatorConfig.create_status must be one of {_CREATE_STATUS_CHOICES}, "
+                f"got {self.create_status!r}"
+            )
+        # Accept a bare string by mistake? No: a str is iterable and would parse char by char.
+        for name in ("mutation_windows", "segment_mutation_windows"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                raise ValueError(
+                    f"EmulatorConfig.{name} must be a sequence of windows, e.g. ({value!r},)"
+                )
+            self._parsed[name] = tuple(parse_window(w) for w in value)
+
+    @property
+    def windows(self) -> tuple[QuotaWindow, ...]:
+        """Parsed windows of the default mutation bucket."""
+        return self._parsed["mutation_windows"]
+
+    @property
+    def segment_windows(self) -> tuple[QuotaWindow, ...]:
+        """Parsed windows of the ``/segments/*`` mutation bucket."""
+        return self._parsed["segment_mutation_windows"]
+
+    def create_code(self, spec_code: int) -> int:
+        """The success code for a create whose spec code is ``spec_code``."""
+        if self.create_status == "spec":
+            return spec_code
+        return int(self.create_status)

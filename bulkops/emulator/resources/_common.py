@@ -1,0 +1,93 @@
+"""Pieces several resources share: collection accessors and server-assigned audit fields.
+
+Entities created or changed with a console key are attributed to "CONSOLE API" (reference §7);
+the ids are the project's stable ``api_user_id`` so repeated runs give identical data.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .._store import Collection, Entity, Project
+from .._validation import Obj, Str
+
+__all__ = [
+    "CONSOLE_API",
+    "OWNER_INPUT",
+    "console_owner",
+    "created_fields",
+    "metric_source_of",
+    "metric_sources",
+    "metrics",
+    "modified_fields",
+]
+
+CONSOLE_API = "CONSOLE API"
+
+METRICS = "metrics"
+METRIC_SOURCES = "metric_sources"
+BY_SOURCE = "metric_source"
+
+OWNER_INPUT = Obj(
+    fields={
+        "ownerID": Str(),
+        "ownerType": Str(),
+        "ownerName": Str(),
+        "ownerEmail": Str(),
+        "name": Str(),
+    },
+    nullable=True,
+)
+
+
+def metric_source_of(metric: Entity) -> str | None:
+    """The metric source a (warehouse-native) metric reads from, if any."""
+    whn = metric.get("warehouseNative")
+    if isinstance(whn, dict):
+        name = whn.get("metricSourceName")
+        if isinstance(name, str) and name:
+            return name
+    return None
+
+
+def metrics(project: Project) -> Collection:
+    """The project's metrics, keyed by ``<name>::<type>``, indexed by metric source."""
+    coll = project.collection(METRICS)
+    coll.ensure_index(BY_SOURCE, metric_source_of)
+    return coll
+
+
+def metric_sources(project: Project) -> Collection:
+    """The project's metric sources, keyed by name."""
+    return project.collection(METRIC_SOURCES)
+
+
+def console_owner(project: Project) -> dict[str, Any]:
+    """``owner`` as the API reports it for entities created with a console key."""
+    return {
+        "name": CONSOLE_API,
+        "ownerID": project.api_user_id,
+        "ownerType": "SDK_KEY",
+        "ownerName": CONSOLE_API,
+        "ownerEmail": "",
+    }
+
+
+def modified_fields(project: Project, now_ms: int) -> dict[str, Any]:
+    """``lastModified*`` fields for a change made now with the console key."""
+    return {
+        "lastModifiedTime": now_ms,
+        "lastModifierID": project.api_user_id,
+        "lastModifierName": CONSOLE_API,
+        "lastModifierEmail": None,
+    }
+
+
+def created_fields(project: Project, now_ms: int) -> dict[str, Any]:
+    """``creator*``/``createdTime`` plus ``lastModified*`` for an entity created now."""
+    return {
+        "creatorName": CONSOLE_API,
+        "creatorEmail": None,
+        "createdTime": now_ms,
+        **modified_fields(project, now_ms),
+    }

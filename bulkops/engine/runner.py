@@ -1,0 +1,291 @@
+"""Running a job: state, projects, graph, signals, progress, summary, exit code.
+
+Exit codes: 0 complete; 3 finished but some items failed; 4 aborted by a fatal error (resumable);
+130 interrupted (resumable). Usage and job-file errors (2) are raised before anything starts.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import anyio
+import structlog
+
+from bulkops import logs, redact
+from bulkops.api.client import ConsoleClient, RetryPolicy
+from bulkops.api.governor import RateGovernor, SendTimeStore
+from bulkops.engine.graph import Aborted, Scheduler
+from bulkops.engine.journal import Journal
+from bulkops.engine.spool import Spool
+from bulkops.engine.state import COMPLETE, StateDir, default_state_dir
+from bulkops.errors import MissingKeyError
+from bulkops.jobs import kind_module
+from bulkops.jobs.base import RunContext
+from bulkops.jobs.spec import JobDefinition, ProjectSpec
+
+log = structlog.get_logger("bulkops.run")
+
+EXIT_OK, EXIT_FAILED_ITEMS, EXIT_ABORTED, EXIT_INTERRUPTED = 0, 3, 4, 130
+#: After the first SIGINT/SIGTERM, in-flight requests get this long to finish before being cut.
+GRACE_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    state_dir: Path | None = None
+    fresh: bool = False
+    base_url: str | None = None
+    concurrency: int | None = None
+    sandbox: bool = False
+    command: str = "run"
+    progress: bool | None = None  # None: live on a terminal, periodic events elsewhere
+    retry: RetryPolicy | None = None
+
+
+@dataclass(frozen=True)
+class ProjectAccess:
+    role: str
+    base_url: str
+    api_key: str
+
+
+def resolve_state_dir(job: JobDefinition, options: RunOptions) -> StateDir:
+    return StateDir((options.state_dir or default_state_dir(job.name)).resolve())
+
+
+def resolve_keys(job: JobDefinition, options: RunOptions) -> dict[str, ProjectSpec]:
+    """Check every key variable is set before anything starts (sandbox runs use demo keys)."""
+    projects = job.spec.projects()
+    if options.sandbox:
+        return projects
+    for role, project in projects.items():
+        if not os.environ.get(project.api_key_env, "").strip():
+            raise MissingKeyError(
+                f"the environment variable {project.api_key_env} (api_key_env of [{role}] in "
+                f"{job.path}) is not set. Export it with the project's Console API key, e.g. "
+                f"`export {project.api_key_env}=console-...`, or rehearse with --sandbox."
+            )
+    return projects
+
+
+async def run_job(job: JobDefinition, options: RunOptions) -> int:
+    projects = resolve_keys(job, options)
+    state = resolve_state_dir(job, options)
+    run, resumed = state.begin(job, fresh=options.fresh, command=options.command)
+    logs.open_log_file(state.log_file)
+    structlog.contextvars.bind_contextvars(job=job.name, run_id=run["run_id"])
+    log.info("bulkops.run.started", kind=job.kind, state=str(state.root), resumed=resumed)
+    try:
+        async with AsyncExitStack() as stack:
+            access = await stack.enter_async_context(_project_access(projects, options))
+            clients = await _open_clients(stack, job, options, state, access)
+            exit_code, summary = await _execute(job, options, state, run, clients)
+    finally:
+        structlog.contextvars.unbind_contextvars("job", "run_id")
+    return _finish(state, run, exit_code, summary)
+
+
+@asynccontextmanager
+async def _project_access(
+    projects: dict[str, ProjectSpec], options: RunOptions
+) -> AsyncIterator[dict[str, ProjectAccess]]:
+    if not options.sandbox:
+        yield {
+            role: ProjectAccess(role, options.base_url or spec.base_url, os.environ[spec.api_key_env])
+            for role, spec in projects.items()
+        }
+        return
+    from bulkops.emulator import EmulatorConfig, build_demo_world, running_emulator
+
+    world = build_demo_world()
+    async with running_emulator(world, EmulatorConfig()) as base_url:
+        log.info("bulkops.sandbox.started", base_url=base_url)
+        yield {
+            role: ProjectAccess(role, base_url, world.projects[role].console_key) for role in projects
+        }
+
+
+async def _open_clients(
+    stack: AsyncExitStack,
+    job: JobDefinition,
+    options: RunOptions,
+    state: StateDir,
+    access: dict[str, ProjectAccess],
+) -> dict[str, ConsoleClient]:
+    """One session, governor and client per distinct project; roles sharing a key share them."""
+    limits = job.spec.limits
+    concurrency = options.concurrency or limits.concurrency
+    by_project: dict[tuple[str, str], ConsoleClient] = {}
+    clients = {}
+    for role, project in access.items():
+        identity = (project.base_url, project.api_key)
+        if identity not in by_project:
+            session = await stack.enter_async_context(
+                aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency))
+            )
+            governor = RateGovernor(
+                role,
+                mutation_windows=limits.mutation_windows(),
+                read_windows=limits.read_windows(),
+                concurrency=concurrency,
+                store=SendTimeStore(state.governor_file(role)),
+            )
+            by_project[identity] = ConsoleClient(
+                project=role,
+                base_url=project.base_url,
+                api_key=project.api_key,
+                session=session,
+                governor=governor,
+                retry=options.retry,
+            )
+        clients[role] = by_project[identity]
+    return clients
+
+
+async def _execute(
+    job: JobDefinition,
+    options: RunOptions,
+    state: StateDir,
+    run: dict[str, Any],
+    clients: dict[str, ConsoleClient],
+) -> tuple[int, dict[str, Any]]:
+    from bulkops.progress import Progress
+
+    journal = Journal.open(state.journal_file)
+    concurrency = options.concurrency or job.spec.limits.concurrency
+    scheduler = Scheduler(journal, max_running=max(16, 4 * concurrency * len(clients)))
+    ctx = RunContext(
+        job=job,
+        run_id=run["run_id"],
+        state=state,
+        journal=journal,
+        scheduler=scheduler,
+        spool=Spool(state.spool),
+        clients=clients,
+        started_at=float(run["started_at"]),
+    )
+    kind = kind_module(job.kind)
+    for task in kind.root_tasks(ctx):
+        scheduler.add(task)
+    progress = Progress(scheduler, clients.values(), live=options.progress)
+    started = time.monotonic()
+    exit_code = EXIT_OK
+    fatal: str | None = None
+    try:
+        interrupted, aborted = await _run_with_signals(scheduler, progress)
+    finally:
+        journal.close()
+    if aborted is not None:
+        exit_code, fatal = EXIT_ABORTED, redact.text(str(aborted.cause))
+    elif interrupted:
+        exit_code = EXIT_INTERRUPTED
+    elif scheduler.failures():
+        exit_code = EXIT_FAILED_ITEMS
+    summary = {
+        "exit_code": exit_code,
+        "elapsed_s": round(time.monotonic() - started, 3),
+        "tasks": {k: v for k, v in scheduler.counts().items() if v},
+        "tasks_replayed_from_checkpoint": scheduler.replayed,
+        "failures": [
+            {"task": task_id, "what": label, "error": error}
+            for task_id, label, error in scheduler.failures()
+        ],
+        "fatal": fatal,
+        "requests": {role: client.stats.as_dict() for role, client in clients.items()},
+        "job": kind.summary(ctx),
+    }
+    return exit_code, summary
+
+
+async def _run_with_signals(scheduler: Scheduler, progress: Any) -> tuple[bool, Aborted | None]:
+    """Run the graph; on SIGINT/SIGTERM stop starting tasks, let in-flight ones finish briefly."""
+    interrupted = False
+    aborted: Aborted | None = None
+    async with anyio.create_task_group() as watchers:
+        run_scope = anyio.CancelScope()
+
+        def on_signal(signum: int) -> None:
+            nonlocal interrupted
+            if not interrupted:
+                interrupted = True
+                log.warning("bulkops.run.interrupting", signal=signal.Signals(signum).name)
+                scheduler.stop()
+                watchers.start_soon(_cancel_after, run_scope, GRACE_SECONDS)
+            else:
+                run_scope.cancel()
+
+        watchers.start_soon(_watch_signals, on_signal)
+        watchers.start_soon(progress.run)
+        try:
+            with run_scope:
+                await scheduler.run()
+        except Aborted as exc:
+            aborted = exc
+        finally:
+            watchers.cancel_scope.cancel()
+    return interrupted, aborted
+
+
+async def _watch_signals(callback: Callable[[int], None]) -> None:
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            callback(signum)
+
+
+async def _cancel_after(scope: anyio.CancelScope, seconds: float) -> None:
+    await anyio.sleep(seconds)
+    scope.cancel()
+
+
+def _finish(state: StateDir, run: dict[str, Any], exit_code: int, summary: dict[str, Any]) -> int:
+    status = {
+        EXIT_OK: COMPLETE,
+        EXIT_FAILED_ITEMS: "incomplete",
+        EXIT_ABORTED: "aborted",
+        EXIT_INTERRUPTED: "interrupted",
+    }[exit_code]
+    run.update(status=status, finished_at=time.time(), exit_code=exit_code, summary=summary)
+    state.write_run(redact.deep(run))
+    log.info("bulkops.run.finished", status=status, **{k: summary[k] for k in ("exit_code", "tasks")})
+    print_summary(run, file=sys.stderr)
+    logs.close_log_file()
+    return exit_code
+
+
+def print_summary(run: dict[str, Any], *, file: Any) -> None:
+    summary = run.get("summary") or {}
+    lines = [
+        f"bulkops: job {run.get('job')!r} run {run.get('run_id')}: {run.get('status')} "
+        f"(exit {summary.get('exit_code')}) in {summary.get('elapsed_s', 0):.1f}s",
+        f"  tasks: {summary.get('tasks', {})}"
+        f"  (replayed from checkpoint: {summary.get('tasks_replayed_from_checkpoint', 0)})",
+    ]
+    for role, stats in (summary.get("requests") or {}).items():
+        lines.append(
+            f"  {role}: {stats['requests']} requests, {stats['retries']} retries, "
+            f"{stats['rate_limited']} rate-limited, {stats['mutations']} mutations, "
+            f"by status {stats['by_status']}"
+        )
+    if summary.get("fatal"):
+        lines.append(f"  aborted: {summary['fatal']}")
+        lines.append("  fix the cause, then re-run the same command to resume.")
+    failures = summary.get("failures") or []
+    for failure in failures[:20]:
+        lines.append(f"  failed: {failure['what'] or failure['task']}: {failure['error']}")
+    if len(failures) > 20:
+        lines.append(f"  ... and {len(failures) - 20} more (see `bulkops status`)")
+    if failures:
+        lines.append("  re-run the same command to retry only what failed.")
+    job_summary = summary.get("job") or {}
+    for key, value in job_summary.items():
+        lines.append(f"  {key}: {value}")
+    print("\n".join(lines), file=file, flush=True)

@@ -1,0 +1,148 @@
+"""The state directory of a job: what run is in it, and whether a command may resume it.
+
+Layout::
+
+    <state>/run.json         the current run: id, job, job-file digest, status, summary (atomic writes)
+    <state>/journal.jsonl    append-only task outcomes and mutation intents (bulkops.engine.journal)
+    <state>/log.jsonl        every log event of every run, as JSON lines
+    <state>/spool/           page bodies fetched by finished tasks, referenced from the journal
+    <state>/governor/        mutation send times per project (the 15-minute window outlives a run)
+    <state>/previous/        the journal of the last finished run, kept for inspection
+
+A run that finished with exit 0 is *complete*: the next command starts a new run. Any other run is
+resumable, unless the job file changed since it began (refused unless ``--fresh``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bulkops.errors import StateError
+from bulkops.jobs.spec import JobDefinition
+
+COMPLETE = "complete"
+RUNNING = "running"
+
+
+def default_state_dir(job_name: str) -> Path:
+    return Path.cwd() / ".bulkops" / job_name
+
+
+def write_json_atomic(path: Path, value: Any) -> None:
+    """Write-to-temp, fsync, rename: a reader sees the old file or the new one, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with tmp.open("wb") as handle:
+        handle.write(orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    tmp.replace(path)
+
+
+@dataclass
+class StateDir:
+    root: Path
+
+    @property
+    def run_file(self) -> Path:
+        return self.root / "run.json"
+
+    @property
+    def journal_file(self) -> Path:
+        return self.root / "journal.jsonl"
+
+    @property
+    def log_file(self) -> Path:
+        return self.root / "log.jsonl"
+
+    @property
+    def spool(self) -> Path:
+        return self.root / "spool"
+
+    @property
+    def plan_file(self) -> Path:
+        return self.root / "plan.json"
+
+    def governor_file(self, project_tag: str) -> Path:
+        return self.root / "governor" / f"{project_tag}.times"
+
+    def read_run(self) -> dict[str, Any] | None:
+        try:
+            value = orjson.loads(self.run_file.read_bytes())
+        except FileNotFoundError:
+            return None
+        except orjson.JSONDecodeError:
+            raise StateError(
+                f"{self.run_file} is not valid JSON; repair it, or start over with --fresh"
+            ) from None
+        return value if isinstance(value, dict) else None
+
+    def write_run(self, run: dict[str, Any]) -> None:
+        write_json_atomic(self.run_file, run)
+
+    def begin(self, job: JobDefinition, *, fresh: bool, command: str) -> tuple[dict[str, Any], bool]:
+        """Start a new run or resume the unfinished one; return (run record, resumed?)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        previous = self.read_run()
+        if previous is not None and fresh:
+            self.discard()
+            previous = None
+        if previous is not None and previous.get("status") != COMPLETE:
+            self._check_same_job(previous, job)
+            previous["status"] = RUNNING
+            previous["resumed_at"] = time.time()
+            previous["attempts"] = int(previous.get("attempts", 1)) + 1
+            self.write_run(previous)
+            return previous, True
+        if previous is not None:
+            self._retire_finished()
+        run = {
+            "run_id": uuid.uuid4().hex[:12],
+            "job": job.name,
+            "kind": job.kind,
+            "job_file": str(job.path),
+            "job_digest": job.digest,
+            "command": command,
+            "status": RUNNING,
+            "started_at": time.time(),
+            "attempts": 1,
+        }
+        self.write_run(run)
+        return run, False
+
+    def _check_same_job(self, previous: dict[str, Any], job: JobDefinition) -> None:
+        if previous.get("job") != job.name or previous.get("kind") != job.kind:
+            raise StateError(
+                f"state directory {self.root} holds an unfinished run of job "
+                f"{previous.get('job')!r} ({previous.get('kind')}), not {job.name!r}. "
+                "Use another --state directory, or pass --fresh to discard that run."
+            )
+        if previous.get("job_digest") != job.digest:
+            raise StateError(
+                f"the job file {job.path} changed since the unfinished run "
+                f"{previous.get('run_id')} in {self.root} began. Restore the file to resume that "
+                "run, or pass --fresh to discard it and start over."
+            )
+
+    def _retire_finished(self) -> None:
+        previous = self.root / "previous"
+        shutil.rmtree(previous, ignore_errors=True)
+        previous.mkdir()
+        for name in ("journal.jsonl", "run.json", "plan.json", "verify.json"):
+            if (self.root / name).exists():
+                (self.root / name).replace(previous / name)
+        shutil.rmtree(self.spool, ignore_errors=True)
+
+    def discard(self) -> None:
+        """Forget the current run (``--fresh``). Logs and governor send times stay."""
+        for name in ("journal.jsonl", "run.json", "plan.json", "verify.json"):
+            (self.root / name).unlink(missing_ok=True)
+        shutil.rmtree(self.spool, ignore_errors=True)

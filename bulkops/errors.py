@@ -1,0 +1,141 @@
+"""The one error tree of bulkops.
+
+    BulkopsError
+    ├── UserError                      bad input; exit 2, one clear paragraph, no traceback
+    │   ├── JobFileError               TOML syntax, schema, unknown job kind
+    │   ├── MissingKeyError            the env var named by api_key_env is unset or empty
+    │   └── StateError                 state directory refuses the run (job file changed, no plan...)
+    ├── CheckpointError                the journal is corrupt beyond a torn last record
+    └── ApiError                       anything the Console API (or the way to it) did wrong
+        ├── TransportError             no usable HTTP answer: reset, timeout, truncated body   (retryable)
+        │   └── MalformedResponse      a 2xx whose body is not the JSON envelope we expect     (retryable)
+        └── StatusError                the server answered with a non-2xx status
+            ├── AuthError              401/403: fatal, never retried; names the project
+            ├── NotFound               404
+            ├── ValidationFailed       400 with an ``errors`` list (or any other 400)
+            │   └── NameInUse          400 "Name is already in use"
+            ├── RateLimited            429                                                       (retryable)
+            └── ServerError            5xx                                                       (retryable)
+
+aiohttp exceptions are translated into this tree in exactly one place: ``bulkops.api.client``.
+``retryable`` says whether a *read* may simply be sent again; whether a *mutation* may be is decided
+by ``outcome_unknown`` (the request may have been applied even though we saw no answer).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class BulkopsError(Exception):
+    """Base of every error bulkops raises on purpose."""
+
+    exit_code = 1
+    #: A fatal error stops the whole job (exit 4): no other task can succeed either.
+    fatal = False
+
+
+class UserError(BulkopsError):
+    """The user gave us something we cannot work with; the message says how to fix it."""
+
+    exit_code = 2
+
+
+class JobFileError(UserError):
+    """The job file cannot be read, parsed or validated."""
+
+
+class MissingKeyError(UserError):
+    """The environment variable that should hold a Console API key is unset or empty."""
+
+
+class StateError(UserError):
+    """The state directory cannot serve this command (changed job file, missing plan, ...)."""
+
+
+class CheckpointError(BulkopsError):
+    """The journal is damaged somewhere other than its last record."""
+
+    exit_code = 4
+    fatal = True
+
+
+class ApiError(BulkopsError):
+    """Base of errors from talking to the Console API."""
+
+    retryable = False
+    #: True when a mutation may have been applied although no answer says so.
+    outcome_unknown = False
+
+    def __init__(self, message: str, *, project: str | None = None) -> None:
+        super().__init__(message)
+        self.project = project
+
+
+class TransportError(ApiError):
+    """No usable HTTP response: connection refused or reset, timeout, truncated body."""
+
+    retryable = True
+
+    def __init__(self, message: str, *, project: str | None = None, sent: bool = True) -> None:
+        super().__init__(message, project=project)
+        # A request that never left (connection refused) cannot have been applied.
+        self.outcome_unknown = sent
+
+
+class MalformedResponse(TransportError):
+    """A success status whose body is not the JSON envelope the API documents."""
+
+
+class StatusError(ApiError):
+    """The server answered with a non-2xx status."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        project: str | None = None,
+        body: Any = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, project=project)
+        self.status = status
+        self.body = body
+        self.retry_after = retry_after
+
+
+class AuthError(StatusError):
+    """401/403: the key is wrong, inactive or lacks a scope. Fatal: retrying cannot help."""
+
+    fatal = True
+
+
+class NotFound(StatusError):
+    """404: the entity does not exist."""
+
+
+class ValidationFailed(StatusError):
+    """400: the server rejected the request body or query."""
+
+    @property
+    def errors(self) -> list[dict[str, Any]]:
+        errors = self.body.get("errors") if isinstance(self.body, dict) else None
+        return errors if isinstance(errors, list) else []
+
+
+class NameInUse(ValidationFailed):
+    """400 "Name is already in use": a create (or rename) collided with an existing entity."""
+
+
+class RateLimited(StatusError):
+    """429: the project's quota is spent. The rejected attempt counted against it too."""
+
+    retryable = True
+
+
+class ServerError(StatusError):
+    """5xx: the server failed. A mutation that got one may or may not have been applied."""
+
+    retryable = True
+    outcome_unknown = True

@@ -1,0 +1,125 @@
+"""``export_metrics``: every metric of every metric source, complete, checked, published atomically.
+
+Task graph::
+
+    sources:p1 ──(children: sources:p2..pN)──► sources:collect ──(children)──┐
+                                                                           ├─► metrics:<name>:p1 (+ its pages)
+                                                                           └─► publish (after all of them)
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any, ClassVar, Literal
+
+import orjson
+from pydantic import Field
+
+from bulkops.api.client import api_path
+from bulkops.engine.graph import Task
+from bulkops.jobs.base import RunContext
+from bulkops.jobs.listing import listing_pages, listing_task, read_listing
+from bulkops.jobs.spec import JobSpec, ProjectSpec, Strict
+from bulkops.output.publish import Publication, safe_file_stem
+
+SOURCES = "sources"
+PUBLISH = "publish"
+
+
+class OutputSpec(Strict):
+    dir: str = Field(min_length=1)
+
+
+class Spec(JobSpec):
+    kind: ClassVar[str] = "export_metrics"
+    roles: ClassVar[tuple[str, ...]] = ("source",)
+
+    job: Literal["export_metrics"]
+    source: ProjectSpec
+    output: OutputSpec
+
+
+def root_tasks(ctx: RunContext) -> list[Task]:
+    sources = listing_task(
+        ctx, role="source", prefix=SOURCES, path=api_path("metrics", "metric_source", "list"),
+        label="metric sources",
+    )
+    collect = Task(
+        id=f"{SOURCES}:collect",
+        body=lambda: _collect_sources(ctx),
+        deps=(sources.id,),
+        expand=lambda result: _per_source_tasks(ctx, result["names"]),
+        label="metric source names",
+    )
+    return [sources, collect]
+
+
+async def _collect_sources(ctx: RunContext) -> dict[str, Any]:
+    lines = read_listing(ctx, SOURCES, what="the metric source list")
+    names = [orjson.loads(line)["name"] for line in lines]
+    return {"names": names}
+
+
+def _metrics_prefix(name: str) -> str:
+    return f"metrics:{name}"
+
+
+def _per_source_tasks(ctx: RunContext, names: list[str]) -> Iterator[Task]:
+    firsts = []
+    for name in names:
+        path = api_path("metrics", "metric_source", name, "metrics")
+        first = listing_task(
+            ctx, role="source", prefix=_metrics_prefix(name), path=path, label=f"source {name!r}"
+        )
+        firsts.append(first.id)
+        yield first
+    yield Task(
+        id=PUBLISH,
+        body=lambda: _publish(ctx, names),
+        deps=tuple(firsts),  # a child of the collect task, so it cannot wait for it
+        label="publish the export",
+    )
+
+
+async def _publish(ctx: RunContext, names: list[str]) -> dict[str, Any]:
+    spec: Spec = ctx.job.spec  # type: ignore[assignment]
+    root = ctx.job.resolve_path(spec.output.dir)
+    publication = Publication(root, ctx.run_id)
+    entries = []
+    for name in names:
+        relative = f"metric_sources/{safe_file_stem(name)}.jsonl"
+        lines = read_listing(ctx, _metrics_prefix(name), what=f"the metrics of source {name!r}")
+        staged = publication.stage(relative, lines)
+        entries.append(
+            {"name": name, "file": relative, "count": staged.count, "sha256": staged.sha256}
+        )
+    sources_file = publication.stage("metric_sources.jsonl", read_listing(ctx, SOURCES, what="the metric source list"))
+    manifest = {
+        "complete": True,
+        "job": ctx.job.name,
+        "kind": Spec.kind,
+        "run_id": ctx.run_id,
+        "started_at": _iso(ctx.started_at),
+        "published_at": _iso(time.time()),
+        "metric_sources_file": {
+            "file": "metric_sources.jsonl",
+            "count": sources_file.count,
+            "sha256": sources_file.sha256,
+        },
+        "metric_sources": entries,
+        "totals": {"metric_sources": len(entries), "metrics": sum(e["count"] for e in entries)},
+    }
+    publication.commit(manifest, prune=root / "metric_sources")
+    return {"dir": str(root), **manifest["totals"]}
+
+
+def summary(ctx: RunContext) -> dict[str, Any]:
+    if ctx.scheduler.is_done(PUBLISH):
+        return {"published": ctx.scheduler.result(PUBLISH)}
+    sources = len(listing_pages(ctx, SOURCES))
+    return {"published": None, "source_pages_read": sources}
+
+
+def _iso(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))

@@ -1,0 +1,85 @@
+"""Structured logging: every event to ``<state>/log.jsonl``, and readable lines (or JSON) on stderr.
+
+Events have dotted names (``bulkops.task.failed``) and flat fields. ``job``, ``run_id``, ``task_id``
+and ``project`` are on every event (null where they do not apply); the first three are bound through
+``structlog.contextvars``. Secrets are masked before any sink sees an event.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+import orjson
+import structlog
+
+from bulkops import redact
+
+_LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50, "exception": 40}
+_CONTEXT_FIELDS = ("job", "run_id", "task_id", "project")
+
+
+class _Sinks:
+    """The last processor: write the event to the file and stderr, then drop it."""
+
+    def __init__(self) -> None:
+        self.file: TextIO | None = None
+        self.stderr_format = "console"
+        self.stderr_level = logging.INFO
+        self._console = structlog.dev.ConsoleRenderer(colors=False)
+
+    def __call__(self, logger: Any, name: str, event: dict[str, Any]) -> Any:
+        level = _LEVELS.get(event.get("level", "info"), 20)
+        if self.file is not None:
+            self.file.write(orjson.dumps(event, default=str).decode() + "\n")
+            self.file.flush()
+        if level >= self.stderr_level:
+            if self.stderr_format == "json":
+                line = orjson.dumps(event, default=str).decode()
+            else:
+                shown = {k: v for k, v in event.items() if v is not None and k != "timestamp"}
+                line = self._console(logger, name, shown)
+            # Resolve sys.stderr now: the live progress display swaps it for a proxy.
+            print(line, file=sys.stderr, flush=True)
+        raise structlog.DropEvent
+
+
+_sinks = _Sinks()
+
+
+def _ensure_context(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
+    for field in _CONTEXT_FIELDS:
+        event.setdefault(field, None)
+    return event
+
+
+def configure(*, stderr_format: str = "console", verbose: bool = False) -> None:
+    _sinks.stderr_format = stderr_format
+    _sinks.stderr_level = logging.DEBUG if verbose else logging.INFO
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            _ensure_context,
+            redact.processor,
+            _sinks,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),
+        cache_logger_on_first_use=False,
+    )
+
+
+def open_log_file(path: Path) -> None:
+    close_log_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _sinks.file = path.open("a", encoding="utf-8")
+
+
+def close_log_file() -> None:
+    if _sinks.file is not None:
+        _sinks.file.close()
+        _sinks.file = None

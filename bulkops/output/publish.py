@@ -1,0 +1,99 @@
+"""Publishing an export atomically: staged files, renamed into place, the manifest written last.
+
+While files are swapped the old manifest is gone, so a reader that trusts ``manifest.json`` never
+sees a complete manifest over a mix of old and new files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import unicodedata
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bulkops.engine.state import write_json_atomic
+
+MANIFEST = "manifest.json"
+
+
+def safe_file_stem(name: str) -> str:
+    """A file name for an arbitrary entity name: readable, safe, and distinct per name.
+
+    The readable part keeps letters, digits, ``.``, ``_`` and ``-`` (no separators, no control
+    characters, no leading dot so never ``..``); a hash of the exact name keeps distinct names
+    distinct, even ones that differ only in case on a case-insensitive file system.
+    """
+    readable = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    readable = re.sub(r"[^A-Za-z0-9._-]+", "_", readable).strip("._-")[:80] or "source"
+    digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:10]
+    return f"{readable}-{digest}"
+
+
+@dataclass
+class StagedFile:
+    final: Path
+    staged: Path
+    count: int
+    sha256: str
+
+
+class Publication:
+    """Files staged under temporary names in the output folder, published together."""
+
+    def __init__(self, root: Path, run_id: str) -> None:
+        self.root = root
+        self.run_id = run_id
+        self.staged: list[StagedFile] = []
+
+    def stage(self, relative: str, lines: Iterable[bytes]) -> StagedFile:
+        final = self.root / relative
+        final.parent.mkdir(parents=True, exist_ok=True)
+        if any(item.final == final for item in self.staged):
+            raise ValueError(f"two outputs map to the same file {final}")
+        staged = final.with_name(f".{final.name}.tmp-{self.run_id}")
+        digest = hashlib.sha256()
+        count = 0
+        with staged.open("wb") as handle:
+            for line in lines:
+                handle.write(line)
+                digest.update(line)
+                count += 1
+            handle.flush()
+            os.fsync(handle.fileno())
+        item = StagedFile(final, staged, count, digest.hexdigest())
+        self.staged.append(item)
+        return item
+
+    def commit(self, manifest: dict[str, Any], *, prune: Path | None = None) -> Path:
+        """Withdraw the old manifest, rename every staged file into place, write the manifest."""
+        (self.root / MANIFEST).unlink(missing_ok=True)
+        _fsync_dir(self.root)
+        for item in self.staged:
+            item.staged.replace(item.final)
+        if prune is not None:
+            self._prune(prune)
+        for folder in {item.final.parent for item in self.staged}:
+            _fsync_dir(folder)
+        write_json_atomic(self.root / MANIFEST, manifest)
+        return self.root / MANIFEST
+
+    def _prune(self, folder: Path) -> None:
+        """Remove files of a previous export that this one no longer has (a deleted source)."""
+        keep = {item.final for item in self.staged}
+        for path in folder.glob("*.jsonl"):
+            if path not in keep:
+                path.unlink()
+        for path in folder.glob(".*.tmp-*"):
+            path.unlink()  # staged files of runs that never published
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,82 @@
+"""``bulkops status``: what a run did and what is left, read from its state directory."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bulkops.engine.journal import read_journal
+from bulkops.engine.runner import print_summary
+from bulkops.engine.state import StateDir
+from bulkops.errors import StateError
+
+
+def find_state_dir(explicit: Path | None) -> StateDir:
+    if explicit is not None:
+        state = StateDir(explicit.resolve())
+        if not state.run_file.exists():
+            raise StateError(f"{explicit} holds no bulkops run (no run.json); check --state.")
+        return state
+    candidates = sorted(p.parent for p in (Path.cwd() / ".bulkops").glob("*/run.json"))
+    if not candidates:
+        raise StateError(
+            "no run found under ./.bulkops; pass --state DIR with the state directory of the run."
+        )
+    if len(candidates) > 1:
+        names = ", ".join(str(c) for c in candidates)
+        raise StateError(f"several runs found ({names}); pick one with --state DIR.")
+    return StateDir(candidates[0])
+
+
+def journal_overview(state: StateDir) -> dict[str, Any]:
+    done: set[str] = set()
+    failed: dict[str, str] = {}
+    intents: set[str] = set()
+    for record in read_journal(state.journal_file):
+        kind = record.get("type")
+        if kind == "task_done":
+            done.add(record["task"])
+            failed.pop(record["task"], None)
+        elif kind == "task_failed":
+            failed[record["task"]] = record.get("error", "")
+        elif kind == "task_invalidated":
+            done.difference_update(record.get("tasks", ()))
+        elif kind == "intent":
+            intents.add(record["op"])
+        elif kind == "outcome":
+            intents.discard(record["op"])
+    return {
+        "tasks_done": len(done),
+        "tasks_failed": [{"task": t, "error": e} for t, e in sorted(failed.items())],
+        "mutations_unreconciled": sorted(intents),
+    }
+
+
+def show_status(explicit: Path | None, *, as_json: bool) -> int:
+    state = find_state_dir(explicit)
+    run = state.read_run() or {}
+    overview = journal_overview(state)
+    if as_json:
+        sys.stdout.write(orjson.dumps({"state": str(state.root), "run": run, **overview},
+                                      option=orjson.OPT_INDENT_2).decode() + "\n")
+        return 0
+    out = sys.stdout
+    print(f"state: {state.root}", file=out)
+    if run.get("summary"):
+        print_summary(run, file=out)
+    else:
+        print(f"run {run.get('run_id')} of job {run.get('job')!r}: {run.get('status')}", file=out)
+    print(f"journal: {overview['tasks_done']} tasks done", file=out)
+    if overview["tasks_failed"]:
+        print(f"left to retry: {len(overview['tasks_failed'])} failed task(s):", file=out)
+        for item in overview["tasks_failed"][:50]:
+            print(f"  {item['task']}: {item['error']}", file=out)
+    if overview["mutations_unreconciled"]:
+        print(f"mutations sent without a recorded answer (reconciled on resume): "
+              f"{len(overview['mutations_unreconciled'])}", file=out)
+    if run.get("status") not in (None, "complete"):
+        print("re-run the same command to resume.", file=out)
+    return 0

@@ -1,0 +1,18 @@
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(autouse=True)
+def _quiet_logs():
+    """Configure structlog as the CLI does (info and up on stderr), not structlog's defaults."""
+    from bulkops import logs
+
+    logs.configure()
+    yield
+    logs.close_log_file()

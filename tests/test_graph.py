@@ -1,0 +1,109 @@
+"""The task graph: dynamic children, subtree completion, failure isolation, replay from the journal."""
+
+from __future__ import annotations
+
+import anyio
+
+from bulkops.engine.graph import Scheduler, Task
+from bulkops.engine.journal import Journal
+from bulkops.errors import AuthError, TransportError
+
+
+def body(calls: list[str], task_id: str, result=None, error: Exception | None = None):
+    async def run():
+        calls.append(task_id)
+        await anyio.sleep(0)
+        if error is not None:
+            raise error
+        return result if result is not None else task_id
+
+    return run
+
+
+def tree(calls: list[str], failing: str | None = None) -> list[Task]:
+    """root adds a1..a3 as children; report depends on root's whole subtree; other is unrelated."""
+
+    def children(_result):
+        for n in (1, 2, 3):
+            tid = f"a{n}"
+            err = TransportError("boom") if tid == failing else None
+            yield Task(id=tid, body=body(calls, tid, error=err))
+
+    return [
+        Task(id="root", body=body(calls, "root"), expand=children),
+        Task(id="report", body=body(calls, "report"), deps=("root",)),
+        Task(id="other", body=body(calls, "other")),
+    ]
+
+
+async def run_graph(journal: Journal, tasks: list[Task]) -> Scheduler:
+    scheduler = Scheduler(journal)
+    for task in tasks:
+        scheduler.add(task)
+    await scheduler.run()
+    return scheduler
+
+
+async def test_dependents_wait_for_the_whole_subtree(tmp_path) -> None:
+    calls: list[str] = []
+    scheduler = await run_graph(Journal.open(tmp_path / "j"), tree(calls))
+    assert calls.index("report") > max(calls.index(f"a{n}") for n in (1, 2, 3))
+    assert scheduler.counts()["done"] == 6
+    assert not scheduler.failures()
+
+
+async def test_a_failure_skips_only_its_dependents(tmp_path) -> None:
+    calls: list[str] = []
+    scheduler = await run_graph(Journal.open(tmp_path / "j"), tree(calls, failing="a2"))
+    assert "report" not in calls and "other" in calls
+    assert [f[0] for f in scheduler.failures()] == ["a2"]
+    counts = scheduler.counts()
+    assert counts["skipped"] == 1 and counts["failed"] == 2  # a2 itself and root's subtree
+
+
+async def test_a_rerun_replays_finished_bodies_and_retries_only_failures(tmp_path) -> None:
+    calls: list[str] = []
+    await run_graph(Journal.open(tmp_path / "j"), tree(calls, failing="a2"))
+    again: list[str] = []
+    scheduler = await run_graph(Journal.open(tmp_path / "j"), tree(again))
+    assert sorted(again) == ["a2", "report"]
+    assert scheduler.replayed == 4  # root, a1, a3, other
+    assert not scheduler.failures()
+
+
+async def test_a_fatal_error_aborts_the_job(tmp_path) -> None:
+    calls: list[str] = []
+    scheduler = Scheduler(Journal.open(tmp_path / "j"), max_running=1)
+    scheduler.add(Task(id="auth", body=body(calls, "auth", error=AuthError("bad key", status=401))))
+    scheduler.add(Task(id="later", body=body(calls, "later")))
+    try:
+        await scheduler.run()
+    except Exception as exc:  # Aborted
+        assert "bad key" in str(exc)
+    else:
+        raise AssertionError("expected the run to abort")
+    assert "later" not in calls
+
+
+async def test_stop_starts_nothing_new(tmp_path) -> None:
+    calls: list[str] = []
+    scheduler = Scheduler(Journal.open(tmp_path / "j"), max_running=1)
+
+    async def first():
+        calls.append("first")
+        scheduler.stop()
+
+    scheduler.add(Task(id="first", body=first))
+    scheduler.add(Task(id="second", body=body(calls, "second")))
+    await scheduler.run()
+    assert calls == ["first"]
+    assert "pending" in repr(scheduler) and scheduler.counts()["pending"] == 1
+
+
+async def test_a_task_waiting_on_a_missing_dependency_fails_instead_of_hanging(tmp_path) -> None:
+    calls: list[str] = []
+    scheduler = await run_graph(
+        Journal.open(tmp_path / "j"), [Task(id="orphan", body=body(calls, "x"), deps=("ghost",))]
+    )
+    assert calls == []
+    assert scheduler.failures()[0][0] == "orphan" and "ghost" in scheduler.failures()[0][2]

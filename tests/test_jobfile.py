@@ -1,0 +1,100 @@
+"""Job files: every kind of bad input ends in one clear message naming what is wrong, exit 2."""
+
+from __future__ import annotations
+
+import pytest
+
+from bulkops.cli import main
+
+
+def write(tmp_path, text: str, name: str = "job.toml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+GOOD = """
+job = "export_metrics"
+name = "nightly-metrics"
+[source]
+api_key_env = "STATSIG_CONSOLE_API_KEY"
+[output]
+dir = "exports/nightly"
+[limits]
+concurrency = 8
+mutation_rate = ["100/10s", "900/15min"]
+"""
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_validate_accepts_a_good_job_file(tmp_path, capsys) -> None:
+    code, out, err = run_cli(capsys, "validate", str(write(tmp_path, GOOD)))
+    assert code == 0, err
+    assert "valid export_metrics job 'nightly-metrics'" in out
+    assert "STATSIG_CONSOLE_API_KEY" in out
+
+
+def test_toml_syntax_error_names_file_line_and_column(tmp_path, capsys) -> None:
+    path = write(tmp_path, 'job = "export_metrics"\n[source\napi_key_env = "X"\n')
+    code, _, err = run_cli(capsys, "validate", str(path))
+    assert code == 2
+    assert str(path) in err and "line 2, column" in err and "TOML syntax error" in err
+    assert "Traceback" not in err
+
+
+def test_schema_errors_name_every_bad_field_with_its_path(tmp_path, capsys) -> None:
+    path = write(
+        tmp_path,
+        """
+job = "export_metrics"
+[source]
+api_key_env = "has space"
+colour = "blue"
+[limits]
+concurrency = 0
+mutation_rate = ["100/10 parsecs"]
+""",
+    )
+    code, _, err = run_cli(capsys, "validate", str(path))
+    assert code == 2
+    assert "source.api_key_env" in err
+    assert "source.colour: unknown key" in err
+    assert "limits.concurrency" in err
+    assert "limits.mutation_rate" in err and "100/10s" in err  # the hint shows the right form
+    assert "output: required key is missing" in err
+
+
+def test_unknown_job_kind_lists_the_known_ones(tmp_path, capsys) -> None:
+    code, _, err = run_cli(capsys, "validate", str(write(tmp_path, 'job = "export_everything"\n')))
+    assert code == 2
+    assert "unknown job kind 'export_everything'" in err and "export_metrics" in err
+
+
+def test_missing_job_key_and_missing_file(tmp_path, capsys) -> None:
+    code, _, err = run_cli(capsys, "validate", str(write(tmp_path, 'name = "x"\n')))
+    assert code == 2 and "`job`" in err
+    code, _, err = run_cli(capsys, "validate", str(tmp_path / "nope.toml"))
+    assert code == 2 and "does not exist" in err
+
+
+def test_run_names_the_missing_key_variable(tmp_path, capsys, monkeypatch) -> None:
+    monkeypatch.delenv("STATSIG_CONSOLE_API_KEY", raising=False)
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_cli(capsys, "run", str(write(tmp_path, GOOD)))
+    assert code == 2
+    assert "STATSIG_CONSOLE_API_KEY" in err and "--sandbox" in err
+    assert not (tmp_path / ".bulkops").exists()  # nothing started
+
+
+def test_bad_usage_exits_2(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run"])
+    assert exit_info.value.code == 2
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", "x.toml", "--concurrency", "0"])
+    assert exit_info.value.code == 2

@@ -29,6 +29,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("job_file", metavar="JOB.toml")
     _add_run_options(run)
 
+    plan = commands.add_parser("plan", help="read the projects and write a reviewable plan")
+    plan.add_argument("job_file", metavar="JOB.toml")
+    _add_run_options(plan)
+
+    apply = commands.add_parser("apply", help="apply the saved plan exactly")
+    _add_saved_run_options(apply)
+
+    undo = commands.add_parser("undo", help="restore what apply changed")
+    _add_saved_run_options(undo)
+
     status = commands.add_parser("status", help="what a run did and what is left")
     status.add_argument("--state", type=Path, metavar="DIR", help="the run's state directory")
     status.add_argument("--json", action="store_true", help="print JSON")
@@ -59,6 +69,20 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--state", type=Path, metavar="DIR",
                         help="state directory (default .bulkops/<job name>)")
     parser.add_argument("--fresh", action="store_true", help="discard an unfinished run's state")
+    parser.add_argument("--base-url", metavar="URL", help="override every project's base URL")
+    parser.add_argument("--concurrency", type=_positive_int, metavar="N",
+                        help="requests in flight per project")
+    parser.add_argument("--log-format", choices=("console", "json"), default="console")
+    parser.add_argument("--sandbox", action="store_true",
+                        help="run against the built-in emulator with demo data")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show debug events")
+
+
+def _add_saved_run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--state", type=Path, metavar="DIR",
+                        help="state directory of the planned run (default: the one under .bulkops)")
+    parser.add_argument("--force", action="store_true",
+                        help="overwrite entities that changed since the plan")
     parser.add_argument("--base-url", metavar="URL", help="override every project's base URL")
     parser.add_argument("--concurrency", type=_positive_int, metavar="N",
                         help="requests in flight per project")
@@ -112,8 +136,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "validate":
         return _validate(args)
-    if args.command == "run":
+    if args.command in ("run", "plan"):
         return _run(args)
+    if args.command in ("apply", "undo"):
+        return _apply(args)
     if args.command == "status":
         from bulkops.status import show_status
 
@@ -135,24 +161,46 @@ def _validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run(args: argparse.Namespace) -> int:
-    import anyio
+def _options(args: argparse.Namespace):  # -> RunOptions
+    from bulkops.engine.runner import RunOptions
 
-    from bulkops.engine.runner import RunOptions, run_job
-    from bulkops.jobs import load
-
-    job = load(args.job_file)
     if args.base_url and not args.base_url.startswith(("http://", "https://")):
         raise UserError(f"--base-url {args.base_url!r} must start with http:// or https://")
-    options = RunOptions(
+    return RunOptions(
         state_dir=args.state,
-        fresh=args.fresh,
+        fresh=getattr(args, "fresh", False),
         base_url=args.base_url.rstrip("/") if args.base_url else None,
         concurrency=args.concurrency,
         sandbox=args.sandbox,
-        command="run",
+        command=args.command,
+        force=getattr(args, "force", False),
     )
+
+
+def _run(args: argparse.Namespace) -> int:
+    import anyio
+
+    from bulkops.engine import planned
+    from bulkops.engine.runner import run_job
+    from bulkops.jobs import load
+
+    job = load(args.job_file)
+    options = _options(args)
+    if planned.is_planned(job.kind):
+        command = planned.plan_command if args.command == "plan" else planned.run_planned
+        return anyio.run(command, job, options)
+    if args.command == "plan":
+        raise UserError(f"{job.kind} jobs only read; they have no plan. Use `bulkops run`.")
     return anyio.run(run_job, job, options)
+
+
+def _apply(args: argparse.Namespace) -> int:
+    import anyio
+
+    from bulkops.engine import planned
+
+    command = planned.apply_command if args.command == "apply" else planned.undo_command
+    return anyio.run(command, _options(args))
 
 
 def _emulator(args: argparse.Namespace) -> int:

@@ -23,7 +23,7 @@ import structlog
 from bulkops import logs, redact
 from bulkops.api.client import ConsoleClient, RetryPolicy
 from bulkops.api.governor import RateGovernor, SendTimeStore
-from bulkops.engine.graph import Aborted, Scheduler
+from bulkops.engine.graph import Aborted, Scheduler, Task
 from bulkops.engine.journal import Journal
 from bulkops.engine.spool import Spool
 from bulkops.engine.state import COMPLETE, StateDir, default_state_dir
@@ -49,6 +49,7 @@ class RunOptions:
     command: str = "run"
     progress: bool | None = None  # None: live on a terminal, periodic events elsewhere
     retry: RetryPolicy | None = None
+    force: bool = False  # apply/undo: overwrite entities changed since the plan
 
 
 @dataclass(frozen=True)
@@ -78,20 +79,48 @@ def resolve_keys(job: JobDefinition, options: RunOptions) -> dict[str, ProjectSp
 
 
 async def run_job(job: JobDefinition, options: RunOptions) -> int:
-    projects = resolve_keys(job, options)
+    """``bulkops run`` for kinds without a plan phase (exports)."""
     state = resolve_state_dir(job, options)
+    kind = kind_module(job.kind)
+    projects = resolve_keys(job, options)
     run, resumed = state.begin(job, fresh=options.fresh, command=options.command)
+    async with open_session(job, options, state, run, projects, resumed=resumed) as session:
+        exit_code, summary = await execute(session, kind.root_tasks, kind.summary)
+    return finish(state, run, exit_code, summary)
+
+
+@dataclass
+class Session:
+    """A run's open resources: its state, run record and one client per role."""
+
+    job: JobDefinition
+    options: RunOptions
+    state: StateDir
+    run: dict[str, Any]
+    clients: dict[str, ConsoleClient]
+
+
+@asynccontextmanager
+async def open_session(
+    job: JobDefinition,
+    options: RunOptions,
+    state: StateDir,
+    run: dict[str, Any],
+    projects: dict[str, ProjectSpec],
+    *,
+    resumed: bool,
+) -> AsyncIterator[Session]:
     logs.open_log_file(state.log_file)
     structlog.contextvars.bind_contextvars(job=job.name, run_id=run["run_id"])
-    log.info("bulkops.run.started", kind=job.kind, state=str(state.root), resumed=resumed)
+    log.info("bulkops.run.started", kind=job.kind, command=options.command,
+             state=str(state.root), resumed=resumed)
     try:
         async with AsyncExitStack() as stack:
             access = await stack.enter_async_context(_project_access(projects, options))
             clients = await _open_clients(stack, job, options, state, access)
-            exit_code, summary = await _execute(job, options, state, run, clients)
+            yield Session(job, options, state, run, clients)
     finally:
         structlog.contextvars.unbind_contextvars("job", "run_id")
-    return _finish(state, run, exit_code, summary)
 
 
 @asynccontextmanager
@@ -151,30 +180,31 @@ async def _open_clients(
     return clients
 
 
-async def _execute(
-    job: JobDefinition,
-    options: RunOptions,
-    state: StateDir,
-    run: dict[str, Any],
-    clients: dict[str, ConsoleClient],
+async def execute(
+    session: Session,
+    root_tasks: Callable[[RunContext], list[Task]],
+    job_summary: Callable[[RunContext], dict[str, Any]],
+    *,
+    journal_file: Path | None = None,
 ) -> tuple[int, dict[str, Any]]:
+    """Run a task graph to its end under signals and progress; return (exit code, summary)."""
     from bulkops.progress import Progress
 
-    journal = Journal.open(state.journal_file)
+    job, options, state, clients = session.job, session.options, session.state, session.clients
+    journal = Journal.open(journal_file or state.journal_file)
     concurrency = options.concurrency or job.spec.limits.concurrency
     scheduler = Scheduler(journal, max_running=max(16, 4 * concurrency * len(clients)))
     ctx = RunContext(
         job=job,
-        run_id=run["run_id"],
+        run_id=session.run["run_id"],
         state=state,
         journal=journal,
         scheduler=scheduler,
         spool=Spool(state.spool),
         clients=clients,
-        started_at=float(run["started_at"]),
+        started_at=float(session.run["started_at"]),
     )
-    kind = kind_module(job.kind)
-    for task in kind.root_tasks(ctx):
+    for task in root_tasks(ctx):
         scheduler.add(task)
     progress = Progress(scheduler, clients.values(), live=options.progress)
     started = time.monotonic()
@@ -201,7 +231,7 @@ async def _execute(
         ],
         "fatal": fatal,
         "requests": {role: client.stats.as_dict() for role, client in clients.items()},
-        "job": kind.summary(ctx),
+        "job": job_summary(ctx),
     }
     return exit_code, summary
 
@@ -246,7 +276,7 @@ async def _cancel_after(scope: anyio.CancelScope, seconds: float) -> None:
     scope.cancel()
 
 
-def _finish(state: StateDir, run: dict[str, Any], exit_code: int, summary: dict[str, Any]) -> int:
+def finish(state: StateDir, run: dict[str, Any], exit_code: int, summary: dict[str, Any]) -> int:
     status = {
         EXIT_OK: COMPLETE,
         EXIT_FAILED_ITEMS: "incomplete",

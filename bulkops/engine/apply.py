@@ -1,0 +1,137 @@
+"""Applying a plan exactly once, without idempotency keys.
+
+Every operation becomes a task that:
+1. reads the entity (reads are cheap; mutations are the scarce resource);
+2. if it already matches the after-image, records ``done`` and sends nothing (a re-run, a resume, or
+   a lost answer that was in fact applied);
+3. if it still matches the precondition, appends ``intent`` to the journal, sends, appends ``outcome``;
+4. otherwise someone else changed it since the plan: a conflict, reported, never overwritten
+   (unless ``force``).
+A mutation whose answer was lost (timeout, reset, 5xx) is reconciled the same way, by reading again.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+
+from bulkops.api.client import ConsoleClient
+from bulkops.engine.compare import differences, precondition_holds
+from bulkops.engine.graph import Task
+from bulkops.engine.journal import Journal
+from bulkops.engine.plan import Operation
+from bulkops.errors import ApiError, BulkopsError, NotFound
+
+log = structlog.get_logger("bulkops.apply")
+
+#: How many times a lost answer is reconciled and the mutation re-sent before giving up.
+MAX_RECONCILES = 3
+REVIEW_HEADER = "x-respect-review-settings"
+
+
+class Conflict(BulkopsError):
+    """The target changed since the plan; the operation was not sent."""
+
+
+class ApplyOptions:
+    def __init__(self, *, force: bool = False, respect_review: bool = False) -> None:
+        self.force = force
+        self.respect_review = respect_review
+
+
+async def read_entity(client: ConsoleClient, path: str) -> dict[str, Any] | None:
+    """The entity at ``path`` (its ``data``), or None when it does not exist."""
+    try:
+        body = await client.get(path)
+    except NotFound:
+        return None
+    data = body.get("data")
+    if isinstance(data, list):  # a few endpoints wrap one object in a list
+        data = data[0] if data else None
+    return data if isinstance(data, dict) else None
+
+
+def operation_task(
+    op: Operation,
+    clients: dict[str, ConsoleClient],
+    journal: Journal,
+    options: ApplyOptions,
+    *,
+    on_done: Callable[[Operation, dict[str, Any]], None] | None = None,
+) -> Task:
+    async def body() -> dict[str, Any]:
+        result = await apply_operation(op, clients[op.role], journal, options)
+        if on_done is not None:
+            on_done(op, result)
+        return result
+
+    return Task(
+        id=f"op:{op.id}",
+        body=body,
+        deps=tuple(f"op:{dep}" for dep in op.deps),
+        label=f"{op.action} {op.kind} {op.entity_id}" + (f" ({op.group})" if op.group else ""),
+    )
+
+
+async def apply_operation(
+    op: Operation, client: ConsoleClient, journal: Journal, options: ApplyOptions
+) -> dict[str, Any]:
+    for _ in range(MAX_RECONCILES):
+        current = await read_entity(client, op.read_path)
+        if not differences(current, op.expected):
+            log.info("bulkops.apply.already_applied", op=op.id, project=op.role)
+            return _outcome(journal, op, "already_applied", current, sent=False)
+        if not precondition_holds(current, op.precondition) and not options.force:
+            raise Conflict(_conflict_message(op, current))
+        journal.append({"type": "intent", "op": op.id, "at": time.time()})
+        headers = {REVIEW_HEADER: "true"} if options.respect_review else None
+        try:
+            response = await client.request(op.method, op.path, json=op.body, extra_headers=headers)
+        except ApiError as exc:
+            if not exc.outcome_unknown:
+                journal.append({"type": "outcome", "op": op.id, "status": "failed",
+                                "error": str(exc)})
+                raise
+            log.warning("bulkops.apply.reconciling", op=op.id, error=str(exc), project=op.role)
+            continue  # read again: applied, still as planned (send again), or changed (conflict)
+        after = response.get("data") if isinstance(response.get("data"), dict) else None
+        status = "pending_review" if after and _review_pending(after) else "applied"
+        return _outcome(journal, op, status, after, sent=True)
+    raise ApiError(
+        f"{op.action} {op.kind} {op.entity_id!r}: no answer after {MAX_RECONCILES} attempts, and "
+        "the target does not show the change; re-run to reconcile again",
+        project=op.role,
+    )
+
+
+def _review_pending(entity: dict[str, Any]) -> bool:
+    review = entity.get("activeReview")
+    return isinstance(review, dict) and bool(review.get("reviewID"))
+
+
+def _outcome(
+    journal: Journal, op: Operation, status: str, after: dict[str, Any] | None, *, sent: bool
+) -> dict[str, Any]:
+    guard = {k: after.get(k) for k in ("version", "lastModifiedTime")} if after else {}
+    record = {"type": "outcome", "op": op.id, "status": status, "sent": sent, "after": guard}
+    journal.append(record)
+    return {"status": status, "sent": sent, "after": guard}
+
+
+def _conflict_message(op: Operation, current: dict[str, Any] | None) -> str:
+    if op.precondition == "absent":
+        seen = "now exists"
+    elif current is None:
+        seen = "was deleted"
+    else:
+        seen = (
+            f"changed since the plan (version {current.get('version')}, "
+            f"lastModifiedTime {current.get('lastModifiedTime')})"
+        )
+    return (
+        f"conflict: {op.kind} {op.entity_id!r} in [{op.role}] {seen}; not overwritten. "
+        "Plan again to include the change, or apply with --force to overwrite it."
+    )

@@ -1,0 +1,92 @@
+"""Plans: the reviewable list of mutations a job will send, each with its precondition and after-image.
+
+A plan is data (``<state>/plan.json``): ``bulkops plan`` writes it, ``bulkops apply`` executes exactly
+it, tests diff it. Each ``Operation`` says what the target looked like when planned (``precondition``)
+and what it must look like after (``expected``), which is what makes exactly-once possible without
+idempotency keys: a resumed or retried operation first reads the target and sends only if the target
+still matches the precondition (see ``bulkops.engine.apply``).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bulkops.engine.state import write_json_atomic
+from bulkops.errors import StateError
+
+PLAN_FORMAT = 1
+
+
+@dataclass
+class Operation:
+    """One mutation. ``id`` is deterministic: the same job over the same data plans the same ids."""
+
+    id: str
+    role: str  # which project of the job file: "target", "source"
+    kind: str  # entity kind: "gate", "experiment", "tag", ...
+    entity_id: str
+    action: str  # create | update | ...: for people and summaries
+    method: str
+    path: str  # already URL-encoded, from api_path()
+    body: Any
+    #: Where to read the entity back: GET path; its ``data`` is compared below.
+    read_path: str
+    #: "absent" (must 404), or {"version": v, "lastModifiedTime": t}, or {"fields": {...}}.
+    precondition: Any
+    #: Fields the entity must show after the mutation, compared after normalising (see compare.py).
+    expected: dict[str, Any]
+    deps: list[str] = field(default_factory=list)
+    #: What the entity looked like when planned (kept for undo and for the readable diff).
+    before: Any = None
+    #: Short human lines for the plan's readable summary (diff lines, notes).
+    describe: list[str] = field(default_factory=list)
+    #: Experiment (or other unit) this operation belongs to, for per-item failure reports.
+    group: str = ""
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Operation:
+        return cls(**data)
+
+
+@dataclass
+class Plan:
+    job: str
+    kind: str
+    job_file: str
+    job_digest: str
+    operations: list[Operation]
+    #: Entities looked at and left alone, things that cannot be carried, etc.: for the report.
+    notes: list[dict[str, Any]] = field(default_factory=list)
+    #: Per-role estimate of the time the mutation windows allow, filled by the planner.
+    estimate: dict[str, Any] = field(default_factory=dict)
+    created_at: float = field(default_factory=time.time)
+    format: int = PLAN_FORMAT
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def save(self, path: Path) -> None:
+        write_json_atomic(path, self.to_json())
+
+    @classmethod
+    def load(cls, path: Path) -> Plan:
+        try:
+            data = orjson.loads(path.read_bytes())
+        except FileNotFoundError:
+            raise StateError(
+                f"no plan at {path}; run `bulkops plan JOB.toml --state {path.parent}` first."
+            ) from None
+        except orjson.JSONDecodeError:
+            raise StateError(f"{path} is not valid JSON; run `bulkops plan` again.") from None
+        if data.get("format") != PLAN_FORMAT:
+            raise StateError(f"{path} was written by another bulkops version; plan again.")
+        data["operations"] = [Operation.from_dict(op) for op in data["operations"]]
+        return cls(**data)
+
+    def mutation_count(self) -> int:
+        return len(self.operations)

@@ -1,0 +1,256 @@
+"""Jobs that write: plan, apply, verify, undo (read → plan → apply → verify).
+
+- ``bulkops plan`` reads the projects, writes ``<state>/plan.json``, prints a readable summary; it
+  sends no mutation.
+- ``bulkops apply`` applies exactly the saved plan (refusing if the job file changed), then reads
+  every written entity back and writes ``<state>/verify.json``.
+- ``bulkops run`` plans then applies; a resumed run applies its saved plan without re-planning.
+- ``bulkops undo`` turns the before-images of what apply wrote into a plan of its own, guarded the
+  same way, and applies it from ``<state>/undo/``.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Protocol
+
+import structlog
+
+from bulkops.api.client import ConsoleClient
+from bulkops.engine.apply import ApplyOptions, operation_task, read_entity
+from bulkops.engine.compare import differences
+from bulkops.engine.journal import read_journal
+from bulkops.engine.plan import Operation, Plan
+from bulkops.engine.runner import (
+    RunOptions,
+    Session,
+    execute,
+    finish,
+    open_session,
+    resolve_keys,
+    resolve_state_dir,
+)
+from bulkops.engine.state import StateDir, write_json_atomic
+from bulkops.errors import StateError
+from bulkops.jobs import kind_module, load
+from bulkops.jobs.base import RunContext
+from bulkops.jobs.spec import JobDefinition
+
+log = structlog.get_logger("bulkops.planned")
+
+PLANNED = "planned"
+
+
+class PlannedKind(Protocol):
+    async def build_plan(self, job: JobDefinition, clients: dict[str, ConsoleClient]) -> Plan: ...
+
+    def render_plan(self, plan: Plan) -> list[str]: ...
+
+    def undo_operation(self, op: Operation, after: dict[str, Any]) -> Operation | None: ...
+
+
+def is_planned(kind: str) -> bool:
+    return hasattr(kind_module(kind), "build_plan")
+
+
+def _apply_options(job: JobDefinition, options: RunOptions) -> ApplyOptions:
+    job_options = getattr(job.spec, "options", None)
+    return ApplyOptions(
+        force=options.force,
+        respect_review=bool(getattr(job_options, "respect_review", False)),
+    )
+
+
+# -- commands -------------------------------------------------------------------------------
+async def plan_command(job: JobDefinition, options: RunOptions) -> int:
+    projects = resolve_keys(job, options)
+    state = resolve_state_dir(job, options)
+    _refuse_replanning_over_an_apply(state, options)
+    run, _ = state.begin(job, fresh=True, command="plan")
+    async with open_session(job, options, state, run, projects, resumed=False) as session:
+        plan = await _make_plan(session)
+    run.update(status=PLANNED, mutations_planned=plan.mutation_count())
+    state.write_run(run)
+    print(f"plan written to {state.plan_file}; apply it with: bulkops apply --state {state.root}")
+    return 0
+
+
+async def apply_command(options: RunOptions) -> int:
+    state, run, job = _saved_run(options)
+    plan = Plan.load(state.plan_file)
+    projects = resolve_keys(job, options)
+    run.update(status="running", command="apply")
+    state.write_run(run)
+    async with open_session(job, options, state, run, projects, resumed=True) as session:
+        exit_code, summary = await _apply(session, plan)
+    return finish(state, run, exit_code, summary)
+
+
+async def run_planned(job: JobDefinition, options: RunOptions) -> int:
+    projects = resolve_keys(job, options)
+    state = resolve_state_dir(job, options)
+    run, resumed = state.begin(job, fresh=options.fresh, command="run")
+    async with open_session(job, options, state, run, projects, resumed=resumed) as session:
+        if resumed and state.plan_file.exists():
+            plan = Plan.load(state.plan_file)  # finish the plan that was being applied
+        else:
+            plan = await _make_plan(session)
+        exit_code, summary = await _apply(session, plan)
+    return finish(state, run, exit_code, summary)
+
+
+async def undo_command(options: RunOptions) -> int:
+    state, run, job = _saved_run(options, for_undo=True)
+    plan = Plan.load(state.plan_file)
+    undo_state = StateDir(state.root / "undo")
+    projects = resolve_keys(job, options)
+    undo_run, resumed = undo_state.begin(job, fresh=False, command="undo")
+    if not resumed or not undo_state.plan_file.exists():
+        _undo_plan(job, state, plan).save(undo_state.plan_file)
+    undo_plan = Plan.load(undo_state.plan_file)
+    print(f"undo: {undo_plan.mutation_count()} entities to restore", file=sys.stderr)
+    async with open_session(job, options, undo_state, undo_run, projects,
+                            resumed=resumed) as session:
+        exit_code, summary = await _apply(session, undo_plan)
+    return finish(undo_state, undo_run, exit_code, summary)
+
+
+# -- phases ---------------------------------------------------------------------------------
+async def _make_plan(session: Session) -> Plan:
+    kind: PlannedKind = kind_module(session.job.kind)  # type: ignore[assignment]
+    plan = await kind.build_plan(session.job, session.clients)
+    plan.estimate = _estimate(plan, session.clients)
+    plan.save(session.state.plan_file)
+    for line in kind.render_plan(plan):
+        print(line)
+    log.info("bulkops.plan.written", mutations=plan.mutation_count(), estimate=plan.estimate)
+    return plan
+
+
+def _estimate(plan: Plan, clients: dict[str, ConsoleClient]) -> dict[str, Any]:
+    estimate = {}
+    for role, client in clients.items():
+        count = sum(1 for op in plan.operations if op.role == role)
+        if count:
+            estimate[role] = {
+                "mutations": count,
+                "minimum_seconds": client.governor.minimum_seconds(count),
+                "windows": [str(w.configured) for w in client.governor.windows],
+            }
+    return estimate
+
+
+async def _apply(session: Session, plan: Plan) -> tuple[int, dict[str, Any]]:
+    session.run["status"] = "running"
+    session.state.write_run(session.run)
+    apply_options = _apply_options(session.job, session.options)
+    results: dict[str, dict[str, Any]] = {}
+
+    def tasks(ctx: RunContext) -> list:
+        return [
+            operation_task(op, session.clients, ctx.journal, apply_options,
+                           on_done=lambda op, result: results.__setitem__(op.id, result))
+            for op in plan.operations
+        ]
+
+    def summary(ctx: RunContext) -> dict[str, Any]:
+        return _apply_summary(ctx, plan)
+
+    exit_code, summary_data = await execute(session, tasks, summary)
+    if exit_code in (0, 3):
+        verification = await _verify(session, plan)
+        summary_data["verify"] = {k: v for k, v in verification.items() if k != "entities"}
+        if verification["differences"] and exit_code == 0:
+            exit_code = summary_data["exit_code"] = 3
+    return exit_code, summary_data
+
+
+def _apply_summary(ctx: RunContext, plan: Plan) -> dict[str, Any]:
+    outcomes: dict[str, dict[str, Any]] = {}
+    for record in ctx.journal.records:
+        if record.get("type") == "outcome":
+            outcomes[record["op"]] = record
+    counts: dict[str, int] = {}
+    for outcome in outcomes.values():
+        counts[outcome["status"]] = counts.get(outcome["status"], 0) + 1
+    pending = [op.entity_id for op in plan.operations
+               if outcomes.get(op.id, {}).get("status") == "pending_review"]
+    return {
+        "planned_mutations": plan.mutation_count(),
+        "mutations_sent": sum(1 for o in outcomes.values() if o.get("sent")),
+        "outcomes": counts,
+        "pending_review": pending,
+        "notes": len(plan.notes),
+    }
+
+
+async def _verify(session: Session, plan: Plan) -> dict[str, Any]:
+    """Read every entity the plan wrote back and compare it with the after-images."""
+    expected: dict[tuple[str, str], dict[str, Any]] = {}
+    ops_by_path: dict[tuple[str, str], Operation] = {}
+    for op in plan.operations:
+        key = (op.role, op.read_path)
+        expected.setdefault(key, {}).update(op.expected)
+        ops_by_path[key] = op
+    entities = []
+    for (role, path), want in expected.items():
+        op = ops_by_path[(role, path)]
+        current = await read_entity(session.clients[role], path)
+        diff = differences(current, want)
+        if current and current.get("activeReview"):
+            diff = {}  # a pending review shows the old state on purpose
+        entities.append({"role": role, "kind": op.kind, "id": op.entity_id, "differences": diff})
+    report = {
+        "checked": len(entities),
+        "differences": sum(1 for e in entities if e["differences"]),
+        "entities": entities,
+    }
+    write_json_atomic(session.state.root / "verify.json", report)
+    return report
+
+
+# -- state ----------------------------------------------------------------------------------
+def _refuse_replanning_over_an_apply(state: StateDir, options: RunOptions) -> None:
+    run = state.read_run()
+    if run is None or run.get("status") in ("complete", PLANNED) or options.fresh:
+        return
+    if any(r.get("type") == "intent" for r in read_journal(state.journal_file)):
+        raise StateError(
+            f"{state.root} holds a plan whose apply began but did not finish. Finish it with "
+            f"`bulkops apply --state {state.root}`, or pass --fresh to discard it and plan anew."
+        )
+
+
+def _saved_run(options: RunOptions, *, for_undo: bool = False) -> tuple[StateDir, dict, JobDefinition]:
+    from bulkops.status import find_state_dir
+
+    state = find_state_dir(options.state_dir)
+    run = state.read_run() or {}
+    if not state.plan_file.exists():
+        raise StateError(f"{state.root} holds no plan; run `bulkops plan JOB.toml` first.")
+    job = load(run["job_file"])
+    if job.digest != run.get("job_digest"):
+        raise StateError(
+            f"the job file {job.path} changed since the plan in {state.root} was made; "
+            "plan again (`bulkops plan`) to review the new plan before applying it."
+        )
+    if for_undo and not any(r.get("type") == "outcome" for r in read_journal(state.journal_file)):
+        raise StateError(f"nothing was applied from {state.root}, so there is nothing to undo.")
+    return state, run, job
+
+
+def _undo_plan(job: JobDefinition, state: StateDir, plan: Plan) -> Plan:
+    kind: PlannedKind = kind_module(job.kind)  # type: ignore[assignment]
+    sent = {
+        r["op"]: r.get("after") or {}
+        for r in read_journal(state.journal_file)
+        if r.get("type") == "outcome" and r.get("sent") and r.get("status") == "applied"
+    }
+    operations = []
+    for op in reversed(plan.operations):
+        if op.id in sent:
+            reverse = kind.undo_operation(op, sent[op.id])
+            if reverse is not None:
+                operations.append(reverse)
+    return Plan(job=plan.job, kind=plan.kind, job_file=plan.job_file, job_digest=plan.job_digest,
+                operations=operations, notes=[{"undo_of": plan.created_at}])

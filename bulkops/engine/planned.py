@@ -39,6 +39,8 @@ from bulkops.jobs.spec import JobDefinition
 log = structlog.get_logger("bulkops.planned")
 
 PLANNED = "planned"
+#: Statuses of an apply that was cut short and must be finished before planning anew.
+CUT_SHORT = ("running", "interrupted", "aborted")
 
 
 class PlannedKind(Protocol):
@@ -66,7 +68,7 @@ async def plan_command(job: JobDefinition, options: RunOptions) -> int:
     projects = resolve_keys(job, options)
     state = resolve_state_dir(job, options)
     _refuse_replanning_over_an_apply(state, options)
-    run, _ = state.begin(job, fresh=True, command="plan")
+    run, _ = state.begin(job, fresh=options.fresh, command="plan", resume=False)
     async with open_session(job, options, state, run, projects, resumed=False) as session:
         plan = await _make_plan(session)
     run.update(status=PLANNED, mutations_planned=plan.mutation_count())
@@ -89,10 +91,14 @@ async def apply_command(options: RunOptions) -> int:
 async def run_planned(job: JobDefinition, options: RunOptions) -> int:
     projects = resolve_keys(job, options)
     state = resolve_state_dir(job, options)
-    run, resumed = state.begin(job, fresh=options.fresh, command="run")
+    previous = state.read_run() or {}
+    # An apply cut short (kill, interrupt, fatal error) is finished as planned; otherwise plan anew,
+    # which is always safe: plans are idempotent, and a new plan sees edits made since.
+    cut_short = previous.get("status") in CUT_SHORT
+    run, resumed = state.begin(job, fresh=options.fresh, command="run", resume=cut_short)
     async with open_session(job, options, state, run, projects, resumed=resumed) as session:
         if resumed and state.plan_file.exists():
-            plan = Plan.load(state.plan_file)  # finish the plan that was being applied
+            plan = Plan.load(state.plan_file)
         else:
             plan = await _make_plan(session)
         exit_code, summary = await _apply(session, plan)
@@ -157,6 +163,15 @@ async def _apply(session: Session, plan: Plan) -> tuple[int, dict[str, Any]]:
         return _apply_summary(ctx, plan)
 
     exit_code, summary_data = await execute(session, tasks, summary)
+    planned_failures = [note for note in plan.notes if note.get("fail")]
+    if planned_failures:
+        summary_data["failures"] += [
+            {"task": "plan", "what": note.get("experiment") or note.get("entity") or "plan",
+             "error": note["message"]}
+            for note in planned_failures
+        ]
+        if exit_code == 0:
+            exit_code = summary_data["exit_code"] = 3
     if exit_code in (0, 3):
         verification = await _verify(session, plan)
         summary_data["verify"] = {k: v for k, v in verification.items() if k != "entities"}
@@ -212,7 +227,7 @@ async def _verify(session: Session, plan: Plan) -> dict[str, Any]:
 # -- state ----------------------------------------------------------------------------------
 def _refuse_replanning_over_an_apply(state: StateDir, options: RunOptions) -> None:
     run = state.read_run()
-    if run is None or run.get("status") in ("complete", PLANNED) or options.fresh:
+    if run is None or run.get("status") not in CUT_SHORT or options.fresh:
         return
     if any(r.get("type") == "intent" for r in read_journal(state.journal_file)):
         raise StateError(

@@ -88,14 +88,20 @@ class StateDir:
     def write_run(self, run: dict[str, Any]) -> None:
         write_json_atomic(self.run_file, run)
 
-    def begin(self, job: JobDefinition, *, fresh: bool, command: str) -> tuple[dict[str, Any], bool]:
-        """Start a new run or resume the unfinished one; return (run record, resumed?)."""
+    def begin(
+        self, job: JobDefinition, *, fresh: bool, command: str, resume: bool = True
+    ) -> tuple[dict[str, Any], bool]:
+        """Start a new run or resume the unfinished one; return (run record, resumed?).
+
+        ``resume=False`` starts a new run even over an unfinished one (keeping its journal in
+        ``previous/``): for commands that plan anew, which is always safe.
+        """
         self.root.mkdir(parents=True, exist_ok=True)
         previous = self.read_run()
         if previous is not None and fresh:
             self.discard()
             previous = None
-        if previous is not None and previous.get("status") != COMPLETE:
+        if previous is not None and previous.get("status") != COMPLETE and resume:
             self._check_same_job(previous, job)
             previous["status"] = RUNNING
             previous["resumed_at"] = time.time()

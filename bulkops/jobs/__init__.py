@@ -9,6 +9,7 @@ from bulkops.jobs.spec import JobDefinition, JobSpec, load_job
 
 _MODULES = {
     "export_metrics": "bulkops.jobs.export_metrics",
+    "clone_experiments": "bulkops.jobs.clone_experiments",
 }
 
 

@@ -1,0 +1,299 @@
+"""``clone_experiments``: experiments and their whole dependency closure, from one project to another.
+
+Plan: read the selected experiments and, transitively, everything they reference (``clone_reader``);
+look each entity up in the target by id; then emit one operation per entity to create (or, with
+``on_conflict = "update"``, update), in dependency order, as a graph. Entities already in the target
+and equal to the source cost nothing, so re-running a finished clone sends zero mutations.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field
+
+from bulkops.api.client import ConsoleClient, api_path
+from bulkops.engine.compare import differences, guard_of
+from bulkops.engine.plan import Operation, Plan
+from bulkops.jobs.clone_bodies import clean_rules, create_body, update_body
+from bulkops.jobs.clone_reader import Closure, Entity, read_closure
+from bulkops.jobs.spec import JobDefinition, JobSpec, ProjectSpec, Strict
+
+EXPERIMENT_STATUSES = (
+    "active", "setup", "decision_made", "abandoned", "archived", "experiment_stopped",
+    "assignment_stopped",
+)
+
+
+class SelectSpec(Strict):
+    ids: tuple[str, ...] = ()
+    status: tuple[Literal[EXPERIMENT_STATUSES], ...] = ()  # type: ignore[valid-type]
+    tags: tuple[str, ...] = ()
+
+
+class OptionsSpec(Strict):
+    on_conflict: Literal["skip", "update", "fail"] = "skip"
+    respect_review: bool = False
+
+
+class Spec(JobSpec):
+    kind: ClassVar[str] = "clone_experiments"
+    roles: ClassVar[tuple[str, ...]] = ("source", "target")
+
+    job: Literal["clone_experiments"]
+    source: ProjectSpec
+    target: ProjectSpec
+    select: SelectSpec = Field(default_factory=SelectSpec)
+    options: OptionsSpec = Field(default_factory=OptionsSpec)
+
+
+async def build_plan(job: JobDefinition, clients: dict[str, ConsoleClient]) -> Plan:
+    spec: Spec = job.spec  # type: ignore[assignment]
+    closure = await read_closure(clients["source"], clients["target"], spec.select)
+    planner = _Planner(closure, spec.options.on_conflict)
+    for experiment in closure.experiments:
+        planner.plan_experiment(experiment)
+    planner.finish_holdouts()
+    return Plan(
+        job=job.name, kind=Spec.kind, job_file=str(job.path), job_digest=job.digest,
+        operations=planner.operations, notes=planner.notes,
+    )
+
+
+class _Planner:
+    def __init__(self, closure: Closure, on_conflict: str) -> None:
+        self.closure = closure
+        self.on_conflict = on_conflict
+        self.operations: list[Operation] = []
+        self.notes: list[dict[str, Any]] = []
+        self._planned: dict[tuple[str, str], str | None] = {}  # entity -> op id (None: no op)
+
+    # -- per experiment ---------------------------------------------------------------------
+    def plan_experiment(self, experiment: dict[str, Any]) -> None:
+        exp_id = experiment["id"]
+        problems = self.closure.cannot_carry.get(exp_id, [])
+        for problem in problems:
+            self._note(exp_id, "cannot_carry", problem["message"], fail=problem["fatal"])
+        if any(p["fatal"] for p in problems):
+            return
+        if self.on_conflict == "fail":
+            clashes = self._clashes(exp_id)
+            if clashes:
+                self._note(exp_id, "conflict",
+                           f"the target already has, with different content: {', '.join(clashes)}",
+                           fail=True)
+                return
+        if experiment.get("status") not in (None, "setup"):
+            self._note(exp_id, "status", f"{experiment['status']} in the source; created in "
+                       "setup in the target (start it there when ready)")
+        deps = [self.plan_entity(entity, exp_id) for entity in self.closure.dependencies(exp_id)]
+        exp_op = self.plan_entity(self.closure.entity("experiment", exp_id), exp_id,
+                                  deps=[d for d in deps if d])
+        self._plan_overrides(experiment, exp_op)
+        self._plan_holdouts(exp_id)
+
+    def _clashes(self, exp_id: str) -> list[str]:
+        entities = [*self.closure.dependencies(exp_id), self.closure.entity("experiment", exp_id)]
+        return [
+            f"{e.kind} {e.id!r}" for e in entities
+            if e.target is not None and differences(e.target, self._expected(e))
+        ]
+
+    # -- per entity -------------------------------------------------------------------------
+    def plan_entity(self, entity: Entity, group: str, deps: list[str] | None = None) -> str | None:
+        key = (entity.kind, entity.id)
+        if key in self._planned:
+            return self._planned[key]
+        deps = list(deps or []) + [d for d in self._entity_deps(entity) if d]
+        expected = self._expected(entity)
+        op_id: str | None = None
+        if entity.target is None:
+            op_id = self._create(entity, expected, deps, group)
+        elif differences(entity.target, expected):
+            changed = sorted(differences(entity.target, expected))
+            if self.on_conflict == "update":
+                op_id = self._update(entity, expected, deps, group, changed)
+            else:
+                self._note(group, "differs", f"{entity.kind} {entity.id!r} exists in the target "
+                           f"and differs in {', '.join(changed)}; reused as it is (on_conflict="
+                           f"{self.on_conflict})")
+        self._planned[key] = op_id
+        return op_id
+
+    def _entity_deps(self, entity: Entity) -> list[str | None]:
+        deps: list[str | None] = []
+        for ref in self.closure.references(entity):
+            deps.append(self.plan_entity(ref, entity.group or ref.id))
+        return deps
+
+    def _expected(self, entity: Entity) -> dict[str, Any]:
+        body = create_body(entity.kind, entity.source)
+        for field in ("id", "isCore"):
+            body.pop(field, None)
+        if entity.kind == "layer":
+            body["parameters"] = entity.source.get("parameters") or []
+        if entity.kind == "target_app":
+            body = {"name": body["name"]}  # TargetAppDto shows only id and name
+        return {k: v for k, v in body.items() if k not in self.closure.dropped_fields(entity)}
+
+    def _body(self, entity: Entity, update: bool) -> dict[str, Any]:
+        body = (update_body if update else create_body)(entity.kind, entity.source)
+        for field in self.closure.dropped_fields(entity):
+            body.pop(field, None)
+        return body
+
+    def _create(self, entity: Entity, expected: dict, deps: list[str], group: str) -> str:
+        kind, eid = entity.kind, entity.id
+        op_id = f"{kind}:{eid}:create"
+        self._add(Operation(
+            id=op_id, role="target", kind=kind, entity_id=eid, action="create",
+            method="POST", path=_COLLECTION_PATH[kind](), body=self._body(entity, update=False),
+            read_path=entity.read_path, precondition="absent",
+            expected={k: v for k, v in expected.items() if k != "parameters"},
+            deps=deps, group=group, describe=[f"create {kind} {eid}"],
+        ))
+        if kind == "layer" and entity.source.get("parameters"):
+            params_id = f"layer:{eid}:parameters"
+            body = {"description": entity.source.get("description") or "",
+                    "parameters": entity.source["parameters"]}
+            self._add(Operation(
+                id=params_id, role="target", kind=kind, entity_id=eid, action="set parameters",
+                method="POST", path=api_path("layers", eid), body=body,
+                read_path=entity.read_path, precondition=None, expected=expected,
+                deps=[op_id], group=group, describe=[f"set {len(body['parameters'])} parameters"],
+            ))
+            return params_id
+        return op_id
+
+    def _update(self, entity: Entity, expected: dict, deps: list[str], group: str,
+                changed: list[str]) -> str:
+        kind, eid = entity.kind, entity.id
+        op_id = f"{kind}:{eid}:update"
+        method, path, body = _update_request(entity, self._body(entity, update=True))
+        self._add(Operation(
+            id=op_id, role="target", kind=kind, entity_id=eid, action="update",
+            method=method, path=path, body=body, read_path=entity.read_path,
+            precondition=guard_of(entity.target or {}), expected=expected, deps=deps,
+            before=entity.target, group=group,
+            describe=[f"update {kind} {eid}: {', '.join(changed)}"],
+        ))
+        return op_id
+
+    def _plan_overrides(self, experiment: dict[str, Any], exp_op: str | None) -> None:
+        overrides = self.closure.overrides.get(experiment["id"])
+        if not overrides:
+            return
+        exp_id = experiment["id"]
+        current = self.closure.target_overrides.get(exp_id)
+        if current is not None and not differences(current, overrides):
+            return
+        deps = [exp_op] if exp_op else []
+        for item in overrides.get("overrides", []):
+            ref = self.closure.find("gate" if item.get("type") == "gate" else "segment",
+                                    item.get("id") or item.get("name"))
+            if ref is not None:
+                deps.append(self.plan_entity(ref, exp_id) or "")
+        path = api_path("experiments", exp_id, "overrides")
+        self._add(Operation(
+            id=f"experiment:{exp_id}:overrides", role="target", kind="overrides",
+            entity_id=exp_id, action="set overrides", method="POST", path=path, body=overrides,
+            read_path=path, precondition=None if current is None else {"fields": current},
+            expected=overrides, deps=[d for d in deps if d], group=exp_id,
+            describe=[f"set {len(overrides.get('overrides', []))} override(s), "
+                      f"{len(overrides.get('userIDOverrides', []))} id override group(s)"],
+        ))
+
+    def _plan_holdouts(self, exp_id: str) -> None:
+        for holdout in self.closure.holdouts_of(exp_id):
+            self.closure.holdout_members.setdefault(holdout.id, []).append(exp_id)
+
+    def finish_holdouts(self) -> None:
+        """One update per holdout, adding every cloned experiment it includes in the source."""
+        for holdout_id, members in self.closure.holdout_members.items():
+            holdout = self.closure.entity("holdout", holdout_id)
+            create_id = self.plan_entity(holdout, members[0])
+            existing = list((holdout.target or {}).get("experimentIDs") or [])
+            wanted = existing + [m for m in members if m not in existing]
+            if wanted == existing:
+                continue
+            source = holdout.source
+            body = {"experimentIDs": wanted}
+            if holdout.target is None:  # a new holdout takes the source's settings too
+                for field in ("isEnabled", "passPercentage", "description"):
+                    if source.get(field) is not None:
+                        body[field] = source[field]
+            deps = [d for d in [create_id, *(self._planned.get(("experiment", m)) for m in members)]
+                    if d]
+            self._add(Operation(
+                id=f"holdout:{holdout_id}:members", role="target", kind="holdout",
+                entity_id=holdout_id, action="add experiments", method="PATCH",
+                path=api_path("holdouts", holdout_id), body=body, read_path=holdout.read_path,
+                precondition=None if holdout.target is None else guard_of(holdout.target),
+                expected={"experimentIDs": wanted}, deps=deps, before=holdout.target,
+                group=members[0], describe=[f"add {', '.join(members)} to holdout {holdout_id}"],
+            ))
+
+    # -- bookkeeping ------------------------------------------------------------------------
+    def _add(self, op: Operation) -> None:
+        self.operations.append(op)
+
+    def _note(self, experiment: str, kind: str, message: str, *, fail: bool = False) -> None:
+        self.notes.append({"experiment": experiment, "kind": kind, "message": message,
+                           "fail": fail})
+
+
+_COLLECTION_PATH = {
+    "tag": lambda: api_path("tags"),
+    "target_app": lambda: api_path("target_app"),
+    "metric_source": lambda: api_path("metrics", "metric_source"),
+    "metric": lambda: api_path("metrics"),
+    "segment": lambda: api_path("segments"),
+    "gate": lambda: api_path("gates"),
+    "layer": lambda: api_path("layers"),
+    "experiment": lambda: api_path("experiments"),
+    "holdout": lambda: api_path("holdouts"),
+}
+
+
+def _update_request(entity: Entity, body: dict[str, Any]) -> tuple[str, str, Any]:
+    kind, eid = entity.kind, entity.id
+    if kind == "segment":
+        return "POST", api_path("segments", eid, "conditional"), clean_rules(body.get("rules"))
+    if kind == "metric":
+        return "POST", api_path("metrics", eid), body
+    if kind == "metric_source":
+        return "POST", api_path("metrics", "metric_source", eid), body
+    if kind == "tag":
+        return "PATCH", api_path("tags", entity.target_id or eid), body
+    if kind == "target_app":
+        return "PATCH", api_path("target_app", entity.target_id or eid), body
+    collection = {"gate": "gates", "layer": "layers", "experiment": "experiments",
+                  "holdout": "holdouts"}[kind]
+    if kind == "layer":
+        body = {**body, "parameters": entity.source.get("parameters") or []}
+        body.pop("idType", None)
+    return "PATCH", api_path(collection, eid), body
+
+
+# -- reporting ------------------------------------------------------------------------------
+def render_plan(plan: Plan) -> list[str]:
+    lines = [f"plan for clone job {plan.job!r}: {plan.mutation_count()} mutation(s)"]
+    by_group: dict[str, list[str]] = {}
+    for op in plan.operations:
+        by_group.setdefault(op.group, []).extend(f"  {line}" for line in op.describe)
+    for note in plan.notes:
+        tag = "FAILED" if note.get("fail") else note["kind"]
+        by_group.setdefault(note["experiment"], []).append(f"  [{tag}] {note['message']}")
+    for group, entries in by_group.items():
+        lines.append(f"experiment {group}:")
+        lines.extend(entries)
+    for role, estimate in plan.estimate.items():
+        lines.append(f"[{role}] {estimate['mutations']} mutation(s); at least "
+                     f"{estimate['minimum_seconds']:.0f}s under {', '.join(estimate['windows'])}")
+    return lines
+
+
+def undo_operation(op: Operation, after: dict[str, Any]) -> Operation | None:
+    return None  # a clone is undone by deleting the target project's copies; not automated yet
+
+

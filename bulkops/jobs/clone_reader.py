@@ -1,0 +1,345 @@
+"""Reading what a clone needs: the selected experiments, their dependency closure, the target's copies.
+
+The closure is walked breadth-first so each level's reads go out concurrently: experiments →
+targeting gates, layers, metrics, override gates and segments → the gates and segments their rules
+reference (recursively) → metric sources. Tags and target apps, referenced by name from every
+entity, come from one list read per project.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from typing import Any
+
+import anyio
+
+from bulkops.api.client import ConsoleClient, api_path
+from bulkops.engine.apply import read_entity
+from bulkops.jobs.clone_bodies import referenced_ids
+
+_COLLECTION = {
+    "gate": "gates", "segment": "segments", "layer": "layers", "experiment": "experiments",
+    "holdout": "holdouts",
+}
+
+
+def read_path(kind: str, entity_id: str) -> str:
+    if kind == "tag":
+        return api_path("tags", entity_id)
+    if kind == "target_app":
+        return api_path("target_app", entity_id)
+    if kind == "metric":
+        return api_path("metrics", entity_id)
+    if kind == "metric_source":
+        return api_path("metrics", "metric_source", entity_id)
+    return api_path(_COLLECTION[kind], entity_id)
+
+
+@dataclass
+class Entity:
+    kind: str
+    id: str
+    source: dict[str, Any]
+    target: dict[str, Any] | None
+    read_path: str
+    target_id: str | None = None  # tags and target apps: the target's own id for the same name
+    group: str = ""
+
+
+@dataclass
+class Closure:
+    experiments: list[dict[str, Any]]
+    entities: dict[tuple[str, str], Entity] = field(default_factory=dict)
+    deps_of_experiment: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    cannot_carry: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    target_overrides: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+    holdouts: list[Entity] = field(default_factory=list)
+    missing_teams: set[str] = field(default_factory=set)
+    holdout_members: dict[str, list[str]] = field(default_factory=dict)
+
+    def entity(self, kind: str, entity_id: str) -> Entity:
+        return self.entities[(kind, entity_id)]
+
+    def find(self, kind: str, entity_id: str | None) -> Entity | None:
+        return self.entities.get((kind, entity_id or ""))
+
+    def dependencies(self, exp_id: str) -> list[Entity]:
+        return [self.entities[key] for key in self.deps_of_experiment.get(exp_id, [])]
+
+    def references(self, entity: Entity) -> list[Entity]:
+        """The entities this one points at directly (they must exist in the target first)."""
+        src = entity.source
+        refs: list[tuple[str, str]] = [("tag", t) for t in src.get("tags") or []]
+        refs += [("target_app", a) for a in _as_list(src.get("targetApps"))]
+        if entity.kind in ("gate", "segment"):
+            gates, segments = referenced_ids(src.get("rules"))
+            refs += [("gate", g) for g in sorted(gates)] + [("segment", s) for s in sorted(segments)]
+        if entity.kind == "metric":
+            source_name = (src.get("warehouseNative") or {}).get("metricSourceName")
+            if source_name:
+                refs.append(("metric_source", source_name))
+        return [self.entities[r] for r in refs if r in self.entities and r != (entity.kind, entity.id)]
+
+    def dropped_fields(self, entity: Entity) -> set[str]:
+        team = entity.source.get("team")
+        return {"team"} if team and team in self.missing_teams else set()
+
+    def holdouts_of(self, exp_id: str) -> list[Entity]:
+        return [h for h in self.holdouts if exp_id in (h.source.get("experimentIDs") or [])]
+
+
+async def read_closure(source: ConsoleClient, target: ConsoleClient, select: Any) -> Closure:
+    experiments = _select(await source.list_all(api_path("experiments")), select)
+    closure = Closure(experiments=experiments)
+    lists = await _read_lists(source, target)
+    reader = _Reader(source, target, closure, lists)
+    await reader.walk()
+    return closure
+
+
+def _select(experiments: list[dict[str, Any]], select: Any) -> list[dict[str, Any]]:
+    chosen = []
+    for experiment in experiments:
+        if select.ids and not any(fnmatchcase(experiment["id"], p) for p in select.ids):
+            continue
+        if select.status and experiment.get("status") not in select.status:
+            continue
+        if select.tags and not set(select.tags) & set(experiment.get("tags") or []):
+            continue
+        chosen.append(experiment)
+    return chosen
+
+
+async def _read_lists(source: ConsoleClient, target: ConsoleClient) -> dict[str, Any]:
+    paths = {
+        "source_tags": (source, api_path("tags")),
+        "target_tags": (target, api_path("tags")),
+        "source_apps": (source, api_path("target_app")),
+        "target_apps": (target, api_path("target_app")),
+        "target_teams": (target, api_path("users", "teams")),
+        "target_id_types": (target, api_path("unit_id_types")),
+        "source_holdouts": (source, api_path("holdouts")),
+    }
+    lists: dict[str, Any] = {}
+
+    async def read(name: str, client: ConsoleClient, path: str) -> None:
+        lists[name] = await client.list_all(path)
+
+    async with anyio.create_task_group() as group:
+        for name, (client, path) in paths.items():
+            group.start_soon(read, name, client, path)
+    return lists
+
+
+class _Reader:
+    def __init__(self, source: ConsoleClient, target: ConsoleClient, closure: Closure,
+                 lists: dict[str, Any]) -> None:
+        self.source, self.target, self.closure, self.lists = source, target, closure, lists
+        self.by_name = {
+            "source_tags": {t["name"]: t for t in lists["source_tags"]},
+            "target_tags": {t["name"]: t for t in lists["target_tags"]},
+            "source_apps": _index_apps(lists["source_apps"]),
+            "target_apps": _index_apps(lists["target_apps"]),
+        }
+        self.teams = {t.get("name") for t in lists["target_teams"]}
+        self.id_types = {t.get("name") for t in lists["target_id_types"]}
+
+    async def walk(self) -> None:
+        for experiment in self.closure.experiments:
+            self._add("experiment", experiment["id"], experiment, target=None)
+        await self._fetch_targets([("experiment", e["id"]) for e in self.closure.experiments])
+        await self._read_overrides()
+        frontier = [key for e in self.closure.experiments for key in self._direct_refs(e, "experiment")]
+        seen: set[tuple[str, str]] = set()
+        while frontier:
+            level = [k for k in dict.fromkeys(frontier) if k not in seen and k[0] not in ("tag", "target_app")]
+            seen.update(level)
+            await self._fetch_sources(level)
+            await self._fetch_targets(level)
+            frontier = [ref for key in level if key in self.closure.entities
+                        for ref in self._direct_refs(self.closure.entities[key].source, key[0])]
+        self._add_named_entities()
+        self._holdouts()
+        for experiment in self.closure.experiments:
+            self._experiment_deps(experiment)
+
+    # -- reading ----------------------------------------------------------------------------
+    async def _fetch_sources(self, keys: list[tuple[str, str]]) -> None:
+        async def one(kind: str, entity_id: str) -> None:
+            data = await read_entity(self.source, read_path(kind, entity_id))
+            if data is not None:
+                self._add(kind, entity_id, data, target=None)
+
+        await _gather([(one, key) for key in keys])
+
+    async def _fetch_targets(self, keys: list[tuple[str, str]]) -> None:
+        async def one(kind: str, entity_id: str) -> None:
+            if (kind, entity_id) in self.closure.entities:
+                data = await read_entity(self.target, read_path(kind, entity_id))
+                self.closure.entities[(kind, entity_id)].target = data
+
+        await _gather([(one, key) for key in keys])
+
+    async def _read_overrides(self) -> None:
+        async def one(kind: str, exp_id: str) -> None:
+            path = api_path("experiments", exp_id, "overrides")
+            source = await read_entity(self.source, path)
+            if source:
+                self.closure.overrides[exp_id] = _portable_overrides(
+                    source, self.closure.entity("experiment", exp_id).source)
+            self.closure.target_overrides[exp_id] = await read_entity(self.target, path)
+
+        await _gather([(one, ("experiment", e["id"])) for e in self.closure.experiments])
+
+    # -- references -------------------------------------------------------------------------
+    def _direct_refs(self, entity: dict[str, Any], kind: str) -> list[tuple[str, str]]:
+        refs: list[tuple[str, str]] = []
+        if kind == "experiment":
+            if entity.get("targetingGateID"):
+                refs.append(("gate", entity["targetingGateID"]))
+            layer = entity.get("layerID")
+            if layer and not str(layer).startswith("statsig::"):
+                refs.append(("layer", layer))
+            for field_name in ("primaryMetrics", "secondaryMetrics", "otherMetrics"):
+                for metric in entity.get(field_name) or []:
+                    refs.append(("metric", f"{metric['name']}::{metric['type']}"))
+            for item in (self.closure.overrides.get(entity["id"]) or {}).get("overrides", []):
+                kind_of = "gate" if item.get("type") == "gate" else "segment"
+                refs.append((kind_of, item.get("id") or item.get("name")))
+        if kind in ("gate", "segment"):
+            gates, segments = referenced_ids(entity.get("rules"))
+            refs += [("gate", g) for g in sorted(gates)] + [("segment", s) for s in sorted(segments)]
+        if kind == "metric":
+            name = (entity.get("warehouseNative") or {}).get("metricSourceName")
+            if name:
+                refs.append(("metric_source", name))
+        return refs
+
+    def _add_named_entities(self) -> None:
+        """Tags and target apps referenced anywhere, matched by name in the target."""
+        tags: set[str] = set()
+        apps: set[str] = set()
+        for entity in list(self.closure.entities.values()):
+            tags.update(entity.source.get("tags") or [])
+            tags.update(entity.source.get("primaryMetricTags") or [])
+            tags.update(entity.source.get("secondaryMetricTags") or [])
+            apps.update(_as_list(entity.source.get("targetApps")))
+        for name in sorted(tags):
+            source = self.by_name["source_tags"].get(name) or {"name": name, "description": ""}
+            target = self.by_name["target_tags"].get(name)
+            self._add("tag", name, source, target=target,
+                      target_id=target.get("id") if target else None)
+        for app in sorted(apps):
+            source = self.by_name["source_apps"].get(app) or {"name": app, "description": ""}
+            source = {**source, "description": source.get("description") or ""}
+            target = self.by_name["target_apps"].get(app)
+            self._add("target_app", app, source, target=target,
+                      target_id=target.get("id") if target else None)
+
+    def _holdouts(self) -> None:
+        selected = {e["id"] for e in self.closure.experiments}
+        for holdout in self.lists["source_holdouts"]:
+            if selected & set(holdout.get("experimentIDs") or []):
+                self._add("holdout", holdout["id"], holdout, target=None)
+                self.closure.holdouts.append(self.closure.entity("holdout", holdout["id"]))
+
+    def _experiment_deps(self, experiment: dict[str, Any]) -> None:
+        """Every entity an experiment needs, and what of it cannot be carried."""
+        exp_id = experiment["id"]
+        order: list[tuple[str, str]] = []
+        problems: list[dict[str, Any]] = []
+        stack = list(reversed(self._direct_refs(experiment, "experiment")))
+        stack += [("tag", t) for t in experiment.get("tags") or []]
+        stack += [("tag", t) for t in (experiment.get("primaryMetricTags") or [])
+                  + (experiment.get("secondaryMetricTags") or [])]
+        stack += [("target_app", a) for a in _as_list(experiment.get("targetApps"))]
+        seen: set[tuple[str, str]] = set()
+        while stack:
+            key = stack.pop()
+            if key in seen:
+                continue
+            seen.add(key)
+            entity = self.closure.entities.get(key)
+            if entity is None:
+                problems.append({"fatal": True, "message": f"{key[0]} {key[1]!r} is referenced but "
+                                 "does not exist in the source project"})
+                continue
+            order.append(key)
+            stack.extend(self.closure.references(entity) and
+                         [(r.kind, r.id) for r in self.closure.references(entity)])
+        for kind, entity_id in [("experiment", exp_id), *order]:
+            problems += self._carry_problems(self.closure.entities.get((kind, entity_id)))
+        layer = experiment.get("layerID")
+        if layer and str(layer).startswith("statsig::"):
+            problems.append({"fatal": False, "message": f"implicit layer {layer!r} is not copied; "
+                             "the target creates the experiment's own implicit layer"})
+        self.closure.deps_of_experiment[exp_id] = order
+        self.closure.cannot_carry[exp_id] = problems
+
+    def _carry_problems(self, entity: Entity | None) -> list[dict[str, Any]]:
+        if entity is None or entity.target is not None:
+            return []
+        problems = []
+        team = entity.source.get("team")
+        if team and team not in self.teams:
+            self.closure.missing_teams.add(team)
+            problems.append({"fatal": False, "message": f"team {team!r} of {entity.kind} "
+                             f"{entity.id!r} does not exist in the target; created without a team"})
+        id_type = entity.source.get("idType")
+        if id_type and self.id_types and id_type not in self.id_types:
+            problems.append({"fatal": True, "message": f"unit id type {id_type!r} of "
+                             f"{entity.kind} {entity.id!r} does not exist in the target; create "
+                             "it there (Project Settings > Unit ID Types) and re-run"})
+        return problems
+
+    def _add(self, kind: str, entity_id: str, source: dict[str, Any], *,
+             target: dict[str, Any] | None, target_id: str | None = None) -> None:
+        key = (kind, entity_id)
+        if key not in self.closure.entities:
+            self.closure.entities[key] = Entity(kind, entity_id, source, target,
+                                                read_path(kind, entity_id), target_id)
+
+
+def _portable_overrides(overrides: dict[str, Any], experiment: dict[str, Any]) -> dict[str, Any]:
+    """Overrides with group ids rewritten to group names (group ids differ in the target)."""
+    names = {g.get("id"): g.get("name") for g in experiment.get("groups") or [] if g.get("id")}
+
+    def group(value: Any) -> Any:
+        return names.get(value, value)
+
+    return {
+        "overrides": [
+            {k: v for k, v in {
+                "type": o.get("type"), "id": o.get("id") or o.get("name"),
+                "groupID": group(o.get("groupID")), "environment": o.get("environment"),
+            }.items() if v is not None}
+            for o in overrides.get("overrides") or []
+        ],
+        "userIDOverrides": [
+            {**{k: v for k, v in o.items() if v is not None}, "groupID": group(o.get("groupID"))}
+            for o in overrides.get("userIDOverrides") or []
+        ],
+    }
+
+
+def _index_apps(apps: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    index = {}
+    for app in apps:
+        for key in (app.get("id"), app.get("name")):
+            if key:
+                index[key] = app
+    return index
+
+
+def _as_list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else list(value)
+
+
+async def _gather(calls: list[tuple[Any, tuple[str, str]]]) -> None:
+    async with anyio.create_task_group() as group:
+        for function, (kind, entity_id) in calls:
+            group.start_soon(function, kind, entity_id)

@@ -231,6 +231,7 @@ class _Pipeline:
             body_bytes=await self.request.read(),
             config=state.config,
             now_ms=int(state.world.wall_clock() * 1000),
+            headers=self.request.headers,
         )
         try:
             return await match.route.handler(call)

@@ -10,10 +10,16 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "EXPERIMENT_NOT_FOUND",
+    "HOLDOUT_NOT_FOUND",
     "INVALID_REQUEST",
+    "LAYER_NOT_FOUND",
     "NAME_IN_USE",
     "NOT_FOUND",
+    "SEGMENT_NOT_FOUND",
+    "TAG_NOT_FOUND",
     "ApiError",
+    "bad_field",
     "invalid_request",
     "name_in_use",
     "not_found",
@@ -24,6 +30,12 @@ __all__ = [
 INVALID_REQUEST = "Invalid request. Please check the request input and try again."
 NAME_IN_USE = "Name is already in use"
 NOT_FOUND = "Not Found. The requested resource could not be found."
+# Entity-specific 404 texts, as the spec words them (response descriptions / examples).
+EXPERIMENT_NOT_FOUND = "Experiment not found."
+HOLDOUT_NOT_FOUND = "Holdout not found."
+LAYER_NOT_FOUND = "Layer not found."
+SEGMENT_NOT_FOUND = "Segment not found."
+TAG_NOT_FOUND = "Tag not found. The requested resource could not be found."
 FORBIDDEN = "Forbidden resource"
 TOO_MANY_REQUESTS = "Too Many Requests"
 BAD_REQUEST_EXCEPTION = "Bad Request Exception"
@@ -80,6 +92,11 @@ def unauthorized(key: str | None) -> ApiError:
         "This endpoint only accepts an active CONSOLE key, but an invalid key was sent. "
         f"Key: {shown}",
     )
+
+
+def bad_field(prop: str, message: str) -> ApiError:
+    """A validation 400 about one field, for checks beyond the DTO shape (references...)."""
+    return validation_failed([{"property": prop, "errorMessage": message}])
 
 
 def validation_failed(errors: list[dict[str, str]]) -> ApiError:

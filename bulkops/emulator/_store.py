@@ -127,6 +127,24 @@ class Project:
         self.read_only_keys = frozenset(read_only_keys)
         self.api_user_id = stable_id("console-api-user", name)
         self._collections: dict[str, Collection] = {}
+        self._last_stamp_ms = 0
+        self._sequences: dict[str, int] = {}
+
+    def stamp(self, now_ms: int) -> int:
+        """A change time for "now": ``now_ms``, or one past the last one handed out.
+
+        ``lastModifiedTime`` must strictly increase on every change even when two land in the
+        same millisecond (or the wall clock steps back), or optimistic-concurrency guards that
+        compare it could miss a change.
+        """
+        self._last_stamp_ms = max(now_ms, self._last_stamp_ms + 1)
+        return self._last_stamp_ms
+
+    def next_seq(self, kind: str) -> int:
+        """1, 2, 3... per ``kind``: feeds deterministic server-assigned ids (rules, groups)."""
+        value = self._sequences.get(kind, 0) + 1
+        self._sequences[kind] = value
+        return value
 
     def collection(self, kind: str) -> Collection:
         """The collection for ``kind``, created empty on first use."""

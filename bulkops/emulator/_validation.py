@@ -31,6 +31,7 @@ __all__ = [
     "Str",
     "kind_of",
     "validate",
+    "validate_value",
 ]
 
 Errors = list[dict[str, str]]
@@ -97,18 +98,38 @@ class Str(Node):
 
 @dataclass
 class Num(Node):
+    """A number; ``integer``, ``exclusive_minimum`` and ``multiple_of`` mirror the spec's keywords.
+
+    ``multiple_of`` is checked with a tolerance (``33.33`` is a multiple of ``0.01``), as zod
+    does, rather than by float division.
+    """
+
     minimum: float | None = None
     maximum: float | None = None
     nullable: bool = False
+    integer: bool = False
+    exclusive_minimum: bool = False
+    multiple_of: float | None = None
 
     def _check(self, value: Any, path: str, errors: Errors) -> Any:
         if isinstance(value, bool) or not isinstance(value, int | float):
             self._fail(errors, path, _type_error("number", value))
             return value
-        if self.minimum is not None and value < self.minimum:
-            self._fail(errors, path, f"Number must be greater than or equal to {self.minimum:g}")
+        if self.integer and not float(value).is_integer():
+            self._fail(errors, path, "Expected integer, received float")
+        if self.minimum is not None:
+            if self.exclusive_minimum and value <= self.minimum:
+                self._fail(errors, path, f"Number must be greater than {self.minimum:g}")
+            elif value < self.minimum:
+                self._fail(
+                    errors, path, f"Number must be greater than or equal to {self.minimum:g}"
+                )
         if self.maximum is not None and value > self.maximum:
             self._fail(errors, path, f"Number must be less than or equal to {self.maximum:g}")
+        if self.multiple_of is not None:
+            steps = value / self.multiple_of
+            if abs(steps - round(steps)) > 1e-6:
+                self._fail(errors, path, f"Number must be a multiple of {self.multiple_of:g}")
         return value
 
 
@@ -209,4 +230,13 @@ def validate(schema: Obj, body: Any) -> dict[str, Any]:
     if errors:
         raise validation_failed(errors)
     assert isinstance(cleaned, dict)
+    return cleaned
+
+
+def validate_value(schema: Node, body: Any) -> Any:
+    """Like :func:`validate` for any node (bare-array bodies such as segment rules)."""
+    errors: Errors = []
+    cleaned = schema.check(body, "", errors)
+    if errors:
+        raise validation_failed(errors)
     return cleaned

@@ -285,7 +285,8 @@ def finish(state: StateDir, run: dict[str, Any], exit_code: int, summary: dict[s
     }[exit_code]
     run.update(status=status, finished_at=time.time(), exit_code=exit_code, summary=summary)
     state.write_run(redact.deep(run))
-    log.info("bulkops.run.finished", status=status, **{k: summary[k] for k in ("exit_code", "tasks")})
+    log.info("bulkops.run.finished", job=run["job"], run_id=run["run_id"], status=status,
+             **{k: summary[k] for k in ("exit_code", "tasks")})
     print_summary(run, file=sys.stderr)
     logs.close_log_file()
     return exit_code

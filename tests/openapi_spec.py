@@ -25,6 +25,8 @@ from openapi_schema_validator import (
 SPEC_PATH = (
     Path(__file__).resolve().parents[1].parent / "shared/spec/statsig-console-api.openapi.json"
 )
+# The 2025-03-12 live download keeps operations the current spec dropped (dynamic-config rules).
+SPEC_2025_03_PATH = SPEC_PATH.with_name("statsig-console-api.openapi.2025-03-12.json")
 
 # The pattern every inline error response in the spec follows; used for statuses an operation
 # does not document (the emulator's 400s on some creates, 403, 404 on metric sources, 429...).
@@ -204,3 +206,10 @@ def spec_or_skip() -> OpenApiSpec:
             "beside the repo"
         )
     return _load(SPEC_PATH)
+
+
+def spec_2025_03_or_skip() -> OpenApiSpec:
+    """The 2025-03-12 spec (for operations only it documents), or skip when it is absent."""
+    if not SPEC_2025_03_PATH.is_file():
+        pytest.skip(f"OpenAPI spec not found at {SPEC_2025_03_PATH}")
+    return _load(SPEC_2025_03_PATH)

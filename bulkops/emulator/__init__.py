@@ -7,17 +7,19 @@ API, enforces per-project mutation quotas, and injects seeded, reproducible faul
 It depends on nothing else in ``bulkops``. Layout: ``_config`` (settings), ``_world``/``_store``
 (projects and data), ``_routing`` (raw-path router), ``_app`` (request pipeline), ``_faults``,
 ``_quota``, ``_requestlog``, ``_envelopes``/``_errors``/``_validation`` (shared API conventions),
-``resources/`` (one module per API resource), ``_demo`` (seed data), ``_server`` (ways to run).
+``resources/`` (one module per API resource), ``_demo*`` (seed data),
+``_server`` (ways to run).
 """
 
 from __future__ import annotations
 
 from ._app import create_app
 from ._config import EmulatorConfig
-from ._demo import build_demo_world, populate_metrics
+from ._demo import build_demo_world, populate_experiments, populate_metrics, seed_directory
 from ._server import EmulatorThread, running_emulator, serve_forever
 from ._store import Project
 from ._world import World
+from .resources._entities import set_review_required
 
 __all__ = [
     "EmulatorConfig",
@@ -26,7 +28,10 @@ __all__ = [
     "World",
     "build_demo_world",
     "create_app",
+    "populate_experiments",
     "populate_metrics",
     "running_emulator",
+    "seed_directory",
     "serve_forever",
+    "set_review_required",
 ]

@@ -6,6 +6,7 @@ built to be awkward on purpose: ~24 metric sources whose names hold spaces, a sl
 percent sign, dots, a bare ``..`` and a pair differing only by case, with uneven metric counts
 including 0, exactly 100 (one full page) and 101 (one more than a page). ``target`` is small and
 shares a few names with ``source`` so clone jobs meet "Name is already in use".
+Config entities (tags, gates, experiments...) come from :mod:`._demo_entities`.
 
 Entities are made by the same builders the create endpoints use, so demo data has exactly the
 shape of API-created data.
@@ -18,6 +19,9 @@ import math
 import random
 from typing import Any
 
+from ._demo_bench import populate_experiments
+from ._demo_entities import add_source_entities, add_target_entities
+from ._demo_kit import seed_directory
 from ._store import Project
 from ._world import World
 from .resources._common import metrics as metrics_of
@@ -29,7 +33,9 @@ __all__ = [
     "SOURCE_READ_ONLY_KEY",
     "TARGET_KEY",
     "build_demo_world",
+    "populate_experiments",
     "populate_metrics",
+    "seed_directory",
 ]
 
 SOURCE_KEY = "console-demo-source-key"
@@ -220,6 +226,7 @@ def _build_source_project(seed: str, scale: int) -> Project:
             count += 2
         _add_source_with_metrics(project, seed, (name, stem, count), rng, clock)
     _add_event_metrics(project, clock)
+    add_source_entities(project, seed, clock.tick)
     return project
 
 
@@ -233,6 +240,7 @@ def _build_target_project(seed: str) -> Project:
     for source in [*shared, ("Warehouse Only", "warehouse_only", 5)]:
         _add_source_with_metrics(project, seed, source, rng, clock)
     _add_event_metrics(project, clock)
+    add_target_entities(project, seed, clock.tick)
     return project
 
 

@@ -1,17 +1,43 @@
 """One module per Console API resource; each exposes ``register(router)``.
 
-Adding a resource (gates, experiments, ...) means writing its module and listing it here.
+Adding a resource means writing its module and listing it here. Modules starting with ``_`` are
+shared machinery: ``_common`` (audit fields, metric collections), ``_entities`` (ids, versions,
+reviews), ``_refs`` (reference checks), ``_rules`` (rule ids and matching), ``_id_overrides``
+(gate and holdout overrides).
 """
 
 from __future__ import annotations
 
 from .._routing import Router
-from . import metric_sources, metrics
+from . import (
+    directory,
+    dynamic_configs,
+    experiment_actions,
+    experiment_overrides,
+    experiments,
+    gates,
+    holdouts,
+    layer_overrides,
+    layers,
+    metric_sources,
+    metrics,
+    reviews,
+    rule_endpoints,
+    segments,
+    tags,
+    target_apps,
+)
 
 __all__ = ["register_all"]
+
+_MODULES = (
+    metric_sources, metrics, tags, target_apps, directory, segments, gates, dynamic_configs,
+    rule_endpoints, layers, layer_overrides, experiments, experiment_actions,
+    experiment_overrides, holdouts, reviews,
+)  # fmt: skip
 
 
 def register_all(router: Router) -> None:
     """Register every implemented resource's routes."""
-    metric_sources.register(router)
-    metrics.register(router)
+    for module in _MODULES:
+        module.register(router)

@@ -12,10 +12,12 @@ A mutation whose answer was lost (timeout, reset, 5xx) is reconciled the same wa
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Callable
 from typing import Any
 
+import anyio
 import structlog
 
 from bulkops.api.client import ConsoleClient
@@ -27,9 +29,8 @@ from bulkops.errors import ApiError, BulkopsError, NotFound
 
 log = structlog.get_logger("bulkops.apply")
 
-#: How many times a lost answer is reconciled and the mutation re-sent before giving up.
-MAX_RECONCILES = 3
 REVIEW_HEADER = "x-respect-review-settings"
+_rng = random.Random()
 
 
 class Conflict(BulkopsError):
@@ -79,7 +80,10 @@ def operation_task(
 async def apply_operation(
     op: Operation, client: ConsoleClient, journal: Journal, options: ApplyOptions
 ) -> dict[str, Any]:
-    for _ in range(MAX_RECONCILES):
+    attempts = client.retry.max_attempts
+    for attempt in range(1, attempts + 1):
+        if attempt > 1:  # the last answer was lost: back off as for any retry, then read again
+            await anyio.sleep(client.retry.delay(attempt - 1, _rng))
         current = await read_entity(client, op.read_path)
         if not differences(current, op.expected):
             log.info("bulkops.apply.already_applied", op=op.id, project=op.role)
@@ -101,7 +105,7 @@ async def apply_operation(
         status = "pending_review" if after and _review_pending(after) else "applied"
         return _outcome(journal, op, status, after, sent=True)
     raise ApiError(
-        f"{op.action} {op.kind} {op.entity_id!r}: no answer after {MAX_RECONCILES} attempts, and "
+        f"{op.action} {op.kind} {op.entity_id!r}: no answer after {attempts} attempts, and "
         "the target does not show the change; re-run to reconcile again",
         project=op.role,
     )

@@ -39,6 +39,9 @@ SERVER_ASSIGNED = frozenset(
         "decisionTime",
         "lineage",
         "isHidden",
+        # Group ids are per project; these point at the entity's own groups.
+        "controlGroupID",
+        "launchedGroupID",
     }
 )
 

@@ -104,7 +104,7 @@ class _Planner:
         key = (entity.kind, entity.id)
         if key in self._planned:
             return self._planned[key]
-        deps = list(deps or []) + [d for d in self._entity_deps(entity) if d]
+        deps = list(deps or []) + [d for d in self._entity_deps(entity, group) if d]
         expected = self._expected(entity)
         op_id: str | None = None
         if entity.target is None:
@@ -120,11 +120,8 @@ class _Planner:
         self._planned[key] = op_id
         return op_id
 
-    def _entity_deps(self, entity: Entity) -> list[str | None]:
-        deps: list[str | None] = []
-        for ref in self.closure.references(entity):
-            deps.append(self.plan_entity(ref, entity.group or ref.id))
-        return deps
+    def _entity_deps(self, entity: Entity, group: str) -> list[str | None]:
+        return [self.plan_entity(ref, group) for ref in self.closure.references(entity)]
 
     def _expected(self, entity: Entity) -> dict[str, Any]:
         body = create_body(entity.kind, entity.source)
@@ -181,11 +178,13 @@ class _Planner:
 
     def _plan_overrides(self, experiment: dict[str, Any], exp_op: str | None) -> None:
         overrides = self.closure.overrides.get(experiment["id"])
-        if not overrides:
+        if not overrides or not (overrides["overrides"] or overrides["userIDOverrides"]):
             return
         exp_id = experiment["id"]
+        # GET answers each gate/segment override with both `id` and `name` (a documented quirk).
+        expected = {**overrides, "overrides": [{**o, "name": o["id"]} for o in overrides["overrides"]]}
         current = self.closure.target_overrides.get(exp_id)
-        if current is not None and not differences(current, overrides):
+        if current is not None and not differences(current, expected):
             return
         deps = [exp_op] if exp_op else []
         for item in overrides.get("overrides", []):
@@ -198,7 +197,7 @@ class _Planner:
             id=f"experiment:{exp_id}:overrides", role="target", kind="overrides",
             entity_id=exp_id, action="set overrides", method="POST", path=path, body=overrides,
             read_path=path, precondition=None if current is None else {"fields": current},
-            expected=overrides, deps=[d for d in deps if d], group=exp_id,
+            expected=expected, deps=[d for d in deps if d], group=exp_id,
             describe=[f"set {len(overrides.get('overrides', []))} override(s), "
                       f"{len(overrides.get('userIDOverrides', []))} id override group(s)"],
         ))

@@ -46,6 +46,9 @@ class RateWindow:
         return cls(int(count), seconds)
 
     def __str__(self) -> str:
+        for unit, size in (("h", 3600.0), ("min", 60.0)):
+            if self.seconds >= size and self.seconds % size == 0:
+                return f"{self.limit}/{self.seconds / size:g}{unit}"
         return f"{self.limit}/{self.seconds:g}s"
 
 

@@ -1,0 +1,151 @@
+"""clone_experiments end to end on two emulated projects: plan, apply, verify, re-run, conflicts."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from bulkops.emulator import EmulatorConfig, build_demo_world, running_emulator
+from bulkops.engine import planned
+from bulkops.engine.compare import normalize
+from bulkops.engine.runner import RunOptions
+from bulkops.jobs import load
+from tests.clone_support import clone_job, dump, keys_env
+from tests.helpers import FAST_RETRY
+from tests.openapi_spec import spec_or_skip
+
+
+@pytest.fixture
+def world(monkeypatch):
+    world = build_demo_world()
+    for name, value in keys_env(world).items():
+        monkeypatch.setenv(name, value)
+    return world
+
+
+#: Entities the demo target already holds with other content; on_conflict=skip reuses them.
+PREEXISTING: set[str] = set()
+
+
+def options(state, url, **extra) -> RunOptions:
+    return RunOptions(state_dir=state, base_url=url, retry=FAST_RETRY, progress=False, **extra)
+
+
+def mutations(world) -> int:
+    return len(world.requests(project="target", is_mutation=True))
+
+
+async def test_a_clone_carries_every_experiment_with_its_closure(tmp_path, world) -> None:
+    job = clone_job(tmp_path)
+    async with running_emulator(world, EmulatorConfig()) as url:
+        assert await planned.run_planned(load(str(job)), options(tmp_path / "s", url)) == 0
+    source, target = world.project("source"), world.project("target")
+    plan = orjson.loads((tmp_path / "s" / "plan.json").read_bytes())
+    assert mutations(world) == len(plan["operations"])  # no wasted call
+    for experiment in source.collection("experiments").values():
+        copy = target.collection("experiments").get(experiment["id"])
+        assert copy is not None, experiment["id"]
+        assert copy["status"] == "setup"
+        for field in ("hypothesis", "description", "allocation", "idType", "targetingGateID",
+                      "primaryMetrics", "secondaryMetrics", "tags", "primaryMetricTags"):
+            assert normalize(copy.get(field)) == normalize(experiment.get(field)), field
+        assert [(g["name"], g["size"], g["parameterValues"]) for g in copy["groups"]] == [
+            (g["name"], g["size"], g["parameterValues"]) for g in experiment["groups"]]
+        assert {g["id"] for g in copy["groups"]}.isdisjoint({g["id"] for g in experiment["groups"]})
+        layer = experiment.get("layerID")
+        if layer and not layer.startswith("statsig::"):
+            assert copy["layerID"] == layer
+            assert target.collection("layers").get(layer)["parameters"] == \
+                source.collection("layers").get(layer)["parameters"]
+        gate = experiment.get("targetingGateID")
+        if gate:
+            assert normalize(target.collection("gates").get(gate).get("rules")) == normalize(
+                source.collection("gates").get(gate).get("rules")) or gate in PREEXISTING
+    source_tags = {t["name"]: t["id"] for t in source.collection("tags").values()}
+    for tag in target.collection("tags").values():
+        if tag["name"] in source_tags:
+            assert tag["id"] != source_tags[tag["name"]]  # tag ids are per project
+    verify = orjson.loads((tmp_path / "s" / "verify.json").read_bytes())
+    assert verify["differences"] == 0 and verify["checked"] > 0
+
+
+async def test_gates_segments_and_overrides_arrive_intact(tmp_path, world) -> None:
+    job = clone_job(tmp_path)
+    async with running_emulator(world, EmulatorConfig()) as url:
+        assert await planned.run_planned(load(str(job)), options(tmp_path / "s", url)) == 0
+    source, target = world.project("source"), world.project("target")
+    plan = orjson.loads((tmp_path / "s" / "plan.json").read_bytes())
+    created = {(op["kind"], op["entity_id"]) for op in plan["operations"] if op["action"] == "create"}
+    for kind, collection in (("gate", "gates"), ("segment", "segments")):
+        for _, entity_id in [c for c in created if c[0] == kind]:
+            want = normalize(source.collection(collection).get(entity_id).get("rules"))
+            assert normalize(target.collection(collection).get(entity_id).get("rules")) == want
+    cloned_overrides = [op for op in plan["operations"] if op["kind"] == "overrides"]
+    assert cloned_overrides, "the demo source has experiment overrides"
+    for op in cloned_overrides:
+        assert target.collection("experiments_overrides").get(op["entity_id"]) is not None
+
+
+async def test_rerunning_a_finished_clone_sends_zero_mutations(tmp_path, world) -> None:
+    job = clone_job(tmp_path)
+    async with running_emulator(world, EmulatorConfig()) as url:
+        assert await planned.run_planned(load(str(job)), options(tmp_path / "s", url)) == 0
+        before, state = mutations(world), dump(world)
+        assert await planned.run_planned(load(str(job)), options(tmp_path / "s", url)) == 0
+    assert mutations(world) == before
+    assert dump(world) == state
+
+
+async def test_plan_sends_no_mutation_and_reports_what_cannot_be_carried(tmp_path, world,
+                                                                         capsys) -> None:
+    job = clone_job(tmp_path)
+    async with running_emulator(world, EmulatorConfig()) as url:
+        assert await planned.plan_command(load(str(job)), options(tmp_path / "s", url)) == 0
+    assert mutations(world) == 0
+    out = capsys.readouterr().out
+    assert "mutation(s)" in out and "create experiment" in out
+    assert "implicit layer" in out and "setup in the target" in out
+
+
+async def test_a_concurrent_edit_between_plan_and_apply_is_a_conflict(tmp_path, world) -> None:
+    job = clone_job(tmp_path, on_conflict="update")
+    state = tmp_path / "s"
+    async with running_emulator(world, EmulatorConfig()) as url:
+        assert await planned.plan_command(load(str(job)), options(state, url)) == 0
+        plan = orjson.loads((state / "plan.json").read_bytes())
+        create = next(op for op in plan["operations"]
+                      if op["kind"] == "gate" and op["action"] == "create")
+        # Someone creates that gate by hand, with other content, before apply.
+        import aiohttp
+
+        async with aiohttp.ClientSession() as session:
+            response = await session.post(
+                f"{url}/console/v1/gates",
+                json={"id": create["entity_id"], "name": create["entity_id"],
+                      "description": "made by hand"},
+                headers={"STATSIG-API-KEY": world.project("target").console_key},
+            )
+            assert response.status in (200, 201)
+        code = await planned.apply_command(options(state, url))
+    assert code == 3
+    gate = world.project("target").collection("gates").get(create["entity_id"])
+    assert gate["description"] == "made by hand"  # not overwritten
+
+
+async def test_on_conflict_fail_marks_the_experiment_failed(tmp_path, world) -> None:
+    job = clone_job(tmp_path, on_conflict="fail")
+    async with running_emulator(world, EmulatorConfig()) as url:
+        code = await planned.run_planned(load(str(job)), options(tmp_path / "s", url))
+    plan = orjson.loads((tmp_path / "s" / "plan.json").read_bytes())
+    failed = [n for n in plan["notes"] if n.get("fail")]
+    assert failed and code == 3
+
+
+async def test_request_bodies_validate_against_the_spec(tmp_path, world) -> None:
+    spec = spec_or_skip()
+    job = clone_job(tmp_path)
+    async with running_emulator(world, EmulatorConfig()) as url:
+        assert await planned.plan_command(load(str(job)), options(tmp_path / "s", url)) == 0
+    plan = orjson.loads((tmp_path / "s" / "plan.json").read_bytes())
+    for op in plan["operations"]:
+        spec.validate_request_body(op["method"], op["path"], op["body"])

@@ -149,3 +149,35 @@ async def test_request_bodies_validate_against_the_spec(tmp_path, world) -> None
     plan = orjson.loads((tmp_path / "s" / "plan.json").read_bytes())
     for op in plan["operations"]:
         spec.validate_request_body(op["method"], op["path"], op["body"])
+
+
+async def test_on_conflict_update_overwrites_what_differs_and_skip_reports_it(tmp_path, world,
+                                                                              capsys) -> None:
+    async with running_emulator(world, EmulatorConfig()) as url:
+        skip_state = tmp_path / "skip"
+        assert await planned.plan_command(load(str(clone_job(tmp_path / "a"))),
+                                          options(skip_state, url)) == 0
+        assert "exists in the target and differs" in capsys.readouterr().out
+        job = clone_job(tmp_path / "b", on_conflict="update")
+        assert await planned.run_planned(load(str(job)), options(tmp_path / "upd", url)) == 0
+    plan = orjson.loads((tmp_path / "upd" / "plan.json").read_bytes())
+    updates = [op for op in plan["operations"] if op["action"] == "update"]
+    assert updates, "the demo target holds entities that differ from the source"
+    source, target = world.project("source"), world.project("target")
+    for op in updates:
+        if op["kind"] == "gate":
+            assert normalize(target.collection("gates").get(op["entity_id"])["rules"]) == \
+                normalize(source.collection("gates").get(op["entity_id"])["rules"])
+        assert op["precondition"] != "absent" and op["before"] is not None
+
+
+async def test_apply_refuses_a_changed_job_file(tmp_path, world) -> None:
+    from bulkops.errors import StateError
+
+    job = clone_job(tmp_path)
+    async with running_emulator(world, EmulatorConfig()) as url:
+        assert await planned.plan_command(load(str(job)), options(tmp_path / "s", url)) == 0
+        job.write_text(job.read_text().replace("concurrency = 4", "concurrency = 3"))
+        with pytest.raises(StateError, match="changed since the plan"):
+            await planned.apply_command(options(tmp_path / "s", url))
+    assert mutations(world) == 0

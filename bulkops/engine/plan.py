@@ -90,3 +90,14 @@ class Plan:
 
     def mutation_count(self) -> int:
         return len(self.operations)
+
+
+def estimate_lines(plan: Plan) -> list[str]:
+    """Readable lines for ``plan.estimate``: mutations per project and the time the windows allow."""
+    lines = []
+    for role, estimate in plan.estimate.items():
+        seconds = estimate["minimum_seconds"]
+        wait = f"at least {seconds:.0f}s" if seconds else "no waiting (fits the first window)"
+        lines.append(f"[{role}] {estimate['mutations']} mutation(s): {wait} under "
+                     f"{', '.join(estimate['windows'])}")
+    return lines

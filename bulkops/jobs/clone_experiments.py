@@ -14,7 +14,7 @@ from pydantic import Field
 
 from bulkops.api.client import ConsoleClient, api_path
 from bulkops.engine.compare import differences, guard_of
-from bulkops.engine.plan import Operation, Plan
+from bulkops.engine.plan import Operation, Plan, estimate_lines
 from bulkops.jobs.clone_bodies import clean_rules, create_body, update_body
 from bulkops.jobs.clone_reader import Closure, Entity, read_closure
 from bulkops.jobs.spec import JobDefinition, JobSpec, ProjectSpec, Strict
@@ -286,9 +286,7 @@ def render_plan(plan: Plan) -> list[str]:
     for group, entries in by_group.items():
         lines.append(f"experiment {group}:")
         lines.extend(entries)
-    for role, estimate in plan.estimate.items():
-        lines.append(f"[{role}] {estimate['mutations']} mutation(s); at least "
-                     f"{estimate['minimum_seconds']:.0f}s under {', '.join(estimate['windows'])}")
+    lines.extend(estimate_lines(plan))
     return lines
 
 

@@ -287,6 +287,10 @@ class _Reader:
             self.closure.missing_teams.add(team)
             problems.append({"fatal": False, "message": f"team {team!r} of {entity.kind} "
                              f"{entity.id!r} does not exist in the target; created without a team"})
+        if entity.kind == "segment" and entity.source.get("type") != "rule_based":
+            problems.append({"fatal": False, "message": f"segment {entity.id!r} is a "
+                             f"{entity.source.get('type')} segment: created empty, its ids are not "
+                             "copied"})
         id_type = entity.source.get("idType")
         if id_type and self.id_types and id_type not in self.id_types:
             problems.append({"fatal": True, "message": f"unit id type {id_type!r} of "

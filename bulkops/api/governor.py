@@ -179,7 +179,7 @@ class RateGovernor:
             with anyio.CancelScope(shield=True):
                 async with self._slot_freed:
                     self._in_flight -= 1
-                    self._slot_freed.notify_all()
+                    self._slot_freed.notify()  # one slot freed: wake one waiter, not all
 
     async def _wait_pause(self) -> None:
         while (delay := self.paused_until - self._clock()) > 0:

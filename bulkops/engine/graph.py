@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import enum
 import math
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -62,6 +63,8 @@ class _Node:
     children: list[str] = field(default_factory=list)
     #: True when this task's own body failed (not merely a descendant).
     failed_itself: bool = False
+    #: Dependencies not yet complete; the task is ready when this reaches 0.
+    unmet: int = 0
 
 
 class Aborted(Exception):
@@ -83,6 +86,7 @@ class Scheduler:
         self._stopping = False
         self._fatal: BaseException | None = None
         self._wake = anyio.Event()
+        self._ready_queue: deque[str] = deque()
         self._task_group: anyio.abc.TaskGroup | None = None
         self.replayed = 0
 
@@ -97,11 +101,14 @@ class Scheduler:
             self._nodes[parent].open_children += 1
         for dep in task.deps:
             self._dependents.setdefault(dep, []).append(task.id)
+        node.unmet = sum(1 for dep in task.deps if self._state(dep) is not State.DONE)
         if task.id in self._finished:
             self.replayed += 1
             self._body_succeeded(node, self._finished[task.id], replayed=True)
         elif any(self._state(dep) in (State.FAILED, State.SKIPPED) for dep in task.deps):
             self._skip(node, "a task it depends on failed")
+        elif node.unmet == 0:
+            self._ready_queue.append(task.id)
         self._wake.set()
 
     # -- running ----------------------------------------------------------------------------
@@ -111,7 +118,7 @@ class Scheduler:
             self._task_group = task_group
             while True:
                 self._start_ready(task_group)
-                if self._running == 0 and (self._stopping or not self._ready()):
+                if self._running == 0 and (self._stopping or not self._ready_queue):
                     break
                 self._wake = anyio.Event()
                 await self._wake.wait()
@@ -138,20 +145,11 @@ class Scheduler:
                 node.failed_itself = True
                 self._fail(node, f"its dependencies never completed: {missing}")
 
-    def _ready(self) -> list[_Node]:
-        return [
-            node
-            for node in self._nodes.values()
-            if node.state is State.PENDING
-            and all(self._state(dep) is State.DONE for dep in node.task.deps)
-        ]
-
     def _start_ready(self, task_group: anyio.abc.TaskGroup) -> None:
-        if self._stopping:
-            return
-        for node in self._ready():
-            if self._running >= self._max_running:
-                return
+        while self._ready_queue and not self._stopping and self._running < self._max_running:
+            node = self._nodes[self._ready_queue.popleft()]
+            if node.state is not State.PENDING:
+                continue  # skipped since it became ready
             node.state = State.RUNNING
             self._running += 1
             task_group.start_soon(self._run_body, node, name=node.task.id)
@@ -187,6 +185,12 @@ class Scheduler:
 
     def _complete(self, node: _Node) -> None:
         node.state = State.DONE
+        for dependent_id in self._dependents.get(node.task.id, []):
+            dependent = self._nodes.get(dependent_id)
+            if dependent is not None:
+                dependent.unmet -= 1
+                if dependent.unmet == 0 and dependent.state is State.PENDING:
+                    self._ready_queue.append(dependent_id)
         if node.parent is not None:
             parent = self._nodes[node.parent]
             parent.open_children -= 1

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import orjson
 
 from bulkops.errors import CheckpointError
@@ -26,13 +27,32 @@ class Spool:
         self.root.mkdir(parents=True, exist_ok=True)
         name = hashlib.sha256(key.encode()).hexdigest()[:24] + ".jsonl"
         tmp = self.root / f".{name}.tmp"
+        payload = b"".join(orjson.dumps(row) + b"\n" for row in rows)
         with tmp.open("wb") as handle:
-            for row in rows:
-                handle.write(orjson.dumps(row) + b"\n")
+            handle.write(payload)
             handle.flush()
             os.fsync(handle.fileno())
         tmp.replace(self.root / name)
         return name
+
+    async def write_async(self, key: str, rows: list[Any]) -> str:
+        """``write`` on a worker thread: the fsync must not stall every other request."""
+        return await anyio.to_thread.run_sync(self.write, key, rows)
+
+    def chunks(self, name: str, size: int = 1 << 20) -> Iterator[bytes]:
+        """The raw bytes of one spooled page in large chunks (whole lines, newline-terminated)."""
+        try:
+            with (self.root / name).open("rb") as handle:
+                while chunk := handle.read(size):
+                    yield chunk
+        except FileNotFoundError:
+            raise self._missing(name) from None
+
+    def _missing(self, name: str) -> CheckpointError:
+        return CheckpointError(
+            f"spooled page {self.root / name} is missing although the journal says it was "
+            "fetched; re-run with --fresh to fetch everything again"
+        )
 
     def lines(self, name: str) -> Iterator[bytes]:
         """The rows of one spooled page, as raw JSON lines (with their newline)."""
@@ -40,10 +60,7 @@ class Spool:
             with (self.root / name).open("rb") as handle:
                 yield from handle
         except FileNotFoundError:
-            raise CheckpointError(
-                f"spooled page {self.root / name} is missing although the journal says it was "
-                "fetched; re-run with --fresh to fetch everything again"
-            ) from None
+            raise self._missing(name) from None
 
     def rows(self, name: str) -> Iterator[Any]:
         for line in self.lines(name):

@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from typing import Any, ClassVar, Literal
 
+import anyio
 import orjson
 from pydantic import Field
 
@@ -89,12 +90,15 @@ async def _publish(ctx: RunContext, names: list[str]) -> dict[str, Any]:
     entries = []
     for name in names:
         relative = f"metric_sources/{safe_file_stem(name)}.jsonl"
-        lines = read_listing(ctx, _metrics_prefix(name), what=f"the metrics of source {name!r}")
-        staged = publication.stage(relative, lines)
+        chunks = read_listing(
+            ctx, _metrics_prefix(name), what=f"the metrics of source {name!r}", chunked=True
+        )
+        staged = await anyio.to_thread.run_sync(publication.stage, relative, chunks)
         entries.append(
             {"name": name, "file": relative, "count": staged.count, "sha256": staged.sha256}
         )
-    sources_file = publication.stage("metric_sources.jsonl", read_listing(ctx, SOURCES, what="the metric source list"))
+    sources = read_listing(ctx, SOURCES, what="the metric source list", chunked=True)
+    sources_file = publication.stage("metric_sources.jsonl", sources)
     manifest = {
         "complete": True,
         "job": ctx.job.name,

@@ -30,7 +30,7 @@ def _page_task(ctx: RunContext, *, role: str, prefix: str, path: str, page: int,
 
     async def fetch() -> dict[str, Any]:
         result = await client.get_page(path, page, limit=PAGE_LIMIT)
-        spooled = ctx.spool.write(task_id, result.data)
+        spooled = await ctx.spool.write_async(task_id, result.data)
         return {
             "spool": spooled,
             "count": len(result.data),
@@ -65,8 +65,11 @@ def listing_pages(ctx: RunContext, prefix: str) -> list[dict[str, Any]]:
     return pages
 
 
-def read_listing(ctx: RunContext, prefix: str, *, what: str) -> Iterator[bytes]:
-    """Every row of a listing as raw JSON lines, after checking the count against ``totalItems``."""
+def read_listing(
+    ctx: RunContext, prefix: str, *, what: str, chunked: bool = False
+) -> Iterator[bytes]:
+    """Every row of a listing as raw JSON lines (or, ``chunked``, as large runs of whole lines),
+    after checking the count against ``totalItems``."""
     pages = listing_pages(ctx, prefix)
     try:
         check_total(
@@ -78,4 +81,5 @@ def read_listing(ctx: RunContext, prefix: str, *, what: str) -> Iterator[bytes]:
         invalidate = [page_id(prefix, n) for n in range(1, len(pages) + 1)]
         ctx.journal.append({"type": "task_invalidated", "tasks": invalidate})
         raise
-    return (line for page in pages for line in ctx.spool.lines(page["spool"]))
+    read = ctx.spool.chunks if chunked else ctx.spool.lines
+    return (piece for page in pages for piece in read(page["spool"]))

@@ -49,7 +49,8 @@ class Publication:
         self.run_id = run_id
         self.staged: list[StagedFile] = []
 
-    def stage(self, relative: str, lines: Iterable[bytes]) -> StagedFile:
+    def stage(self, relative: str, chunks: Iterable[bytes]) -> StagedFile:
+        """Stage a JSON-lines file from chunks of whole, newline-terminated lines."""
         final = self.root / relative
         final.parent.mkdir(parents=True, exist_ok=True)
         if any(item.final == final for item in self.staged):
@@ -58,10 +59,10 @@ class Publication:
         digest = hashlib.sha256()
         count = 0
         with staged.open("wb") as handle:
-            for line in lines:
-                handle.write(line)
-                digest.update(line)
-                count += 1
+            for chunk in chunks:
+                handle.write(chunk)
+                digest.update(chunk)
+                count += chunk.count(b"\n")
             handle.flush()
             os.fsync(handle.fileno())
         item = StagedFile(final, staged, count, digest.hexdigest())

@@ -1,0 +1,673 @@
+#!/usr/bin/env python3
+"""Export benchmark: ``bulkops run`` (export_metrics) vs the ideal and a plain sequential client.
+
+Everything is measured side by side in one run, against the emulator on 127.0.0.1:
+
+* **throughput**: N sources x M metrics behind ``--latency-ms`` per request. The real CLI
+  (``python -m bulkops.cli run ... --concurrency C``) is timed next to the ideal
+  ``requests / C * latency``, next to a critical-path-aware lower bound, and next to a plain
+  sequential client (one aiohttp session, one request at a time, pages written straight to files);
+  runs alternate bulkops / sequential so drift hits both alike.
+* **memory**: exports of very different sizes at zero latency; the peak RSS of the bulkops process
+  must stay flat (rows are streamed to disk, never held) and under the target.
+
+Processes: the emulator runs in its own child process (``--serve``), the export in another (the
+CLI), the sequential client in a third (``--sequential``), so each process's RSS and CPU are its own
+and both clients pay the same interpreter start-up. Peak RSS is the kernel's high-water mark of
+that one child, from ``os.wait4(pid)`` (``ru_maxrss``): exact, no sampling gap; a psutil sampler
+(every 20 ms) runs alongside as a cross-check and as the watchdog that kills a child past its
+deadline.
+
+Every loop is bounded: children have deadlines, the emulator exits on SIGTERM, when its stdin
+closes (the benchmark died) or after ``--max-seconds``. Exit status: 0 when every export succeeded
+(targets missed are printed as MISSED, not failures), 1 when an export failed or was wrong.
+
+    python scripts/bench_export.py                 # full run: 3 repetitions, medians
+    python scripts/bench_export.py --quick         # smoke run, small sizes, 1 repetition
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import platform
+import select
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+HOST = "127.0.0.1"
+KEY = "console-bench-key"
+KEY_ENV = "BULKOPS_BENCH_KEY"
+PAGE = 100  # bulkops.api.client.PAGE_LIMIT and the emulator's default/max page size
+LIST_PATH = "/console/v1/metrics/metric_source/list"
+
+# Targets from the issue.
+TARGET_RATIO_TO_IDEAL = 1.3
+TARGET_SPEEDUP = 10.0
+TARGET_RSS_MB = 150.0
+TARGET_RSS_METRICS = 200_000  # the export size the memory target is about
+#: "Flat": the largest export's peak RSS may exceed the smallest's by at most this factor.
+TARGET_FLAT_RATIO = 1.25
+
+
+class BenchError(Exception):
+    """An export failed or produced the wrong data: the benchmark is void."""
+
+
+# -- request arithmetic ----------------------------------------------------------------------------
+
+
+def pages(items: int) -> int:
+    return max(1, math.ceil(items / PAGE))
+
+
+def count_requests(sources: int, per_source: int) -> int:
+    """Source-list pages plus every source's metric pages."""
+    return pages(sources) + sources * pages(per_source)
+
+
+def ideal_seconds(requests: int, concurrency: int, latency_s: float) -> float:
+    return requests / concurrency * latency_s
+
+
+def critical_path_rounds(sources: int, per_source: int, concurrency: int) -> int:
+    """A lower bound on latency rounds, given what must precede what, with ``concurrency`` slots.
+
+    Page 1 of the source list comes alone (it reveals the total); its other pages follow. A source's
+    page 1 needs the whole source list (to know the source) and its other pages need its page 1, so
+    no metric page overlaps a list page, the first metric round can only hold page-1 requests (at
+    most ``min(sources, concurrency)``), and each of the other metric requests needs a slot.
+    """
+    list_rounds = 1 + math.ceil((pages(sources) - 1) / concurrency)
+    metric_pages = pages(per_source)
+    total = sources * metric_pages
+    if metric_pages == 1:
+        return list_rounds + math.ceil(total / concurrency)
+    first = min(sources, concurrency)
+    return list_rounds + 1 + math.ceil((total - first) / concurrency)
+
+
+# -- child: the emulator ---------------------------------------------------------------------------
+
+
+def serve(args: argparse.Namespace) -> int:
+    """``--serve``: an emulator with one project of ``--sources`` x ``--per-source`` metrics."""
+    from bulkops.emulator import EmulatorConfig, Project, World, populate_metrics, running_emulator
+
+    project = Project("bench", KEY)
+    world = World([project])
+    populate_metrics(project, args.sources, args.per_source)
+    config = EmulatorConfig(latency_ms=args.latency_ms)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+
+        def watch_stdin() -> None:  # the parent holds our stdin open; EOF means stop
+            try:  # raw reads: a daemon thread must not hold a buffered stream's lock at exit
+                while os.read(0, 4096):
+                    pass
+            except OSError:
+                pass
+            loop.call_soon_threadsafe(stop.set)
+
+        threading.Thread(target=watch_stdin, daemon=True).start()
+        async with running_emulator(world, config, HOST, 0) as url:
+            print(f"URL {url}", flush=True)
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=args.max_seconds)
+            except TimeoutError:
+                print("emulator: --max-seconds reached, stopping", file=sys.stderr, flush=True)
+
+    asyncio.run(main())
+    return 0
+
+
+class Emulator:
+    """The ``--serve`` child, started and stopped by the benchmark."""
+
+    def __init__(
+        self, sources: int, per_source: int, latency_ms: float, max_seconds: float
+    ) -> None:
+        self.argv = [
+            sys.executable, __file__, "--serve",
+            "--sources", str(sources), "--per-source", str(per_source),
+            "--latency-ms", str(latency_ms), "--max-seconds", str(int(max_seconds)),
+        ]  # fmt: skip
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.url = ""
+
+    def __enter__(self) -> Emulator:
+        self.proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + 300
+        while (left := deadline - time.monotonic()) > 0:  # bounded: a line, EOF, or the deadline
+            if not select.select([self.proc.stdout], [], [], left)[0]:
+                break
+            line = self.proc.stdout.readline().decode()
+            if line.startswith("URL "):
+                self.url = line.split()[1]
+                return self
+            if not line and self.proc.poll() is not None:
+                break
+        self.__exit__(None, None, None)
+        raise BenchError(f"the emulator did not start: {' '.join(self.argv)}")
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is None:
+            return
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()  # EOF on its stdin: the emulator stops
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=15)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        self.proc = None
+
+
+# -- child: the plain sequential client ------------------------------------------------------------
+
+
+def sequential(args: argparse.Namespace) -> int:
+    """``--sequential URL --out DIR``: what a user would write by hand, one request at a time."""
+    import aiohttp
+    from yarl import URL
+
+    out = Path(args.out)
+    (out / "metric_sources").mkdir(parents=True, exist_ok=True)
+    headers = {"STATSIG-API-KEY": os.environ[KEY_ENV], "STATSIG-API-VERSION": "20240601"}
+    requests = rows = 0
+
+    async def main() -> None:
+        nonlocal requests, rows
+        async with aiohttp.ClientSession(headers=headers) as session:
+
+            async def each_page(path: str):  # type: ignore[no-untyped-def]
+                nonlocal requests
+                page = 1
+                while page <= 1_000_000:  # bounded; ends when the server sends no nextPage
+                    url = URL(f"{args.sequential}{path}?page={page}&limit={PAGE}", encoded=True)
+                    async with session.get(url) as response:
+                        response.raise_for_status()
+                        body = json.loads(await response.read())
+                    requests += 1
+                    yield body["data"]
+                    if not body["pagination"]["nextPage"]:
+                        return
+                    page += 1
+
+            names = []
+            with (out / "metric_sources.jsonl").open("w") as handle:
+                async for data in each_page(LIST_PATH):
+                    for source in data:
+                        handle.write(json.dumps(source) + "\n")
+                        names.append(source["name"])
+            for number, name in enumerate(names):
+                path = f"/console/v1/metrics/metric_source/{quote(name, safe='')}/metrics"
+                with (out / "metric_sources" / f"{number:05d}.jsonl").open("w") as handle:
+                    async for data in each_page(path):
+                        for metric in data:
+                            handle.write(json.dumps(metric) + "\n")
+                            rows += 1
+
+    started = time.perf_counter()
+    asyncio.run(main())
+    elapsed = time.perf_counter() - started
+    print(json.dumps({"requests": requests, "metrics": rows, "elapsed_s": elapsed}))
+    return 0
+
+
+# -- measuring one child ---------------------------------------------------------------------------
+
+
+@dataclass
+class Measured:
+    wall_s: float
+    peak_rss_mb: float  # MiB; kernel high-water mark (wait4 ru_maxrss)
+    sampled_rss_mb: float  # psutil, every 20 ms (cross-check; may miss short peaks)
+    cpu_s: float
+    exit_code: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def measure(argv: list[str], *, cwd: Path, env: dict[str, str], timeout_s: float) -> Measured:
+    """Run one child; wall time, exact peak RSS and CPU from ``wait4`` on that child alone."""
+    import psutil
+
+    stdout, stderr = cwd / "child.stdout", cwd / "child.stderr"
+    with stdout.open("wb") as out, stderr.open("wb") as err:
+        started = time.perf_counter()
+        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+                                stdout=out, stderr=err)
+    sampled = 0
+    done = threading.Event()
+    timed_out = False
+
+    def sampler() -> None:  # RSS cross-check and the watchdog
+        nonlocal sampled, timed_out
+        try:
+            handle = psutil.Process(proc.pid)
+        except psutil.Error:
+            return
+        deadline = time.monotonic() + timeout_s
+        while not done.wait(0.02):
+            try:
+                sampled = max(sampled, handle.memory_info().rss)
+            except psutil.Error:
+                return
+            if time.monotonic() > deadline:
+                timed_out = True
+                proc.kill()
+                return
+
+    watcher = threading.Thread(target=sampler, daemon=True)
+    watcher.start()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - started
+    done.set()
+    watcher.join()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if timed_out:
+        raise BenchError(f"{' '.join(argv)} ran past its {timeout_s:.0f}s deadline and was killed")
+    return Measured(
+        wall_s=wall,
+        peak_rss_mb=usage.ru_maxrss / 1024,  # Linux: KiB
+        sampled_rss_mb=sampled / 2**20,
+        cpu_s=usage.ru_utime + usage.ru_stime,
+        exit_code=proc.returncode,
+        extra={"stdout": stdout.read_text(errors="replace"),
+               "stderr": stderr.read_text(errors="replace")},
+    )
+
+
+def child_env() -> dict[str, str]:
+    env = {**os.environ, KEY_ENV: KEY}
+    env.pop("PYTHONTRACEMALLOC", None)
+    return env
+
+
+def run_bulkops(
+    url: str, sources: int, per_source: int, concurrency: int, timeout_s: float
+) -> Measured:
+    """The real CLI, fresh state, a generated job file; checks the export is complete and right."""
+    with tempfile.TemporaryDirectory(prefix="bulkops-bench-") as tmp:
+        work = Path(tmp)
+        job = work / "bench.toml"
+        job.write_text(
+            'job = "export_metrics"\nname = "bench-export"\n'
+            f'[source]\napi_key_env = "{KEY_ENV}"\n[output]\ndir = "out"\n'
+            f"[limits]\nconcurrency = {concurrency}\n"
+        )
+        argv = [sys.executable, "-m", "bulkops.cli", "run", str(job), "--base-url", url,
+                "--state", str(work / "state"), "--concurrency", str(concurrency), "--fresh"]
+        result = measure(argv, cwd=work, env=child_env(), timeout_s=timeout_s)
+        if result.exit_code != 0:
+            raise BenchError(
+                f"bulkops exited {result.exit_code}:\n{result.extra['stderr'][-3000:]}"
+            )
+        manifest = json.loads((work / "out" / "manifest.json").read_bytes())
+        run = json.loads((work / "state" / "run.json").read_bytes())
+        summary = run["summary"]
+        want = {"metric_sources": sources, "metrics": sources * per_source}
+        if manifest["totals"] != want:
+            raise BenchError(f"bulkops exported {manifest['totals']}, expected {want}")
+        result.extra = {
+            "elapsed_s": float(summary["elapsed_s"]),
+            "requests": int(summary["requests"]["source"]["requests"]),
+            "retries": int(summary["requests"]["source"]["retries"]),
+        }
+        return result
+
+
+def run_sequential(url: str, sources: int, per_source: int, timeout_s: float) -> Measured:
+    with tempfile.TemporaryDirectory(prefix="bulkops-bench-seq-") as tmp:
+        work = Path(tmp)
+        argv = [sys.executable, __file__, "--sequential", url, "--out", str(work / "out")]
+        result = measure(argv, cwd=work, env=child_env(), timeout_s=timeout_s)
+        if result.exit_code != 0:
+            raise BenchError(f"the sequential client exited {result.exit_code}:\n"
+                             f"{result.extra['stderr'][-3000:]}")
+        report = json.loads(result.extra["stdout"].strip().splitlines()[-1])
+        if report["metrics"] != sources * per_source:
+            raise BenchError(
+                f"the sequential client read {report}, expected {sources * per_source} metrics"
+            )
+        result.extra = {"requests": report["requests"], "elapsed_s": float(report["elapsed_s"])}
+        return result
+
+
+# -- scenarios -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Scenario:
+    name: str
+    sources: int
+    per_source: int
+    latency_ms: float
+    sequential: bool = True
+
+    @property
+    def metrics(self) -> int:
+        return self.sources * self.per_source
+
+    @property
+    def requests(self) -> int:
+        return count_requests(self.sources, self.per_source)
+
+
+@dataclass
+class Outcome:
+    scenario: Scenario
+    concurrency: int
+    bulkops: list[Measured]
+    seq: list[Measured]
+
+    def med(self, values: list[float]) -> float:
+        return statistics.median(values) if values else math.nan
+
+    @property
+    def wall(self) -> float:
+        return self.med([m.wall_s for m in self.bulkops])
+
+    @property
+    def in_run(self) -> float:
+        return self.med([m.extra["elapsed_s"] for m in self.bulkops])
+
+    @property
+    def cpu(self) -> float:
+        return self.med([m.cpu_s for m in self.bulkops])
+
+    @property
+    def rss(self) -> float:
+        return self.med([m.peak_rss_mb for m in self.bulkops])
+
+    @property
+    def rss_max(self) -> float:
+        return max(m.peak_rss_mb for m in self.bulkops)
+
+    @property
+    def seq_wall(self) -> float:
+        return self.med([m.wall_s for m in self.seq])
+
+    @property
+    def seq_in_run(self) -> float:
+        return self.med([m.extra["elapsed_s"] for m in self.seq])
+
+    @property
+    def seq_rss(self) -> float:
+        return self.med([m.peak_rss_mb for m in self.seq])
+
+    @property
+    def ideal(self) -> float:
+        s = self.scenario
+        return ideal_seconds(s.requests, self.concurrency, s.latency_ms / 1000)
+
+    @property
+    def bound(self) -> float:
+        s = self.scenario
+        return critical_path_rounds(s.sources, s.per_source, self.concurrency) * s.latency_ms / 1000
+
+
+def run_scenario(scenario: Scenario, concurrency: int, repeat: int) -> Outcome:
+    s = scenario
+    expected = count_requests(s.sources, s.per_source) * s.latency_ms / 1000
+    timeout = 120 + 3 * expected + s.metrics / 1000  # generous, but it ends
+    log(f"== {s.name}: {s.sources} sources x {s.per_source} metrics, {s.requests} requests, "
+        f"latency {s.latency_ms:g} ms; starting the emulator")
+    outcome = Outcome(s, concurrency, [], [])
+    with Emulator(s.sources, s.per_source, s.latency_ms, max_seconds=3600 + 10 * timeout) as emu:
+        for rep in range(1, repeat + 1):
+            b = run_bulkops(emu.url, s.sources, s.per_source, concurrency, timeout)
+            if b.extra["requests"] != s.requests:
+                log(f"   note: bulkops sent {b.extra['requests']} requests, expected {s.requests} "
+                    f"({b.extra['retries']} retries)")
+            outcome.bulkops.append(b)
+            log(f"   rep {rep}: bulkops wall {b.wall_s:.3f}s (in-run {b.extra['elapsed_s']:.3f}s, "
+                f"cpu {b.cpu_s:.2f}s, peak RSS {b.peak_rss_mb:.1f} MiB, sampled "
+                f"{b.sampled_rss_mb:.1f} MiB, {b.extra['requests']} requests)")
+            if s.sequential:
+                q = run_sequential(emu.url, s.sources, s.per_source, timeout + 3 * expected)
+                outcome.seq.append(q)
+                log(f"   rep {rep}: sequential wall {q.wall_s:.3f}s "
+                    f"(in-run {q.extra['elapsed_s']:.3f}s, cpu {q.cpu_s:.2f}s, "
+                    f"peak RSS {q.peak_rss_mb:.1f} MiB, {q.extra['requests']} requests)")
+    return outcome
+
+
+# -- report ----------------------------------------------------------------------------------------
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def fmt(value: float, spec: str = ".3f", unit: str = "") -> str:
+    return "—" if math.isnan(value) else f"{value:{spec}}{unit}"
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "MISSED"
+
+
+def machine() -> str:
+    try:
+        model = next(
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        )
+    except (OSError, StopIteration):
+        model = platform.processor() or "?"
+    import aiohttp
+
+    import bulkops
+
+    return (f"{os.cpu_count()} CPUs ({model}), Python {platform.python_version()}, "
+            f"aiohttp {aiohttp.__version__}, {platform.system()} {platform.release()}, "
+            f"temp dir {tempfile.gettempdir()}; bulkops from {Path(bulkops.__file__).parent} "
+            f"at {git_revision(Path(bulkops.__file__).parent)}")
+
+
+def git_revision(folder: Path) -> str:
+    """``<sha> (clean|N changed files)`` of the checkout holding ``folder``; read-only git."""
+    try:
+        sha = subprocess.run(["git", "-C", str(folder), "rev-parse", "--short", "HEAD"],
+                             capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(folder), "status", "--porcelain", "--", "."],
+                               capture_output=True, text=True, timeout=10, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "no git checkout"
+    changed = len(dirty.splitlines())
+    return f"git {sha} ({'clean' if not changed else f'{changed} changed/untracked files'})"
+
+
+def report(throughput: list[Outcome], memory: list[Outcome], args: argparse.Namespace) -> str:
+    c = args.concurrency
+    nan = math.nan
+    lines = [
+        f"Machine: {machine()}",
+        f"Command: {' '.join(['python', *sys.argv])}",
+        f"Repetitions: {args.repeat}, medians shown; concurrency {c}; page size {PAGE}; "
+        "ideal = requests / concurrency * latency",
+        "",
+        "| scenario | requests | median wall s | ideal s | ratio to ideal | sequential median s "
+        "| speed-up vs sequential | peak RSS MiB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for o in throughput + memory:
+        s = o.scenario
+        ideal = o.ideal or nan
+        speedup = o.seq_wall / o.wall if o.seq else nan
+        lines.append(
+            f"| {s.name} | {s.requests:,} | {fmt(o.wall)} | {fmt(ideal)} "
+            f"| {fmt(o.wall / ideal, '.2f', '×')} | {fmt(o.seq_wall)} "
+            f"| {fmt(speedup, '.1f', '×')} | {fmt(o.rss, '.1f')} |"
+        )
+    lines += [
+        "",
+        "Where the time goes (medians). *wall*: the whole `bulkops run` process, as a user waits "
+        "for it. *in-run*: the run's own `elapsed_s` (task graph start to published manifest), "
+        "i.e. without interpreter start-up, imports, state set-up and exit. *bound*: the "
+        "critical-path-aware lower bound (page 1 of a listing must precede its other pages). "
+        "The sequential client's in-run is likewise timed inside it, after its imports.",
+        "",
+        "| scenario | wall s | in-run s | start-up + exit s | bound s | in-run / ideal "
+        "| in-run / bound | sequential in-run s | in-run speed-up | bulkops CPU s "
+        "| in-run ms per request |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for o in throughput + memory:
+        ideal, bound = o.ideal or nan, o.bound or nan
+        lines.append(
+            f"| {o.scenario.name} | {fmt(o.wall)} | {fmt(o.in_run)} | {fmt(o.wall - o.in_run)} "
+            f"| {fmt(bound)} | {fmt(o.in_run / ideal, '.2f', '×')} "
+            f"| {fmt(o.in_run / bound, '.2f', '×')} "
+            f"| {fmt(o.seq_in_run if o.seq else nan)} "
+            f"| {fmt(o.seq_in_run / o.in_run if o.seq else nan, '.1f', '×')} | {fmt(o.cpu, '.2f')} "
+            f"| {fmt(o.in_run / o.scenario.requests * 1000, '.2f')} |"
+        )
+    lines += [
+        "",
+        "Memory. *peak RSS*: the kernel's high-water mark of the `bulkops run` process "
+        "(`wait4` ru_maxrss), median and max over repetitions; *sampled*: psutil every 20 ms "
+        "(cross-check, max over repetitions).",
+        "",
+        "| scenario | metrics | peak RSS MiB (median) | peak RSS MiB (max) | sampled MiB (max) "
+        "| vs smallest export | sequential client peak RSS MiB |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    base = min(memory, key=lambda o: o.scenario.metrics).rss if memory else nan
+    for o in throughput + memory:
+        lines.append(
+            f"| {o.scenario.name} | {o.scenario.metrics:,} | {fmt(o.rss, '.1f')} "
+            f"| {fmt(o.rss_max, '.1f')} "
+            f"| {fmt(max(m.sampled_rss_mb for m in o.bulkops), '.1f')} "
+            f"| {fmt(o.rss / base, '.2f', '×')} | {fmt(o.seq_rss if o.seq else nan, '.1f')} |"
+        )
+    lines += ["", "Targets:"]
+    for o in throughput:
+        ratio, in_run_ratio = o.wall / o.ideal, o.in_run / o.ideal
+        speedup, in_run_speedup = o.seq_wall / o.wall, o.seq_in_run / o.in_run
+        lines.append(
+            f"- {o.scenario.name}: within {TARGET_RATIO_TO_IDEAL:g}× of ideal "
+            f"({TARGET_RATIO_TO_IDEAL * o.ideal:.3f}s): wall {ratio:.2f}× "
+            f"{verdict(ratio <= TARGET_RATIO_TO_IDEAL)}; in-run only {in_run_ratio:.2f}× "
+            f"{verdict(in_run_ratio <= TARGET_RATIO_TO_IDEAL)}"
+        )
+        lines.append(
+            f"- {o.scenario.name}: at least {TARGET_SPEEDUP:g}× faster than sequential: wall "
+            f"{speedup:.1f}× {verdict(speedup >= TARGET_SPEEDUP)}; "
+            f"in-run only {in_run_speedup:.1f}× "
+            f"{verdict(in_run_speedup >= TARGET_SPEEDUP)}"
+        )
+    if memory:
+        small = min(memory, key=lambda o: o.scenario.metrics)
+        # The issue's memory target is about the 200,000-metric export; --scaling adds a larger
+        # one that is reported, not judged.
+        big = next((o for o in memory if o.scenario.metrics == TARGET_RSS_METRICS),
+                   max(memory, key=lambda o: o.scenario.metrics))
+        lines.append(
+            f"- {big.scenario.name}: peak RSS under {TARGET_RSS_MB:g} MB "
+            f"({TARGET_RSS_MB * 1e6 / 2**20:.1f} MiB): "
+            f"max {big.rss_max:.1f} MiB {verdict(big.rss_max * 2**20 < TARGET_RSS_MB * 1e6)}"
+        )
+        flat = big.rss / small.rss
+        lines.append(
+            f"- flat memory: {big.scenario.metrics / small.scenario.metrics:g}× the metrics, "
+            f"{flat:.2f}× the peak RSS (at most {TARGET_FLAT_RATIO:g}×) "
+            f"{verdict(flat <= TARGET_FLAT_RATIO)}"
+        )
+        for o in memory:
+            if o.scenario.metrics > big.scenario.metrics:
+                lines.append(
+                    f"- (not judged) {o.scenario.name}: peak RSS max {o.rss_max:.1f} MiB, "
+                    f"{o.rss / small.rss:.2f}× the smallest export's"
+                )
+    return "\n".join(lines)
+
+
+def scenarios(args: argparse.Namespace) -> tuple[list[Scenario], list[Scenario]]:
+    if args.quick:
+        throughput = [Scenario("4 × 500, 50 ms" if args.latency_ms == 50 else
+                               f"4 × 500, {args.latency_ms:g} ms", 4, 500, args.latency_ms)]
+        memory = [Scenario("2,000 metrics, 0 ms", 2, 1000, 0.0),
+                  Scenario("20,000 metrics, 0 ms", 20, 1000, 0.0)]
+    else:
+        throughput = [Scenario(f"20 × 1,000, {args.latency_ms:g} ms", 20, 1000, args.latency_ms)]
+        memory = [Scenario("2,000 metrics (2 × 1,000), 0 ms", 2, 1000, 0.0),
+                  Scenario("20,000 metrics (20 × 1,000), 0 ms", 20, 1000, 0.0),
+                  Scenario("200,000 metrics (200 × 1,000), 0 ms", 200, 1000, 0.0)]
+    if args.scaling and not args.quick:
+        memory.append(Scenario("500,000 metrics (500 × 1,000), 0 ms", 500, 1000, 0.0))
+    if args.no_memory:
+        memory = []
+    return throughput, memory
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=None,
+                        help="repetitions (default 3; 1 with --quick)")
+    parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--latency-ms", type=float, default=50.0)
+    parser.add_argument("--no-memory", action="store_true", help="skip the memory scenarios")
+    parser.add_argument("--scaling", action="store_true",
+                        help="add a 500,000-metric export (how cost per page and RSS scale)")
+    parser.add_argument("--no-sequential-memory", action="store_true",
+                        help="skip the sequential client in the memory scenarios")
+    # Internal: the child processes.
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--sources", type=int, default=20, help=argparse.SUPPRESS)
+    parser.add_argument("--per-source", type=int, default=1000, help=argparse.SUPPRESS)
+    parser.add_argument("--max-seconds", type=float, default=3600, help=argparse.SUPPRESS)
+    parser.add_argument("--sequential", metavar="URL", help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.serve:
+        return serve(args)
+    if args.sequential:
+        return sequential(args)
+    if args.repeat is None:
+        args.repeat = 1 if args.quick else 3
+    if args.repeat < 1 or args.concurrency < 1 or args.latency_ms <= 0:
+        parser.error("--repeat and --concurrency must be >= 1, --latency-ms > 0")
+
+    throughput_s, memory_s = scenarios(args)
+    if args.no_sequential_memory:
+        for s in memory_s:
+            s.sequential = False
+    try:
+        throughput = [run_scenario(s, args.concurrency, args.repeat) for s in throughput_s]
+        memory = [run_scenario(s, args.concurrency, args.repeat) for s in memory_s]
+    except BenchError as exc:
+        log(f"bench_export: FAILED: {exc}")
+        return 1
+    print(report(throughput, memory, args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

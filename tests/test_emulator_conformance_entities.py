@@ -337,6 +337,10 @@ CASES = [
         200,
         {**LAYER_OVERRIDES, "op": "add"},
     ),
+    c("layer-overrides-clear", "DELETE", f"{L}/conf_layer/overrides", 200),
+    c("gate-overrides-clear", "DELETE", f"{G}/bench_0001_gate/overrides", 201),
+    c("experiment-overrides-clear", "DELETE", f"{E}/bench_0001_exp/overrides", 200),
+    c("holdout-overrides-clear", "DELETE", f"{H}/conf_holdout/overrides", 200),
     c(
         "layer-overrides-remove",
         "DELETE",

@@ -425,10 +425,11 @@ async def test_gate_overrides_replace_add_remove_with_201() -> None:
         removed = await api.delete(path, {"passingUserIDs": ["a"], "failingUserIDs": ["b"]})
         assert removed.data["passingUserIDs"] == ["c"] and removed.data["failingUserIDs"] == []
         replaced = await api.post(path, {"passingUserIDs": ["z"], "failingUserIDs": []})
-        assert replaced.data["environmentOverrides"] == [] and replaced.data["passingUserIDs"] == [
-            "z"
-        ]
+        assert replaced.data["environmentOverrides"] == []
+        assert replaced.data["passingUserIDs"] == ["z"]
         assert (await api.get(f"{V1}/gates/new_checkout")).data["version"] == 6
+        cleared = await api.delete(path)  # no body, as the current spec draws it
+        assert cleared.status == 201 and cleared.data["passingUserIDs"] == []
 
 
 # -- dynamic configs ----------------------------------------------------------------------------

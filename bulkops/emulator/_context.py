@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from multidict import MultiDictProxy
+from multidict import MultiMapping
 
 from ._config import EmulatorConfig
 from ._errors import invalid_request, validation_failed
@@ -47,7 +47,7 @@ class Call:
     method: str
     raw_path: str
     raw_query: str
-    query: MultiDictProxy[str]
+    query: MultiMapping[str]
     params: dict[str, str]
     body_bytes: bytes
     config: EmulatorConfig

@@ -84,7 +84,7 @@ class _Planner:
                            fail=True)
                 return
         if experiment.get("status") not in (None, "setup"):
-            self._note(exp_id, "status", f"{experiment['status']} in the source; created in "
+            self._note(exp_id, "not_setup_in_source", f"{experiment['status']} in the source; created in "
                        "setup in the target (start it there when ready)")
         deps = [self.plan_entity(entity, exp_id) for entity in self.closure.dependencies(exp_id)]
         exp_op = self.plan_entity(self.closure.entity("experiment", exp_id), exp_id,

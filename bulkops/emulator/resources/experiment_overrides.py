@@ -178,7 +178,7 @@ def _writer(op: str) -> Any:
         exp = get_entity(project, EXPERIMENTS, call.params["id"])
         mode = op
         if mode == "remove" and not call.body_bytes.strip():
-            body = {"overrides": [], "userIDOverrides": []}
+            body: dict[str, Any] = {"overrides": [], "userIDOverrides": []}
             mode = "replace"  # the spec's bodiless DELETE: remove them all
         else:
             body = _parse(call, exp, check=mode != "remove")

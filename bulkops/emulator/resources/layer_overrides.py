@@ -2,11 +2,11 @@
 
 ``LayerOverridesDto {conditionalOverrides: [{type, name, experimentName, groupName}], idOverrides:
 [{groupName, ids, idType?, environment?, experimentName?}]}``. POST replaces both lists, PATCH
-(``LayerOverridesPatchDto``, ``op: "add"``) adds, DELETE removes (without a body: all). A conditional override is one
-item (equal items are not repeated); id overrides with the same ``(groupName, idType,
-environment, experimentName)`` merge their ids. References are checked: the gate or segment must
-exist and ``experimentName`` must be an experiment of this layer with a group ``groupName``.
-Every change bumps the layer's ``version``.
+(``LayerOverridesPatchDto``, ``op: "add"``) adds, DELETE removes (without a body: all). A
+conditional override is one item (equal items are not repeated); id overrides with the same
+``(groupName, idType, environment, experimentName)`` merge their ids. References are checked:
+the gate or segment must exist and ``experimentName`` must be an experiment of this layer with a
+group ``groupName``. Every change bumps the layer's ``version``.
 """
 
 from __future__ import annotations

@@ -206,16 +206,25 @@ def _apply(args: argparse.Namespace) -> int:
 def _emulator(args: argparse.Namespace) -> int:
     from bulkops.emulator import EmulatorConfig, serve_forever
 
-    config = EmulatorConfig(
-        latency_ms=args.latency_ms,
-        fail_rate=args.fail_rate,
-        drop_rate=args.drop_rate,
-        truncate_rate=args.truncate_rate,
-        fault_seed=args.fault_seed,
-        retry_after=args.retry_after,
-        **({"mutation_windows": tuple(args.mutation_rate)} if args.mutation_rate else {}),
-    )
-    serve_forever(args.host, args.port, args.seed, args.scale, config)
+    try:
+        config = EmulatorConfig(
+            latency_ms=args.latency_ms,
+            fail_rate=args.fail_rate,
+            drop_rate=args.drop_rate,
+            truncate_rate=args.truncate_rate,
+            fault_seed=args.fault_seed,
+            retry_after=args.retry_after,
+            **({"mutation_windows": tuple(args.mutation_rate)} if args.mutation_rate else {}),
+        )
+    except ValueError as exc:
+        raise UserError(f"{exc}.") from None
+    try:
+        serve_forever(args.host, args.port, args.seed, args.scale, config)
+    except OSError as exc:
+        raise UserError(
+            f"cannot serve on {args.host}:{args.port}: {exc.strerror or exc}. "
+            "Pick another --port (or stop what is using it)."
+        ) from None
     return 0
 
 

@@ -98,3 +98,8 @@ def test_bad_usage_exits_2(capsys) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["run", "x.toml", "--concurrency", "0"])
     assert exit_info.value.code == 2
+
+
+def test_emulator_bad_options_are_user_errors(capsys) -> None:
+    code, _, err = run_cli(capsys, "emulator", "--mutation-rate", "100/10parsecs")
+    assert code == 2 and "100/10s" in err and "Traceback" not in err

@@ -131,6 +131,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("bulkops: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # disk full, permissions...: the run is resumable once fixed
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"bulkops: I/O error{where}: {exc.strerror or exc}. Fix it and run the same "
+              "command again to resume.", file=sys.stderr)
+        return 4
 
 
 def _dispatch(args: argparse.Namespace) -> int:

@@ -103,3 +103,11 @@ def test_bad_usage_exits_2(capsys) -> None:
 def test_emulator_bad_options_are_user_errors(capsys) -> None:
     code, _, err = run_cli(capsys, "emulator", "--mutation-rate", "100/10parsecs")
     assert code == 2 and "100/10s" in err and "Traceback" not in err
+
+
+def test_an_unusable_state_directory_is_a_user_error(tmp_path, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("STATSIG_CONSOLE_API_KEY", "console-x")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    code, _, err = run_cli(capsys, "run", str(write(tmp_path, GOOD)), "--state", str(blocker))
+    assert code == 2 and "--state" in err and "Traceback" not in err

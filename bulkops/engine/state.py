@@ -96,7 +96,7 @@ class StateDir:
         ``resume=False`` starts a new run even over an unfinished one (keeping its journal in
         ``previous/``): for commands that plan anew, which is always safe.
         """
-        self.root.mkdir(parents=True, exist_ok=True)
+        self._ensure_usable()
         previous = self.read_run()
         if previous is not None and fresh:
             self.discard()
@@ -123,6 +123,18 @@ class StateDir:
         }
         self.write_run(run)
         return run, False
+
+    def _ensure_usable(self) -> None:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            probe = self.root / ".write-test"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise StateError(
+                f"cannot use {self.root} as the state directory ({exc.strerror or exc}); "
+                "pass --state with a writable directory."
+            ) from None
 
     def _check_same_job(self, previous: dict[str, Any], job: JobDefinition) -> None:
         if previous.get("job") != job.name or previous.get("kind") != job.kind:

@@ -114,6 +114,18 @@ async def test_no_learning_when_our_own_window_was_full() -> None:
     assert gov.windows[1].limit == 8
 
 
+async def test_429s_of_one_burst_teach_the_limit_once() -> None:
+    """Attempts already in flight when the first 429 lowered a window do not blame the long one."""
+    clock = FakeClock()
+    gov = governor(clock, ["250/10s", "2250/15min"])
+    await send(gov, 103, clock)  # the server (100/10s) rejects the 101st to 103rd attempts
+    for _ in range(3):
+        gov.on_rate_limited(retry_after=None, mutation=True)
+    short, long = gov.windows
+    assert short.limit < 100  # learned once, from the first of them
+    assert long.limit == 2250  # not blamed for the rejections of attempts already in flight
+
+
 async def test_consecutive_429s_back_off_exponentially_with_jitter() -> None:
     import random
 

@@ -232,6 +232,8 @@ class RateGovernor:
         """
         now = self._clock()
         for window in sorted(self.windows, key=lambda w: w.span):
+            if window.count(now) > window.limit:
+                return  # sent before we lowered this limit: a 429 we have already learned from
             accepted = window.count(now) - 1
             if accepted < window.limit - 1:
                 window.limit = max(1, math.floor(accepted * LEARNED_FRACTION))

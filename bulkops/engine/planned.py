@@ -195,8 +195,19 @@ def _apply_summary(ctx: RunContext, plan: Plan) -> dict[str, Any]:
         "mutations_sent": sum(1 for o in outcomes.values() if o.get("sent")),
         "outcomes": counts,
         "pending_review": pending,
-        "notes": len(plan.notes),
+        "notes": _notes_by_kind(plan),
     }
+
+
+def _notes_by_kind(plan: Plan) -> dict[str, list[str]]:
+    """What the plan noted, by kind, naming the items (e.g. experiments active in the source)."""
+    grouped: dict[str, list[str]] = {}
+    for note in plan.notes:
+        item = note.get("experiment") or note.get("entity") or note.get("id") or "?"
+        names = grouped.setdefault(note.get("kind", "note"), [])
+        if item not in names:
+            names.append(item)
+    return grouped
 
 
 async def _verify(session: Session, plan: Plan) -> dict[str, Any]:
@@ -256,10 +267,17 @@ def _saved_run(options: RunOptions, *, for_undo: bool = False) -> tuple[StateDir
 
 def _undo_plan(job: JobDefinition, state: StateDir, plan: Plan) -> Plan:
     kind: PlannedKind = kind_module(job.kind)  # type: ignore[assignment]
+    records = read_journal(state.journal_file)
+    # An op whose answer was lost (or whose run was killed after sending) ends "already_applied"
+    # with sent=False when reconciled; its intent record shows the change was still ours.
+    intended = {r["op"] for r in records if r.get("type") == "intent"}
     sent = {
         r["op"]: r.get("after") or {}
-        for r in read_journal(state.journal_file)
-        if r.get("type") == "outcome" and r.get("sent") and r.get("status") == "applied"
+        for r in records
+        if r.get("type") == "outcome" and (
+            (r.get("sent") and r.get("status") == "applied")
+            or (r.get("status") == "already_applied" and r["op"] in intended)
+        )
     }
     operations = []
     for op in reversed(plan.operations):

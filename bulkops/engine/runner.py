@@ -116,7 +116,10 @@ async def open_session(
              state=str(state.root), resumed=resumed)
     try:
         async with AsyncExitStack() as stack:
-            access = await stack.enter_async_context(_project_access(projects, options))
+            sandbox_names = getattr(job.spec, "sandbox_projects", {})
+            access = await stack.enter_async_context(
+                _project_access(projects, options, sandbox_names)
+            )
             clients = await _open_clients(stack, job, options, state, access)
             yield Session(job, options, state, run, clients)
     finally:
@@ -125,8 +128,9 @@ async def open_session(
 
 @asynccontextmanager
 async def _project_access(
-    projects: dict[str, ProjectSpec], options: RunOptions
+    projects: dict[str, ProjectSpec], options: RunOptions, sandbox_names: dict[str, str]
 ) -> AsyncIterator[dict[str, ProjectAccess]]:
+    """Where each role's project is; ``sandbox_names`` maps a role to a demo project's name."""
     if not options.sandbox:
         yield {
             role: ProjectAccess(role, options.base_url or spec.base_url, os.environ[spec.api_key_env])
@@ -139,7 +143,10 @@ async def _project_access(
     async with running_emulator(world, EmulatorConfig()) as base_url:
         log.info("bulkops.sandbox.started", base_url=base_url)
         yield {
-            role: ProjectAccess(role, base_url, world.projects[role].console_key) for role in projects
+            role: ProjectAccess(
+                role, base_url, world.projects[sandbox_names.get(role, role)].console_key
+            )
+            for role in projects
         }
 
 

@@ -9,6 +9,7 @@ from bulkops.jobs.spec import JobDefinition, JobSpec, load_job
 
 _MODULES = {
     "export_metrics": "bulkops.jobs.export_metrics",
+    "batch_rule_update": "bulkops.jobs.batch_rule_update",
     "clone_experiments": "bulkops.jobs.clone_experiments",
 }
 

@@ -1,0 +1,458 @@
+"""``batch_rule_update``: scripted mass edits of gate or dynamic-config rules, planned and undoable.
+
+Plan: read the selected entities (one list, or one GET per explicit id), run the job's edits over
+each entity's rules (``bulkops.jobs.rule_edits``) and, for every entity whose rules come out
+different, plan *one* mutation: ``PATCH /console/v1/{gates|dynamic_configs}/{id}`` with the whole
+new ``rules`` list. Existing rules keep their ``id``/``baseID`` in the body (the request schema
+allows both), which is how the server knows a rule was edited rather than replaced; no other
+server-assigned field is sent. The precondition pins the entity as read (``version`` and
+``lastModifiedTime``), so ``apply`` never overwrites a change made after the plan; the before-image
+(the rules as read) is what ``undo`` restores, guarded by the version our write produced.
+
+An entity whose ``python`` edit raised is left out of the plan and noted as failed (the traceback
+goes to the log); the run then ends with exit 3. Explicit ``ids`` that do not exist are failures
+too. With ``respect_review``, an entity that already has a review pending is left alone: writing
+again would open a second review for the same change.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import importlib
+import importlib.util
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import anyio
+import orjson
+import structlog
+from pydantic import Field, field_validator, model_validator
+
+from bulkops.api.client import ConsoleClient, api_path
+from bulkops.engine.apply import read_entity
+from bulkops.engine.compare import SERVER_ASSIGNED, guard_of, normalize
+from bulkops.engine.plan import Operation, Plan
+from bulkops.errors import JobFileError
+from bulkops.jobs.rule_edits import (
+    DeleteRule,
+    Edit,
+    EditFailed,
+    PythonEdit,
+    Rule,
+    RuleFunction,
+    Slot,
+    canonical,
+    edit_entity,
+    edits_with_plain_paths,
+)
+from bulkops.jobs.spec import JobDefinition, JobSpec, ProjectSpec, Strict
+
+log = structlog.get_logger("bulkops.batch_rule_update")
+
+ROLE = "target"
+FAILED = "failed"
+PENDING_REVIEW = "pending_review"
+#: Entity kind per ``select.entity``: (Operation.kind, whether rules carry return values).
+ENTITY_KINDS = {"gates": ("gate", False), "dynamic_configs": ("dynamic_config", True)}
+#: What a rule in a PATCH body may hold (GatePartialUpdateDto / DynamicConfigPartialUpdateDto,
+#: minus the automated-rollout histories the server keeps on its own).
+RULE_KEYS = ("id", "baseID", "name", "passPercentage", "conditions", "environments", "returnValue")
+CONFIG_RULE_KEYS = (*RULE_KEYS, "returnValueJson5", "variants")
+CONDITION_KEYS = ("type", "operator", "targetValue", "field", "customID")
+#: How the diff's first line of each changed rule starts (for the plan's totals).
+RULE_LINES = ("~ rule '", "~ rule \"", "+ rule ", "- rule ")
+
+
+# -- the job file ----------------------------------------------------------------------------
+class SelectSpec(Strict):
+    entity: Literal["gates", "dynamic_configs"]
+    ids: tuple[str, ...] = ()
+    id_pattern: str | None = Field(default=None, min_length=1)
+    tags: tuple[str, ...] = ()
+    rule_name: str | None = Field(default=None, min_length=1)
+
+
+class OptionsSpec(Strict):
+    respect_review: bool = False
+
+
+class Spec(JobSpec):
+    kind: ClassVar[str] = "batch_rule_update"
+    roles: ClassVar[tuple[str, ...]] = (ROLE,)
+    #: ``--sandbox``: the demo world's batch-edit playground (~300 gates) is its "source" project.
+    sandbox_projects: ClassVar[dict[str, str]] = {ROLE: "source"}
+
+    job: Literal["batch_rule_update"]
+    target: ProjectSpec
+    select: SelectSpec
+    edits: tuple[Edit, ...] = Field(min_length=1)
+    options: OptionsSpec = OptionsSpec()
+
+    _plain_paths = field_validator("edits", mode="wrap")(edits_with_plain_paths)
+
+    @model_validator(mode="after")
+    def _delete_needs_a_rule_name(self) -> Spec:
+        for index, edit in enumerate(self.edits):
+            if isinstance(edit, DeleteRule) and self.select.rule_name is None:
+                raise ValueError(
+                    f"edits.{index}: delete_rule without select.rule_name would delete every rule "
+                    'of every selected entity; set select.rule_name (use "*" if you mean it)'
+                )
+        return self
+
+
+# -- planning --------------------------------------------------------------------------------
+async def build_plan(job: JobDefinition, clients: dict[str, ConsoleClient]) -> Plan:
+    spec: Spec = job.spec  # type: ignore[assignment]
+    functions = load_functions(spec.edits, job.folder)  # before any request: a bad import is exit 2
+    kind = ENTITY_KINDS[spec.select.entity][0]
+    entities, missing = await _select(clients[ROLE], spec.select)
+    operations: list[Operation] = []
+    notes = [_note(kind, entity_id, FAILED, f"{kind} {entity_id!r} (in select.ids) does not "
+                   f"exist in [{ROLE}]") for entity_id in missing]  # fmt: skip
+    for entity in entities:
+        planned = _plan_entity(spec, entity, functions)
+        if isinstance(planned, Operation):
+            operations.append(planned)
+        elif planned is not None:
+            notes.append(planned)
+    rules_changed = sum(
+        1 for op in operations for line in op.describe if line.startswith(RULE_LINES)
+    )
+    selected = len(entities) + len(missing)
+    unchanged = len(entities) - len(operations) - (len(notes) - len(missing))
+    notes.insert(0, {
+        "kind": "selection",
+        "entity": f"{selected} {spec.select.entity} selected: {len(operations)} to update, "
+                  f"{unchanged} unchanged, {len(notes)} left out",
+        "selection": spec.select.entity, "selected": selected, "to_update": len(operations),
+        "rules_changed": rules_changed, "unchanged": unchanged,
+    })  # fmt: skip
+    return Plan(job=job.name, kind=job.kind, job_file=str(job.path), job_digest=job.digest,
+                operations=operations, notes=notes)  # fmt: skip
+
+
+def _plan_entity(
+    spec: Spec, entity: dict[str, Any], functions: dict[int, RuleFunction]
+) -> Operation | dict[str, Any] | None:
+    """The entity's operation, a note saying why it is left out, or None when it is unchanged."""
+    kind = ENTITY_KINDS[spec.select.entity][0]
+    if spec.options.respect_review and _review_pending(entity):
+        return _note(kind, entity["id"], PENDING_REVIEW,
+                     "a review is already pending; left alone until it is decided")  # fmt: skip
+    try:
+        slots = edit_entity(entity, spec.edits, rule_name=spec.select.rule_name,
+                            functions=functions)  # fmt: skip
+    except EditFailed as exc:
+        log.error("bulkops.plan.edit_failed", entity=entity["id"], kind=kind, edit=exc.index,
+                  error=str(exc), traceback=exc.traceback or None)  # fmt: skip
+        where = "; the traceback is in the log" if exc.traceback else ""
+        return _note(kind, entity["id"], FAILED, f"{exc}{where}")
+    return _operation(spec.select.entity, entity, slots)
+
+
+def _note(kind: str, entity_id: str, status: str, message: str) -> dict[str, Any]:
+    """An entity left out of the plan; ``fail`` makes the core count it as failed (exit 3)."""
+    return {"kind": status, "entity": entity_id, "entity_kind": kind, "status": status,
+            "message": message, "fail": status == FAILED}  # fmt: skip
+
+
+def _review_pending(entity: dict[str, Any]) -> bool:
+    review = entity.get("activeReview")
+    return isinstance(review, dict) and bool(review.get("reviewID"))
+
+
+async def _select(
+    client: ConsoleClient, select: SelectSpec
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """The selected entities in server order, and the explicit ids that do not exist."""
+    if select.ids and select.id_pattern is None and not select.tags:
+        return await _read_each(client, select.entity, select.ids)
+    rows = [row for row in await client.list_all(api_path(select.entity)) if isinstance(row, dict)]
+    present = {row.get("id") for row in rows}
+    missing = [entity_id for entity_id in dict.fromkeys(select.ids) if entity_id not in present]
+    return [row for row in rows if _selected(row, select)], missing
+
+
+async def _read_each(
+    client: ConsoleClient, entity: str, ids: tuple[str, ...]
+) -> tuple[list[dict[str, Any]], list[str]]:
+    unique = list(dict.fromkeys(ids))
+    found: dict[str, dict[str, Any] | None] = {}
+
+    async def read(entity_id: str) -> None:
+        found[entity_id] = await read_entity(client, api_path(entity, entity_id))
+
+    async with anyio.create_task_group() as group:
+        for entity_id in unique:
+            group.start_soon(read, entity_id)
+    return (
+        [found[i] for i in unique if found[i] is not None],  # type: ignore[misc]
+        [i for i in unique if found[i] is None],
+    )
+
+
+def _selected(entity: dict[str, Any], select: SelectSpec) -> bool:
+    entity_id = str(entity.get("id", ""))
+    if select.ids and entity_id not in select.ids:
+        return False
+    if select.id_pattern is not None and not fnmatch.fnmatchcase(entity_id, select.id_pattern):
+        return False
+    if select.tags:
+        tags = entity.get("tags") or []
+        return any(tag in tags for tag in select.tags)
+    return True
+
+
+def _operation(collection: str, entity: dict[str, Any], slots: list[Slot]) -> Operation | None:
+    """The one PATCH that writes the entity's edited rules, or None when nothing changed."""
+    kind, config = ENTITY_KINDS[collection]
+    before = list(entity.get("rules") or [])
+    if config:
+        slots = [Slot(slot.origin, _fill_return_value(slot.rule)) for slot in slots]
+    after = [slot.rule for slot in slots]
+    if normalize(after) == normalize(before):
+        return None
+    path = api_path(collection, str(entity["id"]))
+    return Operation(
+        id=f"{kind}:{entity['id']}",
+        role=ROLE,
+        kind=kind,
+        entity_id=str(entity["id"]),
+        action="update rules",
+        method="PATCH",
+        path=path,
+        body={"rules": [request_rule(rule, config=config) for rule in after]},
+        read_path=path,
+        precondition=guard_of(entity),
+        expected={"rules": after},
+        before={"rules": before},
+        describe=describe_changes(before, slots),
+    )
+
+
+def request_rule(rule: Rule, *, config: bool) -> Rule:
+    """A rule as a PATCH body may carry it: the schema's keys only, nulls left out."""
+    keys = CONFIG_RULE_KEYS if config else RULE_KEYS
+    body = {key: rule[key] for key in keys if rule.get(key) is not None}
+    if "conditions" in body:
+        body["conditions"] = [
+            {key: c[key] for key in CONDITION_KEYS if c.get(key) is not None}
+            for c in body["conditions"]
+        ]
+    return body
+
+
+def _fill_return_value(rule: Rule) -> Rule:
+    """A dynamic-config rule with ``returnValue`` and ``returnValueJson5`` that agree.
+
+    A new rule gets ``{}``; a rule whose ``returnValue`` a python edit changed gets fresh JSON5
+    text. JSON5 that is not plain JSON (comments) cannot be compared and is kept as it is.
+    """
+    value = rule.get("returnValue")
+    text = rule.get("returnValueJson5")
+    if text is None:
+        value = value if isinstance(value, dict) else {}
+        return {**rule, "returnValue": value, "returnValueJson5": orjson.dumps(value).decode()}
+    try:
+        parsed = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return rule
+    if isinstance(value, dict) and parsed != value:
+        return {**rule, "returnValueJson5": orjson.dumps(value).decode()}
+    return rule
+
+
+# -- python edits: finding the functions -----------------------------------------------------
+def load_functions(edits: Sequence[Any], folder: Path) -> dict[int, RuleFunction]:
+    """Import every python edit's function, from ``folder`` (the job file's) or the Python path."""
+    functions = {}
+    for index, edit in enumerate(edits):
+        if isinstance(edit, PythonEdit):
+            functions[index] = _load_function(index, edit.function, folder)
+    return functions
+
+
+def _load_function(index: int, reference: str, folder: Path) -> RuleFunction:
+    module_name, _, attribute = reference.partition(":")
+    where = f"edits.{index}.function"
+    try:
+        module = _import(module_name, folder)
+    except ModuleNotFoundError as exc:
+        raise JobFileError(
+            f"{where}: cannot import module {module_name!r} ({exc}); put {module_name}.py beside "
+            "the job file or install it on the Python path"
+        ) from None
+    except Exception as exc:
+        detail = "".join(traceback.format_exception_only(exc)).strip()
+        raise JobFileError(f"{where}: importing {module_name!r} failed: {detail}") from None
+    function = getattr(module, attribute, None)
+    if not callable(function):
+        raise JobFileError(
+            f"{where}: module {module_name!r} ({getattr(module, '__file__', '?')}) has no "
+            f"function {attribute!r}; define `def {attribute}(entity, rule):` there"
+        )
+    return function  # type: ignore[no-any-return]
+
+
+def _import(module_name: str, folder: Path) -> Any:
+    """The module from the job file's folder if it is there (fresh), else from the Python path."""
+    relative = Path(*module_name.split("."))
+    for candidate in (folder / relative.with_suffix(".py"), folder / relative / "__init__.py"):
+        if candidate.is_file():
+            spec = importlib.util.spec_from_file_location(module_name, candidate)
+            assert spec is not None and spec.loader is not None
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[module_name] = module
+            sys.path.insert(0, str(folder))  # so it can import its neighbours
+            try:
+                spec.loader.exec_module(module)
+            except BaseException:
+                sys.modules.pop(module_name, None)
+                raise
+            finally:
+                sys.path.remove(str(folder))
+            return module
+    return importlib.import_module(module_name)
+
+
+# -- the readable diff -----------------------------------------------------------------------
+def describe_changes(before: list[Rule], slots: list[Slot]) -> list[str]:
+    """Lines like ``~ rule 'Internal'`` then indented field changes, per changed rule."""
+    lines: list[str] = []
+    by_origin = {slot.origin: slot.rule for slot in slots if slot.origin is not None}
+    for index, old in enumerate(before):
+        if index not in by_origin:
+            lines.append(f"- rule {_name(old)} deleted")
+        elif normalize(by_origin[index]) != normalize(old):
+            lines.append(f"~ rule {_name(old)}")
+            lines.extend(f"    {line}" for line in _rule_diff(old, by_origin[index]))
+    for position, slot in enumerate(slots):
+        if slot.origin is None:
+            lines.append(f"+ rule {_name(slot.rule)} added at position {position + 1}")
+            lines.extend(f"    {line}" for line in _rule_summary(slot.rule))
+    order = [slot.origin for slot in slots if slot.origin is not None]
+    if order != sorted(order):
+        lines.append("~ rule order changed")
+    return lines
+
+
+def _name(rule: Rule) -> str:
+    return repr(rule.get("name", "?"))
+
+
+def _rule_diff(old: Rule, new: Rule) -> list[str]:
+    lines = []
+    keys = [k for k in dict.fromkeys([*old, *new])
+            if k not in SERVER_ASSIGNED and k != "conditions"]  # fmt: skip
+    for key in keys:
+        if normalize(old.get(key)) != normalize(new.get(key)):
+            lines.append(f"{key}: {_value(old.get(key))} -> {_value(new.get(key))}")
+    old_conditions = [canonical(c) for c in old.get("conditions") or []]
+    new_conditions = [canonical(c) for c in new.get("conditions") or []]
+    for condition in old.get("conditions") or []:
+        if canonical(condition) not in new_conditions:
+            lines.append(f"- condition {format_condition(condition)}")
+    for condition in new.get("conditions") or []:
+        if canonical(condition) not in old_conditions:
+            lines.append(f"+ condition {format_condition(condition)}")
+    return lines
+
+
+def _rule_summary(rule: Rule) -> list[str]:
+    lines = [f"passPercentage: {_value(rule.get('passPercentage'))}"]
+    lines.extend(f"+ condition {format_condition(c)}" for c in rule.get("conditions") or [])
+    if rule.get("returnValue"):
+        lines.append(f"returnValue: {_value(rule['returnValue'])}")
+    return lines
+
+
+def format_condition(condition: dict[str, Any]) -> str:
+    """``email str_contains_any ["@example.com"]``, ``custom_field(age) gt 31``..."""
+    text = str(condition.get("type", "?"))
+    if condition.get("field"):
+        text += f"({condition['field']})"
+    if condition.get("customID"):
+        text += f"[{condition['customID']}]"
+    if condition.get("operator"):
+        text += f" {condition['operator']}"
+    if condition.get("targetValue") is not None:
+        text += f" {_value(condition['targetValue'])}"
+    return text
+
+
+def _value(value: Any) -> str:
+    if value is None:
+        return "(none)"
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    text = orjson.dumps(value).decode()
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def render_plan(plan: Plan) -> list[str]:
+    selection = next((n for n in plan.notes if n.get("kind") == "selection"), {})
+    lines = []
+    for op in plan.operations:
+        version = op.precondition.get("version") if isinstance(op.precondition, dict) else None
+        lines.append(f"{op.kind} {op.entity_id!r} (version {version}):")
+        lines.extend(f"  {line}" for line in op.describe)
+    failed = [n for n in plan.notes if n.get("status") == FAILED]
+    pending = [n for n in plan.notes if n.get("status") == PENDING_REVIEW]
+    for note in pending:
+        lines.append(f"skipped {note['entity_kind']} {note['entity']!r}: {note['message']}")
+    for note in failed:
+        lines.append(f"FAILED {note['entity_kind']} {note['entity']!r}: {note['message']}")
+    lines.append(
+        f"plan: {selection.get('selected', 0)} {selection.get('selection', 'entities')} "
+        f"selected; {len(plan.operations)} to update ({selection.get('rules_changed', 0)} rule "
+        f"changes), {selection.get('unchanged', 0)} unchanged, {len(pending)} awaiting review, "
+        f"{len(failed)} failed"
+    )
+    for role, estimate in sorted(plan.estimate.items()):
+        lines.append(
+            f"estimate [{role}]: {estimate['mutations']} mutations, at least "
+            f"{estimate['minimum_seconds']:.1f}s under the mutation windows "
+            f"{', '.join(estimate['windows'])}"
+        )
+    if failed:
+        lines.append(
+            "the failed entities are not in the plan, so apply will end with exit 3; fix the "
+            "cause and plan again (`bulkops run --fresh` or `bulkops plan`) to include them"
+        )
+    return lines
+
+
+# -- undo ------------------------------------------------------------------------------------
+def undo_operation(op: Operation, after: dict[str, Any]) -> Operation | None:
+    """Restore the rules as read at plan time, only if the entity still is as our write left it."""
+    config = op.kind == ENTITY_KINDS["dynamic_configs"][0]
+    rules = list(op.before["rules"])
+    guard = after if after.get("version") is not None else {"fields": op.expected}
+    return Operation(
+        id=f"undo:{op.id}",
+        role=op.role,
+        kind=op.kind,
+        entity_id=op.entity_id,
+        action="restore rules",
+        method="PATCH",
+        path=op.path,
+        body={"rules": [request_rule(rule, config=config) for rule in rules]},
+        read_path=op.read_path,
+        precondition=guard,
+        expected={"rules": rules},
+        before={"rules": op.expected["rules"]},
+        describe=[f"restore the {len(rules)} rule(s) read at plan time"],
+    )
+
+
+__all__ = [
+    "Spec",
+    "build_plan",
+    "render_plan",
+    "request_rule",
+    "undo_operation",
+]

@@ -1,0 +1,208 @@
+#!/usr/bin/env python3
+"""batch_rule_update benchmark: how well ``apply`` uses the mutation quota.
+
+Two scenarios, each on a fresh emulator world of N gates whose "Internal" rule the job changes
+(so N mutations), with the emulator enforcing ``--server-windows``:
+
+* **known quota**: the job's ``mutation_rate`` equals the server's windows. Targets: zero 429s, and
+  the wall time of ``bulkops apply`` within 1.1x of the minimum the windows allow for N mutations
+  (from an idle start: ``max over windows of (ceil(N / limit) - 1) * span``).
+* **unknown quota**: the job's windows are set higher than the server's (``--higher-windows``), so
+  the governor must learn the real limit from 429s. Targets: under 5% of mutation attempts rejected,
+  and the job still completes (exit 0, every gate changed).
+
+The emulator runs in-process (aiohttp on 127.0.0.1), the job through the same functions the CLI
+calls (``plan`` is not timed; ``apply`` is, including its read-before-write and final verify).
+
+    python scripts/bench_batch_rules.py            # 300 gates, 100/10s + 900/15min (~55 s)
+    python scripts/bench_batch_rules.py --quick    # 120 gates, 40/4s (~22 s)
+    python scripts/bench_batch_rules.py --json     # machine-readable result on stdout
+
+Exit status 0 when both jobs completed correctly (a missed target prints MISSED), 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from bulkops.emulator import EmulatorConfig, Project, World, running_emulator
+from bulkops.engine import planned
+from bulkops.engine.runner import RunOptions
+from bulkops.jobs import load
+from bulkops.jobs.spec import RateWindow
+
+KEY = "console-bench-rules-key"
+KEY_ENV = "BULKOPS_BENCH_RULES_KEY"
+TARGET_RATIO = 1.1
+TARGET_REJECTED = 0.05
+
+JOB = """\
+job = "batch_rule_update"
+name = "bench-rules"
+[target]
+api_key_env = "{key_env}"
+[select]
+entity = "gates"
+rule_name = "Internal"
+[[edits]]
+op = "add_condition"
+condition = {{ type = "email", operator = "str_contains_any", targetValue = ["@example.com"] }}
+[[edits]]
+op = "set_pass_percentage"
+value = 50
+[limits]
+concurrency = {concurrency}
+mutation_rate = {windows}
+"""
+
+
+def build_world(gates: int) -> World:
+    from bulkops.emulator.resources.gates import create_gate
+
+    project = Project("target", KEY)
+    for i in range(gates):
+        rules = [
+            {"name": "Internal", "passPercentage": 10,
+             "conditions": [{"type": "user_id", "operator": "any", "targetValue": ["u1"]}]},
+            {"name": "Everyone", "passPercentage": 100, "conditions": [{"type": "public"}]},
+        ]  # fmt: skip
+        create_gate(project, {"id": f"bench_gate_{i:04d}", "name": f"bench gate {i}",
+                              "rules": rules}, 1_704_067_200_000 + i)  # fmt: skip
+    return World([project])
+
+
+def minimum_seconds(count: int, windows: list[str]) -> float:
+    parsed = [RateWindow.parse(text) for text in windows]
+    return max((max(0, math.ceil(count / w.limit) - 1) * w.seconds for w in parsed), default=0.0)
+
+
+async def scenario(
+    name: str, gates: int, server: list[str], job_windows: list[str], concurrency: int, root: Path
+) -> dict[str, Any]:
+    os.environ[KEY_ENV] = KEY
+    world = build_world(gates)
+    folder = root / name
+    folder.mkdir()
+    job_path = folder / "job.toml"
+    job_path.write_text(JOB.format(key_env=KEY_ENV, concurrency=concurrency,
+                                   windows=json.dumps(job_windows)))  # fmt: skip
+    state = folder / "state"
+    captured = io.StringIO()
+    async with running_emulator(world, EmulatorConfig(mutation_windows=tuple(server))) as url:
+        options = {"state_dir": state, "base_url": url, "progress": False}
+        with contextlib.redirect_stdout(captured), contextlib.redirect_stderr(captured):
+            job = load(str(job_path))
+            plan_code = await planned.plan_command(job, RunOptions(command="plan", **options))
+            started = time.monotonic()
+            apply_code = await planned.apply_command(RunOptions(command="apply", **options))
+            wall = time.monotonic() - started
+    project = world.project("target")
+    changed = sum(
+        1 for gate in project.collection("gates").values()
+        if gate["rules"][0]["passPercentage"] == 50 and len(gate["rules"][0]["conditions"]) == 2
+    )  # fmt: skip
+    attempts = world.count(is_mutation=True, project="target")
+    rejected = world.count(is_mutation=True, project="target", status=429)
+    minimum = minimum_seconds(gates, server)
+    return {
+        "scenario": name,
+        "gates": gates,
+        "server_windows": server,
+        "job_windows": job_windows,
+        "exit_codes": {"plan": plan_code, "apply": apply_code},
+        "changed": changed,
+        "mutation_attempts": attempts,
+        "rejected_429": rejected,
+        "rejected_fraction": round(rejected / attempts, 4) if attempts else 0.0,
+        "wall_s": round(wall, 3),
+        "minimum_s": minimum,
+        "ratio_to_minimum": round(wall / minimum, 3) if minimum else None,
+        "ok": plan_code == 0 and apply_code == 0 and changed == gates,
+        "output_tail": captured.getvalue().splitlines()[-8:],
+    }
+
+
+def scaled(windows: list[str], factor: float) -> list[str]:
+    out = []
+    for text in windows:
+        window = RateWindow.parse(text)
+        out.append(f"{math.ceil(window.limit * factor)}/{window.seconds:g}s")
+    return out
+
+
+async def main_async(args: argparse.Namespace) -> list[dict[str, Any]]:
+    higher = args.higher_windows or scaled(args.server_windows, 2.5)
+    with tempfile.TemporaryDirectory(prefix="bench-rules-") as tmp:
+        root = Path(tmp)
+        known = await scenario("known_quota", args.gates, args.server_windows,
+                               args.server_windows, args.concurrency, root)  # fmt: skip
+        unknown = await scenario("unknown_quota", args.gates, args.server_windows, higher,
+                                 args.concurrency, root)  # fmt: skip
+    return [known, unknown]
+
+
+def report(results: list[dict[str, Any]]) -> list[str]:
+    known, unknown = results
+    lines = []
+    for r in results:
+        lines.append(
+            f"{r['scenario']}: {r['gates']} gates, server {r['server_windows']}, job "
+            f"{r['job_windows']}: exit {r['exit_codes']}, changed {r['changed']}, "
+            f"{r['mutation_attempts']} attempts, {r['rejected_429']} rejected "
+            f"({100 * r['rejected_fraction']:.2f}%), wall {r['wall_s']:.2f}s, minimum "
+            f"{r['minimum_s']:.2f}s, ratio {r['ratio_to_minimum']}"
+        )
+    ratio = known["ratio_to_minimum"]
+    checks = [
+        ("known quota: zero 429s", known["rejected_429"] == 0),
+        (f"known quota: wall within {TARGET_RATIO}x of the minimum",
+         ratio is not None and ratio <= TARGET_RATIO),
+        (f"unknown quota: under {TARGET_REJECTED:.0%} of attempts rejected",
+         unknown["rejected_fraction"] < TARGET_REJECTED),
+        ("unknown quota: the job completed", unknown["ok"]),
+    ]  # fmt: skip
+    lines.extend(f"  {'met   ' if ok else 'MISSED'} {what}" for what, ok in checks)
+    return lines
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--gates", type=int, default=300)
+    parser.add_argument("--server-windows", nargs="+", default=["100/10s", "900/15min"])
+    parser.add_argument("--higher-windows", nargs="+", default=None,
+                        help="the job's windows when the quota is unknown (default: 2.5x the "
+                        "server's)")
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--quick", action="store_true", help="120 gates under 40/4s")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    if args.quick:
+        args.gates, args.server_windows = 120, ["40/4s"]
+    from bulkops import logs
+
+    logs.configure()
+    results = anyio.run(main_async, args)
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        print("\n".join(report(results)))
+    failed = [r for r in results if not r["ok"]]
+    for r in failed:
+        print(f"{r['scenario']} FAILED:\n  " + "\n  ".join(r["output_tail"]), file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -52,43 +52,73 @@ def build_parser() -> argparse.ArgumentParser:
     emulator.add_argument("--seed", default="demo", help="demo data seed")
     emulator.add_argument("--scale", type=_positive_int, default=1, help="multiply demo data size")
     emulator.add_argument("--latency-ms", type=float, default=0.0, metavar="MS")
-    emulator.add_argument("--fail-rate", type=_probability, default=0.0, metavar="P",
-                          help="probability of a 5xx answer")
-    emulator.add_argument("--drop-rate", type=_probability, default=0.0, metavar="P",
-                          help="probability of dropping the connection")
-    emulator.add_argument("--truncate-rate", type=_probability, default=0.0, metavar="P",
-                          help="probability of a truncated body")
+    emulator.add_argument(
+        "--fail-rate",
+        type=_probability,
+        default=0.0,
+        metavar="P",
+        help="probability of a 5xx answer",
+    )
+    emulator.add_argument(
+        "--drop-rate",
+        type=_probability,
+        default=0.0,
+        metavar="P",
+        help="probability of dropping the connection",
+    )
+    emulator.add_argument(
+        "--truncate-rate",
+        type=_probability,
+        default=0.0,
+        metavar="P",
+        help="probability of a truncated body",
+    )
     emulator.add_argument("--fault-seed", type=int, default=0)
-    emulator.add_argument("--mutation-rate", nargs="+", default=None, metavar="WINDOW",
-                          help='mutation quota windows, e.g. 100/10s 900/15min')
+    emulator.add_argument(
+        "--mutation-rate",
+        nargs="+",
+        default=None,
+        metavar="WINDOW",
+        help="mutation quota windows, e.g. 100/10s 900/15min",
+    )
     emulator.add_argument("--retry-after", action="store_true", help="send Retry-After on 429")
     return parser
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--state", type=Path, metavar="DIR",
-                        help="state directory (default .bulkops/<job name>)")
+    parser.add_argument(
+        "--state", type=Path, metavar="DIR", help="state directory (default .bulkops/<job name>)"
+    )
     parser.add_argument("--fresh", action="store_true", help="discard an unfinished run's state")
     parser.add_argument("--base-url", metavar="URL", help="override every project's base URL")
-    parser.add_argument("--concurrency", type=_positive_int, metavar="N",
-                        help="requests in flight per project")
+    parser.add_argument(
+        "--concurrency", type=_positive_int, metavar="N", help="requests in flight per project"
+    )
     parser.add_argument("--log-format", choices=("console", "json"), default="console")
-    parser.add_argument("--sandbox", action="store_true",
-                        help="run against the built-in emulator with demo data")
+    parser.add_argument(
+        "--sandbox", action="store_true", help="run against the built-in emulator with demo data"
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="show debug events")
 
 
 def _add_saved_run_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--state", type=Path, metavar="DIR",
-                        help="state directory of the planned run (default: the one under .bulkops)")
-    parser.add_argument("--force", action="store_true",
-                        help="overwrite entities that changed since the plan")
+    parser.add_argument(
+        "--state",
+        type=Path,
+        metavar="DIR",
+        help="state directory of the planned run (default: the one under .bulkops)",
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="overwrite entities that changed since the plan"
+    )
     parser.add_argument("--base-url", metavar="URL", help="override every project's base URL")
-    parser.add_argument("--concurrency", type=_positive_int, metavar="N",
-                        help="requests in flight per project")
+    parser.add_argument(
+        "--concurrency", type=_positive_int, metavar="N", help="requests in flight per project"
+    )
     parser.add_argument("--log-format", choices=("console", "json"), default="console")
-    parser.add_argument("--sandbox", action="store_true",
-                        help="run against the built-in emulator with demo data")
+    parser.add_argument(
+        "--sandbox", action="store_true", help="run against the built-in emulator with demo data"
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="show debug events")
 
 
@@ -133,8 +163,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except OSError as exc:  # disk full, permissions...: the run is resumable once fixed
         where = f" ({exc.filename})" if exc.filename else ""
-        print(f"bulkops: I/O error{where}: {exc.strerror or exc}. Fix it and run the same "
-              "command again to resume.", file=sys.stderr)
+        print(
+            f"bulkops: I/O error{where}: {exc.strerror or exc}. Fix it and run the same "
+            "command again to resume.",
+            file=sys.stderr,
+        )
         return 4
 
 

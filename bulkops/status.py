@@ -60,8 +60,12 @@ def show_status(explicit: Path | None, *, as_json: bool) -> int:
     run = state.read_run() or {}
     overview = journal_overview(state)
     if as_json:
-        sys.stdout.write(orjson.dumps({"state": str(state.root), "run": run, **overview},
-                                      option=orjson.OPT_INDENT_2).decode() + "\n")
+        sys.stdout.write(
+            orjson.dumps(
+                {"state": str(state.root), "run": run, **overview}, option=orjson.OPT_INDENT_2
+            ).decode()
+            + "\n"
+        )
         return 0
     out = sys.stdout
     print(f"state: {state.root}", file=out)
@@ -75,8 +79,11 @@ def show_status(explicit: Path | None, *, as_json: bool) -> int:
         for item in overview["tasks_failed"][:50]:
             print(f"  {item['task']}: {item['error']}", file=out)
     if overview["mutations_unreconciled"]:
-        print(f"mutations sent without a recorded answer (reconciled on resume): "
-              f"{len(overview['mutations_unreconciled'])}", file=out)
+        print(
+            f"mutations sent without a recorded answer (reconciled on resume): "
+            f"{len(overview['mutations_unreconciled'])}",
+            file=out,
+        )
     if run.get("status") not in (None, "complete"):
         print("re-run the same command to resume.", file=out)
     return 0

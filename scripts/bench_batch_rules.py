@@ -181,9 +181,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--gates", type=int, default=300)
     parser.add_argument("--server-windows", nargs="+", default=["100/10s", "900/15min"])
-    parser.add_argument("--higher-windows", nargs="+", default=None,
-                        help="the job's windows when the quota is unknown (default: 2.5x the "
-                        "server's)")
+    parser.add_argument(
+        "--higher-windows",
+        nargs="+",
+        default=None,
+        help="the job's windows when the quota is unknown (default: 2.5x the server's)",
+    )
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--quick", action="store_true", help="120 gates under 40/4s")
     parser.add_argument("--json", action="store_true")

@@ -60,9 +60,21 @@ def one_run(experiments: int, folder: Path) -> dict[str, float]:
     with EmulatorThread(world, EmulatorConfig(mutation_windows=WINDOWS)) as emulator:
         started = time.monotonic()
         process = subprocess.run(
-            [sys.executable, "-m", "bulkops.cli", "run", str(job), "--base-url", emulator.base_url,
-             "--state", str(folder / "state"), "--fresh"],
-            env=env, capture_output=True, timeout=1800,
+            [
+                sys.executable,
+                "-m",
+                "bulkops.cli",
+                "run",
+                str(job),
+                "--base-url",
+                emulator.base_url,
+                "--state",
+                str(folder / "state"),
+                "--fresh",
+            ],
+            env=env,
+            capture_output=True,
+            timeout=1800,
         )
         wall = time.monotonic() - started
     if process.returncode != 0:
@@ -94,15 +106,21 @@ def main() -> int:
     planned = runs[0]["planned"]
     wall = statistics.median(r["wall"] for r in runs)
     floor = minimum_seconds(planned)
-    print(f"| experiments | mutations planned | mutations sent (median) | 429s (max) "
-          f"| wall s (median of {args.repeat}) | quota minimum s | ratio |")
+    print(
+        f"| experiments | mutations planned | mutations sent (median) | 429s (max) "
+        f"| wall s (median of {args.repeat}) | quota minimum s | ratio |"
+    )
     print("|---|---|---|---|---|---|---|")
-    print(f"| {args.experiments} | {planned} | {statistics.median(r['sent'] for r in runs):.0f} "
-          f"| {max(r['rejected_429'] for r in runs)} | {wall:.1f} | {floor:.1f} "
-          f"| {wall / floor if floor else float('nan'):.2f} |")
+    print(
+        f"| {args.experiments} | {planned} | {statistics.median(r['sent'] for r in runs):.0f} "
+        f"| {max(r['rejected_429'] for r in runs)} | {wall:.1f} | {floor:.1f} "
+        f"| {wall / floor if floor else float('nan'):.2f} |"
+    )
     wasted = any(r["sent"] != r["planned"] for r in runs)
-    print(f"\nno wasted mutation: {'met' if not wasted else 'MISSED'}; "
-          f"zero 429s: {'met' if all(r['rejected_429'] == 0 for r in runs) else 'MISSED'}")
+    print(
+        f"\nno wasted mutation: {'met' if not wasted else 'MISSED'}; "
+        f"zero 429s: {'met' if all(r['rejected_429'] == 0 for r in runs) else 'MISSED'}"
+    )
     return 0
 
 

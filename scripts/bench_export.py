@@ -258,8 +258,9 @@ def measure(argv: list[str], *, cwd: Path, env: dict[str, str], timeout_s: float
     stdout, stderr = cwd / "child.stdout", cwd / "child.stderr"
     with stdout.open("wb") as out, stderr.open("wb") as err:
         started = time.perf_counter()
-        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-                                stdout=out, stderr=err)
+        proc = subprocess.Popen(
+            argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err
+        )
     sampled = 0
     done = threading.Event()
     timed_out = False
@@ -296,8 +297,10 @@ def measure(argv: list[str], *, cwd: Path, env: dict[str, str], timeout_s: float
         sampled_rss_mb=sampled / 2**20,
         cpu_s=usage.ru_utime + usage.ru_stime,
         exit_code=proc.returncode,
-        extra={"stdout": stdout.read_text(errors="replace"),
-               "stderr": stderr.read_text(errors="replace")},
+        extra={
+            "stdout": stdout.read_text(errors="replace"),
+            "stderr": stderr.read_text(errors="replace"),
+        },
     )
 
 
@@ -319,8 +322,20 @@ def run_bulkops(
             f'[source]\napi_key_env = "{KEY_ENV}"\n[output]\ndir = "out"\n'
             f"[limits]\nconcurrency = {concurrency}\n"
         )
-        argv = [sys.executable, "-m", "bulkops.cli", "run", str(job), "--base-url", url,
-                "--state", str(work / "state"), "--concurrency", str(concurrency), "--fresh"]
+        argv = [
+            sys.executable,
+            "-m",
+            "bulkops.cli",
+            "run",
+            str(job),
+            "--base-url",
+            url,
+            "--state",
+            str(work / "state"),
+            "--concurrency",
+            str(concurrency),
+            "--fresh",
+        ]
         result = measure(argv, cwd=work, env=child_env(), timeout_s=timeout_s)
         if result.exit_code != 0:
             raise BenchError(
@@ -346,8 +361,10 @@ def run_sequential(url: str, sources: int, per_source: int, timeout_s: float) ->
         argv = [sys.executable, __file__, "--sequential", url, "--out", str(work / "out")]
         result = measure(argv, cwd=work, env=child_env(), timeout_s=timeout_s)
         if result.exit_code != 0:
-            raise BenchError(f"the sequential client exited {result.exit_code}:\n"
-                             f"{result.extra['stderr'][-3000:]}")
+            raise BenchError(
+                f"the sequential client exited {result.exit_code}:\n"
+                f"{result.extra['stderr'][-3000:]}"
+            )
         report = json.loads(result.extra["stdout"].strip().splitlines()[-1])
         if report["metrics"] != sources * per_source:
             raise BenchError(
@@ -434,25 +451,33 @@ def run_scenario(scenario: Scenario, concurrency: int, repeat: int) -> Outcome:
     s = scenario
     expected = count_requests(s.sources, s.per_source) * s.latency_ms / 1000
     timeout = 120 + 3 * expected + s.metrics / 1000  # generous, but it ends
-    log(f"== {s.name}: {s.sources} sources x {s.per_source} metrics, {s.requests} requests, "
-        f"latency {s.latency_ms:g} ms; starting the emulator")
+    log(
+        f"== {s.name}: {s.sources} sources x {s.per_source} metrics, {s.requests} requests, "
+        f"latency {s.latency_ms:g} ms; starting the emulator"
+    )
     outcome = Outcome(s, concurrency, [], [])
     with Emulator(s.sources, s.per_source, s.latency_ms, max_seconds=3600 + 10 * timeout) as emu:
         for rep in range(1, repeat + 1):
             b = run_bulkops(emu.url, s.sources, s.per_source, concurrency, timeout)
             if b.extra["requests"] != s.requests:
-                log(f"   note: bulkops sent {b.extra['requests']} requests, expected {s.requests} "
-                    f"({b.extra['retries']} retries)")
+                log(
+                    f"   note: bulkops sent {b.extra['requests']} requests, expected {s.requests} "
+                    f"({b.extra['retries']} retries)"
+                )
             outcome.bulkops.append(b)
-            log(f"   rep {rep}: bulkops wall {b.wall_s:.3f}s (in-run {b.extra['elapsed_s']:.3f}s, "
+            log(
+                f"   rep {rep}: bulkops wall {b.wall_s:.3f}s (in-run {b.extra['elapsed_s']:.3f}s, "
                 f"cpu {b.cpu_s:.2f}s, peak RSS {b.peak_rss_mb:.1f} MiB, sampled "
-                f"{b.sampled_rss_mb:.1f} MiB, {b.extra['requests']} requests)")
+                f"{b.sampled_rss_mb:.1f} MiB, {b.extra['requests']} requests)"
+            )
             if s.sequential:
                 q = run_sequential(emu.url, s.sources, s.per_source, timeout + 3 * expected)
                 outcome.seq.append(q)
-                log(f"   rep {rep}: sequential wall {q.wall_s:.3f}s "
+                log(
+                    f"   rep {rep}: sequential wall {q.wall_s:.3f}s "
                     f"(in-run {q.extra['elapsed_s']:.3f}s, cpu {q.cpu_s:.2f}s, "
-                    f"peak RSS {q.peak_rss_mb:.1f} MiB, {q.extra['requests']} requests)")
+                    f"peak RSS {q.peak_rss_mb:.1f} MiB, {q.extra['requests']} requests)"
+                )
     return outcome
 
 
@@ -484,19 +509,31 @@ def machine() -> str:
 
     import bulkops
 
-    return (f"{os.cpu_count()} CPUs ({model}), Python {platform.python_version()}, "
-            f"aiohttp {aiohttp.__version__}, {platform.system()} {platform.release()}, "
-            f"temp dir {tempfile.gettempdir()}; bulkops from {Path(bulkops.__file__).parent} "
-            f"at {git_revision(Path(bulkops.__file__).parent)}")
+    return (
+        f"{os.cpu_count()} CPUs ({model}), Python {platform.python_version()}, "
+        f"aiohttp {aiohttp.__version__}, {platform.system()} {platform.release()}, "
+        f"temp dir {tempfile.gettempdir()}; bulkops from {Path(bulkops.__file__).parent} "
+        f"at {git_revision(Path(bulkops.__file__).parent)}"
+    )
 
 
 def git_revision(folder: Path) -> str:
     """``<sha> (clean|N changed files)`` of the checkout holding ``folder``; read-only git."""
     try:
-        sha = subprocess.run(["git", "-C", str(folder), "rev-parse", "--short", "HEAD"],
-                             capture_output=True, text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(folder), "status", "--porcelain", "--", "."],
-                               capture_output=True, text=True, timeout=10, check=True).stdout
+        sha = subprocess.run(
+            ["git", "-C", str(folder), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(folder), "status", "--porcelain", "--", "."],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return "no git checkout"
     changed = len(dirty.splitlines())
@@ -586,8 +623,10 @@ def report(throughput: list[Outcome], memory: list[Outcome], args: argparse.Name
         small = min(memory, key=lambda o: o.scenario.metrics)
         # The issue's memory target is about the 200,000-metric export; --scaling adds a larger
         # one that is reported, not judged.
-        big = next((o for o in memory if o.scenario.metrics == TARGET_RSS_METRICS),
-                   max(memory, key=lambda o: o.scenario.metrics))
+        big = next(
+            (o for o in memory if o.scenario.metrics == TARGET_RSS_METRICS),
+            max(memory, key=lambda o: o.scenario.metrics),
+        )
         lines.append(
             f"- {big.scenario.name}: peak RSS under {TARGET_RSS_MB:g} MB "
             f"({TARGET_RSS_MB * 1e6 / 2**20:.1f} MiB): "
@@ -610,15 +649,25 @@ def report(throughput: list[Outcome], memory: list[Outcome], args: argparse.Name
 
 def scenarios(args: argparse.Namespace) -> tuple[list[Scenario], list[Scenario]]:
     if args.quick:
-        throughput = [Scenario("4 × 500, 50 ms" if args.latency_ms == 50 else
-                               f"4 × 500, {args.latency_ms:g} ms", 4, 500, args.latency_ms)]
-        memory = [Scenario("2,000 metrics, 0 ms", 2, 1000, 0.0),
-                  Scenario("20,000 metrics, 0 ms", 20, 1000, 0.0)]
+        throughput = [
+            Scenario(
+                "4 × 500, 50 ms" if args.latency_ms == 50 else f"4 × 500, {args.latency_ms:g} ms",
+                4,
+                500,
+                args.latency_ms,
+            )
+        ]
+        memory = [
+            Scenario("2,000 metrics, 0 ms", 2, 1000, 0.0),
+            Scenario("20,000 metrics, 0 ms", 20, 1000, 0.0),
+        ]
     else:
         throughput = [Scenario(f"20 × 1,000, {args.latency_ms:g} ms", 20, 1000, args.latency_ms)]
-        memory = [Scenario("2,000 metrics (2 × 1,000), 0 ms", 2, 1000, 0.0),
-                  Scenario("20,000 metrics (20 × 1,000), 0 ms", 20, 1000, 0.0),
-                  Scenario("200,000 metrics (200 × 1,000), 0 ms", 200, 1000, 0.0)]
+        memory = [
+            Scenario("2,000 metrics (2 × 1,000), 0 ms", 2, 1000, 0.0),
+            Scenario("20,000 metrics (20 × 1,000), 0 ms", 20, 1000, 0.0),
+            Scenario("200,000 metrics (200 × 1,000), 0 ms", 200, 1000, 0.0),
+        ]
     if args.scaling and not args.quick:
         memory.append(Scenario("500,000 metrics (500 × 1,000), 0 ms", 500, 1000, 0.0))
     if args.no_memory:
@@ -628,16 +677,23 @@ def scenarios(args: argparse.Namespace) -> tuple[list[Scenario], list[Scenario]]
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeat", type=int, default=None,
-                        help="repetitions (default 3; 1 with --quick)")
+    parser.add_argument(
+        "--repeat", type=int, default=None, help="repetitions (default 3; 1 with --quick)"
+    )
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--latency-ms", type=float, default=50.0)
     parser.add_argument("--no-memory", action="store_true", help="skip the memory scenarios")
-    parser.add_argument("--scaling", action="store_true",
-                        help="add a 500,000-metric export (how cost per page and RSS scale)")
-    parser.add_argument("--no-sequential-memory", action="store_true",
-                        help="skip the sequential client in the memory scenarios")
+    parser.add_argument(
+        "--scaling",
+        action="store_true",
+        help="add a 500,000-metric export (how cost per page and RSS scale)",
+    )
+    parser.add_argument(
+        "--no-sequential-memory",
+        action="store_true",
+        help="skip the sequential client in the memory scenarios",
+    )
     # Internal: the child processes.
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--sources", type=int, default=20, help=argparse.SUPPRESS)

@@ -11,13 +11,27 @@ from bulkops.engine.compare import normalize
 SOURCE_ENV = "BULKOPS_TEST_SOURCE_KEY"
 TARGET_ENV = "BULKOPS_TEST_TARGET_KEY"
 KINDS = (
-    "tags", "target_apps", "metric_sources", "metrics", "segments", "gates", "layers",
-    "experiments", "holdouts", "experiments_overrides",
+    "tags",
+    "target_apps",
+    "metric_sources",
+    "metrics",
+    "segments",
+    "gates",
+    "layers",
+    "experiments",
+    "holdouts",
+    "experiments_overrides",
 )
 
 
-def clone_job(folder: Path, *, select: str = "", on_conflict: str = "skip",
-              concurrency: int = 4, name: str = "clone") -> Path:
+def clone_job(
+    folder: Path,
+    *,
+    select: str = "",
+    on_conflict: str = "skip",
+    concurrency: int = 4,
+    name: str = "clone",
+) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.toml"
     path.write_text(
@@ -29,8 +43,10 @@ def clone_job(folder: Path, *, select: str = "", on_conflict: str = "skip",
 
 
 def keys_env(world: World) -> dict[str, str]:
-    return {SOURCE_ENV: world.project("source").console_key,
-            TARGET_ENV: world.project("target").console_key}
+    return {
+        SOURCE_ENV: world.project("source").console_key,
+        TARGET_ENV: world.project("target").console_key,
+    }
 
 
 def dump(world: World, project: str = "target") -> dict[str, Any]:

@@ -51,8 +51,9 @@ async def run_export(job_path: Path, base_url: str, state: Path, **options: Any)
     )
 
 
-def cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None,
-        **popen: Any) -> subprocess.Popen[bytes]:
+def cli(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, **popen: Any
+) -> subprocess.Popen[bytes]:
     """Start ``bulkops`` as a real subprocess."""
     full_env = {**os.environ, **(env or {})}
     return subprocess.Popen(

@@ -199,13 +199,16 @@ async def test_request_bodies_match_the_spec(tmp_path, world) -> None:
     from tests.openapi_spec import spec_or_skip
 
     spec = spec_or_skip()
-    edits = EMPLOYEES_EDITS + """
+    edits = (
+        EMPLOYEES_EDITS
+        + """
     [[edits]]
     op = "add_rule"
     position = "first"
     rule = { name = "Employees", passPercentage = 100, conditions = [
         { type = "email", operator = "any", targetValue = ["a@example.com"] }] }
     """
+    )
     async with running_emulator(world, config()) as url:
         assert await bulkops("plan", job_file(tmp_path, edits=edits), url, tmp_path / "s") == 0
     plan = Plan.load(tmp_path / "s" / "plan.json")

@@ -14,8 +14,17 @@ def test_json_logs_carry_job_run_task_and_project_and_status_reports(tmp_path) -
     job = export_job(tmp_path)
     state = tmp_path / "state"
     with EmulatorThread(world, EmulatorConfig()) as emulator:
-        process = cli("run", str(job), "--base-url", emulator.base_url, "--state", str(state),
-                      "--log-format", "json", env=env)
+        process = cli(
+            "run",
+            str(job),
+            "--base-url",
+            emulator.base_url,
+            "--state",
+            str(state),
+            "--log-format",
+            "json",
+            env=env,
+        )
         _, err = process.communicate(timeout=60)
     assert process.returncode == 0, err.decode()
     stderr_events = [orjson.loads(line) for line in err.splitlines() if line.startswith(b"{")]

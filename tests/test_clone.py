@@ -46,21 +46,36 @@ async def test_a_clone_carries_every_experiment_with_its_closure(tmp_path, world
         copy = target.collection("experiments").get(experiment["id"])
         assert copy is not None, experiment["id"]
         assert copy["status"] == "setup"
-        for field in ("hypothesis", "description", "allocation", "idType", "targetingGateID",
-                      "primaryMetrics", "secondaryMetrics", "tags", "primaryMetricTags"):
+        for field in (
+            "hypothesis",
+            "description",
+            "allocation",
+            "idType",
+            "targetingGateID",
+            "primaryMetrics",
+            "secondaryMetrics",
+            "tags",
+            "primaryMetricTags",
+        ):
             assert normalize(copy.get(field)) == normalize(experiment.get(field)), field
         assert [(g["name"], g["size"], g["parameterValues"]) for g in copy["groups"]] == [
-            (g["name"], g["size"], g["parameterValues"]) for g in experiment["groups"]]
+            (g["name"], g["size"], g["parameterValues"]) for g in experiment["groups"]
+        ]
         assert {g["id"] for g in copy["groups"]}.isdisjoint({g["id"] for g in experiment["groups"]})
         layer = experiment.get("layerID")
         if layer and not layer.startswith("statsig::"):
             assert copy["layerID"] == layer
-            assert target.collection("layers").get(layer)["parameters"] == \
-                source.collection("layers").get(layer)["parameters"]
+            assert (
+                target.collection("layers").get(layer)["parameters"]
+                == source.collection("layers").get(layer)["parameters"]
+            )
         gate = experiment.get("targetingGateID")
         if gate:
-            assert normalize(target.collection("gates").get(gate).get("rules")) == normalize(
-                source.collection("gates").get(gate).get("rules")) or gate in PREEXISTING
+            assert (
+                normalize(target.collection("gates").get(gate).get("rules"))
+                == normalize(source.collection("gates").get(gate).get("rules"))
+                or gate in PREEXISTING
+            )
     source_tags = {t["name"]: t["id"] for t in source.collection("tags").values()}
     for tag in target.collection("tags").values():
         if tag["name"] in source_tags:
@@ -75,7 +90,9 @@ async def test_gates_segments_and_overrides_arrive_intact(tmp_path, world) -> No
         assert await planned.run_planned(load(str(job)), options(tmp_path / "s", url)) == 0
     source, target = world.project("source"), world.project("target")
     plan = orjson.loads((tmp_path / "s" / "plan.json").read_bytes())
-    created = {(op["kind"], op["entity_id"]) for op in plan["operations"] if op["action"] == "create"}
+    created = {
+        (op["kind"], op["entity_id"]) for op in plan["operations"] if op["action"] == "create"
+    }
     for kind, collection in (("gate", "gates"), ("segment", "segments")):
         for _, entity_id in [c for c in created if c[0] == kind]:
             want = normalize(source.collection(collection).get(entity_id).get("rules"))
@@ -96,8 +113,9 @@ async def test_rerunning_a_finished_clone_sends_zero_mutations(tmp_path, world) 
     assert dump(world) == state
 
 
-async def test_plan_sends_no_mutation_and_reports_what_cannot_be_carried(tmp_path, world,
-                                                                         capsys) -> None:
+async def test_plan_sends_no_mutation_and_reports_what_cannot_be_carried(
+    tmp_path, world, capsys
+) -> None:
     job = clone_job(tmp_path)
     async with running_emulator(world, EmulatorConfig()) as url:
         assert await planned.plan_command(load(str(job)), options(tmp_path / "s", url)) == 0
@@ -113,16 +131,20 @@ async def test_a_concurrent_edit_between_plan_and_apply_is_a_conflict(tmp_path, 
     async with running_emulator(world, EmulatorConfig()) as url:
         assert await planned.plan_command(load(str(job)), options(state, url)) == 0
         plan = orjson.loads((state / "plan.json").read_bytes())
-        create = next(op for op in plan["operations"]
-                      if op["kind"] == "gate" and op["action"] == "create")
+        create = next(
+            op for op in plan["operations"] if op["kind"] == "gate" and op["action"] == "create"
+        )
         # Someone creates that gate by hand, with other content, before apply.
         import aiohttp
 
         async with aiohttp.ClientSession() as session:
             response = await session.post(
                 f"{url}/console/v1/gates",
-                json={"id": create["entity_id"], "name": create["entity_id"],
-                      "description": "made by hand"},
+                json={
+                    "id": create["entity_id"],
+                    "name": create["entity_id"],
+                    "description": "made by hand",
+                },
                 headers={"STATSIG-API-KEY": world.project("target").console_key},
             )
             assert response.status in (200, 201)
@@ -151,12 +173,17 @@ async def test_request_bodies_validate_against_the_spec(tmp_path, world) -> None
         spec.validate_request_body(op["method"], op["path"], op["body"])
 
 
-async def test_on_conflict_update_overwrites_what_differs_and_skip_reports_it(tmp_path, world,
-                                                                              capsys) -> None:
+async def test_on_conflict_update_overwrites_what_differs_and_skip_reports_it(
+    tmp_path, world, capsys
+) -> None:
     async with running_emulator(world, EmulatorConfig()) as url:
         skip_state = tmp_path / "skip"
-        assert await planned.plan_command(load(str(clone_job(tmp_path / "a"))),
-                                          options(skip_state, url)) == 0
+        assert (
+            await planned.plan_command(
+                load(str(clone_job(tmp_path / "a"))), options(skip_state, url)
+            )
+            == 0
+        )
         assert "exists in the target and differs" in capsys.readouterr().out
         job = clone_job(tmp_path / "b", on_conflict="update")
         assert await planned.run_planned(load(str(job)), options(tmp_path / "upd", url)) == 0
@@ -166,8 +193,9 @@ async def test_on_conflict_update_overwrites_what_differs_and_skip_reports_it(tm
     source, target = world.project("source"), world.project("target")
     for op in updates:
         if op["kind"] == "gate":
-            assert normalize(target.collection("gates").get(op["entity_id"])["rules"]) == \
-                normalize(source.collection("gates").get(op["entity_id"])["rules"])
+            assert normalize(target.collection("gates").get(op["entity_id"])["rules"]) == normalize(
+                source.collection("gates").get(op["entity_id"])["rules"]
+            )
         assert op["precondition"] != "absent" and op["before"] is not None
 
 

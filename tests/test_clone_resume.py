@@ -31,8 +31,9 @@ async def uninterrupted(tmp_path, monkeypatch) -> dict:
         monkeypatch.setenv(name, value)
     job = clone_job(tmp_path / "reference")
     async with running_emulator(world, EmulatorConfig()) as url:
-        options = RunOptions(state_dir=tmp_path / "ref-state", base_url=url, retry=FAST_RETRY,
-                             progress=False)
+        options = RunOptions(
+            state_dir=tmp_path / "ref-state", base_url=url, retry=FAST_RETRY, progress=False
+        )
         assert await planned.run_planned(load(str(job)), options) == 0
     return dump(world)
 
@@ -62,8 +63,9 @@ async def test_sigkill_mid_apply_then_rerun_matches_an_uninterrupted_clone(
     assert dump(world) == expected
 
 
-async def test_lost_answers_and_server_errors_are_reconciled_not_duplicated(tmp_path,
-                                                                          monkeypatch) -> None:
+async def test_lost_answers_and_server_errors_are_reconciled_not_duplicated(
+    tmp_path, monkeypatch
+) -> None:
     expected = await uninterrupted(tmp_path, monkeypatch)
     world = build_demo_world()
     for name, value in keys_env(world).items():
@@ -71,8 +73,9 @@ async def test_lost_answers_and_server_errors_are_reconciled_not_duplicated(tmp_
     job = clone_job(tmp_path / "faulty")
     faults = EmulatorConfig(lost_answer_rate=0.2, fail_rate=0.1, drop_rate=0.05, fault_seed=11)
     async with running_emulator(world, faults) as url:
-        options = RunOptions(state_dir=tmp_path / "s", base_url=url, retry=FAST_RETRY,
-                             progress=False)
+        options = RunOptions(
+            state_dir=tmp_path / "s", base_url=url, retry=FAST_RETRY, progress=False
+        )
         assert await planned.run_planned(load(str(job)), options) == 0
     assert dump(world) == expected
     lost = world.requests(fault="lost_answer")
@@ -81,4 +84,5 @@ async def test_lost_answers_and_server_errors_are_reconciled_not_duplicated(tmp_
     plan = orjson.loads((tmp_path / "s" / "plan.json").read_bytes())
     # Every planned mutation was applied exactly once: by a clean answer or a lost one.
     assert len([r for r in applied if r.status and r.status < 300]) + len(lost) == len(
-        plan["operations"])
+        plan["operations"]
+    )

@@ -28,7 +28,10 @@ async def test_export_holds_every_metric_of_every_source(tmp_path, world) -> Non
     for metric in project.collection("metrics").values():
         source = metric.get("warehouseNative", {}).get("metricSourceName")
         expected.setdefault(source, set()).add(metric["id"])
-    names = [orjson.loads(line)["name"] for line in (out / "metric_sources.jsonl").read_bytes().splitlines()]
+    names = [
+        orjson.loads(line)["name"]
+        for line in (out / "metric_sources.jsonl").read_bytes().splitlines()
+    ]
     assert sorted(names) == sorted(s["name"] for s in project.collection("metric_sources").values())
     assert [entry["name"] for entry in manifest["metric_sources"]] == names
     files = set()
@@ -80,8 +83,9 @@ async def test_failed_items_exit_3_then_a_rerun_retries_only_those(tmp_path, wor
     assert (tmp_path / "out" / "manifest.json").exists()
 
 
-async def test_a_bad_key_aborts_with_exit_4_and_never_shows_the_key(tmp_path, world, monkeypatch,
-                                                                    capsys) -> None:
+async def test_a_bad_key_aborts_with_exit_4_and_never_shows_the_key(
+    tmp_path, world, monkeypatch, capsys
+) -> None:
     secret = "console-NotARealKeyButSecret0123456789"
     monkeypatch.setenv(KEY_ENV, secret)
     job = export_job(tmp_path)

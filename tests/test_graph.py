@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import anyio
+import anyio.lowlevel
 
 from bulkops.engine.graph import Scheduler, Task
 from bulkops.engine.journal import Journal
@@ -12,7 +13,7 @@ from bulkops.errors import AuthError, TransportError
 def body(calls: list[str], task_id: str, result=None, error: Exception | None = None):
     async def run():
         calls.append(task_id)
-        await anyio.sleep(0)
+        await anyio.lowlevel.checkpoint()
         if error is not None:
             raise error
         return result if result is not None else task_id

@@ -44,5 +44,5 @@ def test_a_complete_record_without_its_newline_counts_as_torn(tmp_path) -> None:
 def test_damage_before_the_last_record_is_an_error_that_says_what_to_do(tmp_path) -> None:
     path = tmp_path / "j.jsonl"
     path.write_bytes(b'{"type":"x"}\nnot json\n{"type":"y"}\n')
-    with pytest.raises(CheckpointError, match="line 2.*--fresh"):
+    with pytest.raises(CheckpointError, match=r"line 2.*--fresh"):
         Journal.open(path)

@@ -34,8 +34,13 @@ def test_page_parsing_trusts_items_per_page_and_next_page() -> None:
     body = {
         "message": "ok",
         "data": [{"id": 1}] * 7,
-        "pagination": {"itemsPerPage": 7, "pageNumber": 1, "nextPage": "/x?page=2&limit=100",
-                       "previousPage": None, "totalItems": 20},
+        "pagination": {
+            "itemsPerPage": 7,
+            "pageNumber": 1,
+            "nextPage": "/x?page=2&limit=100",
+            "previousPage": None,
+            "totalItems": 20,
+        },
     }
     page = parse_page(body, 1, 100, "GET /x", "p")
     assert (page.items_per_page, page.total, page.has_next) == (7, 20, True)

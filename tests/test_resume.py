@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import time
 from pathlib import Path
@@ -23,10 +24,8 @@ def done_tasks(state: Path) -> list[str]:
         return []
     records = []
     for line in journal.read_bytes().splitlines():
-        try:
+        with contextlib.suppress(orjson.JSONDecodeError):  # a killed writer's torn last line
             records.append(orjson.loads(line))
-        except orjson.JSONDecodeError:
-            pass  # the torn last line of a killed writer
     return [r["task"] for r in records if r.get("type") == "task_done"]
 
 
@@ -76,8 +75,9 @@ async def test_sigkill_then_rerun_gives_the_same_export_without_refetching(
     job = export_job(tmp_path / "killed", concurrency=2)
     state = tmp_path / "state"
     with EmulatorThread(world, EmulatorConfig(latency_ms=60)) as emulator:
-        process = cli("run", str(job), "--base-url", emulator.base_url, "--state", str(state),
-                      env=env)
+        process = cli(
+            "run", str(job), "--base-url", emulator.base_url, "--state", str(state), env=env
+        )
         wait_for(lambda: len(done_tasks(state)) >= kill_after or process.poll() is not None)
         process.send_signal(signal.SIGKILL)
         process.communicate(timeout=10)
@@ -105,8 +105,9 @@ async def test_sigint_exits_130_and_the_rerun_resumes(tmp_path, monkeypatch) -> 
     job = export_job(tmp_path / "interrupted", concurrency=2)
     state = tmp_path / "state"
     with EmulatorThread(world, EmulatorConfig(latency_ms=60)) as emulator:
-        process = cli("run", str(job), "--base-url", emulator.base_url, "--state", str(state),
-                      env=env)
+        process = cli(
+            "run", str(job), "--base-url", emulator.base_url, "--state", str(state), env=env
+        )
         wait_for(lambda: len(done_tasks(state)) >= 5)
         process.send_signal(signal.SIGINT)
         _, err = process.communicate(timeout=30)

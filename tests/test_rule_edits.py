@@ -116,11 +116,14 @@ def test_run_edits_acts_on_selected_rules_only_and_twice_changes_nothing(tmp_pat
         [[edits]]
         op = "set_pass_percentage"
         value = 50
-    """, select='entity = "gates"\nrule_name = "Internal*"')  # noqa: E501  # fmt: skip
+    """, select='entity = "gates"\nrule_name = "Internal*"')  # fmt: skip
     entity = {"id": "g", "rules": [rule("Internal"), rule("Everyone", 100)]}
     slots = run_edits(entity, spec.edits, rule_name=spec.select.rule_name)
     assert [(s.origin, s.rule["name"]) for s in slots] == [
-        (None, "Internal beta"), (0, "Internal"), (1, "Everyone")]
+        (None, "Internal beta"),
+        (0, "Internal"),
+        (1, "Everyone"),
+    ]
     added, internal, everyone = (s.rule for s in slots)
     assert added == {"name": "Internal beta", "passPercentage": 5,
                      "conditions": [{"type": "public"}]}  # fmt: skip
@@ -159,10 +162,13 @@ def test_delete_rule_and_python_edits(tmp_path) -> None:
     entity = {"id": "g", "rules": [rule("Internal"), rule("Everyone", 100), rule("Other")]}
     slots = run_edits(entity, spec.edits[:2], rule_name="*", functions=functions)
     assert [(s.origin, s.rule["name"], s.rule["passPercentage"]) for s in slots] == [
-        (0, "Internal", 20), (2, "Other", 20)]
+        (0, "Internal", 20),
+        (2, "Other", 20),
+    ]
     assert entity["rules"][0]["passPercentage"] == 10  # the function got a copy
     assert [s.rule["name"] for s in run_edits(entity, spec.edits[2:], rule_name="[IE]*")] == [
-        "Other"]
+        "Other"
+    ]
 
 
 def test_a_raising_python_edit_fails_with_its_index_and_traceback(tmp_path) -> None:
@@ -170,7 +176,9 @@ def test_a_raising_python_edit_fails_with_its_index_and_traceback(tmp_path) -> N
         "def boom(entity, rule):\n    raise ValueError(f'cannot edit {entity[\"id\"]}')\n"
         "def not_a_rule(entity, rule):\n    return 42\n"
     )
-    spec = edits_of(tmp_path, """
+    spec = edits_of(
+        tmp_path,
+        """
         [[edits]]
         op = "set_pass_percentage"
         value = 1
@@ -180,14 +188,16 @@ def test_a_raising_python_edit_fails_with_its_index_and_traceback(tmp_path) -> N
         [[edits]]
         op = "python"
         function = "broken_edits:not_a_rule"
-    """)
+    """,
+    )
     functions = load_functions(spec.edits, tmp_path)
     entity = {"id": "gate_7", "rules": [rule()]}
     with pytest.raises(FunctionFailed) as failure:
         run_edits(entity, spec.edits, rule_name="Internal", functions=functions)
     assert failure.value.index == 1
     assert "edits.1 (python broken_edits:boom) raised ValueError: cannot edit gate_7" in str(
-        failure.value)
+        failure.value
+    )
     assert "Traceback" in failure.value.traceback and "broken_edits.py" in failure.value.traceback
     with pytest.raises(FunctionFailed, match=r"edits.2 \(python broken_edits:not_a_rule\) "
                        r"returned int, not a rule"):  # fmt: skip
@@ -204,7 +214,9 @@ def test_edits_that_would_change_their_own_result_again_fail_the_entity(tmp_path
     entity = {"id": "gate_1", "rules": [rule()]}
     with pytest.raises(NotIdempotent, match=r"not idempotent on 'gate_1'.*rule 'Internal'"):
         edit_entity(entity, spec.edits, functions=load_functions(spec.edits, tmp_path))
-    spec = edits_of(tmp_path, """
+    spec = edits_of(
+        tmp_path,
+        """
         [[edits]]
         op = "add_condition"
         condition = { type = "passes_segment", targetValue = "a" }
@@ -213,7 +225,8 @@ def test_edits_that_would_change_their_own_result_again_fail_the_entity(tmp_path
         match = { type = "passes_segment" }
         from = "a"
         to = "b"
-    """)
+    """,
+    )
     with pytest.raises(NotIdempotent):
         edit_entity(entity, spec.edits, rule_name="Internal")
 

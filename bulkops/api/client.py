@@ -288,10 +288,17 @@ class ConsoleClient:
         return (await self.get(path)).get("data")
 
     async def get_page(
-        self, path: str, page: int, *, limit: int = PAGE_LIMIT, query: Mapping[str, Any] | None = None
+        self,
+        path: str,
+        page: int,
+        *,
+        limit: int = PAGE_LIMIT,
+        query: Mapping[str, Any] | None = None,
     ) -> Page:
         body = await self.get(path, {**(query or {}), "page": page, "limit": limit})
-        return parse_page(body, page, limit, f"GET {path} on project {self.project!r}", self.project)
+        return parse_page(
+            body, page, limit, f"GET {path} on project {self.project!r}", self.project
+        )
 
     async def list_all(self, path: str, query: Mapping[str, Any] | None = None) -> list[Any]:
         """Every row of a paginated list, following pages until the server says there are no more."""
@@ -322,7 +329,9 @@ def parse_page(body: dict[str, Any], page: int, limit: int, where: str, project:
         data=data,
         page=page,
         # The server may cap `limit` below what we asked: trust what it says it used.
-        items_per_page=int(per_page) if isinstance(per_page, int | float) and per_page > 0 else limit,
+        items_per_page=int(per_page)
+        if isinstance(per_page, int | float) and per_page > 0
+        else limit,
         total=int(total) if isinstance(total, int | float) else None,
         has_next=bool(pagination.get("nextPage")),
     )

@@ -243,7 +243,10 @@ class RateGovernor:
     def minimum_seconds(self, mutations: int) -> float:
         """The least time ``mutations`` sends can take under the windows, from an idle start."""
         return max(
-            (max(0, math.ceil(mutations / w.limit) - 1) * w.configured.seconds for w in self.windows),
+            (
+                max(0, math.ceil(mutations / w.limit) - 1) * w.configured.seconds
+                for w in self.windows
+            ),
             default=0.0,
         )
 

@@ -82,4 +82,3 @@ class Call:
                 [{"property": "", "errorMessage": f"Expected object, received {kind_of(body)}"}]
             )
         return body
-

@@ -119,9 +119,7 @@ class Project:
     creator / last modifier for changes made with this project's console key.
     """
 
-    def __init__(
-        self, name: str, console_key: str, *, read_only_keys: Iterable[str] = ()
-    ) -> None:
+    def __init__(self, name: str, console_key: str, *, read_only_keys: Iterable[str] = ()) -> None:
         self.name = name
         self.console_key = console_key
         self.read_only_keys = frozenset(read_only_keys)

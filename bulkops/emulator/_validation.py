@@ -86,9 +86,7 @@ class Str(Node):
             self._fail(errors, path, _type_error("string", value))
             return value
         if self.min_len is not None and len(value) < self.min_len:
-            self._fail(
-                errors, path, f"String must contain at least {self.min_len} character(s)"
-            )
+            self._fail(errors, path, f"String must contain at least {self.min_len} character(s)")
         if self.max_len is not None and len(value) > self.max_len:
             self._fail(errors, path, f"String must contain at most {self.max_len} character(s)")
         if self.pattern is not None and re.fullmatch(self.pattern, value) is None:
@@ -152,9 +150,7 @@ class Enum(Node):
         if value not in self.values:
             allowed = " | ".join(f"'{v}'" for v in self.values)
             received = f"'{value}'" if isinstance(value, str) else kind_of(value)
-            self._fail(
-                errors, path, f"Invalid enum value. Expected {allowed}, received {received}"
-            )
+            self._fail(errors, path, f"Invalid enum value. Expected {allowed}, received {received}")
         return value
 
 

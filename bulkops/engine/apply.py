@@ -96,8 +96,9 @@ async def apply_operation(
             response = await client.request(op.method, op.path, json=op.body, extra_headers=headers)
         except ApiError as exc:
             if not exc.outcome_unknown:
-                journal.append({"type": "outcome", "op": op.id, "status": "failed",
-                                "error": str(exc)})
+                journal.append(
+                    {"type": "outcome", "op": op.id, "status": "failed", "error": str(exc)}
+                )
                 raise
             log.warning("bulkops.apply.reconciling", op=op.id, error=str(exc), project=op.role)
             continue  # read again: applied, still as planned (send again), or changed (conflict)

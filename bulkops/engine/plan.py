@@ -98,6 +98,8 @@ def estimate_lines(plan: Plan) -> list[str]:
     for role, estimate in plan.estimate.items():
         seconds = estimate["minimum_seconds"]
         wait = f"at least {seconds:.0f}s" if seconds else "no waiting (fits the first window)"
-        lines.append(f"[{role}] {estimate['mutations']} mutation(s): {wait} under "
-                     f"{', '.join(estimate['windows'])}")
+        lines.append(
+            f"[{role}] {estimate['mutations']} mutation(s): {wait} under "
+            f"{', '.join(estimate['windows'])}"
+        )
     return lines

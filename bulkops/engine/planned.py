@@ -106,7 +106,7 @@ async def run_planned(job: JobDefinition, options: RunOptions) -> int:
 
 
 async def undo_command(options: RunOptions) -> int:
-    state, run, job = _saved_run(options, for_undo=True)
+    state, _, job = _saved_run(options, for_undo=True)
     plan = Plan.load(state.plan_file)
     undo_state = StateDir(state.root / "undo")
     projects = resolve_keys(job, options)
@@ -115,8 +115,9 @@ async def undo_command(options: RunOptions) -> int:
         _undo_plan(job, state, plan).save(undo_state.plan_file)
     undo_plan = Plan.load(undo_state.plan_file)
     print(f"undo: {undo_plan.mutation_count()} entities to restore", file=sys.stderr)
-    async with open_session(job, options, undo_state, undo_run, projects,
-                            resumed=resumed) as session:
+    async with open_session(
+        job, options, undo_state, undo_run, projects, resumed=resumed
+    ) as session:
         exit_code, summary = await _apply(session, undo_plan)
     return finish(undo_state, undo_run, exit_code, summary)
 
@@ -154,8 +155,13 @@ async def _apply(session: Session, plan: Plan) -> tuple[int, dict[str, Any]]:
 
     def tasks(ctx: RunContext) -> list:
         return [
-            operation_task(op, session.clients, ctx.journal, apply_options,
-                           on_done=lambda op, result: results.__setitem__(op.id, result))
+            operation_task(
+                op,
+                session.clients,
+                ctx.journal,
+                apply_options,
+                on_done=lambda op, result: results.__setitem__(op.id, result),
+            )
             for op in plan.operations
         ]
 
@@ -166,8 +172,11 @@ async def _apply(session: Session, plan: Plan) -> tuple[int, dict[str, Any]]:
     planned_failures = [note for note in plan.notes if note.get("fail")]
     if planned_failures:
         summary_data["failures"] += [
-            {"task": "plan", "what": note.get("experiment") or note.get("entity") or "plan",
-             "error": note["message"]}
+            {
+                "task": "plan",
+                "what": note.get("experiment") or note.get("entity") or "plan",
+                "error": note["message"],
+            }
             for note in planned_failures
         ]
         if exit_code == 0:
@@ -188,8 +197,11 @@ def _apply_summary(ctx: RunContext, plan: Plan) -> dict[str, Any]:
     counts: dict[str, int] = {}
     for outcome in outcomes.values():
         counts[outcome["status"]] = counts.get(outcome["status"], 0) + 1
-    pending = [op.entity_id for op in plan.operations
-               if outcomes.get(op.id, {}).get("status") == "pending_review"]
+    pending = [
+        op.entity_id
+        for op in plan.operations
+        if outcomes.get(op.id, {}).get("status") == "pending_review"
+    ]
     return {
         "planned_mutations": plan.mutation_count(),
         "mutations_sent": sum(1 for o in outcomes.values() if o.get("sent")),
@@ -247,7 +259,9 @@ def _refuse_replanning_over_an_apply(state: StateDir, options: RunOptions) -> No
         )
 
 
-def _saved_run(options: RunOptions, *, for_undo: bool = False) -> tuple[StateDir, dict, JobDefinition]:
+def _saved_run(
+    options: RunOptions, *, for_undo: bool = False
+) -> tuple[StateDir, dict, JobDefinition]:
     from bulkops.status import find_state_dir
 
     state = find_state_dir(options.state_dir)
@@ -274,7 +288,8 @@ def _undo_plan(job: JobDefinition, state: StateDir, plan: Plan) -> Plan:
     sent = {
         r["op"]: r.get("after") or {}
         for r in records
-        if r.get("type") == "outcome" and (
+        if r.get("type") == "outcome"
+        and (
             (r.get("sent") and r.get("status") == "applied")
             or (r.get("status") == "already_applied" and r["op"] in intended)
         )
@@ -285,5 +300,11 @@ def _undo_plan(job: JobDefinition, state: StateDir, plan: Plan) -> Plan:
             reverse = kind.undo_operation(op, sent[op.id])
             if reverse is not None:
                 operations.append(reverse)
-    return Plan(job=plan.job, kind=plan.kind, job_file=plan.job_file, job_digest=plan.job_digest,
-                operations=operations, notes=[{"undo_of": plan.created_at}])
+    return Plan(
+        job=plan.job,
+        kind=plan.kind,
+        job_file=plan.job_file,
+        job_digest=plan.job_digest,
+        operations=operations,
+        notes=[{"undo_of": plan.created_at}],
+    )

@@ -112,8 +112,13 @@ async def open_session(
 ) -> AsyncIterator[Session]:
     logs.open_log_file(state.log_file)
     structlog.contextvars.bind_contextvars(job=job.name, run_id=run["run_id"])
-    log.info("bulkops.run.started", kind=job.kind, command=options.command,
-             state=str(state.root), resumed=resumed)
+    log.info(
+        "bulkops.run.started",
+        kind=job.kind,
+        command=options.command,
+        state=str(state.root),
+        resumed=resumed,
+    )
     try:
         async with AsyncExitStack() as stack:
             sandbox_names = getattr(job.spec, "sandbox_projects", {})
@@ -133,7 +138,9 @@ async def _project_access(
     """Where each role's project is; ``sandbox_names`` maps a role to a demo project's name."""
     if not options.sandbox:
         yield {
-            role: ProjectAccess(role, options.base_url or spec.base_url, os.environ[spec.api_key_env])
+            role: ProjectAccess(
+                role, options.base_url or spec.base_url, os.environ[spec.api_key_env]
+            )
             for role, spec in projects.items()
         }
         return
@@ -292,8 +299,13 @@ def finish(state: StateDir, run: dict[str, Any], exit_code: int, summary: dict[s
     }[exit_code]
     run.update(status=status, finished_at=time.time(), exit_code=exit_code, summary=summary)
     state.write_run(redact.deep(run))
-    log.info("bulkops.run.finished", job=run["job"], run_id=run["run_id"], status=status,
-             **{k: summary[k] for k in ("exit_code", "tasks")})
+    log.info(
+        "bulkops.run.finished",
+        job=run["job"],
+        run_id=run["run_id"],
+        status=status,
+        **{k: summary[k] for k in ("exit_code", "tasks")},
+    )
     print_summary(run, file=sys.stderr)
     logs.close_log_file()
     return exit_code

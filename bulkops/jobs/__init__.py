@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterator, Mapping
 from typing import cast
 
 from bulkops.jobs.spec import JobDefinition, JobSpec, load_job
@@ -20,8 +21,23 @@ def kind_module(kind: str):  # -> JobKind; imported lazily so the CLI starts fas
     return cast(JobKind, importlib.import_module(_MODULES[kind]))
 
 
-def spec_models() -> dict[str, type[JobSpec]]:
-    return {kind: importlib.import_module(module).Spec for kind, module in _MODULES.items()}
+class _SpecModels(Mapping[str, type[JobSpec]]):
+    """Job kind -> its Spec model, importing only the kind a job file asks for."""
+
+    def __getitem__(self, kind: str) -> type[JobSpec]:
+        if kind not in _MODULES:
+            raise KeyError(kind)
+        return importlib.import_module(_MODULES[kind]).Spec  # type: ignore[no-any-return]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_MODULES)
+
+    def __len__(self) -> int:
+        return len(_MODULES)
+
+
+def spec_models() -> Mapping[str, type[JobSpec]]:
+    return _SpecModels()
 
 
 def load(path: str) -> JobDefinition:

@@ -63,7 +63,7 @@ RULE_KEYS = ("id", "baseID", "name", "passPercentage", "conditions", "environmen
 CONFIG_RULE_KEYS = (*RULE_KEYS, "returnValueJson5", "variants")
 CONDITION_KEYS = ("type", "operator", "targetValue", "field", "customID")
 #: How the diff's first line of each changed rule starts (for the plan's totals).
-RULE_LINES = ("~ rule '", "~ rule \"", "+ rule ", "- rule ")
+RULE_LINES = ("~ rule '", '~ rule "', "+ rule ", "- rule ")
 
 
 # -- the job file ----------------------------------------------------------------------------

@@ -20,7 +20,12 @@ from bulkops.jobs.clone_reader import Closure, Entity, read_closure
 from bulkops.jobs.spec import JobDefinition, JobSpec, ProjectSpec, Strict
 
 EXPERIMENT_STATUSES = (
-    "active", "setup", "decision_made", "abandoned", "archived", "experiment_stopped",
+    "active",
+    "setup",
+    "decision_made",
+    "abandoned",
+    "archived",
+    "experiment_stopped",
     "assignment_stopped",
 )
 
@@ -55,8 +60,12 @@ async def build_plan(job: JobDefinition, clients: dict[str, ConsoleClient]) -> P
         planner.plan_experiment(experiment)
     planner.finish_holdouts()
     return Plan(
-        job=job.name, kind=Spec.kind, job_file=str(job.path), job_digest=job.digest,
-        operations=planner.operations, notes=planner.notes,
+        job=job.name,
+        kind=Spec.kind,
+        job_file=str(job.path),
+        job_digest=job.digest,
+        operations=planner.operations,
+        notes=planner.notes,
     )
 
 
@@ -79,23 +88,32 @@ class _Planner:
         if self.on_conflict == "fail":
             clashes = self._clashes(exp_id)
             if clashes:
-                self._note(exp_id, "conflict",
-                           f"the target already has, with different content: {', '.join(clashes)}",
-                           fail=True)
+                self._note(
+                    exp_id,
+                    "conflict",
+                    f"the target already has, with different content: {', '.join(clashes)}",
+                    fail=True,
+                )
                 return
         if experiment.get("status") not in (None, "setup"):
-            self._note(exp_id, "not_setup_in_source", f"{experiment['status']} in the source; created in "
-                       "setup in the target (start it there when ready)")
+            self._note(
+                exp_id,
+                "not_setup_in_source",
+                f"{experiment['status']} in the source; created in "
+                "setup in the target (start it there when ready)",
+            )
         deps = [self.plan_entity(entity, exp_id) for entity in self.closure.dependencies(exp_id)]
-        exp_op = self.plan_entity(self.closure.entity("experiment", exp_id), exp_id,
-                                  deps=[d for d in deps if d])
+        exp_op = self.plan_entity(
+            self.closure.entity("experiment", exp_id), exp_id, deps=[d for d in deps if d]
+        )
         self._plan_overrides(experiment, exp_op)
         self._plan_holdouts(exp_id)
 
     def _clashes(self, exp_id: str) -> list[str]:
         entities = [*self.closure.dependencies(exp_id), self.closure.entity("experiment", exp_id)]
         return [
-            f"{e.kind} {e.id!r}" for e in entities
+            f"{e.kind} {e.id!r}"
+            for e in entities
             if e.target is not None and differences(e.target, self._expected(e))
         ]
 
@@ -114,9 +132,13 @@ class _Planner:
             if self.on_conflict == "update":
                 op_id = self._update(entity, expected, deps, group, changed)
             else:
-                self._note(group, "differs", f"{entity.kind} {entity.id!r} exists in the target "
-                           f"and differs in {', '.join(changed)}; reused as it is (on_conflict="
-                           f"{self.on_conflict})")
+                self._note(
+                    group,
+                    "differs",
+                    f"{entity.kind} {entity.id!r} exists in the target "
+                    f"and differs in {', '.join(changed)}; reused as it is (on_conflict="
+                    f"{self.on_conflict})",
+                )
         self._planned[key] = op_id
         return op_id
 
@@ -142,38 +164,76 @@ class _Planner:
     def _create(self, entity: Entity, expected: dict, deps: list[str], group: str) -> str:
         kind, eid = entity.kind, entity.id
         op_id = f"{kind}:{eid}:create"
-        self._add(Operation(
-            id=op_id, role="target", kind=kind, entity_id=eid, action="create",
-            method="POST", path=_COLLECTION_PATH[kind](), body=self._body(entity, update=False),
-            read_path=entity.read_path, precondition="absent",
-            expected={k: v for k, v in expected.items() if k != "parameters"},
-            deps=deps, group=group, describe=[f"create {kind} {eid}"],
-        ))
+        self._add(
+            Operation(
+                id=op_id,
+                role="target",
+                kind=kind,
+                entity_id=eid,
+                action="create",
+                method="POST",
+                path=_COLLECTION_PATH[kind](),
+                body=self._body(entity, update=False),
+                read_path=entity.read_path,
+                precondition="absent",
+                expected={k: v for k, v in expected.items() if k != "parameters"},
+                deps=deps,
+                group=group,
+                describe=[f"create {kind} {eid}"],
+            )
+        )
         if kind == "layer" and entity.source.get("parameters"):
             params_id = f"layer:{eid}:parameters"
-            body = {"description": entity.source.get("description") or "",
-                    "parameters": entity.source["parameters"]}
-            self._add(Operation(
-                id=params_id, role="target", kind=kind, entity_id=eid, action="set parameters",
-                method="POST", path=api_path("layers", eid), body=body,
-                read_path=entity.read_path, precondition=None, expected=expected,
-                deps=[op_id], group=group, describe=[f"set {len(body['parameters'])} parameters"],
-            ))
+            body = {
+                "description": entity.source.get("description") or "",
+                "parameters": entity.source["parameters"],
+            }
+            self._add(
+                Operation(
+                    id=params_id,
+                    role="target",
+                    kind=kind,
+                    entity_id=eid,
+                    action="set parameters",
+                    method="POST",
+                    path=api_path("layers", eid),
+                    body=body,
+                    read_path=entity.read_path,
+                    precondition=None,
+                    expected=expected,
+                    deps=[op_id],
+                    group=group,
+                    describe=[f"set {len(body['parameters'])} parameters"],
+                )
+            )
             return params_id
         return op_id
 
-    def _update(self, entity: Entity, expected: dict, deps: list[str], group: str,
-                changed: list[str]) -> str:
+    def _update(
+        self, entity: Entity, expected: dict, deps: list[str], group: str, changed: list[str]
+    ) -> str:
         kind, eid = entity.kind, entity.id
         op_id = f"{kind}:{eid}:update"
         method, path, body = _update_request(entity, self._body(entity, update=True))
-        self._add(Operation(
-            id=op_id, role="target", kind=kind, entity_id=eid, action="update",
-            method=method, path=path, body=body, read_path=entity.read_path,
-            precondition=guard_of(entity.target or {}), expected=expected, deps=deps,
-            before=entity.target, group=group,
-            describe=[f"update {kind} {eid}: {', '.join(changed)}"],
-        ))
+        self._add(
+            Operation(
+                id=op_id,
+                role="target",
+                kind=kind,
+                entity_id=eid,
+                action="update",
+                method=method,
+                path=path,
+                body=body,
+                read_path=entity.read_path,
+                precondition=guard_of(entity.target or {}),
+                expected=expected,
+                deps=deps,
+                before=entity.target,
+                group=group,
+                describe=[f"update {kind} {eid}: {', '.join(changed)}"],
+            )
+        )
         return op_id
 
     def _plan_overrides(self, experiment: dict[str, Any], exp_op: str | None) -> None:
@@ -182,25 +242,43 @@ class _Planner:
             return
         exp_id = experiment["id"]
         # GET answers each gate/segment override with both `id` and `name` (a documented quirk).
-        expected = {**overrides, "overrides": [{**o, "name": o["id"]} for o in overrides["overrides"]]}
+        expected = {
+            **overrides,
+            "overrides": [{**o, "name": o["id"]} for o in overrides["overrides"]],
+        }
         current = self.closure.target_overrides.get(exp_id)
         if current is not None and not differences(current, expected):
             return
         deps = [exp_op] if exp_op else []
         for item in overrides.get("overrides", []):
-            ref = self.closure.find("gate" if item.get("type") == "gate" else "segment",
-                                    item.get("id") or item.get("name"))
+            ref = self.closure.find(
+                "gate" if item.get("type") == "gate" else "segment",
+                item.get("id") or item.get("name"),
+            )
             if ref is not None:
                 deps.append(self.plan_entity(ref, exp_id) or "")
         path = api_path("experiments", exp_id, "overrides")
-        self._add(Operation(
-            id=f"experiment:{exp_id}:overrides", role="target", kind="overrides",
-            entity_id=exp_id, action="set overrides", method="POST", path=path, body=overrides,
-            read_path=path, precondition=None if current is None else {"fields": current},
-            expected=expected, deps=[d for d in deps if d], group=exp_id,
-            describe=[f"set {len(overrides.get('overrides', []))} override(s), "
-                      f"{len(overrides.get('userIDOverrides', []))} id override group(s)"],
-        ))
+        self._add(
+            Operation(
+                id=f"experiment:{exp_id}:overrides",
+                role="target",
+                kind="overrides",
+                entity_id=exp_id,
+                action="set overrides",
+                method="POST",
+                path=path,
+                body=overrides,
+                read_path=path,
+                precondition=None if current is None else {"fields": current},
+                expected=expected,
+                deps=[d for d in deps if d],
+                group=exp_id,
+                describe=[
+                    f"set {len(overrides.get('overrides', []))} override(s), "
+                    f"{len(overrides.get('userIDOverrides', []))} id override group(s)"
+                ],
+            )
+        )
 
     def _plan_holdouts(self, exp_id: str) -> None:
         for holdout in self.closure.holdouts_of(exp_id):
@@ -221,24 +299,39 @@ class _Planner:
                 for field in ("isEnabled", "passPercentage", "description"):
                     if source.get(field) is not None:
                         body[field] = source[field]
-            deps = [d for d in [create_id, *(self._planned.get(("experiment", m)) for m in members)]
-                    if d]
-            self._add(Operation(
-                id=f"holdout:{holdout_id}:members", role="target", kind="holdout",
-                entity_id=holdout_id, action="add experiments", method="PATCH",
-                path=api_path("holdouts", holdout_id), body=body, read_path=holdout.read_path,
-                precondition=None if holdout.target is None else guard_of(holdout.target),
-                expected={"experimentIDs": wanted}, deps=deps, before=holdout.target,
-                group=members[0], describe=[f"add {', '.join(members)} to holdout {holdout_id}"],
-            ))
+            deps = [
+                d
+                for d in [create_id, *(self._planned.get(("experiment", m)) for m in members)]
+                if d
+            ]
+            self._add(
+                Operation(
+                    id=f"holdout:{holdout_id}:members",
+                    role="target",
+                    kind="holdout",
+                    entity_id=holdout_id,
+                    action="add experiments",
+                    method="PATCH",
+                    path=api_path("holdouts", holdout_id),
+                    body=body,
+                    read_path=holdout.read_path,
+                    precondition=None if holdout.target is None else guard_of(holdout.target),
+                    expected={"experimentIDs": wanted},
+                    deps=deps,
+                    before=holdout.target,
+                    group=members[0],
+                    describe=[f"add {', '.join(members)} to holdout {holdout_id}"],
+                )
+            )
 
     # -- bookkeeping ------------------------------------------------------------------------
     def _add(self, op: Operation) -> None:
         self.operations.append(op)
 
     def _note(self, experiment: str, kind: str, message: str, *, fail: bool = False) -> None:
-        self.notes.append({"experiment": experiment, "kind": kind, "message": message,
-                           "fail": fail})
+        self.notes.append(
+            {"experiment": experiment, "kind": kind, "message": message, "fail": fail}
+        )
 
 
 _COLLECTION_PATH = {
@@ -266,8 +359,12 @@ def _update_request(entity: Entity, body: dict[str, Any]) -> tuple[str, str, Any
         return "PATCH", api_path("tags", entity.target_id or eid), body
     if kind == "target_app":
         return "PATCH", api_path("target_app", entity.target_id or eid), body
-    collection = {"gate": "gates", "layer": "layers", "experiment": "experiments",
-                  "holdout": "holdouts"}[kind]
+    collection = {
+        "gate": "gates",
+        "layer": "layers",
+        "experiment": "experiments",
+        "holdout": "holdouts",
+    }[kind]
     if kind == "layer":
         body = {**body, "parameters": entity.source.get("parameters") or []}
         body.pop("idType", None)
@@ -292,5 +389,3 @@ def render_plan(plan: Plan) -> list[str]:
 
 def undo_operation(op: Operation, after: dict[str, Any]) -> Operation | None:
     return None  # a clone is undone by deleting the target project's copies; not automated yet
-
-

@@ -19,7 +19,10 @@ from bulkops.engine.apply import read_entity
 from bulkops.jobs.clone_bodies import referenced_ids
 
 _COLLECTION = {
-    "gate": "gates", "segment": "segments", "layer": "layers", "experiment": "experiments",
+    "gate": "gates",
+    "segment": "segments",
+    "layer": "layers",
+    "experiment": "experiments",
     "holdout": "holdouts",
 }
 
@@ -75,12 +78,16 @@ class Closure:
         refs += [("target_app", a) for a in _as_list(src.get("targetApps"))]
         if entity.kind in ("gate", "segment"):
             gates, segments = referenced_ids(src.get("rules"))
-            refs += [("gate", g) for g in sorted(gates)] + [("segment", s) for s in sorted(segments)]
+            refs += [("gate", g) for g in sorted(gates)] + [
+                ("segment", s) for s in sorted(segments)
+            ]
         if entity.kind == "metric":
             source_name = (src.get("warehouseNative") or {}).get("metricSourceName")
             if source_name:
                 refs.append(("metric_source", source_name))
-        return [self.entities[r] for r in refs if r in self.entities and r != (entity.kind, entity.id)]
+        return [
+            self.entities[r] for r in refs if r in self.entities and r != (entity.kind, entity.id)
+        ]
 
     def dropped_fields(self, entity: Entity) -> set[str]:
         team = entity.source.get("team")
@@ -134,8 +141,9 @@ async def _read_lists(source: ConsoleClient, target: ConsoleClient) -> dict[str,
 
 
 class _Reader:
-    def __init__(self, source: ConsoleClient, target: ConsoleClient, closure: Closure,
-                 lists: dict[str, Any]) -> None:
+    def __init__(
+        self, source: ConsoleClient, target: ConsoleClient, closure: Closure, lists: dict[str, Any]
+    ) -> None:
         self.source, self.target, self.closure, self.lists = source, target, closure, lists
         self.by_name = {
             "source_tags": {t["name"]: t for t in lists["source_tags"]},
@@ -151,15 +159,25 @@ class _Reader:
             self._add("experiment", experiment["id"], experiment, target=None)
         await self._fetch_targets([("experiment", e["id"]) for e in self.closure.experiments])
         await self._read_overrides()
-        frontier = [key for e in self.closure.experiments for key in self._direct_refs(e, "experiment")]
+        frontier = [
+            key for e in self.closure.experiments for key in self._direct_refs(e, "experiment")
+        ]
         seen: set[tuple[str, str]] = set()
         while frontier:
-            level = [k for k in dict.fromkeys(frontier) if k not in seen and k[0] not in ("tag", "target_app")]
+            level = [
+                k
+                for k in dict.fromkeys(frontier)
+                if k not in seen and k[0] not in ("tag", "target_app")
+            ]
             seen.update(level)
             await self._fetch_sources(level)
             await self._fetch_targets(level)
-            frontier = [ref for key in level if key in self.closure.entities
-                        for ref in self._direct_refs(self.closure.entities[key].source, key[0])]
+            frontier = [
+                ref
+                for key in level
+                if key in self.closure.entities
+                for ref in self._direct_refs(self.closure.entities[key].source, key[0])
+            ]
         self._add_named_entities()
         self._holdouts()
         for experiment in self.closure.experiments:
@@ -188,7 +206,8 @@ class _Reader:
             source = await read_entity(self.source, path)
             if source:
                 self.closure.overrides[exp_id] = _portable_overrides(
-                    source, self.closure.entity("experiment", exp_id).source)
+                    source, self.closure.entity("experiment", exp_id).source
+                )
             self.closure.target_overrides[exp_id] = await read_entity(self.target, path)
 
         await _gather([(one, ("experiment", e["id"])) for e in self.closure.experiments])
@@ -210,7 +229,9 @@ class _Reader:
                 refs.append((kind_of, item.get("id") or item.get("name")))
         if kind in ("gate", "segment"):
             gates, segments = referenced_ids(entity.get("rules"))
-            refs += [("gate", g) for g in sorted(gates)] + [("segment", s) for s in sorted(segments)]
+            refs += [("gate", g) for g in sorted(gates)] + [
+                ("segment", s) for s in sorted(segments)
+            ]
         if kind == "metric":
             name = (entity.get("warehouseNative") or {}).get("metricSourceName")
             if name:
@@ -229,14 +250,20 @@ class _Reader:
         for name in sorted(tags):
             source = self.by_name["source_tags"].get(name) or {"name": name, "description": ""}
             target = self.by_name["target_tags"].get(name)
-            self._add("tag", name, source, target=target,
-                      target_id=target.get("id") if target else None)
+            self._add(
+                "tag", name, source, target=target, target_id=target.get("id") if target else None
+            )
         for app in sorted(apps):
             source = self.by_name["source_apps"].get(app) or {"name": app, "description": ""}
             source = {**source, "description": source.get("description") or ""}
             target = self.by_name["target_apps"].get(app)
-            self._add("target_app", app, source, target=target,
-                      target_id=target.get("id") if target else None)
+            self._add(
+                "target_app",
+                app,
+                source,
+                target=target,
+                target_id=target.get("id") if target else None,
+            )
 
     def _holdouts(self) -> None:
         selected = {e["id"] for e in self.closure.experiments}
@@ -252,8 +279,11 @@ class _Reader:
         problems: list[dict[str, Any]] = []
         stack = list(reversed(self._direct_refs(experiment, "experiment")))
         stack += [("tag", t) for t in experiment.get("tags") or []]
-        stack += [("tag", t) for t in (experiment.get("primaryMetricTags") or [])
-                  + (experiment.get("secondaryMetricTags") or [])]
+        stack += [
+            ("tag", t)
+            for t in (experiment.get("primaryMetricTags") or [])
+            + (experiment.get("secondaryMetricTags") or [])
+        ]
         stack += [("target_app", a) for a in _as_list(experiment.get("targetApps"))]
         seen: set[tuple[str, str]] = set()
         while stack:
@@ -263,18 +293,30 @@ class _Reader:
             seen.add(key)
             entity = self.closure.entities.get(key)
             if entity is None:
-                problems.append({"fatal": True, "message": f"{key[0]} {key[1]!r} is referenced but "
-                                 "does not exist in the source project"})
+                problems.append(
+                    {
+                        "fatal": True,
+                        "message": f"{key[0]} {key[1]!r} is referenced but "
+                        "does not exist in the source project",
+                    }
+                )
                 continue
             order.append(key)
-            stack.extend(self.closure.references(entity) and
-                         [(r.kind, r.id) for r in self.closure.references(entity)])
+            stack.extend(
+                self.closure.references(entity)
+                and [(r.kind, r.id) for r in self.closure.references(entity)]
+            )
         for kind, entity_id in [("experiment", exp_id), *order]:
             problems += self._carry_problems(self.closure.entities.get((kind, entity_id)))
         layer = experiment.get("layerID")
         if layer and str(layer).startswith("statsig::"):
-            problems.append({"fatal": False, "message": f"implicit layer {layer!r} is not copied; "
-                             "the target creates the experiment's own implicit layer"})
+            problems.append(
+                {
+                    "fatal": False,
+                    "message": f"implicit layer {layer!r} is not copied; "
+                    "the target creates the experiment's own implicit layer",
+                }
+            )
         self.closure.deps_of_experiment[exp_id] = order
         self.closure.cannot_carry[exp_id] = problems
 
@@ -285,25 +327,48 @@ class _Reader:
         team = entity.source.get("team")
         if team and team not in self.teams:
             self.closure.missing_teams.add(team)
-            problems.append({"fatal": False, "message": f"team {team!r} of {entity.kind} "
-                             f"{entity.id!r} does not exist in the target; created without a team"})
+            problems.append(
+                {
+                    "fatal": False,
+                    "message": f"team {team!r} of {entity.kind} "
+                    f"{entity.id!r} does not exist in the target; created without a team",
+                }
+            )
         if entity.kind == "segment" and entity.source.get("type") != "rule_based":
-            problems.append({"fatal": False, "message": f"segment {entity.id!r} is a "
-                             f"{entity.source.get('type')} segment: created empty, its ids are not "
-                             "copied"})
+            problems.append(
+                {
+                    "fatal": False,
+                    "message": f"segment {entity.id!r} is a "
+                    f"{entity.source.get('type')} segment: created empty, its ids are not "
+                    "copied",
+                }
+            )
         id_type = entity.source.get("idType")
         if id_type and self.id_types and id_type not in self.id_types:
-            problems.append({"fatal": True, "message": f"unit id type {id_type!r} of "
-                             f"{entity.kind} {entity.id!r} does not exist in the target; create "
-                             "it there (Project Settings > Unit ID Types) and re-run"})
+            problems.append(
+                {
+                    "fatal": True,
+                    "message": f"unit id type {id_type!r} of "
+                    f"{entity.kind} {entity.id!r} does not exist in the target; create "
+                    "it there (Project Settings > Unit ID Types) and re-run",
+                }
+            )
         return problems
 
-    def _add(self, kind: str, entity_id: str, source: dict[str, Any], *,
-             target: dict[str, Any] | None, target_id: str | None = None) -> None:
+    def _add(
+        self,
+        kind: str,
+        entity_id: str,
+        source: dict[str, Any],
+        *,
+        target: dict[str, Any] | None,
+        target_id: str | None = None,
+    ) -> None:
         key = (kind, entity_id)
         if key not in self.closure.entities:
-            self.closure.entities[key] = Entity(kind, entity_id, source, target,
-                                                read_path(kind, entity_id), target_id)
+            self.closure.entities[key] = Entity(
+                kind, entity_id, source, target, read_path(kind, entity_id), target_id
+            )
 
 
 def _portable_overrides(overrides: dict[str, Any], experiment: dict[str, Any]) -> dict[str, Any]:
@@ -315,10 +380,16 @@ def _portable_overrides(overrides: dict[str, Any], experiment: dict[str, Any]) -
 
     return {
         "overrides": [
-            {k: v for k, v in {
-                "type": o.get("type"), "id": o.get("id") or o.get("name"),
-                "groupID": group(o.get("groupID")), "environment": o.get("environment"),
-            }.items() if v is not None}
+            {
+                k: v
+                for k, v in {
+                    "type": o.get("type"),
+                    "id": o.get("id") or o.get("name"),
+                    "groupID": group(o.get("groupID")),
+                    "environment": o.get("environment"),
+                }.items()
+                if v is not None
+            }
             for o in overrides.get("overrides") or []
         ],
         "userIDOverrides": [

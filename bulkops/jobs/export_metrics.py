@@ -43,7 +43,10 @@ class Spec(JobSpec):
 
 def root_tasks(ctx: RunContext) -> list[Task]:
     sources = listing_task(
-        ctx, role="source", prefix=SOURCES, path=api_path("metrics", "metric_source", "list"),
+        ctx,
+        role="source",
+        prefix=SOURCES,
+        path=api_path("metrics", "metric_source", "list"),
         label="metric sources",
     )
     collect = Task(

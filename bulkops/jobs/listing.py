@@ -24,7 +24,9 @@ def listing_task(ctx: RunContext, *, role: str, prefix: str, path: str, label: s
     return _page_task(ctx, role=role, prefix=prefix, path=path, page=1, label=label or path)
 
 
-def _page_task(ctx: RunContext, *, role: str, prefix: str, path: str, page: int, label: str) -> Task:
+def _page_task(
+    ctx: RunContext, *, role: str, prefix: str, path: str, page: int, label: str
+) -> Task:
     task_id = page_id(prefix, page)
     client = ctx.clients[role]
 

@@ -258,7 +258,7 @@ class PythonEdit(Strict):
     def _reference(cls, value: str) -> str:
         if not _FUNCTION.match(value):
             raise ValueError(
-                f"{value!r} is not a function reference; write it as \"module:function\", e.g. "
+                f'{value!r} is not a function reference; write it as "module:function", e.g. '
                 '"edits:add_employees" for def add_employees(entity, rule) in edits.py beside '
                 "the job file"
             )
@@ -271,7 +271,12 @@ class PythonEdit(Strict):
 
 
 Edit = Annotated[
-    AddCondition | SetPassPercentage | RemoveCondition | ReplaceTargetValue | AddRule | DeleteRule
+    AddCondition
+    | SetPassPercentage
+    | RemoveCondition
+    | ReplaceTargetValue
+    | AddRule
+    | DeleteRule
     | PythonEdit,
     Field(discriminator="op"),
 ]
@@ -302,15 +307,15 @@ def _plain_error(error: Any) -> InitErrorDetails:
     if len(loc) >= 2 and loc[1] in OP_NAMES:
         loc = loc[:1] + loc[2:]
     if kind == "union_tag_invalid":
-        loc, message = (*loc, "op"), (
-            f"unknown op {error['ctx']['tag']!r}; use one of {', '.join(OP_NAMES)}"
+        loc, message = (
+            (*loc, "op"),
+            (f"unknown op {error['ctx']['tag']!r}; use one of {', '.join(OP_NAMES)}"),
         )
     elif kind == "union_tag_not_found":
         loc, kind = (*loc, "op"), "missing"
     elif kind == "literal_error" and loc[-1:] == ("type",):
-        message = (
-            f"{error.get('input')!r} is not a condition type; use one of "
-            + ", ".join(get_args(ConditionType))
+        message = f"{error.get('input')!r} is not a condition type; use one of " + ", ".join(
+            get_args(ConditionType)
         )
     return InitErrorDetails(
         type=PydanticCustomError(kind, message),  # no context: braces in it stay as they are

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import re
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -130,7 +131,7 @@ class JobDefinition:
         return path if path.is_absolute() else (self.folder / path).resolve()
 
 
-def load_job(path: str | Path, kinds: dict[str, type[JobSpec]]) -> JobDefinition:
+def load_job(path: str | Path, kinds: Mapping[str, type[JobSpec]]) -> JobDefinition:
     """Read, parse and validate a job file, or raise JobFileError naming everything wrong."""
     path = Path(path)
     raw = _read(path)
@@ -139,7 +140,7 @@ def load_job(path: str | Path, kinds: dict[str, type[JobSpec]]) -> JobDefinition
     if not isinstance(kind, str):
         raise JobFileError(
             f"{path}: missing the top-level key `job` that names the kind of job; "
-            f"add e.g. `job = \"export_metrics\"`. Known kinds: {', '.join(sorted(kinds))}."
+            f'add e.g. `job = "export_metrics"`. Known kinds: {", ".join(sorted(kinds))}.'
         )
     model = kinds.get(kind)
     if model is None:
@@ -168,7 +169,9 @@ def _parse_toml(path: Path, raw: bytes) -> dict[str, Any]:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise JobFileError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8.") from None
+        raise JobFileError(
+            f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8."
+        ) from None
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

@@ -51,9 +51,7 @@ _FIELDS = {
 }
 _REQUIRED = ("sql", "timestampColumn", "idTypeMapping")
 
-CREATE_SCHEMA = Obj(
-    fields={"name": Str(min_len=1), **_FIELDS}, required=("name", *_REQUIRED)
-)
+CREATE_SCHEMA = Obj(fields={"name": Str(min_len=1), **_FIELDS}, required=("name", *_REQUIRED))
 UPDATE_SCHEMA = Obj(fields={"name": AnyValue(), **_FIELDS}, required=_REQUIRED)
 
 _OPTIONAL_PASSTHROUGH = ("tableName", "datePartitionColumn")

@@ -73,9 +73,11 @@ WAREHOUSE_NATIVE = Obj(
         **{
             name: _RATIO
             for name in (
-                "winsorizationHigh", "winsorizationLow",
-                "winsorizationHighDenominator", "winsorizationLowDenominator",
-            )  # fmt: skip
+                "winsorizationHigh",
+                "winsorizationLow",
+                "winsorizationHighDenominator",
+                "winsorizationLowDenominator",
+            )
         },
         **{name: Num(nullable=True) for name in ("cupedAttributionWindow", "logTransformBase")},
         "surrogateMetricMSE": Num(nullable=True),
@@ -112,8 +114,9 @@ CREATE_SCHEMA = Obj(
             Obj(
                 fields={
                     "name": Str(),
-                    "type": Enum(values=("count", "count_distinct", "value", "metadata"),
-                                 nullable=True),
+                    "type": Enum(
+                        values=("count", "count_distinct", "value", "metadata"), nullable=True
+                    ),
                     "metadataKey": Str(),
                     "criteria": _CRITERIA,
                 },

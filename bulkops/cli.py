@@ -90,15 +90,7 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
         "--state", type=Path, metavar="DIR", help="state directory (default .bulkops/<job name>)"
     )
     parser.add_argument("--fresh", action="store_true", help="discard an unfinished run's state")
-    parser.add_argument("--base-url", metavar="URL", help="override every project's base URL")
-    parser.add_argument(
-        "--concurrency", type=_positive_int, metavar="N", help="requests in flight per project"
-    )
-    parser.add_argument("--log-format", choices=("console", "json"), default="console")
-    parser.add_argument(
-        "--sandbox", action="store_true", help="run against the built-in emulator with demo data"
-    )
-    parser.add_argument("-v", "--verbose", action="store_true", help="show debug events")
+    _add_connection_options(parser)
 
 
 def _add_saved_run_options(parser: argparse.ArgumentParser) -> None:
@@ -111,6 +103,11 @@ def _add_saved_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--force", action="store_true", help="overwrite entities that changed since the plan"
     )
+    _add_connection_options(parser)
+
+
+def _add_connection_options(parser: argparse.ArgumentParser) -> None:
+    """Where and how hard to talk to the API, and how to log: shared by every command that runs."""
     parser.add_argument("--base-url", metavar="URL", help="override every project's base URL")
     parser.add_argument(
         "--concurrency", type=_positive_int, metavar="N", help="requests in flight per project"

@@ -163,75 +163,67 @@ class _Planner:
 
     def _create(self, entity: Entity, expected: dict, deps: list[str], group: str) -> str:
         kind, eid = entity.kind, entity.id
-        op_id = f"{kind}:{eid}:create"
-        self._add(
-            Operation(
-                id=op_id,
-                role="target",
-                kind=kind,
-                entity_id=eid,
-                action="create",
-                method="POST",
-                path=_COLLECTION_PATH[kind](),
-                body=self._body(entity, update=False),
-                read_path=entity.read_path,
-                precondition="absent",
-                expected={k: v for k, v in expected.items() if k != "parameters"},
-                deps=deps,
-                group=group,
-                describe=[f"create {kind} {eid}"],
-            )
-        )
-        if kind == "layer" and entity.source.get("parameters"):
-            params_id = f"layer:{eid}:parameters"
-            body = {
-                "description": entity.source.get("description") or "",
-                "parameters": entity.source["parameters"],
-            }
-            self._add(
-                Operation(
-                    id=params_id,
-                    role="target",
-                    kind=kind,
-                    entity_id=eid,
-                    action="set parameters",
-                    method="POST",
-                    path=api_path("layers", eid),
-                    body=body,
-                    read_path=entity.read_path,
-                    precondition=None,
-                    expected=expected,
-                    deps=[op_id],
-                    group=group,
-                    describe=[f"set {len(body['parameters'])} parameters"],
-                )
-            )
-            return params_id
-        return op_id
+        create_expected = {k: v for k, v in expected.items() if k != "parameters"}
+        op_id = self._entity_op(
+            entity, "create", "POST", _COLLECTION_PATH[kind](), self._body(entity, update=False),
+            precondition="absent", expected=create_expected, deps=deps, group=group,
+            describe=f"create {kind} {eid}",
+        )  # fmt: skip
+        if kind != "layer" or not entity.source.get("parameters"):
+            return op_id
+        # A layer's create DTO has no parameters: a full update right after sets them.
+        body = {
+            "description": entity.source.get("description") or "",
+            "parameters": entity.source["parameters"],
+        }
+        return self._entity_op(
+            entity, "set parameters", "POST", api_path("layers", eid), body,
+            precondition=None, expected=expected, deps=[op_id], group=group,
+            describe=f"set {len(body['parameters'])} parameters",
+        )  # fmt: skip
 
     def _update(
         self, entity: Entity, expected: dict, deps: list[str], group: str, changed: list[str]
     ) -> str:
-        kind, eid = entity.kind, entity.id
-        op_id = f"{kind}:{eid}:update"
         method, path, body = _update_request(entity, self._body(entity, update=True))
+        return self._entity_op(
+            entity, "update", method, path, body,
+            precondition=guard_of(entity.target or {}), expected=expected, deps=deps, group=group,
+            describe=f"update {entity.kind} {entity.id}: {', '.join(changed)}",
+        )  # fmt: skip
+
+    def _entity_op(
+        self,
+        entity: Entity,
+        action: str,
+        method: str,
+        path: str,
+        body: Any,
+        *,
+        precondition: Any,
+        expected: dict[str, Any],
+        deps: list[str],
+        group: str,
+        describe: str,
+    ) -> str:
+        op_id = f"{entity.kind}:{entity.id}:{action.replace(' ', '_')}"
         self._add(
             Operation(
                 id=op_id,
                 role="target",
-                kind=kind,
-                entity_id=eid,
-                action="update",
+                kind=entity.kind,
+                entity_id=entity.id,
+                action=action,
                 method=method,
                 path=path,
                 body=body,
                 read_path=entity.read_path,
-                precondition=guard_of(entity.target or {}),
+                precondition=precondition,
                 expected=expected,
                 deps=deps,
                 before=entity.target,
                 group=group,
-                describe=[f"update {kind} {eid}: {', '.join(changed)}"],
+                describe=[describe],
             )
         )
         return op_id

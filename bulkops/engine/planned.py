@@ -12,6 +12,8 @@
 from __future__ import annotations
 
 import sys
+import time
+from pathlib import Path
 from typing import Any, Protocol
 
 import structlog
@@ -274,9 +276,21 @@ def _saved_run(
             f"the job file {job.path} changed since the plan in {state.root} was made; "
             "plan again (`bulkops plan`) to review the new plan before applying it."
         )
-    if for_undo and not any(r.get("type") == "outcome" for r in read_journal(state.journal_file)):
-        raise StateError(f"nothing was applied from {state.root}, so there is nothing to undo.")
+    if for_undo and not _sent_anything(state.journal_file):
+        previous = state.root / "previous"
+        hint = (
+            f" The run before it did write: undo that one with `bulkops undo --state {previous}`."
+            if _sent_anything(previous / "journal.jsonl")
+            else ""
+        )
+        raise StateError(
+            f"the last run in {state.root} wrote nothing, so there is nothing to undo.{hint}"
+        )
     return state, run, job
+
+
+def _sent_anything(journal: Path) -> bool:
+    return any(r.get("type") == "outcome" and r.get("sent") for r in read_journal(journal))
 
 
 def _undo_plan(job: JobDefinition, state: StateDir, plan: Plan) -> Plan:
@@ -306,5 +320,5 @@ def _undo_plan(job: JobDefinition, state: StateDir, plan: Plan) -> Plan:
         job_file=plan.job_file,
         job_digest=plan.job_digest,
         operations=operations,
-        notes=[{"undo_of": plan.created_at}],
+        notes=[{"kind": "undo", "id": f"restores the plan made at {time.ctime(plan.created_at)}"}],
     )

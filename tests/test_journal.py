@@ -46,3 +46,13 @@ def test_damage_before_the_last_record_is_an_error_that_says_what_to_do(tmp_path
     path.write_bytes(b'{"type":"x"}\nnot json\n{"type":"y"}\n')
     with pytest.raises(CheckpointError, match=r"line 2.*--fresh"):
         Journal.open(path)
+
+
+def test_records_appended_without_fsync_survive_a_reopen(tmp_path) -> None:
+    """Non-durable records are still written whole: a process kill does not lose them."""
+    path = tmp_path / "j.jsonl"
+    journal = Journal.open(path)
+    journal.append({"type": "task_done", "task": "a"}, durable=False)
+    # no close(): as if the process were killed here
+    assert [r["task"] for r in read_journal(path)] == ["a"]
+    journal.close()

@@ -166,7 +166,10 @@ class Scheduler:
                 self._body_failed(node, exc)
             else:
                 if task.checkpoint:
-                    self._journal.append({"type": "task_done", "task": task.id, "result": result})
+                    # Not fsync'ed: losing it to a power cut only means doing the task again.
+                    self._journal.append(
+                        {"type": "task_done", "task": task.id, "result": result}, durable=False
+                    )
                 log.debug("bulkops.task.finished")
                 self._body_succeeded(node, result, replayed=False)
             finally:
@@ -199,7 +202,9 @@ class Scheduler:
 
     def _body_failed(self, node: _Node, exc: BaseException) -> None:
         message = str(exc) or type(exc).__name__
-        self._journal.append({"type": "task_failed", "task": node.task.id, "error": message})
+        self._journal.append(
+            {"type": "task_failed", "task": node.task.id, "error": message}, durable=False
+        )
         log.warning("bulkops.task.failed", error=message, label=node.task.label)
         node.failed_itself = True
         if getattr(exc, "fatal", False) and self._fatal is None:

@@ -1,7 +1,10 @@
 """An append-only, crash-safe journal of JSON records, one per line.
 
-Each record is written whole with a single ``write`` and fsync'ed before ``append`` returns, so after a
-crash or a SIGKILL the file holds every acknowledged record plus at most one torn last line. Opening
+Each record is written whole with a single ``write``, so after a crash or a SIGKILL the file holds
+every acknowledged record plus at most one torn last line. Records that must be on disk before the
+next step (a mutation's intent, before the mutation is sent) are fsync'ed before ``append``
+returns; the others reach the disk with the next durable record or on close. A power cut can lose
+those, which costs a re-fetched page or a reconciling read, never a duplicated mutation. Opening
 the journal drops that torn line (it was never acknowledged) and truncates it away, so the next
 append starts on a clean line. A damaged line anywhere else is real corruption: CheckpointError.
 """
@@ -22,6 +25,7 @@ class Journal:
         self.path = path
         self.records = records
         self._fd = fd
+        self._unsynced = False
         self.torn_tail_dropped = False
 
     @classmethod
@@ -36,16 +40,20 @@ class Journal:
         journal.torn_tail_dropped = torn
         return journal
 
-    def append(self, record: dict[str, Any]) -> None:
+    def append(self, record: dict[str, Any], *, durable: bool = True) -> None:
         if self._fd < 0:
             raise CheckpointError(f"journal {self.path} is closed")
         line = orjson.dumps(record) + b"\n"
         os.write(self._fd, line)
-        os.fsync(self._fd)
+        if durable:
+            os.fsync(self._fd)
+        self._unsynced = not durable
         self.records.append(record)
 
     def close(self) -> None:
         if self._fd >= 0:
+            if self._unsynced:
+                os.fsync(self._fd)
             os.close(self._fd)
             self._fd = -1
 

@@ -21,6 +21,34 @@ _LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50, 
 _CONTEXT_FIELDS = ("job", "run_id", "task_id", "project")
 
 
+class _LiveLine:
+    """One status line at the bottom of a terminal; log lines print above it without tearing."""
+
+    def __init__(self) -> None:
+        self.active = False
+        self._shown = ""
+
+    def show(self, text: str) -> None:
+        self._shown = text
+        sys.stderr.write("\r\x1b[2K" + text)
+        sys.stderr.flush()
+
+    def clear(self) -> None:
+        if self._shown:
+            sys.stderr.write("\r\x1b[2K")
+            sys.stderr.flush()
+
+    def print_above(self, line: str) -> None:
+        if not self.active:
+            print(line, file=sys.stderr, flush=True)
+            return
+        sys.stderr.write("\r\x1b[2K" + line + "\n" + self._shown)
+        sys.stderr.flush()
+
+
+live_line = _LiveLine()
+
+
 class _Sinks:
     """The last processor: write the event to the file and stderr, then drop it."""
 
@@ -41,8 +69,7 @@ class _Sinks:
             else:
                 shown = {k: v for k, v in event.items() if v is not None and k != "timestamp"}
                 line = self._console(logger, name, shown)
-            # Resolve sys.stderr now: the live progress display swaps it for a proxy.
-            print(line, file=sys.stderr, flush=True)
+            live_line.print_above(line)
         raise structlog.DropEvent
 
 

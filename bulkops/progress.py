@@ -1,4 +1,4 @@
-"""Progress: a live line on a terminal, periodic ``bulkops.progress`` events elsewhere."""
+"""Progress: a live status line on a terminal, periodic ``bulkops.progress`` events elsewhere."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 import anyio
 import structlog
 
+from bulkops import logs
 from bulkops.api.client import ConsoleClient
 from bulkops.engine.graph import Scheduler, eta_seconds
 
@@ -59,11 +60,11 @@ class Progress:
             while True:
                 await anyio.sleep(self.interval)
                 log.info("bulkops.progress", **self.snapshot())
-        from rich.console import Console
-        from rich.live import Live
-
-        console = Console(file=sys.stderr)
-        with Live(self.line(), console=console, refresh_per_second=4, transient=True) as display:
+        logs.live_line.active = True
+        try:
             while True:
+                logs.live_line.show(self.line())
                 await anyio.sleep(self.interval)
-                display.update(self.line())
+        finally:
+            logs.live_line.clear()
+            logs.live_line.active = False

@@ -2,15 +2,15 @@
 
 Task graph::
 
-    sources:p1 ──(children: sources:p2..pN)──► sources:collect ──(children)──┐
-                                                                           ├─► metrics:<name>:p1 (+ its pages)
-                                                                           └─► publish (after all of them)
+    sources:p1 (+ pages) ─► sources:collect ─(children)─┬─► metrics:<name>:p1 (+ pages) ─► stage:<name>
+                                                        └─► publish (after every stage)
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import anyio
@@ -22,7 +22,7 @@ from bulkops.engine.graph import Task
 from bulkops.jobs.base import RunContext
 from bulkops.jobs.listing import listing_pages, listing_task, read_listing
 from bulkops.jobs.spec import JobSpec, ProjectSpec, Strict
-from bulkops.output.publish import Publication, safe_file_stem
+from bulkops.output.publish import Publication, StagedFile, safe_file_stem, stage_file
 
 SOURCES = "sources"
 PUBLISH = "publish"
@@ -70,35 +70,64 @@ def _metrics_prefix(name: str) -> str:
 
 
 def _per_source_tasks(ctx: RunContext, names: list[str]) -> Iterator[Task]:
-    firsts = []
+    stages = []
     for name in names:
         path = api_path("metrics", "metric_source", name, "metrics")
         first = listing_task(
             ctx, role="source", prefix=_metrics_prefix(name), path=path, label=f"source {name!r}"
         )
-        firsts.append(first.id)
         yield first
+        stage = _stage_task(ctx, name, first.id)
+        stages.append(stage.id)
+        yield stage
     yield Task(
         id=PUBLISH,
         body=lambda: _publish(ctx, names),
-        deps=tuple(firsts),  # a child of the collect task, so it cannot wait for it
+        deps=tuple(stages),  # a child of the collect task, so it cannot wait for it
         label="publish the export",
     )
 
 
-async def _publish(ctx: RunContext, names: list[str]) -> dict[str, Any]:
+def _stage_task(ctx: RunContext, name: str, listing_id: str) -> Task:
+    """Stage a source's file as soon as its listing is read, so publishing only renames."""
+
+    async def stage() -> dict[str, Any]:
+        item = await anyio.to_thread.run_sync(_stage_source, ctx, name)
+        return {"count": item.count, "sha256": item.sha256, "staged": str(item.staged)}
+
+    return Task(id=f"stage:{name}", body=stage, deps=(listing_id,), label=f"stage {name!r}")
+
+
+def _stage_source(ctx: RunContext, name: str) -> StagedFile:
+    chunks = read_listing(
+        ctx, _metrics_prefix(name), what=f"the metrics of source {name!r}", chunked=True
+    )
+    return stage_file(_output_root(ctx), _relative_file(name), ctx.run_id, chunks)
+
+
+def _relative_file(name: str) -> str:
+    return f"metric_sources/{safe_file_stem(name)}.jsonl"
+
+
+def _output_root(ctx: RunContext) -> Path:
     spec: Spec = ctx.job.spec  # type: ignore[assignment]
-    root = ctx.job.resolve_path(spec.output.dir)
+    return ctx.job.resolve_path(spec.output.dir)
+
+
+async def _publish(ctx: RunContext, names: list[str]) -> dict[str, Any]:
+    root = _output_root(ctx)
     publication = Publication(root, ctx.run_id)
     entries = []
     for name in names:
-        relative = f"metric_sources/{safe_file_stem(name)}.jsonl"
-        chunks = read_listing(
-            ctx, _metrics_prefix(name), what=f"the metrics of source {name!r}", chunked=True
+        result = ctx.scheduler.result(f"stage:{name}")
+        item = StagedFile(
+            root / _relative_file(name), Path(result["staged"]), result["count"], result["sha256"]
         )
-        staged = await anyio.to_thread.run_sync(publication.stage, relative, chunks)
+        if not item.staged.exists():  # staged by an earlier attempt, then removed: stage again
+            item = await anyio.to_thread.run_sync(_stage_source, ctx, name)
+        publication.add(item)
         entries.append(
-            {"name": name, "file": relative, "count": staged.count, "sha256": staged.sha256}
+            {"name": name, "file": _relative_file(name), "count": item.count, "sha256": item.sha256}
         )
     sources = read_listing(ctx, SOURCES, what="the metric source list", chunked=True)
     sources_file = publication.stage("metric_sources.jsonl", sources)

@@ -41,6 +41,26 @@ class StagedFile:
     sha256: str
 
 
+def stage_file(root: Path, relative: str, run_id: str, chunks: Iterable[bytes]) -> StagedFile:
+    """Write a JSON-lines file under a temporary name beside its final place; count and hash it.
+
+    ``chunks`` are runs of whole, newline-terminated lines.
+    """
+    final = root / relative
+    final.parent.mkdir(parents=True, exist_ok=True)
+    staged = final.with_name(f".{final.name}.tmp-{run_id}")
+    digest = hashlib.sha256()
+    count = 0
+    with staged.open("wb") as handle:
+        for chunk in chunks:
+            handle.write(chunk)
+            digest.update(chunk)
+            count += chunk.count(b"\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    return StagedFile(final, staged, count, digest.hexdigest())
+
+
 class Publication:
     """Files staged under temporary names in the output folder, published together."""
 
@@ -49,25 +69,14 @@ class Publication:
         self.run_id = run_id
         self.staged: list[StagedFile] = []
 
-    def stage(self, relative: str, chunks: Iterable[bytes]) -> StagedFile:
-        """Stage a JSON-lines file from chunks of whole, newline-terminated lines."""
-        final = self.root / relative
-        final.parent.mkdir(parents=True, exist_ok=True)
-        if any(item.final == final for item in self.staged):
-            raise ValueError(f"two outputs map to the same file {final}")
-        staged = final.with_name(f".{final.name}.tmp-{self.run_id}")
-        digest = hashlib.sha256()
-        count = 0
-        with staged.open("wb") as handle:
-            for chunk in chunks:
-                handle.write(chunk)
-                digest.update(chunk)
-                count += chunk.count(b"\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        item = StagedFile(final, staged, count, digest.hexdigest())
+    def add(self, item: StagedFile) -> StagedFile:
+        if any(other.final == item.final for other in self.staged):
+            raise ValueError(f"two outputs map to the same file {item.final}")
         self.staged.append(item)
         return item
+
+    def stage(self, relative: str, chunks: Iterable[bytes]) -> StagedFile:
+        return self.add(stage_file(self.root, relative, self.run_id, chunks))
 
     def commit(self, manifest: dict[str, Any], *, prune: Path | None = None) -> Path:
         """Withdraw the old manifest, rename every staged file into place, write the manifest."""

@@ -75,6 +75,18 @@ class Collection:
         self._index_remove(entity_id, old)
         return old
 
+    def put(self, entity_id: str, entity: Entity) -> None:
+        """Add or replace: for side records (overrides, id lists) that exist only once written."""
+        if entity_id in self._items:
+            self.replace(entity_id, entity)
+        else:
+            self.add(entity_id, entity)
+
+    def discard(self, entity_id: str) -> None:
+        """Remove if present: a deleted entity's side records may never have been written."""
+        if entity_id in self._items:
+            self.remove(entity_id)
+
     def ensure_index(self, name: str, key: IndexKey) -> None:
         """Declare a secondary index (idempotent); builds it from existing entities once."""
         if name in self._indexes:

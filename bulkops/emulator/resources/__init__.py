@@ -1,9 +1,10 @@
 """One module per Console API resource; each exposes ``register(router)``.
 
 Adding a resource means writing its module and listing it here. Modules starting with ``_`` are
-shared machinery: ``_common`` (audit fields, metric collections), ``_entities`` (ids, versions,
-reviews), ``_refs`` (reference checks), ``_rules`` (rule ids and matching), ``_id_overrides``
-(gate and holdout overrides).
+shared machinery: ``_common`` (audit fields, lookups, metric collections), ``_entities`` (ids,
+versions, reviews, overrides storage), ``_handlers`` (the list, create, read, update and action
+handlers entity kinds share), ``_refs`` (reference checks), ``_rules`` (rule ids and matching),
+``_id_overrides`` (gate and holdout overrides).
 """
 
 from __future__ import annotations

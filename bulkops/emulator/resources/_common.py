@@ -1,4 +1,4 @@
-"""Pieces several resources share: collection accessors and server-assigned audit fields.
+"""Pieces several resources share: collection accessors, lookups and server-assigned audit fields.
 
 Entities created or changed with a console key are attributed to "CONSOLE API" (reference §7);
 the ids are the project's stable ``api_user_id`` so repeated runs give identical data.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._errors import NOT_FOUND, not_found
 from .._store import Collection, Entity, Project
 from .._validation import Obj, Str
 
@@ -16,6 +17,9 @@ __all__ = [
     "OWNER_INPUT",
     "console_owner",
     "created_fields",
+    "first_named",
+    "get_or_404",
+    "indexed_by_name",
     "metric_source_of",
     "metric_sources",
     "metrics",
@@ -27,6 +31,7 @@ CONSOLE_API = "CONSOLE API"
 METRICS = "metrics"
 METRIC_SOURCES = "metric_sources"
 BY_SOURCE = "metric_source"
+BY_NAME = "name"
 
 OWNER_INPUT = Obj(
     fields={
@@ -38,6 +43,30 @@ OWNER_INPUT = Obj(
     },
     nullable=True,
 )
+
+
+def get_or_404(coll: Collection, key: str, message: str = NOT_FOUND) -> Entity:
+    """The entity stored under ``key``, or the 404 every read, update and delete answers."""
+    found = coll.get(key)
+    if found is None:
+        raise not_found(message)
+    return found
+
+
+def indexed_by_name(project: Project, kind: str) -> Collection:
+    """The ``kind`` collection with an index on ``name``.
+
+    For kinds whose ids are server-assigned (tags, teams) but which entities reference by name.
+    """
+    coll = project.collection(kind)
+    coll.ensure_index(BY_NAME, lambda e: e["name"])
+    return coll
+
+
+def first_named(coll: Collection, name: str) -> Entity | None:
+    """The entity of an :func:`indexed_by_name` collection with this exact name, if any."""
+    found = coll.where(BY_NAME, name)
+    return found[0] if found else None
 
 
 def metric_source_of(metric: Entity) -> str | None:

@@ -27,11 +27,11 @@ from typing import Any
 
 from .._context import Call, Reply
 from .._envelopes import single
-from .._errors import NOT_FOUND, not_found
+from .._errors import NOT_FOUND
 from .._ids import stable_id
 from .._store import Collection, Entity, Project
 from .._validation import ListOf, OneOf, Str
-from ._common import CONSOLE_API, console_owner, modified_fields
+from ._common import CONSOLE_API, console_owner, get_or_404, modified_fields
 
 __all__ = [
     "DYNAMIC_CONFIGS",
@@ -47,12 +47,15 @@ __all__ = [
     "Kind",
     "audit_fields",
     "change_reply",
+    "clears_all",
     "derive_id",
     "detach_from_holdouts",
     "get_entity",
     "query_values",
     "save_change",
+    "save_overrides",
     "set_review_required",
+    "target_app_ids",
     "touch",
 ]
 
@@ -68,6 +71,10 @@ class Kind:
 
     def coll(self, project: Project) -> Collection:
         return project.collection(self.collection)
+
+    def overrides(self, project: Project) -> Collection:
+        """The kind's overrides, kept beside the entities under the same id."""
+        return project.collection(f"{self.collection}_overrides")
 
 
 GATES = Kind("gates", "Gate", reviewable=True)
@@ -85,6 +92,11 @@ TEAM_INPUT = {"team": Str(nullable=True), "teamID": Str(nullable=True)}
 
 _SPACES = re.compile(r"\s+")
 _NOT_ID_CHAR = re.compile(r"[^a-z0-9_.\-]")
+
+
+def target_app_ids(value: Any) -> list[str]:
+    """``targetApps`` as stored: always a list, though a body may send one id as a string."""
+    return [value] if isinstance(value, str) else list(value or [])
 
 
 def derive_id(name: str, *, strict: bool = False) -> str:
@@ -128,10 +140,7 @@ def touch(project: Project, entity: Entity, now_ms: int) -> Entity:
 
 def get_entity(project: Project, kind: Kind, entity_id: str) -> Entity:
     """The entity or a 404 with the kind's documented message."""
-    found = kind.coll(project).get(entity_id)
-    if found is None:
-        raise not_found(kind.not_found)
-    return found
+    return get_or_404(kind.coll(project), entity_id, kind.not_found)
 
 
 def _requires_review(entity: Entity) -> bool:
@@ -220,3 +229,22 @@ def detach_from_holdouts(project: Project, key: str, entity_id: str, now_ms: int
         if entity_id in holdout.get(key, []):
             kept = [i for i in holdout[key] if i != entity_id]
             coll.replace(holdout["id"], touch(project, {**holdout, key: kept}, now_ms))
+
+
+def clears_all(call: Call, op: str) -> bool:
+    """Whether an overrides write is the bodiless DELETE, which removes every override.
+
+    The current spec draws DELETE without a body; the 2024 docs send the items to remove.
+    """
+    return op == "remove" and not call.body_bytes.strip()
+
+
+def save_overrides(call: Call, kind: Kind, entity: Entity, overrides: dict[str, Any]) -> None:
+    """Store ``entity``'s overrides and bump its version.
+
+    Overrides are never held for review: their documented answer is the overrides, which could
+    not show a pending change.
+    """
+    project = call.project
+    kind.overrides(project).put(entity["id"], overrides)
+    kind.coll(project).replace(entity["id"], touch(project, entity, call.now_ms))

@@ -22,7 +22,7 @@ from .._errors import validation_failed
 from .._routing import Router
 from .._store import Entity
 from .._validation import ListOf, Obj, Str, validate
-from ._entities import Kind, get_entity, touch
+from ._entities import Kind, clears_all, get_entity, save_overrides
 
 __all__ = ["EMPTY_OVERRIDES", "OVERRIDES_SCHEMA", "register_id_overrides"]
 
@@ -105,13 +105,12 @@ def apply_overrides(current: dict[str, Any], body: dict[str, Any], op: str) -> d
 
 def register_id_overrides(router: Router, base: str, kind: Kind, status: int) -> None:
     """Register the four override routes of ``kind`` under ``base``/{id}/overrides."""
-    store = f"{kind.collection}_overrides"
     read_msg = f"{kind.label} Overrides read successfully."
     write_msg = f"{kind.label} Overrides updated successfully."
 
     def current(call: Call) -> tuple[Entity, dict[str, Any]]:
         entity = get_entity(call.project, kind, call.params["id"])
-        stored = call.project.collection(store).get(entity["id"])
+        stored = kind.overrides(call.project).get(entity["id"])
         return entity, dict(stored or EMPTY_OVERRIDES)
 
     async def read(call: Call) -> Reply:
@@ -121,16 +120,11 @@ def register_id_overrides(router: Router, base: str, kind: Kind, status: int) ->
     def writer(op: str) -> Any:
         async def write(call: Call) -> Reply:
             entity, overrides = current(call)
-            if op == "remove" and not call.body_bytes.strip():
-                updated = dict(EMPTY_OVERRIDES)  # the spec's bodiless DELETE: remove them all
+            if clears_all(call, op):
+                updated = dict(EMPTY_OVERRIDES)
             else:
                 updated = apply_overrides(overrides, _parse(call), op)
-            coll = call.project.collection(store)
-            if entity["id"] in coll:
-                coll.replace(entity["id"], updated)
-            else:
-                coll.add(entity["id"], updated)
-            kind.coll(call.project).replace(entity["id"], touch(call.project, entity, call.now_ms))
+            save_overrides(call, kind, entity, updated)
             return single(write_msg, updated, status)
 
         return write

@@ -34,13 +34,14 @@ from .._ids import stable_id
 from .._store import Entity, Project
 from .._validation import Enum, ListOf, Node, Num, Obj, OneOf, Str
 from ._entities import GATES, SEGMENTS
-from ._refs import Errors
+from ._refs import Errors, check_references
 from .directory import unit_id_types
 from .target_apps import target_apps
 
 __all__ = [
     "CONDITION_TYPES",
     "SEGMENT_CONDITION_TYPES",
+    "check_with_rules",
     "condition_errors",
     "find_rule",
     "find_rule_or_404",
@@ -310,6 +311,11 @@ def condition_errors(project: Project, rules: list[dict[str, Any]], prefix: str)
         for j, cond in enumerate(rule.get("conditions") or []):
             errors.extend(_one_condition(project, cond, f"{head}conditions.{j}"))
     return errors
+
+
+def check_with_rules(project: Project, fields: dict[str, Any]) -> None:
+    """Check a body's references and its rules' conditions, reporting all of them in one 400."""
+    check_references(project, fields, condition_errors(project, fields.get("rules", []), "rules"))
 
 
 def _one_condition(project: Project, cond: dict[str, Any], path: str) -> Errors:

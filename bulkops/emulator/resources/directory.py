@@ -14,11 +14,12 @@ from typing import Any
 
 from .._context import Call, Reply
 from .._envelopes import paged, single
-from .._errors import name_in_use, not_found
+from .._errors import name_in_use
 from .._ids import stable_id
 from .._routing import Router
 from .._store import Collection, Entity, Project
 from .._validation import Obj, Str, validate
+from ._common import first_named, get_or_404, indexed_by_name
 
 __all__ = [
     "create_team",
@@ -31,7 +32,6 @@ __all__ = [
 
 TEAMS = "/console/v1/users/teams"
 UNIT_ID_TYPES = "/console/v1/unit_id_types"
-_BY_NAME = "name"
 
 UNIT_ID_TYPE_SCHEMA = Obj(
     fields={"name": Str(min_len=1, max_len=100), "description": Str(max_len=1000)},
@@ -40,14 +40,11 @@ UNIT_ID_TYPE_SCHEMA = Obj(
 
 
 def teams(project: Project) -> Collection:
-    coll = project.collection("teams")
-    coll.ensure_index(_BY_NAME, lambda t: t["name"])
-    return coll
+    return indexed_by_name(project, "teams")
 
 
 def team_by_name(project: Project, name: str) -> Entity | None:
-    found = teams(project).where(_BY_NAME, name)
-    return found[0] if found else None
+    return first_named(teams(project), name)
 
 
 def unit_id_types(project: Project) -> Collection:
@@ -92,9 +89,7 @@ async def list_teams(call: Call) -> Reply:
 
 
 async def read_team(call: Call) -> Reply:
-    found = teams(call.project).get(call.params["id"])
-    if found is None:
-        raise not_found()
+    found = get_or_404(teams(call.project), call.params["id"])
     return single("Team read successfully.", found)
 
 
@@ -109,9 +104,7 @@ async def create_unit(call: Call) -> Reply:
 
 
 async def read_unit(call: Call) -> Reply:
-    found = unit_id_types(call.project).get(call.params["id"])
-    if found is None:
-        raise not_found()
+    found = get_or_404(unit_id_types(call.project), call.params["id"])
     return single("Unit ID Type read successfully.", found)
 
 

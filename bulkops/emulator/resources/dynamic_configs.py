@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from .._context import Call, Reply
-from .._envelopes import message_only, paged, single
+from .._envelopes import message_only, paged
 from .._errors import name_in_use
 from .._routing import Router
 from .._store import Entity, Project
@@ -29,15 +29,24 @@ from ._entities import (
     derive_id,
     get_entity,
     save_change,
+    target_app_ids,
 )
-from ._refs import check_references, resolve_team
-from ._rules import condition_errors, json5_pair, merge_rules, new_rules, rule_schema
+from ._handlers import (
+    Change,
+    action_handler,
+    create_handler,
+    list_filter,
+    read_handler,
+    register_entity_routes,
+)
+from ._refs import resolve_team
+from ._rules import check_with_rules, json5_pair, merge_rules, new_rules, rule_schema
 from .gates import NAME
-from .tags import tag_filter
 
 __all__ = ["CREATE_SCHEMA", "FULL_SCHEMA", "create_dynamic_config", "register"]
 
 BASE = "/console/v1/dynamic_configs"
+UPDATED = "Dynamic config updated successfully."
 _OWNER = Obj(
     fields={"ownerID": Str(), "ownerType": Str(), "ownerName": Str(), "ownerEmail": Str()},
     nullable=True,
@@ -94,16 +103,11 @@ _PLAIN = (
 )
 
 
-def _check(project: Project, fields: dict[str, Any]) -> None:
-    check_references(project, fields, condition_errors(project, fields.get("rules", []), "rules"))
-
-
 def _changes(project: Project, old: Entity | None, fields: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {k: fields[k] for k in _PLAIN if k in fields}
     out.update(resolve_team(project, fields))
     if "targetApps" in fields:
-        apps = fields["targetApps"]
-        out["targetApps"] = [apps] if isinstance(apps, str) else list(apps)
+        out["targetApps"] = target_app_ids(fields["targetApps"])
     if fields.get("owner"):
         out["owner"] = fields["owner"]
     if "defaultValue" in fields or "defaultValueJson5" in fields:
@@ -128,7 +132,7 @@ def create_dynamic_config(project: Project, fields: dict[str, Any], now_ms: int)
     config_id = fields.get("id") or derive_id(fields["name"])
     if config_id in DYNAMIC_CONFIGS.coll(project) or config_id in EXPERIMENTS.coll(project):
         raise name_in_use()
-    _check(project, fields)
+    check_with_rules(project, fields)
     config: Entity = {
         "id": config_id,
         "name": fields["name"],
@@ -163,44 +167,19 @@ def create_dynamic_config(project: Project, fields: dict[str, Any], now_ms: int)
 
 
 async def list_configs(call: Call) -> Reply:
-    tags = tag_filter(call)
-    items = []
-    for config in DYNAMIC_CONFIGS.coll(call.project).values():
-        wanted = {k: call.query.get(k) for k in ("releasePipelineID", "creatorName", "creatorID")}
-        if any(v is not None and config.get(k) != v for k, v in wanted.items()):
-            continue
-        if tags is None or tags & set(config.get("tags", [])):
-            items.append(config)
+    keep = list_filter(call, ("releasePipelineID", "creatorName", "creatorID"))
+    items = [c for c in DYNAMIC_CONFIGS.coll(call.project).values() if keep(c)]
     return paged(call, "Dynamic Configs listed successfully.", items)
 
 
-async def create(call: Call) -> Reply:
-    fields = validate(CREATE_SCHEMA, call.json_body())
-    config = create_dynamic_config(call.project, fields, call.now_ms)
-    return single("Dynamic Config created successfully.", config, call.config.create_code(201))
-
-
-async def read(call: Call) -> Reply:
-    found = get_entity(call.project, DYNAMIC_CONFIGS, call.params["id"])
-    return single("Dynamic config read successfully.", found)
-
-
-async def _update(call: Call, *, full: bool) -> Reply:
+async def update(call: Call, *, full: bool) -> Reply:
     old = get_entity(call.project, DYNAMIC_CONFIGS, call.params["id"])
     fields = validate(FULL_SCHEMA if full else PARTIAL_SCHEMA, call.json_body())
-    _check(call.project, fields)
+    check_with_rules(call.project, fields)
     base = {**old, **_RESETS} if full else old
     new = _with_status({**base, **_changes(call.project, old, fields)})
     stored, applied = save_change(call, DYNAMIC_CONFIGS, old, new)
-    return change_reply(DYNAMIC_CONFIGS, stored, applied, "Dynamic config updated successfully.")
-
-
-async def full_update(call: Call) -> Reply:
-    return await _update(call, full=True)
-
-
-async def partial_update(call: Call) -> Reply:
-    return await _update(call, full=False)
+    return change_reply(DYNAMIC_CONFIGS, stored, applied, UPDATED)
 
 
 async def delete(call: Call) -> Reply:
@@ -209,35 +188,28 @@ async def delete(call: Call) -> Reply:
     return message_only("Dynamic Config deleted successfully.")
 
 
-def _action(change: Any) -> Any:
-    async def handler(call: Call) -> Reply:
-        old = get_entity(call.project, DYNAMIC_CONFIGS, call.params["id"])
-        if call.body_bytes.strip():
-            call.json_body()  # archive/unarchive bodies carry only reasons
-        stored, applied = save_change(call, DYNAMIC_CONFIGS, old, change(old))
-        return change_reply(
-            DYNAMIC_CONFIGS, stored, applied, "Dynamic config updated successfully."
-        )
-
-    return handler
+_ACTIONS: dict[str, Change] = {
+    "enable": lambda c: _with_status({**c, "isEnabled": True}),
+    "disable": lambda c: _with_status({**c, "isEnabled": False}),
+    "archive": lambda c: {**c, "status": "Archived"},
+    "unarchive": lambda c: _with_status({**c, "status": "Enabled"}),
+}
 
 
 def register(router: Router) -> None:
-    router.add("GET", BASE, list_configs)
-    router.add("POST", BASE, create)
-    router.add("GET", f"{BASE}/{{id}}", read)
-    router.add("POST", f"{BASE}/{{id}}", full_update)
-    router.add("PATCH", f"{BASE}/{{id}}", partial_update)
-    router.add("DELETE", f"{BASE}/{{id}}", delete)
-    router.add(
-        "PUT", f"{BASE}/{{id}}/enable", _action(lambda c: _with_status({**c, "isEnabled": True}))
+    create = create_handler(
+        CREATE_SCHEMA, create_dynamic_config, "Dynamic Config created successfully.", 201
     )
-    router.add(
-        "PUT", f"{BASE}/{{id}}/disable", _action(lambda c: _with_status({**c, "isEnabled": False}))
+    register_entity_routes(
+        router,
+        BASE,
+        list_all=list_configs,
+        create=create,
+        read=read_handler(DYNAMIC_CONFIGS, "Dynamic config read successfully."),
+        update=update,
+        delete=delete,
     )
-    router.add("PUT", f"{BASE}/{{id}}/archive", _action(lambda c: {**c, "status": "Archived"}))
-    router.add(
-        "PUT",
-        f"{BASE}/{{id}}/unarchive",
-        _action(lambda c: _with_status({**c, "status": "Enabled"})),
-    )
+    for action, change in _ACTIONS.items():
+        router.add(
+            "PUT", f"{BASE}/{{id}}/{action}", action_handler(DYNAMIC_CONFIGS, change, UPDATED)
+        )

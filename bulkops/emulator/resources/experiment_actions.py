@@ -128,13 +128,8 @@ def _unarchive(call: Call, exp: Entity, body: dict[str, Any]) -> Entity:
 
 
 def _remember_archive(call: Call, old: Entity, stored: Entity) -> None:
-    coll = call.project.collection(_ARCHIVED_FROM)
     if stored["status"] == "archived" and old["status"] != "archived":
-        record = {"status": old["status"]}
-        if old["id"] in coll:
-            coll.replace(old["id"], record)
-        else:
-            coll.add(old["id"], record)
+        call.project.collection(_ARCHIVED_FROM).put(old["id"], {"status": old["status"]})
 
 
 def _lifecycle(move: Move, schema: Obj | None, message: str) -> Any:

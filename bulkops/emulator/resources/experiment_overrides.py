@@ -30,14 +30,13 @@ from .._errors import validation_failed
 from .._routing import Router
 from .._store import Entity
 from .._validation import Enum, ListOf, Obj, Str, validate
-from ._entities import EXPERIMENTS, GATES, SEGMENTS, get_entity, touch
+from ._entities import EXPERIMENTS, GATES, SEGMENTS, clears_all, get_entity, save_overrides
 from ._refs import Errors
 from .experiments import resolve_group
 
 __all__ = ["OVERRIDES_SCHEMA", "register"]
 
 PATH = "/console/v1/experiments/{id}/overrides"
-_STORE = "experiments_overrides"
 OVERRIDES_SCHEMA = Obj(
     fields={
         "overrides": ListOf(
@@ -168,7 +167,7 @@ def _remove(exp: Entity, current: dict[str, Any], body: dict[str, Any]) -> dict[
 
 async def read(call: Call) -> Reply:
     exp = get_entity(call.project, EXPERIMENTS, call.params["id"])
-    found = call.project.collection(_STORE).get(exp["id"])
+    found = EXPERIMENTS.overrides(call.project).get(exp["id"])
     return single("Experiment Overrides read successfully.", found or dict(_EMPTY))
 
 
@@ -177,24 +176,19 @@ def _writer(op: str) -> Any:
         project = call.project
         exp = get_entity(project, EXPERIMENTS, call.params["id"])
         mode = op
-        if mode == "remove" and not call.body_bytes.strip():
+        if clears_all(call, op):
             body: dict[str, Any] = {"overrides": [], "userIDOverrides": []}
-            mode = "replace"  # the spec's bodiless DELETE: remove them all
+            mode = "replace"
         else:
             body = _parse(call, exp, check=mode != "remove")
-        coll = project.collection(_STORE)
-        current = coll.get(exp["id"]) or dict(_EMPTY)
+        current = EXPERIMENTS.overrides(project).get(exp["id"]) or dict(_EMPTY)
         if mode == "replace":
             updated = _add(exp, dict(_EMPTY), body)
         elif mode == "add":
             updated = _add(exp, current, body)
         else:
             updated = _remove(exp, current, body)
-        if exp["id"] in coll:
-            coll.replace(exp["id"], updated)
-        else:
-            coll.add(exp["id"], updated)
-        EXPERIMENTS.coll(project).replace(exp["id"], touch(project, exp, call.now_ms))
+        save_overrides(call, EXPERIMENTS, exp, updated)
         return single("Experiment Overrides updated successfully.", updated)
 
     return write

@@ -58,9 +58,9 @@ from ._entities import (
     query_values,
     save_change,
 )
+from ._handlers import create_handler, list_filter, read_handler, register_entity_routes
 from ._refs import Errors, check_references, resolve_team
 from .layers import implicit_layer_id, sync_implicit_layer
-from .tags import tag_filter
 
 __all__ = [
     "CREATE_SCHEMA",
@@ -402,20 +402,15 @@ def _filter(call: Call) -> Any:
     bad = [s for s in statuses if s not in STATUSES]
     if bad:
         raise bad_field("status", f"Invalid enum value {bad[0]!r}; expected one of {STATUSES}")
-    tags = tag_filter(call)
-    plain = {
-        k: call.query.get(k) for k in ("layerID", "idType", "teamID", "creatorName", "creatorID")
-    }
+    plain = list_filter(call, ("layerID", "idType", "teamID", "creatorName", "creatorID"))
     app = call.query.get("targetAppID")
 
     def keep(exp: Entity) -> bool:
         if statuses and exp["status"] not in statuses:
             return False
-        if any(v is not None and exp.get(k) != v for k, v in plain.items()):
-            return False
         if app is not None and app not in exp.get("targetApps", []):
             return False
-        return tags is None or bool(tags & set(exp.get("tags", [])))
+        return plain(exp)
 
     return keep
 
@@ -443,18 +438,7 @@ async def metric_experiments(call: Call) -> Reply:
     return paged(call, "Experiments listed successfully.", items)
 
 
-async def create(call: Call) -> Reply:
-    fields = validate(CREATE_SCHEMA, call.json_body())
-    exp = create_experiment(call.project, fields, call.now_ms)
-    return single("Experiment created successfully.", exp, call.config.create_code(201))
-
-
-async def read(call: Call) -> Reply:
-    exp = get_entity(call.project, EXPERIMENTS, call.params["id"])
-    return single("Experiment read successfully.", exp)
-
-
-async def _update(call: Call, *, full: bool) -> Reply:
+async def update(call: Call, *, full: bool) -> Reply:
     project = call.project
     old = get_entity(project, EXPERIMENTS, call.params["id"])
     fields = validate(FULL_SCHEMA if full else PARTIAL_SCHEMA, call.json_body())
@@ -475,31 +459,27 @@ async def _update(call: Call, *, full: bool) -> Reply:
     return change_reply(EXPERIMENTS, stored, applied, "Experiment updated successfully.")
 
 
-async def full_update(call: Call) -> Reply:
-    return await _update(call, full=True)
-
-
-async def partial_update(call: Call) -> Reply:
-    return await _update(call, full=False)
-
-
 async def delete(call: Call) -> Reply:
     project = call.project
     old = get_entity(project, EXPERIMENTS, call.params["id"])
     EXPERIMENTS.coll(project).remove(old["id"])
-    for store in ("experiments_overrides", LAYERS.collection):
-        key = old["id"] if store != LAYERS.collection else implicit_layer_id(old["id"])
-        if key in project.collection(store):
-            project.collection(store).remove(key)
+    EXPERIMENTS.overrides(project).discard(old["id"])
+    LAYERS.coll(project).discard(implicit_layer_id(old["id"]))
     detach_from_holdouts(project, "experimentIDs", old["id"], call.now_ms)
     return single("Experiment deleted successfully.", old)
 
 
 def register(router: Router) -> None:
-    router.add("GET", BASE, list_experiments)
-    router.add("POST", BASE, create)
-    router.add("GET", f"{BASE}/{{id}}", read)
-    router.add("POST", f"{BASE}/{{id}}", full_update)
-    router.add("PATCH", f"{BASE}/{{id}}", partial_update)
-    router.add("DELETE", f"{BASE}/{{id}}", delete)
+    create = create_handler(
+        CREATE_SCHEMA, create_experiment, "Experiment created successfully.", 201
+    )
+    register_entity_routes(
+        router,
+        BASE,
+        list_all=list_experiments,
+        create=create,
+        read=read_handler(EXPERIMENTS, "Experiment read successfully."),
+        update=update,
+        delete=delete,
+    )
     router.add("GET", "/console/v1/metrics/{id}/experiments", metric_experiments)

@@ -20,10 +20,11 @@ when enabled and "Disabled" when not.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from .._context import Call, Reply
-from .._envelopes import message_only, paged, single
+from .._envelopes import message_only, paged
 from .._errors import bad_field, name_in_use
 from .._routing import Router
 from .._store import Entity, Project
@@ -39,14 +40,23 @@ from ._entities import (
     get_entity,
     query_values,
     save_change,
+    target_app_ids,
 )
-from ._refs import check_references, resolve_team
-from ._rules import condition_errors, merge_rules, new_rules, rule_schema
-from .tags import tag_filter
+from ._handlers import (
+    Change,
+    action_handler,
+    create_handler,
+    list_filter,
+    read_handler,
+    register_entity_routes,
+)
+from ._refs import resolve_team
+from ._rules import check_with_rules, merge_rules, new_rules, rule_schema
 
 __all__ = ["CREATE_SCHEMA", "FULL_SCHEMA", "PARTIAL_SCHEMA", "create_gate", "register"]
 
 BASE = "/console/v1/gates"
+UPDATED = "Gate updated successfully."
 NAME = Str(min_len=3, max_len=100, pattern=r"^[a-zA-Z0-9_\-. ]*$")
 _FIELDS = {
     "name": NAME,
@@ -100,20 +110,12 @@ _PLAIN = (
 )
 
 
-def _targets(value: Any) -> list[str]:
-    return [value] if isinstance(value, str) else list(value or [])
-
-
-def _check(project: Project, fields: dict[str, Any]) -> None:
-    check_references(project, fields, condition_errors(project, fields.get("rules", []), "rules"))
-
-
 def _changes(project: Project, old: Entity | None, fields: dict[str, Any]) -> dict[str, Any]:
     """Stored-field changes from validated body ``fields`` (create, full or partial)."""
     out: dict[str, Any] = {k: fields[k] for k in _PLAIN if k in fields}
     out.update(resolve_team(project, fields))
     if "targetApps" in fields:
-        out["targetApps"] = _targets(fields["targetApps"])
+        out["targetApps"] = target_app_ids(fields["targetApps"])
     if "reviewSettings" in fields:
         reviewers = (old or {}).get("reviewSettings", {}).get("allowedReviewers", [])
         out["reviewSettings"] = {
@@ -175,24 +177,27 @@ def create_gate(project: Project, fields: dict[str, Any], now_ms: int) -> Entity
     gate_id = fields.get("id") or derive_id(fields["name"])
     if gate_id in GATES.coll(project):
         raise name_in_use()
-    _check(project, fields)
+    check_with_rules(project, fields)
     gate = build_gate(project, fields, now_ms)
     GATES.coll(project).add(gate_id, gate)
     return gate
 
 
-def _matches(gate: Entity, call: Call, tags: set[str] | None) -> bool:
-    for key in ("idType", "typeReason", "creatorName", "creatorID", "releasePipelineID"):
-        wanted = call.query.get(key)
-        if wanted is not None and gate.get(key) != wanted:
-            return False
+def _filter(call: Call) -> Callable[[Entity], bool]:
+    plain = list_filter(
+        call, ("idType", "typeReason", "creatorName", "creatorID", "releasePipelineID")
+    )
     types = query_values(call, "type")
-    if types and gate["type"] not in types:
-        return False
     rates = query_values(call, "passRate") + query_values(call, "rolloutRate")
-    if rates and _rollout_rate(gate) not in rates:
-        return False
-    return tags is None or bool(tags & set(gate.get("tags", [])))
+
+    def keep(gate: Entity) -> bool:
+        if types and gate["type"] not in types:
+            return False
+        if rates and _rollout_rate(gate) not in rates:
+            return False
+        return plain(gate)
+
+    return keep
 
 
 def _rollout_rate(gate: Entity) -> str:
@@ -203,58 +208,27 @@ def _rollout_rate(gate: Entity) -> str:
 
 
 async def list_gates(call: Call) -> Reply:
-    tags = tag_filter(call)
-    items = [g for g in GATES.coll(call.project).values() if _matches(g, call, tags)]
+    keep = _filter(call)
+    items = [g for g in GATES.coll(call.project).values() if keep(g)]
     return paged(call, "Gates listed successfully.", items)
 
 
-async def create(call: Call) -> Reply:
-    fields = validate(CREATE_SCHEMA, call.json_body())
-    gate = create_gate(call.project, fields, call.now_ms)
-    return single("Gate created successfully.", gate, call.config.create_code(201))
-
-
-async def read(call: Call) -> Reply:
-    return single("Gate read successfully.", get_entity(call.project, GATES, call.params["id"]))
-
-
-async def _update(call: Call, *, full: bool) -> Reply:
+async def update(call: Call, *, full: bool) -> Reply:
     old = get_entity(call.project, GATES, call.params["id"])
     fields = validate(FULL_SCHEMA if full else PARTIAL_SCHEMA, call.json_body())
-    _check(call.project, fields)
+    check_with_rules(call.project, fields)
     base = {**old, **_RESETS} if full else old
     new = _with_status({**base, **_changes(call.project, old, fields)})
     stored, applied = save_change(call, GATES, old, new)
-    return change_reply(GATES, stored, applied, "Gate updated successfully.")
-
-
-async def full_update(call: Call) -> Reply:
-    return await _update(call, full=True)
-
-
-async def partial_update(call: Call) -> Reply:
-    return await _update(call, full=False)
+    return change_reply(GATES, stored, applied, UPDATED)
 
 
 async def delete(call: Call) -> Reply:
     old = get_entity(call.project, GATES, call.params["id"])
     GATES.coll(call.project).remove(old["id"])
-    overrides = call.project.collection("gates_overrides")
-    if old["id"] in overrides:
-        overrides.remove(old["id"])
+    GATES.overrides(call.project).discard(old["id"])
     detach_from_holdouts(call.project, "gateIDs", old["id"], call.now_ms)
     return message_only("Gate deleted successfully.")
-
-
-def _action(change: Any) -> Any:
-    async def handler(call: Call) -> Reply:
-        old = get_entity(call.project, GATES, call.params["id"])
-        if call.method == "PUT" and call.body_bytes.strip():
-            call.json_body()  # archive/unarchive bodies carry only reasons; must be JSON objects
-        stored, applied = save_change(call, GATES, old, change(old))
-        return change_reply(GATES, stored, applied, "Gate updated successfully.")
-
-    return handler
 
 
 def _enable(g: Entity) -> Entity:
@@ -273,19 +247,32 @@ def _unarchive(g: Entity) -> Entity:
     return _with_status({**g, "status": "In Progress"})
 
 
+def _launch(g: Entity) -> Entity:
+    return {**g, "isEnabled": True, "status": "Launched"}
+
+
+def _archive(g: Entity) -> Entity:
+    return {**g, "status": "Archived"}
+
+
+_ACTIONS: dict[str, Change] = {
+    "enable": _enable,
+    "disable": _disable,
+    "launch": _launch,
+    "archive": _archive,
+    "unarchive": _unarchive,
+}
+
+
 def register(router: Router) -> None:
-    router.add("GET", BASE, list_gates)
-    router.add("POST", BASE, create)
-    router.add("GET", f"{BASE}/{{id}}", read)
-    router.add("POST", f"{BASE}/{{id}}", full_update)
-    router.add("PATCH", f"{BASE}/{{id}}", partial_update)
-    router.add("DELETE", f"{BASE}/{{id}}", delete)
-    router.add("PUT", f"{BASE}/{{id}}/enable", _action(_enable))
-    router.add("PUT", f"{BASE}/{{id}}/disable", _action(_disable))
-    router.add(
-        "PUT",
-        f"{BASE}/{{id}}/launch",
-        _action(lambda g: {**g, "isEnabled": True, "status": "Launched"}),
+    register_entity_routes(
+        router,
+        BASE,
+        list_all=list_gates,
+        create=create_handler(CREATE_SCHEMA, create_gate, "Gate created successfully.", 201),
+        read=read_handler(GATES, "Gate read successfully."),
+        update=update,
+        delete=delete,
     )
-    router.add("PUT", f"{BASE}/{{id}}/archive", _action(lambda g: {**g, "status": "Archived"}))
-    router.add("PUT", f"{BASE}/{{id}}/unarchive", _action(_unarchive))
+    for action, change in _ACTIONS.items():
+        router.add("PUT", f"{BASE}/{{id}}/{action}", action_handler(GATES, change, UPDATED))

@@ -35,9 +35,9 @@ from ._entities import (
     save_change,
     touch,
 )
+from ._handlers import create_handler, list_filter, read_handler, register_entity_routes
 from ._id_overrides import register_id_overrides
 from ._refs import Errors, check_references, resolve_team
-from .tags import tag_filter
 
 __all__ = ["CREATE_SCHEMA", "FULL_SCHEMA", "create_holdout", "register", "set_members"]
 
@@ -136,29 +136,12 @@ def set_members(project: Project, old: Entity, new: Entity, now_ms: int) -> None
 
 
 async def list_holdouts(call: Call) -> Reply:
-    tags = tag_filter(call)
-    items = []
-    for holdout in HOLDOUTS.coll(call.project).values():
-        wanted = {k: call.query.get(k) for k in ("creatorName", "creatorID")}
-        if any(v is not None and holdout.get(k) != v for k, v in wanted.items()):
-            continue
-        if tags is None or tags & set(holdout.get("tags", [])):
-            items.append(holdout)
+    keep = list_filter(call, ("creatorName", "creatorID"))
+    items = [h for h in HOLDOUTS.coll(call.project).values() if keep(h)]
     return paged(call, "Holdouts listed successfully.", items)
 
 
-async def create(call: Call) -> Reply:
-    fields = validate(CREATE_SCHEMA, call.json_body())
-    holdout = create_holdout(call.project, fields, call.now_ms)
-    return single("Holdout created successfully.", holdout, call.config.create_code(200))
-
-
-async def read(call: Call) -> Reply:
-    found = get_entity(call.project, HOLDOUTS, call.params["id"])
-    return single("Holdout read successfully.", found)
-
-
-async def _update(call: Call, *, full: bool) -> Reply:
+async def update(call: Call, *, full: bool) -> Reply:
     old = get_entity(call.project, HOLDOUTS, call.params["id"])
     fields = validate(FULL_SCHEMA if full else PARTIAL_SCHEMA, call.json_body())
     errors = _member_errors(call.project, fields)
@@ -173,29 +156,23 @@ async def _update(call: Call, *, full: bool) -> Reply:
     return single("Holdout updated successfully.", stored)
 
 
-async def full_update(call: Call) -> Reply:
-    return await _update(call, full=True)
-
-
-async def partial_update(call: Call) -> Reply:
-    return await _update(call, full=False)
-
-
 async def delete(call: Call) -> Reply:
     project = call.project
     old = get_entity(project, HOLDOUTS, call.params["id"])
     set_members(project, old, {key: [] for key, _ in MEMBERS}, call.now_ms)
     HOLDOUTS.coll(project).remove(old["id"])
-    if old["id"] in project.collection("holdouts_overrides"):
-        project.collection("holdouts_overrides").remove(old["id"])
+    HOLDOUTS.overrides(project).discard(old["id"])
     return single("Holdout deleted successfully.", old)
 
 
 def register(router: Router) -> None:
-    router.add("GET", BASE, list_holdouts)
-    router.add("POST", BASE, create)
-    router.add("GET", f"{BASE}/{{id}}", read)
-    router.add("POST", f"{BASE}/{{id}}", full_update)
-    router.add("PATCH", f"{BASE}/{{id}}", partial_update)
-    router.add("DELETE", f"{BASE}/{{id}}", delete)
+    register_entity_routes(
+        router,
+        BASE,
+        list_all=list_holdouts,
+        create=create_handler(CREATE_SCHEMA, create_holdout, "Holdout created successfully.", 200),
+        read=read_handler(HOLDOUTS, "Holdout read successfully."),
+        update=update,
+        delete=delete,
+    )
     register_id_overrides(router, BASE, HOLDOUTS, 200)

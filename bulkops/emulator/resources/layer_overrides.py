@@ -19,7 +19,7 @@ from .._errors import validation_failed
 from .._routing import Router
 from .._store import Entity, Project
 from .._validation import Enum, ListOf, Obj, Str, validate
-from ._entities import GATES, LAYERS, SEGMENTS, get_entity, touch
+from ._entities import GATES, LAYERS, SEGMENTS, clears_all, get_entity, save_overrides
 from ._refs import Errors
 from .layers import experiments_in
 
@@ -46,7 +46,6 @@ OVERRIDES_PATCH_SCHEMA = Obj(
     fields={**_LISTS, "op": Enum(values=("add",))}, required=("op", *_LISTS)
 )
 _EMPTY: dict[str, Any] = {"conditionalOverrides": [], "idOverrides": []}
-_STORE = "layers_overrides"
 
 
 def _id_key(item: dict[str, Any]) -> tuple[Any, ...]:
@@ -115,7 +114,7 @@ def _apply(current: dict[str, Any], body: dict[str, Any], op: str) -> dict[str, 
 
 async def read(call: Call) -> Reply:
     layer = get_entity(call.project, LAYERS, call.params["id"])
-    found = call.project.collection(_STORE).get(layer["id"])
+    found = LAYERS.overrides(call.project).get(layer["id"])
     return single("Layer Overrides read successfully.", found or dict(_EMPTY))
 
 
@@ -126,8 +125,8 @@ def _writer(op: str) -> Any:
         project = call.project
         layer = get_entity(project, LAYERS, call.params["id"])
         mode = op
-        if mode == "remove" and not call.body_bytes.strip():
-            body = dict(_EMPTY)  # the spec's bodiless DELETE: remove them all
+        if clears_all(call, op):
+            body = dict(_EMPTY)
             mode = "replace"
         else:
             body = validate(schema, call.json_body())
@@ -135,13 +134,9 @@ def _writer(op: str) -> Any:
             errors = _reference_errors(project, layer, body)
             if errors:
                 raise validation_failed(errors)
-        coll = project.collection(_STORE)
-        updated = _apply(coll.get(layer["id"]) or dict(_EMPTY), body, mode)
-        if layer["id"] in coll:
-            coll.replace(layer["id"], updated)
-        else:
-            coll.add(layer["id"], updated)
-        LAYERS.coll(project).replace(layer["id"], touch(project, layer, call.now_ms))
+        current = LAYERS.overrides(project).get(layer["id"]) or dict(_EMPTY)
+        updated = _apply(current, body, mode)
+        save_overrides(call, LAYERS, layer, updated)
         return single("Layer Overrides updated successfully.", updated)
 
     return write

@@ -30,8 +30,10 @@ from ._entities import (
     derive_id,
     get_entity,
     save_change,
+    target_app_ids,
     touch,
 )
+from ._handlers import create_handler, read_handler, register_entity_routes
 from ._refs import Errors, check_references, resolve_team
 
 __all__ = [
@@ -78,10 +80,6 @@ _TYPE_CHECK: dict[str, Any] = {
 
 def implicit_layer_id(experiment_id: str) -> str:
     return f"statsig::{experiment_id}_layer"
-
-
-def _targets(value: Any) -> list[str]:
-    return [value] if isinstance(value, str) else list(value or [])
 
 
 def _param_errors(params: list[dict[str, Any]]) -> Errors:
@@ -134,7 +132,7 @@ def create_layer(project: Project, fields: dict[str, Any], now_ms: int) -> Entit
         "isImplicitLayer": False,
         "parameters": [],
         "tags": [],
-        "targetApps": _targets(fields.get("targetApps")),
+        "targetApps": target_app_ids(fields.get("targetApps")),
         "holdoutIDs": [],
         "team": None,
         "teamID": None,
@@ -188,23 +186,13 @@ async def list_layers(call: Call) -> Reply:
     return paged(call, "Layers listed successfully.", LAYERS.coll(call.project).values())
 
 
-async def create(call: Call) -> Reply:
-    fields = validate(CREATE_SCHEMA, call.json_body())
-    layer = create_layer(call.project, fields, call.now_ms)
-    return single("Layer created successfully.", layer, call.config.create_code(201))
-
-
-async def read(call: Call) -> Reply:
-    return single("Layer read successfully.", get_entity(call.project, LAYERS, call.params["id"]))
-
-
-async def _update(call: Call, schema: Obj) -> Reply:
+async def update(call: Call, *, full: bool) -> Reply:
     old = get_entity(call.project, LAYERS, call.params["id"])
-    fields = validate(schema, call.json_body())
+    fields = validate(FULL_SCHEMA if full else PARTIAL_SCHEMA, call.json_body())
     check_references(call.project, fields)
     new = {**old, **{k: v for k, v in fields.items() if k != "targetApps"}}
     if "targetApps" in fields:
-        new["targetApps"] = _targets(fields["targetApps"])
+        new["targetApps"] = target_app_ids(fields["targetApps"])
     if "parameters" in fields:
         errors = _param_errors(fields["parameters"])
         kept = {p["name"] for p in fields["parameters"]}
@@ -220,14 +208,6 @@ async def _update(call: Call, schema: Obj) -> Reply:
             raise validation_failed(errors)
     stored, _ = save_change(call, LAYERS, old, new)
     return single("Layer updated successfully.", stored)
-
-
-async def full_update(call: Call) -> Reply:
-    return await _update(call, FULL_SCHEMA)
-
-
-async def partial_update(call: Call) -> Reply:
-    return await _update(call, PARTIAL_SCHEMA)
 
 
 async def delete(call: Call) -> Reply:
@@ -250,10 +230,13 @@ async def list_experiments(call: Call) -> Reply:
 
 
 def register(router: Router) -> None:
-    router.add("GET", BASE, list_layers)
-    router.add("POST", BASE, create)
-    router.add("GET", f"{BASE}/{{id}}", read)
-    router.add("POST", f"{BASE}/{{id}}", full_update)
-    router.add("PATCH", f"{BASE}/{{id}}", partial_update)
-    router.add("DELETE", f"{BASE}/{{id}}", delete)
+    register_entity_routes(
+        router,
+        BASE,
+        list_all=list_layers,
+        create=create_handler(CREATE_SCHEMA, create_layer, "Layer created successfully.", 201),
+        read=read_handler(LAYERS, "Layer read successfully."),
+        update=update,
+        delete=delete,
+    )
     router.add("GET", f"{BASE}/{{id}}/experiments", list_experiments)

@@ -12,11 +12,11 @@ from typing import Any
 
 from .._context import Call, Reply
 from .._envelopes import message_only, paged, single
-from .._errors import ApiError, name_in_use, not_found
+from .._errors import ApiError, name_in_use
 from .._routing import Router
 from .._store import Entity, Project
 from .._validation import AnyValue, Bool, Enum, ListOf, Obj, Str, validate
-from ._common import BY_SOURCE, OWNER_INPUT, console_owner, metric_sources, metrics
+from ._common import BY_SOURCE, OWNER_INPUT, console_owner, get_or_404, metric_sources, metrics
 
 __all__ = ["CREATE_SCHEMA", "UPDATE_SCHEMA", "create_source", "register"]
 
@@ -93,10 +93,7 @@ def create_source(project: Project, fields: dict[str, Any], *, persist: bool = T
 
 
 def _get(project: Project, name: str) -> Entity:
-    found = metric_sources(project).get(name)
-    if found is None:
-        raise not_found()
-    return found
+    return get_or_404(metric_sources(project), name)
 
 
 async def list_sources(call: Call) -> Reply:

@@ -13,11 +13,18 @@ from typing import Any
 
 from .._context import Call, Reply
 from .._envelopes import message_only, paged, single
-from .._errors import invalid_request, name_in_use, not_found, validation_failed
+from .._errors import invalid_request, name_in_use, validation_failed
 from .._routing import Router
 from .._store import Entity, Project
 from .._validation import Bool, Enum, ListOf, Num, Obj, OneOf, Str, validate
-from ._common import console_owner, created_fields, metric_sources, metrics, modified_fields
+from ._common import (
+    console_owner,
+    created_fields,
+    get_or_404,
+    metric_sources,
+    metrics,
+    modified_fields,
+)
 
 __all__ = ["CREATE_SCHEMA", "METRIC_TYPES", "UPDATE_SCHEMA", "create_metric", "register"]
 
@@ -241,10 +248,7 @@ def create_metric(
 
 
 def _get(project: Project, metric_id: str) -> Entity:
-    found = metrics(project).get(metric_id)
-    if found is None:
-        raise not_found()
-    return found
+    return get_or_404(metrics(project), metric_id)
 
 
 async def list_metrics(call: Call) -> Reply:

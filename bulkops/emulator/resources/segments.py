@@ -25,8 +25,9 @@ from .._routing import Router
 from .._store import Entity, Project
 from .._validation import Enum, ListOf, Num, Obj, Str, validate, validate_value
 from ._entities import SEGMENTS, TEAM_INPUT, audit_fields, derive_id, get_entity, touch
+from ._handlers import create_handler, read_handler
 from ._refs import check_references, resolve_team
-from ._rules import condition_errors, merge_rules, new_rules, rule_schema
+from ._rules import check_with_rules, condition_errors, merge_rules, new_rules, rule_schema
 
 __all__ = ["CREATE_SCHEMA", "create_segment", "register", "segment_ids"]
 
@@ -61,11 +62,7 @@ def segment_ids(project: Project, segment_id: str) -> list[str]:
 
 
 def _set_ids(project: Project, segment_id: str, ids: list[str]) -> None:
-    coll = project.collection("segment_ids")
-    if segment_id in coll:
-        coll.replace(segment_id, {"ids": ids})
-    else:
-        coll.add(segment_id, {"ids": ids})
+    project.collection("segment_ids").put(segment_id, {"ids": ids})
 
 
 def create_segment(
@@ -78,7 +75,7 @@ def create_segment(
     rules = fields.get("rules")
     if rules and fields["type"] != "rule_based":
         raise bad_field("rules", "Only segments of type 'rule_based' have rules")
-    check_references(project, fields, condition_errors(project, rules or [], "rules"))
+    check_with_rules(project, fields)
     segment: Entity = {
         "id": segment_id,
         "name": fields["name"],
@@ -125,22 +122,10 @@ async def list_segments(call: Call) -> Reply:
     return paged(call, "Segments listed successfully.", SEGMENTS.coll(call.project).values())
 
 
-async def create(call: Call) -> Reply:
-    fields = validate(CREATE_SCHEMA, call.json_body())
-    segment = create_segment(call.project, fields, call.now_ms)
-    return single("Segment created successfully.", segment, call.config.create_code(201))
-
-
-async def read(call: Call) -> Reply:
-    found = get_entity(call.project, SEGMENTS, call.params["id"])
-    return single("Segment read successfully.", found)
-
-
 async def delete(call: Call) -> Reply:
     old = get_entity(call.project, SEGMENTS, call.params["id"])
     SEGMENTS.coll(call.project).remove(old["id"])
-    if old["id"] in call.project.collection("segment_ids"):
-        call.project.collection("segment_ids").remove(old["id"])
+    call.project.collection("segment_ids").discard(old["id"])
     return message_only("Segment deleted successfully.")
 
 
@@ -196,8 +181,12 @@ async def idlist_metadata(call: Call) -> Reply:
 def register(router: Router) -> None:
     one = f"{BASE}/{{id}}"
     router.add("GET", BASE, list_segments)
-    router.add("POST", BASE, create)
-    router.add("GET", one, read)
+    router.add(
+        "POST",
+        BASE,
+        create_handler(CREATE_SCHEMA, create_segment, "Segment created successfully.", 201),
+    )
+    router.add("GET", one, read_handler(SEGMENTS, "Segment read successfully."))
     router.add("DELETE", one, delete)
     router.add("PUT", f"{one}/archive", archive)
     router.add("POST", f"{one}/conditional", conditional)

@@ -21,6 +21,7 @@ from .._ids import stable_id
 from .._routing import Router
 from .._store import Collection, Entity, Project
 from .._validation import Bool, Obj, Str, validate
+from ._common import first_named, get_or_404, indexed_by_name
 
 __all__ = [
     "CREATE_SCHEMA",
@@ -33,7 +34,6 @@ __all__ = [
 ]
 
 BASE = "/console/v1/tags"
-_BY_NAME = "name"
 
 CREATE_SCHEMA = Obj(
     fields={
@@ -54,14 +54,11 @@ UPDATE_SCHEMA = Obj(
 
 def tags(project: Project) -> Collection:
     """The project's tags keyed by tag id, indexed by name."""
-    coll = project.collection("tags")
-    coll.ensure_index(_BY_NAME, lambda t: t["name"])
-    return coll
+    return indexed_by_name(project, "tags")
 
 
 def tag_by_name(project: Project, name: str) -> Entity | None:
-    found = tags(project).where(_BY_NAME, name)
-    return found[0] if found else None
+    return first_named(tags(project), name)
 
 
 def create_tag(project: Project, fields: dict[str, Any]) -> Entity:
@@ -98,10 +95,7 @@ def tag_filter(call: Call) -> set[str] | None:
 
 
 def _by_id(project: Project, tag_id: str) -> Entity:
-    found = tags(project).get(tag_id)
-    if found is None:
-        raise not_found(TAG_NOT_FOUND)
-    return found
+    return get_or_404(tags(project), tag_id, TAG_NOT_FOUND)
 
 
 async def list_tags(call: Call) -> Reply:

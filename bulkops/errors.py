@@ -30,7 +30,8 @@ from typing import Any
 class BulkopsError(Exception):
     """Base of every error bulkops raises on purpose."""
 
-    exit_code = 1
+    #: Anything that stops a command and is not the user's input is an abort: exit 4, resumable.
+    exit_code = 4
     #: A fatal error stops the whole job (exit 4): no other task can succeed either.
     fatal = False
 

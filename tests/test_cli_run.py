@@ -53,3 +53,75 @@ def test_status_without_a_run_explains_what_to_pass(tmp_path) -> None:
     _, err = process.communicate(timeout=30)
     assert process.returncode == 2
     assert b"--state" in err and b"Traceback" not in err
+
+
+def _clone_env(world, **overrides):
+    from tests.clone_support import keys_env
+
+    return {**keys_env(world), **overrides}
+
+
+def test_a_rejected_key_while_planning_aborts_with_exit_4_and_no_traceback(tmp_path) -> None:
+    from tests.clone_support import TARGET_ENV, clone_job
+
+    world = build_demo_world()
+    job = clone_job(tmp_path)
+    with EmulatorThread(world, EmulatorConfig()) as emulator:
+        process = cli(
+            "run",
+            str(job),
+            "--base-url",
+            emulator.base_url,
+            "--state",
+            str(tmp_path / "s"),
+            env=_clone_env(world, **{TARGET_ENV: "console-nope"}),
+        )
+        _, err = process.communicate(timeout=60)
+    assert process.returncode == 4, err.decode()
+    assert b"Traceback" not in err and b"'target'" in err
+    run = orjson.loads((tmp_path / "s" / "run.json").read_bytes())
+    assert run["status"] == "aborted"
+
+
+def test_sigterm_while_planning_exits_130(tmp_path) -> None:
+    import signal
+    import time
+
+    from tests.clone_support import clone_job
+
+    world = build_demo_world()
+    job = clone_job(tmp_path)
+    with EmulatorThread(world, EmulatorConfig(latency_ms=400)) as emulator:
+        process = cli(
+            "plan",
+            str(job),
+            "--base-url",
+            emulator.base_url,
+            "--state",
+            str(tmp_path / "s"),
+            env=_clone_env(world),
+        )
+        deadline = time.monotonic() + 30
+        while not world.requests() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.2)
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=30)
+    assert process.returncode == 130, err.decode()
+    assert orjson.loads((tmp_path / "s" / "run.json").read_bytes())["status"] == "interrupted"
+    assert not world.requests(is_mutation=True)
+
+
+def test_undo_of_a_clone_is_refused_with_a_reason(tmp_path) -> None:
+    from tests.clone_support import clone_job
+
+    world = build_demo_world()
+    job = clone_job(tmp_path)
+    with EmulatorThread(world, EmulatorConfig()) as emulator:
+        args = ("--base-url", emulator.base_url, "--state", str(tmp_path / "s"))
+        run = cli("run", str(job), *args, env=_clone_env(world))
+        run.communicate(timeout=60)
+        assert run.returncode == 0
+        undo = cli("undo", *args, env=_clone_env(world))
+        _, err = undo.communicate(timeout=60)
+    assert undo.returncode == 2 and b"no undo" in err

@@ -18,22 +18,28 @@ from typing import Any, Protocol
 
 import structlog
 
+from bulkops import redact
 from bulkops.api.client import ConsoleClient
 from bulkops.engine.apply import ApplyOptions, operation_task, read_entity
 from bulkops.engine.compare import differences
 from bulkops.engine.journal import read_journal
 from bulkops.engine.plan import Operation, Plan
 from bulkops.engine.runner import (
+    EXIT_ABORTED,
+    EXIT_INTERRUPTED,
+    Interrupted,
     RunOptions,
     Session,
+    aborted_summary,
     execute,
     finish,
+    interruptible,
     open_session,
     resolve_keys,
     resolve_state_dir,
 )
 from bulkops.engine.state import StateDir, write_json_atomic
-from bulkops.errors import StateError
+from bulkops.errors import ApiError, BulkopsError, StateError, UserError
 from bulkops.jobs import kind_module, load
 from bulkops.jobs.base import RunContext
 from bulkops.jobs.spec import JobDefinition
@@ -72,7 +78,10 @@ async def plan_command(job: JobDefinition, options: RunOptions) -> int:
     _refuse_replanning_over_an_apply(state, options)
     run, _ = state.begin(job, fresh=options.fresh, command="plan", resume=False)
     async with open_session(job, options, state, run, projects, resumed=False) as session:
-        plan = await _make_plan(session)
+        try:
+            plan = await interruptible(lambda: _make_plan(session))
+        except (BulkopsError, Interrupted) as exc:
+            return _stopped(session, exc)
     run.update(status=PLANNED, mutations_planned=plan.mutation_count())
     state.write_run(run)
     print(f"plan written to {state.plan_file}; apply it with: bulkops apply --state {state.root}")
@@ -102,13 +111,21 @@ async def run_planned(job: JobDefinition, options: RunOptions) -> int:
         if resumed and state.plan_file.exists():
             plan = Plan.load(state.plan_file)
         else:
-            plan = await _make_plan(session)
+            try:
+                plan = await interruptible(lambda: _make_plan(session))
+            except (BulkopsError, Interrupted) as exc:
+                return _stopped(session, exc)
         exit_code, summary = await _apply(session, plan)
     return finish(state, run, exit_code, summary)
 
 
 async def undo_command(options: RunOptions) -> int:
     state, _, job = _saved_run(options, for_undo=True)
+    if not getattr(kind_module(job.kind), "SUPPORTS_UNDO", True):
+        raise UserError(
+            f"{job.kind} jobs have no undo: what a clone created stays in the target. Delete the "
+            "copies there if you must (the plan in the state directory lists them)."
+        )
     plan = Plan.load(state.plan_file)
     undo_state = StateDir(state.root / "undo")
     projects = resolve_keys(job, options)
@@ -122,6 +139,15 @@ async def undo_command(options: RunOptions) -> int:
     ) as session:
         exit_code, summary = await _apply(session, undo_plan)
     return finish(undo_state, undo_run, exit_code, summary)
+
+
+def _stopped(session: Session, exc: BaseException) -> int:
+    """A phase outside the task graph stopped: record why in the run, say it, exit."""
+    if isinstance(exc, Interrupted):
+        code, message = EXIT_INTERRUPTED, "interrupted while planning; nothing was sent"
+    else:
+        code, message = getattr(exc, "exit_code", EXIT_ABORTED), str(exc)
+    return finish(session.state, session.run, code, aborted_summary(code, message, session.clients))
 
 
 # -- phases ---------------------------------------------------------------------------------
@@ -171,6 +197,8 @@ async def _apply(session: Session, plan: Plan) -> tuple[int, dict[str, Any]]:
         return _apply_summary(ctx, plan)
 
     exit_code, summary_data = await execute(session, tasks, summary)
+    if exit_code == EXIT_INTERRUPTED:
+        return exit_code, summary_data
     planned_failures = [note for note in plan.notes if note.get("fail")]
     if planned_failures:
         summary_data["failures"] += [
@@ -184,7 +212,11 @@ async def _apply(session: Session, plan: Plan) -> tuple[int, dict[str, Any]]:
         if exit_code == 0:
             exit_code = summary_data["exit_code"] = 3
     if exit_code in (0, 3):
-        verification = await _verify(session, plan)
+        try:
+            verification = await interruptible(lambda: _verify(session, plan))
+        except Interrupted:
+            summary_data["exit_code"] = EXIT_INTERRUPTED
+            return EXIT_INTERRUPTED, summary_data
         summary_data["verify"] = {k: v for k, v in verification.items() if k != "entities"}
         if verification["differences"] and exit_code == 0:
             exit_code = summary_data["exit_code"] = 3
@@ -235,7 +267,18 @@ async def _verify(session: Session, plan: Plan) -> dict[str, Any]:
     entities = []
     for (role, path), want in expected.items():
         op = ops_by_path[(role, path)]
-        current = await read_entity(session.clients[role], path)
+        try:
+            current = await read_entity(session.clients[role], path)
+        except ApiError as exc:  # one unreadable entity is reported, not fatal to the rest
+            entities.append(
+                {
+                    "role": role,
+                    "kind": op.kind,
+                    "id": op.entity_id,
+                    "differences": {"(unverified)": redact.text(str(exc))},
+                }
+            )
+            continue
         diff = differences(current, want)
         if current and current.get("activeReview"):
             diff = {}  # a pending review shows the old state on purpose

@@ -10,11 +10,11 @@ import os
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import anyio
@@ -23,6 +23,7 @@ import structlog
 from bulkops import logs, redact
 from bulkops.api.client import ConsoleClient, RetryPolicy
 from bulkops.api.governor import RateGovernor, SendTimeStore
+from bulkops.engine.concurrency import most_telling
 from bulkops.engine.graph import Aborted, Scheduler, Task
 from bulkops.engine.journal import Journal
 from bulkops.engine.spool import Spool
@@ -34,7 +35,8 @@ from bulkops.jobs.spec import JobDefinition, ProjectSpec
 
 log = structlog.get_logger("bulkops.run")
 
-EXIT_OK, EXIT_FAILED_ITEMS, EXIT_ABORTED, EXIT_INTERRUPTED = 0, 3, 4, 130
+EXIT_OK, EXIT_USAGE, EXIT_FAILED_ITEMS, EXIT_ABORTED, EXIT_INTERRUPTED = 0, 2, 3, 4, 130
+T = TypeVar("T")
 #: After the first SIGINT/SIGTERM, in-flight requests get this long to finish before being cut.
 GRACE_SECONDS = 5.0
 
@@ -290,9 +292,55 @@ async def _cancel_after(scope: anyio.CancelScope, seconds: float) -> None:
     scope.cancel()
 
 
+class Interrupted(Exception):
+    """SIGINT or SIGTERM arrived while a phase outside the task graph was running."""
+
+
+async def interruptible(phase: Callable[[], Awaitable[T]]) -> T:
+    """Run a phase (planning, verifying) so SIGINT/SIGTERM end it cleanly, as ``Interrupted``.
+
+    Errors come out unwrapped from anyio's ExceptionGroup, so the CLI can show one message.
+    """
+    results: list[T] = []
+    interrupted = False
+    try:
+        async with anyio.create_task_group() as group:
+
+            def on_signal(signum: int) -> None:
+                nonlocal interrupted
+                interrupted = True
+                log.warning("bulkops.run.interrupting", signal=signal.Signals(signum).name)
+                group.cancel_scope.cancel()
+
+            group.start_soon(_watch_signals, on_signal)
+            results.append(await phase())
+            group.cancel_scope.cancel()
+    except BaseExceptionGroup as errors:
+        raise most_telling(errors) from None
+    if interrupted or not results:
+        raise Interrupted
+    return results[0]
+
+
+def aborted_summary(
+    exit_code: int, error: str, clients: dict[str, ConsoleClient] | None = None
+) -> dict[str, Any]:
+    """The summary of a command that stopped before or after its task graph."""
+    return {
+        "exit_code": exit_code,
+        "elapsed_s": 0.0,
+        "tasks": {},
+        "failures": [],
+        "fatal": redact.text(error) if error else None,
+        "requests": {role: c.stats.as_dict() for role, c in (clients or {}).items()},
+        "job": {},
+    }
+
+
 def finish(state: StateDir, run: dict[str, Any], exit_code: int, summary: dict[str, Any]) -> int:
     status = {
         EXIT_OK: COMPLETE,
+        EXIT_USAGE: "invalid",
         EXIT_FAILED_ITEMS: "incomplete",
         EXIT_ABORTED: "aborted",
         EXIT_INTERRUPTED: "interrupted",

@@ -18,6 +18,7 @@ again would open a second review for the same change.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import importlib
 import importlib.util
 import sys
@@ -26,7 +27,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-import anyio
 import orjson
 import structlog
 from pydantic import Field, field_validator, model_validator
@@ -34,6 +34,7 @@ from pydantic import Field, field_validator, model_validator
 from bulkops.api.client import ConsoleClient, api_path
 from bulkops.engine.apply import read_entity
 from bulkops.engine.compare import SERVER_ASSIGNED, guard_of, normalize
+from bulkops.engine.concurrency import gather
 from bulkops.engine.plan import Operation, Plan
 from bulkops.errors import JobFileError
 from bulkops.jobs.rule_edits import (
@@ -186,9 +187,7 @@ async def _read_each(
     async def read(entity_id: str) -> None:
         found[entity_id] = await read_entity(client, api_path(entity, entity_id))
 
-    async with anyio.create_task_group() as group:
-        for entity_id in unique:
-            group.start_soon(read, entity_id)
+    await gather(functools.partial(read, entity_id) for entity_id in unique)
     return (
         [found[i] for i in unique if found[i] is not None],  # type: ignore[misc]
         [i for i in unique if found[i] is None],

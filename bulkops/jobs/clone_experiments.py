@@ -379,5 +379,9 @@ def render_plan(plan: Plan) -> list[str]:
     return lines
 
 
+#: A clone is undone by deleting the target's copies, which bulkops does not automate (yet).
+SUPPORTS_UNDO = False
+
+
 def undo_operation(op: Operation, after: dict[str, Any]) -> Operation | None:
-    return None  # a clone is undone by deleting the target project's copies; not automated yet
+    return None

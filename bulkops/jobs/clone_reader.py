@@ -8,14 +8,14 @@ entity, come from one list read per project.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Any
 
-import anyio
-
 from bulkops.api.client import ConsoleClient, api_path
 from bulkops.engine.apply import read_entity
+from bulkops.engine.concurrency import gather
 from bulkops.jobs.clone_bodies import referenced_ids
 
 _COLLECTION = {
@@ -134,9 +134,9 @@ async def _read_lists(source: ConsoleClient, target: ConsoleClient) -> dict[str,
     async def read(name: str, client: ConsoleClient, path: str) -> None:
         lists[name] = await client.list_all(path)
 
-    async with anyio.create_task_group() as group:
-        for name, (client, path) in paths.items():
-            group.start_soon(read, name, client, path)
+    await gather(
+        functools.partial(read, name, client, path) for name, (client, path) in paths.items()
+    )
     return lists
 
 
@@ -415,6 +415,6 @@ def _as_list(value: Any) -> list[str]:
 
 
 async def _gather(calls: list[tuple[Any, tuple[str, str]]]) -> None:
-    async with anyio.create_task_group() as group:
-        for function, (kind, entity_id) in calls:
-            group.start_soon(function, kind, entity_id)
+    await gather(
+        functools.partial(function, kind, entity_id) for function, (kind, entity_id) in calls
+    )

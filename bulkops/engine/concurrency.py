@@ -1,0 +1,42 @@
+"""Running a few reads at once, with errors that come out as themselves.
+
+anyio task groups wrap failures in ``ExceptionGroup``; the CLI turns a ``BulkopsError`` into one
+clear message and an exit code, so this unwraps the group to its most telling error (a fatal one,
+such as a rejected key, first).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+
+import anyio
+
+from bulkops.errors import BulkopsError
+
+
+async def gather(calls: Iterable[Callable[[], Awaitable[object]]]) -> None:
+    """Await every call concurrently; on failure raise the first error, unwrapped."""
+    try:
+        async with anyio.create_task_group() as group:
+            for call in calls:
+                group.start_soon(call)
+    except BaseExceptionGroup as group:
+        raise most_telling(group) from None
+
+
+def most_telling(group: BaseExceptionGroup) -> BaseException:
+    leaves = list(_leaves(group))
+    for wanted in (lambda e: isinstance(e, BulkopsError) and e.fatal,
+                   lambda e: isinstance(e, BulkopsError)):  # fmt: skip
+        for error in leaves:
+            if wanted(error):
+                return error
+    return leaves[0]
+
+
+def _leaves(error: BaseException) -> Iterable[BaseException]:
+    if isinstance(error, BaseExceptionGroup):
+        for inner in error.exceptions:
+            yield from _leaves(inner)
+    else:
+        yield error

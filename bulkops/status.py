@@ -84,6 +84,8 @@ def show_status(explicit: Path | None, *, as_json: bool) -> int:
             f"{len(overview['mutations_unreconciled'])}",
             file=out,
         )
-    if run.get("status") not in (None, "complete"):
+    if run.get("status") == "planned":
+        print(f"apply the plan with: bulkops apply --state {state.root}", file=out)
+    elif run.get("status") not in (None, "complete"):
         print("re-run the same command to resume.", file=out)
     return 0

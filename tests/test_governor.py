@@ -175,3 +175,22 @@ async def test_concurrency_cap_bounds_requests_in_flight() -> None:
         for _ in range(12):
             tg.start_soon(read)
     assert peak == 3
+
+
+async def test_a_lower_long_window_is_blamed_not_the_short_one() -> None:
+    """Server 100/10s + 900/15min, job 100/10s + 2000/15min: the 901st attempt trips the long
+    window at the start of a new burst; the short window must keep its limit."""
+    clock = FakeClock()
+    gov = governor(clock, ["100/10s", "2000/15min"])
+    await send(gov, 901, clock)
+    gov.on_rate_limited(retry_after=None, mutation=True)
+    short, long = gov.windows
+    assert short.limit == 100
+    assert long.limit == 855
+    # Another 429 of an attempt already in flight teaches nothing new.
+    gov.on_rate_limited(retry_after=None, mutation=True)
+    assert (short.limit, long.limit) == (100, 855)
+    # The governor now waits for the long window itself, instead of probing the server.
+    before = clock.now
+    await send(gov, 1, clock)
+    assert clock.now - before > 800

@@ -108,3 +108,20 @@ async def test_a_task_waiting_on_a_missing_dependency_fails_instead_of_hanging(t
     )
     assert calls == []
     assert scheduler.failures()[0][0] == "orphan" and "ghost" in scheduler.failures()[0][2]
+
+
+async def test_a_skipped_child_settles_its_parent_as_failed(tmp_path) -> None:
+    """A child skipped because an unrelated task failed must not leave its parent waiting."""
+    calls: list[str] = []
+
+    def children(_result):
+        yield Task(id="x", body=body(calls, "x"), deps=("first",))
+
+    scheduler = Scheduler(Journal.open(tmp_path / "j"), max_running=1)
+    scheduler.add(Task(id="first", body=body(calls, "first", error=TransportError("boom"))))
+    scheduler.add(Task(id="root", body=body(calls, "root"), expand=children))
+    await scheduler.run()
+    counts = scheduler.counts()
+    assert calls == ["first", "root"]
+    assert counts["waiting for children"] == 0
+    assert counts["skipped"] == 1 and counts["failed"] == 2

@@ -111,3 +111,19 @@ def test_an_unusable_state_directory_is_a_user_error(tmp_path, capsys, monkeypat
     blocker.write_text("")
     code, _, err = run_cli(capsys, "run", str(write(tmp_path, GOOD)), "--state", str(blocker))
     assert code == 2 and "--state" in err and "Traceback" not in err
+
+
+def test_rate_windows_get_messages_that_show_the_right_form(tmp_path, capsys) -> None:
+    base = 'job = "export_metrics"\n[source]\napi_key_env = "K"\n[output]\ndir = "o"\n[limits]\n'
+    for bad, hint in (
+        ('mutation_rate = ["5/.s"]', "COUNT/DURATION"),
+        ("mutation_rate = []", "at least one window"),
+        ('mutation_rate = "100/10s"', "list of windows"),
+    ):
+        code, _, err = run_cli(capsys, "validate", str(write(tmp_path, base + bad)))
+        assert code == 2 and "limits.mutation_rate" in err and hint in err, (bad, err)
+
+
+def test_a_job_key_that_is_not_a_string_is_named_as_such(tmp_path, capsys) -> None:
+    code, _, err = run_cli(capsys, "validate", str(write(tmp_path, "job = 3\n")))
+    assert code == 2 and "`job` must be a string" in err

@@ -224,7 +224,12 @@ class ConsoleClient:
             headers.update(extra_headers)
         try:
             async with self._session.request(
-                method, url, data=data, headers=headers, timeout=self._timeout
+                method,
+                url,
+                data=data,
+                headers=headers,
+                timeout=self._timeout,
+                allow_redirects=False,  # a redirect must never carry the key to another host
             ) as response:
                 raw = await response.read()
                 return response.status, raw, _retry_after(response.headers.get("Retry-After"))

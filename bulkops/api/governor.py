@@ -179,7 +179,10 @@ class RateGovernor:
             with anyio.CancelScope(shield=True):
                 async with self._slot_freed:
                     self._in_flight -= 1
-                    self._slot_freed.notify()  # one slot freed: wake one waiter, not all
+                    if self.read_concurrency < self.max_concurrency:
+                        self._slot_freed.notify_all()  # lanes differ: the next waiter may not fit
+                    else:
+                        self._slot_freed.notify()  # one slot freed: wake one waiter
 
     async def _wait_pause(self) -> None:
         while (delay := self.paused_until - self._clock()) > 0:
@@ -224,21 +227,29 @@ class RateGovernor:
         return pause
 
     def _learn_from_rejection(self) -> None:
-        """The server's quota is lower than ours: cap the shortest window it must have filled.
+        """The server's quota is lower than ours: cap the window it must have filled.
 
-        A window we had filled ourselves explains nothing. Among the others, the shortest is the
-        likeliest culprit (a longer one would have needed more sends); if we guess wrong, the next
-        429 lowers the next one. The attempt was already recorded: rejected attempts count.
+        The attempt was already recorded (rejected attempts count). A window we had filled
+        ourselves explains nothing. Among the others, the culprit is the one that had used the
+        largest share of its configured limit: a burst that trips the 10-second window has used
+        most of it, while a 15-minute window tripped at the start of a new burst shows an almost
+        empty 10-second one. 429s of attempts sent before a limit was lowered teach nothing new.
         """
         now = self._clock()
-        for window in sorted(self.windows, key=lambda w: w.span):
-            if window.count(now) > window.limit:
-                return  # sent before we lowered this limit: a 429 we have already learned from
+        if any(window.count(now) > window.limit for window in self.windows):
+            return
+        candidates = []
+        for window in self.windows:
             accepted = window.count(now) - 1
             if accepted < window.limit - 1:
-                window.limit = max(1, math.floor(accepted * LEARNED_FRACTION))
-                log.info("bulkops.governor.learned_limit", project=self.project, window=str(window))
-                return
+                candidates.append((accepted / window.configured.limit, accepted, window))
+        if not candidates:
+            return
+        _, accepted, window = max(candidates, key=lambda c: c[0])
+        if accepted < 1:
+            return  # nothing accepted in any window: not our pace (another client, a server hiccup)
+        window.limit = max(1, math.floor(accepted * LEARNED_FRACTION))
+        log.info("bulkops.governor.learned_limit", project=self.project, window=str(window))
 
     def minimum_seconds(self, mutations: int) -> float:
         """The least time ``mutations`` sends can take under the windows, from an idle start."""

@@ -227,6 +227,10 @@ class Scheduler:
         node.state = State.SKIPPED
         node.error = reason
         self._skip_dependents(node.task.id)
+        if node.parent is not None:  # the parent's subtree can no longer complete
+            parent = self._nodes[node.parent]
+            if parent.state is State.WAITING:
+                self._fail(parent, f"part of it did not run: {reason}")
 
     def _skip_dependents(self, task_id: str) -> None:
         for dependent_id in self._dependents.get(task_id, []):

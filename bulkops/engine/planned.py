@@ -127,7 +127,7 @@ async def undo_command(options: RunOptions) -> int:
             "copies there if you must (the plan in the state directory lists them)."
         )
     plan = Plan.load(state.plan_file)
-    undo_state = StateDir(state.root / "undo")
+    undo_state = StateDir(state.root / "undo", governor_root=state.root)
     projects = resolve_keys(job, options)
     undo_run, resumed = undo_state.begin(job, fresh=False, command="undo")
     if not resumed or not undo_state.plan_file.exists():

@@ -50,6 +50,9 @@ def write_json_atomic(path: Path, value: Any) -> None:
 @dataclass
 class StateDir:
     root: Path
+    #: Where mutation send times live; an undo shares its parent run's, so one project's
+    #: 15-minute window is counted once across apply and undo.
+    governor_root: Path | None = None
 
     @property
     def run_file(self) -> Path:
@@ -72,7 +75,7 @@ class StateDir:
         return self.root / "plan.json"
 
     def governor_file(self, project_tag: str) -> Path:
-        return self.root / "governor" / f"{project_tag}.times"
+        return (self.governor_root or self.root) / "governor" / f"{project_tag}.times"
 
     def read_run(self) -> dict[str, Any] | None:
         try:

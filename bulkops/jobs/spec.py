@@ -14,14 +14,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from bulkops.errors import JobFileError
 
 DEFAULT_BASE_URL = "https://statsigapi.net"
 DEFAULT_MUTATION_RATE = ("100/10s", "900/15min")
 
-_WINDOW = re.compile(r"^\s*(\d+)\s*/\s*(\d*\.?\d*)\s*(s|sec|min|m|h)\s*$")
+_WINDOW = re.compile(r"^\s*(\d+)\s*/\s*(\d+(?:\.\d+)?|\.\d+)?\s*(s|sec|min|m|h)\s*$")
 _UNIT_SECONDS = {"s": 1.0, "sec": 1.0, "min": 60.0, "m": 60.0, "h": 3600.0}
 
 
@@ -76,11 +83,20 @@ class LimitsSpec(Strict):
     mutation_rate: tuple[str, ...] = DEFAULT_MUTATION_RATE
     read_rate: tuple[str, ...] = ()
 
+    @field_validator("mutation_rate", "read_rate", mode="before")
+    @classmethod
+    def _a_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            raise ValueError(f'must be a list of windows, e.g. ["{value}"]')
+        return value
+
     @field_validator("mutation_rate", "read_rate")
     @classmethod
-    def _windows(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+    def _windows(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
         for text in value:
             RateWindow.parse(text)
+        if info.field_name == "mutation_rate" and not value:
+            raise ValueError('needs at least one window, e.g. ["100/10s", "900/15min"]')
         return value
 
     def mutation_windows(self) -> tuple[RateWindow, ...]:
@@ -137,6 +153,11 @@ def load_job(path: str | Path, kinds: Mapping[str, type[JobSpec]]) -> JobDefinit
     raw = _read(path)
     data = _parse_toml(path, raw)
     kind = data.get("job")
+    if "job" in data and not isinstance(kind, str):
+        raise JobFileError(
+            f"{path}: `job` must be a string naming the kind of job, e.g. "
+            f'`job = "export_metrics"`. Known kinds: {", ".join(sorted(kinds))}.'
+        )
     if not isinstance(kind, str):
         raise JobFileError(
             f"{path}: missing the top-level key `job` that names the kind of job; "

@@ -81,11 +81,14 @@ async def apply_operation(
     op: Operation, client: ConsoleClient, journal: Journal, options: ApplyOptions
 ) -> dict[str, Any]:
     attempts = client.retry.max_attempts
+    answer_lost = False  # a send of ours may have been applied although we saw no answer
     for attempt in range(1, attempts + 1):
         if attempt > 1:  # the last answer was lost: back off as for any retry, then read again
             await anyio.sleep(client.retry.delay(attempt - 1, _rng))
         current = await read_entity(client, op.read_path)
         if not differences(current, op.expected):
+            if answer_lost:  # it was ours: count it as sent, and undo will restore it
+                return _outcome(journal, op, "applied", current, sent=True)
             log.info("bulkops.apply.already_applied", op=op.id, project=op.role)
             return _outcome(journal, op, "already_applied", current, sent=False)
         if not precondition_holds(current, op.precondition) and not options.force:
@@ -101,6 +104,7 @@ async def apply_operation(
                 )
                 raise
             log.warning("bulkops.apply.reconciling", op=op.id, error=str(exc), project=op.role)
+            answer_lost = True
             continue  # read again: applied, still as planned (send again), or changed (conflict)
         after = response.get("data") if isinstance(response.get("data"), dict) else None
         status = "pending_review" if after and _review_pending(after) else "applied"

@@ -41,5 +41,10 @@ def spec_models() -> Mapping[str, type[JobSpec]]:
 
 
 def load(path: str) -> JobDefinition:
-    """Read and validate a job file of any known kind."""
-    return load_job(path, spec_models())
+    """Read and validate a job file of any known kind, with the kind's own checks if it has any
+    (so `validate` and every command catch the same mistakes before anything starts)."""
+    job = load_job(path, spec_models())
+    check = getattr(kind_module(job.kind), "check", None)
+    if check is not None:
+        check(job)
+    return job

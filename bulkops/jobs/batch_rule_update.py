@@ -266,6 +266,15 @@ def _fill_return_value(rule: Rule) -> Rule:
 
 
 # -- python edits: finding the functions -----------------------------------------------------
+def check(job: JobDefinition) -> None:
+    """What the schema cannot see: every python edit's function must import (exit 2 if not)."""
+    spec: Spec = job.spec  # type: ignore[assignment]
+    try:
+        load_functions(spec.edits, job.folder)
+    except JobFileError as exc:
+        raise JobFileError(f"{job.path}: {exc}") from None
+
+
 def load_functions(edits: Sequence[Any], folder: Path) -> dict[int, RuleFunction]:
     """Import every python edit's function, from ``folder`` (the job file's) or the Python path."""
     functions = {}

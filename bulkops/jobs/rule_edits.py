@@ -295,8 +295,13 @@ def edits_with_plain_paths(value: Any, handler: Callable[[Any], Any]) -> Any:
     try:
         return handler(value)
     except ValidationError as exc:
+        errors = exc.errors()
+        if any(error["loc"] for error in errors):
+            # A bad edit is dropped before the length check runs, which then also complains that
+            # the list is empty: noise naming a field that is fine.
+            errors = [e for e in errors if e["loc"] or e["type"] != "too_short"]
         raise ValidationError.from_exception_data(
-            exc.title, [_plain_error(error) for error in exc.errors()]
+            exc.title, [_plain_error(error) for error in errors]
         ) from None
 
 

@@ -120,7 +120,7 @@ async def run_planned(job: JobDefinition, options: RunOptions) -> int:
 
 
 async def undo_command(options: RunOptions) -> int:
-    state, _, job = _saved_run(options, for_undo=True)
+    state, run, job = _saved_run(options, for_undo=True)
     if not getattr(kind_module(job.kind), "SUPPORTS_UNDO", True):
         raise UserError(
             f"{job.kind} jobs have no undo: what a clone created stays in the target. Delete the "
@@ -129,7 +129,13 @@ async def undo_command(options: RunOptions) -> int:
     plan = Plan.load(state.plan_file)
     undo_state = StateDir(state.root / "undo", governor_root=state.root)
     projects = resolve_keys(job, options)
-    undo_run, resumed = undo_state.begin(job, fresh=False, command="undo")
+    parent = (undo_state.read_run() or {}).get("parent_run_id")
+    # An unfinished undo of an earlier apply must not be resumed over a newer one's results.
+    undo_run, resumed = undo_state.begin(
+        job, fresh=parent not in (None, run["run_id"]), command="undo"
+    )
+    undo_run["parent_run_id"] = run["run_id"]
+    undo_state.write_run(undo_run)
     if not resumed or not undo_state.plan_file.exists():
         _undo_plan(job, state, plan).save(undo_state.plan_file)
     undo_plan = Plan.load(undo_state.plan_file)

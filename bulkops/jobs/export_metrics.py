@@ -8,6 +8,7 @@ Task graph::
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -130,7 +131,9 @@ async def _publish(ctx: RunContext, names: list[str]) -> dict[str, Any]:
             {"name": name, "file": _relative_file(name), "count": item.count, "sha256": item.sha256}
         )
     sources = read_listing(ctx, SOURCES, what="the metric source list", chunked=True)
-    sources_file = publication.stage("metric_sources.jsonl", sources)
+    sources_file = await anyio.to_thread.run_sync(
+        publication.stage, "metric_sources.jsonl", sources
+    )
     manifest = {
         "complete": True,
         "job": ctx.job.name,
@@ -146,7 +149,9 @@ async def _publish(ctx: RunContext, names: list[str]) -> dict[str, Any]:
         "metric_sources": entries,
         "totals": {"metric_sources": len(entries), "metrics": sum(e["count"] for e in entries)},
     }
-    publication.commit(manifest, prune=root / "metric_sources")
+    await anyio.to_thread.run_sync(
+        functools.partial(publication.commit, manifest, prune=root / "metric_sources")
+    )
     return {"dir": str(root), **manifest["totals"]}
 
 

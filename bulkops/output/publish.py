@@ -97,8 +97,8 @@ class Publication:
         for path in folder.glob("*.jsonl"):
             if path not in keep:
                 path.unlink()
-        for path in folder.glob(".*.tmp-*"):
-            path.unlink()  # staged files of runs that never published
+        for stale in (*folder.glob(".*.tmp-*"), *self.root.glob(".*.tmp-*")):
+            stale.unlink(missing_ok=True)  # staged files of runs that never published
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -39,7 +39,7 @@ class Spool:
         """``write`` on a worker thread: the fsync must not stall every other request."""
         return await anyio.to_thread.run_sync(self.write, key, rows)
 
-    def chunks(self, name: str, size: int = 1 << 20) -> Iterator[bytes]:
+    def chunks(self, name: str, size: int = 1 << 18) -> Iterator[bytes]:
         """The raw bytes of one spooled page in large chunks (whole lines, newline-terminated)."""
         try:
             with (self.root / name).open("rb") as handle:

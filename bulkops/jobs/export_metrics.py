@@ -26,6 +26,9 @@ from bulkops.jobs.spec import JobSpec, ProjectSpec, Strict
 from bulkops.output.publish import Publication, StagedFile, safe_file_stem, stage_file
 
 SOURCES = "sources"
+#: Sources staged at once: staging is disk-bound, and each holds a read buffer; two keep the disk
+#: busy without letting memory grow with the number of sources.
+STAGING_AT_ONCE = 2
 PUBLISH = "publish"
 
 
@@ -93,7 +96,8 @@ def _stage_task(ctx: RunContext, name: str, listing_id: str) -> Task:
     """Stage a source's file as soon as its listing is read, so publishing only renames."""
 
     async def stage() -> dict[str, Any]:
-        item = await anyio.to_thread.run_sync(_stage_source, ctx, name)
+        limiter = ctx.notes.setdefault("staging", anyio.CapacityLimiter(STAGING_AT_ONCE))
+        item = await anyio.to_thread.run_sync(_stage_source, ctx, name, limiter=limiter)
         return {"count": item.count, "sha256": item.sha256, "staged": str(item.staged)}
 
     return Task(id=f"stage:{name}", body=stage, deps=(listing_id,), label=f"stage {name!r}")

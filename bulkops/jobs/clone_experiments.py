@@ -296,24 +296,17 @@ class _Planner:
                 for d in [create_id, *(self._planned.get(("experiment", m)) for m in members)]
                 if d
             ]
-            self._add(
-                Operation(
-                    id=f"holdout:{holdout_id}:members",
-                    role="target",
-                    kind="holdout",
-                    entity_id=holdout_id,
-                    action="add experiments",
-                    method="PATCH",
-                    path=api_path("holdouts", holdout_id),
-                    body=body,
-                    read_path=holdout.read_path,
-                    precondition=None if holdout.target is None else guard_of(holdout.target),
-                    expected={"experimentIDs": wanted},
-                    deps=deps,
-                    before=holdout.target,
-                    group=members[0],
-                    describe=[f"add {', '.join(members)} to holdout {holdout_id}"],
-                )
+            self._entity_op(
+                holdout,
+                "add experiments",
+                "PATCH",
+                api_path("holdouts", holdout_id),
+                body,
+                precondition=None if holdout.target is None else guard_of(holdout.target),
+                expected={"experimentIDs": wanted},
+                deps=deps,
+                group=members[0],
+                describe=f"add {', '.join(members)} to holdout {holdout_id}",
             )
 
     # -- bookkeeping ------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from bulkops import __version__, redact
 from bulkops.errors import BulkopsError, UserError
@@ -241,6 +242,9 @@ def _apply(args: argparse.Namespace) -> int:
 def _emulator(args: argparse.Namespace) -> int:
     from bulkops.emulator import EmulatorConfig, serve_forever
 
+    windows: dict[str, Any] = (
+        {"mutation_windows": tuple(args.mutation_rate)} if args.mutation_rate else {}
+    )
     try:
         config = EmulatorConfig(
             latency_ms=args.latency_ms,
@@ -249,7 +253,7 @@ def _emulator(args: argparse.Namespace) -> int:
             truncate_rate=args.truncate_rate,
             fault_seed=args.fault_seed,
             retry_after=args.retry_after,
-            **({"mutation_windows": tuple(args.mutation_rate)} if args.mutation_rate else {}),
+            **windows,
         )
     except ValueError as exc:
         raise UserError(f"{exc}.") from None

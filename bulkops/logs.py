@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -58,7 +59,7 @@ class _Sinks:
         self.stderr_level = logging.INFO
         self._console = structlog.dev.ConsoleRenderer(colors=False)
 
-    def __call__(self, logger: Any, name: str, event: dict[str, Any]) -> Any:
+    def __call__(self, logger: Any, name: str, event: MutableMapping[str, Any]) -> Any:
         level = _LEVELS.get(event.get("level", "info"), 20)
         if self.file is not None:
             self.file.write(orjson.dumps(event, default=str).decode() + "\n")
@@ -76,7 +77,9 @@ class _Sinks:
 _sinks = _Sinks()
 
 
-def _ensure_context(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
+def _ensure_context(
+    _logger: Any, _name: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
     for field in _CONTEXT_FIELDS:
         event.setdefault(field, None)
     return event

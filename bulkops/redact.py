@@ -7,6 +7,7 @@ registered key, and anything shaped like a Console API key, with a fixed mask.
 from __future__ import annotations
 
 import re
+from collections.abc import MutableMapping
 from typing import Any
 
 MASK = "console-***"
@@ -36,6 +37,6 @@ def deep(value: Any) -> Any:
     return value
 
 
-def processor(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
+def processor(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> dict[str, Any]:
     """structlog processor: mask secrets in every field of every event."""
     return {key: deep(value) for key, value in event.items()}

@@ -7,14 +7,15 @@ such as a rejected key, first).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
+from typing import Any
 
 import anyio
 
 from bulkops.errors import BulkopsError
 
 
-async def gather(calls: Iterable[Callable[[], Awaitable[object]]]) -> None:
+async def gather(calls: Iterable[Callable[[], Coroutine[Any, Any, object]]]) -> None:
     """Await every call concurrently; on failure raise the first error, unwrapped."""
     try:
         async with anyio.create_task_group() as group:

@@ -158,7 +158,7 @@ def _stopped(session: Session, exc: BaseException) -> int:
 
 # -- phases ---------------------------------------------------------------------------------
 async def _make_plan(session: Session) -> Plan:
-    kind: PlannedKind = kind_module(session.job.kind)  # type: ignore[assignment]
+    kind: PlannedKind = kind_module(session.job.kind)
     plan = await kind.build_plan(session.job, session.clients)
     plan.estimate = _estimate(plan, session.clients)
     plan.save(session.state.plan_file)
@@ -343,7 +343,7 @@ def _sent_anything(journal: Path) -> bool:
 
 
 def _undo_plan(job: JobDefinition, state: StateDir, plan: Plan) -> Plan:
-    kind: PlannedKind = kind_module(job.kind)  # type: ignore[assignment]
+    kind: PlannedKind = kind_module(job.kind)
     records = read_journal(state.journal_file)
     # An op whose answer was lost (or whose run was killed after sending) ends "already_applied"
     # with sent=False when reconciled; its intent record shows the change was still ours.

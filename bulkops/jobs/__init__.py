@@ -27,7 +27,7 @@ class _SpecModels(Mapping[str, type[JobSpec]]):
     def __getitem__(self, kind: str) -> type[JobSpec]:
         if kind not in _MODULES:
             raise KeyError(kind)
-        return importlib.import_module(_MODULES[kind]).Spec  # type: ignore[no-any-return]
+        return importlib.import_module(_MODULES[kind]).Spec
 
     def __iter__(self) -> Iterator[str]:
         return iter(_MODULES)

@@ -303,7 +303,7 @@ def _load_function(index: int, reference: str, folder: Path) -> RuleFunction:
             f"{where}: module {module_name!r} ({getattr(module, '__file__', '?')}) has no "
             f"function {attribute!r}; define `def {attribute}(entity, rule):` there"
         )
-    return function  # type: ignore[no-any-return]
+    return function
 
 
 def _import(module_name: str, folder: Path) -> Any:

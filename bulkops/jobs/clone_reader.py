@@ -302,10 +302,7 @@ class _Reader:
                 )
                 continue
             order.append(key)
-            stack.extend(
-                self.closure.references(entity)
-                and [(r.kind, r.id) for r in self.closure.references(entity)]
-            )
+            stack.extend((ref.kind, ref.id) for ref in self.closure.references(entity))
         for kind, entity_id in [("experiment", exp_id), *order]:
             problems += self._carry_problems(self.closure.entities.get((kind, entity_id)))
         layer = experiment.get("layerID")

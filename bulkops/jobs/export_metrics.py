@@ -122,7 +122,7 @@ def _output_root(ctx: RunContext) -> Path:
 async def _publish(ctx: RunContext, names: list[str]) -> dict[str, Any]:
     root = _output_root(ctx)
     publication = Publication(root, ctx.run_id)
-    entries = []
+    entries: list[dict[str, Any]] = []
     for name in names:
         result = ctx.scheduler.result(f"stage:{name}")
         item = StagedFile(
@@ -138,7 +138,8 @@ async def _publish(ctx: RunContext, names: list[str]) -> dict[str, Any]:
     sources_file = await anyio.to_thread.run_sync(
         publication.stage, "metric_sources.jsonl", sources
     )
-    manifest = {
+    totals = {"metric_sources": len(entries), "metrics": sum(int(e["count"]) for e in entries)}
+    manifest: dict[str, Any] = {
         "complete": True,
         "job": ctx.job.name,
         "kind": Spec.kind,
@@ -151,12 +152,12 @@ async def _publish(ctx: RunContext, names: list[str]) -> dict[str, Any]:
             "sha256": sources_file.sha256,
         },
         "metric_sources": entries,
-        "totals": {"metric_sources": len(entries), "metrics": sum(e["count"] for e in entries)},
+        "totals": totals,
     }
     await anyio.to_thread.run_sync(
         functools.partial(publication.commit, manifest, prune=root / "metric_sources")
     )
-    return {"dir": str(root), **manifest["totals"]}
+    return {"dir": str(root), **totals}
 
 
 def summary(ctx: RunContext) -> dict[str, Any]:

@@ -1,0 +1,31 @@
+"""The house rules hold: ruff (lint and format) and mypy pass on the code base."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("ruff", "check", "bulkops", "tests", "scripts"),
+        ("ruff", "format", "--check", "bulkops", "tests", "scripts"),
+        ("mypy", "bulkops"),
+    ],
+    ids=["ruff-check", "ruff-format", "mypy"],
+)
+def test_code_quality_gate(command: tuple[str, ...]) -> None:
+    result = run(*command)
+    assert result.returncode == 0, result.stdout + result.stderr

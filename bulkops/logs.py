@@ -103,6 +103,10 @@ def configure(*, stderr_format: str = "console", verbose: bool = False) -> None:
     )
 
 
+def stderr_is_json() -> bool:
+    return _sinks.stderr_format == "json"
+
+
 def open_log_file(path: Path) -> None:
     close_log_file()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -27,8 +27,10 @@ def test_json_logs_carry_job_run_task_and_project_and_status_reports(tmp_path) -
         )
         _, err = process.communicate(timeout=60)
     assert process.returncode == 0, err.decode()
-    stderr_events = [orjson.loads(line) for line in err.splitlines() if line.startswith(b"{")]
+    stderr_events = [orjson.loads(line) for line in err.splitlines() if line.strip()]
     assert any(e["event"] == "bulkops.run.finished" for e in stderr_events)
+    summary = next(e for e in stderr_events if e["event"] == "bulkops.run.summary")
+    assert summary["summary"]["exit_code"] == 0  # every stderr line is JSON, the summary too
     file_events = [orjson.loads(line) for line in (state / "log.jsonl").read_bytes().splitlines()]
     assert file_events
     for event in file_events:

@@ -354,7 +354,11 @@ def finish(state: StateDir, run: dict[str, Any], exit_code: int, summary: dict[s
         status=status,
         **{k: summary[k] for k in ("exit_code", "tasks")},
     )
-    print_summary(run, file=sys.stderr)
+    if logs.stderr_is_json():  # keep stderr machine-readable: the summary as one more event
+        log.info("bulkops.run.summary", job=run["job"], run_id=run["run_id"], status=status,
+                 summary=summary)  # fmt: skip
+    else:
+        print_summary(run, file=sys.stderr)
     logs.close_log_file()
     return exit_code
 

@@ -4,7 +4,8 @@ Order of checks for each request (each step may end it):
 
 1. route on the raw path (:mod:`._routing`); no route → 404, no auth needed (as NestJS does);
 2. ``STATSIG-API-KEY`` → project; missing/unknown → 401 (never delayed or faulted);
-3. fault decision, counted per exact request (:mod:`._faults`), then the injected latency;
+3. fault decision, counted per exact request (:mod:`._faults`), then half the injected latency
+   (the other half once the answer is ready: latency is the network's, both ways);
 4. mutations: the project's quota bucket records the attempt → 429 when over; a read-only key
    → 403 (both after the attempt is counted: rejected attempts use up quota);
 5. faults ``drop`` / ``server_error`` / ``truncate`` for mutations end here, unapplied;
@@ -178,13 +179,20 @@ class _Pipeline:
             self.request.query.items(),
             is_mutation=parsed.is_mutation,
         )
-        if decision.latency_s > 0:
-            await asyncio.sleep(decision.latency_s)
-        if parsed.is_mutation:
-            refused = self._admit_mutation(project, scope)
-            if refused is not None:
-                return self.finish(project.name, refused)
-        return await self._serve(match, project, decision)
+        # Latency is network time: half for the request to arrive, half for the answer to travel
+        # back once it is ready. So a burst of requests is handled as it arrives, instead of every
+        # answer being built in one queue at the end of its sleep (which a real server, with many
+        # workers, would not do).
+        half = decision.latency_s / 2
+        if half > 0:
+            await asyncio.sleep(half)
+        if parsed.is_mutation and (refused := self._admit_mutation(project, scope)) is not None:
+            response: web.StreamResponse = self.finish(project.name, refused)
+        else:
+            response = await self._serve(match, project, decision)
+        if half > 0:
+            await asyncio.sleep(half)
+        return response
 
     def _admit_mutation(self, project: Project, scope: KeyScope) -> Reply | None:
         state, config = self.state, self.state.config

@@ -289,9 +289,6 @@ class ConsoleClient:
     async def get(self, path: str, query: Mapping[str, Any] | None = None) -> dict[str, Any]:
         return await self.request("GET", path, query=query)
 
-    async def get_data(self, path: str) -> Any:
-        return (await self.get(path)).get("data")
-
     async def get_page(
         self,
         path: str,

@@ -132,10 +132,6 @@ class Scheduler:
         self._stopping = True
         self._wake.set()
 
-    @property
-    def stopping(self) -> bool:
-        return self._stopping
-
     def _fail_stuck(self) -> None:
         """Nothing runs and nothing is ready: what is still pending waits on a cycle or a task
         that never appeared. A bug in a job's graph, reported instead of hanging."""

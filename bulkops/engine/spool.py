@@ -61,7 +61,3 @@ class Spool:
                 yield from handle
         except FileNotFoundError:
             raise self._missing(name) from None
-
-    def rows(self, name: str) -> Iterator[Any]:
-        for line in self.lines(name):
-            yield orjson.loads(line)

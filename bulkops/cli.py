@@ -16,6 +16,8 @@ from bulkops import __version__, redact
 from bulkops.errors import BulkopsError, UserError
 
 EXIT_USAGE = 2
+#: The range ``[limits] concurrency`` accepts in a job file; ``--concurrency`` takes the same.
+MIN_CONCURRENCY, MAX_CONCURRENCY = 1, 256
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -91,6 +93,11 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
         "--state", type=Path, metavar="DIR", help="state directory (default .bulkops/<job name>)"
     )
     parser.add_argument("--fresh", action="store_true", help="discard an unfinished run's state")
+    parser.add_argument(
+        "--again",
+        action="store_true",
+        help="plan again although the last run applied edits that are not idempotent",
+    )
     _add_connection_options(parser)
 
 
@@ -111,7 +118,10 @@ def _add_connection_options(parser: argparse.ArgumentParser) -> None:
     """Where and how hard to talk to the API, and how to log: shared by every command that runs."""
     parser.add_argument("--base-url", metavar="URL", help="override every project's base URL")
     parser.add_argument(
-        "--concurrency", type=_positive_int, metavar="N", help="requests in flight per project"
+        "--concurrency",
+        type=_concurrency,
+        metavar="N",
+        help=f"requests in flight per project, {MIN_CONCURRENCY} to {MAX_CONCURRENCY}",
     )
     parser.add_argument("--log-format", choices=("console", "json"), default="console")
     parser.add_argument(
@@ -127,6 +137,15 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def _concurrency(text: str) -> int:
+    value = _positive_int(text)
+    if value > MAX_CONCURRENCY:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is more than {MAX_CONCURRENCY}, the most a job file allows"
+        )
     return value
 
 
@@ -149,7 +168,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         verbose=getattr(args, "verbose", False),
     )
     try:
-        return _dispatch(args)
+        try:
+            return _dispatch(args)
+        except BaseExceptionGroup as group:  # a task group's: show its most telling error alone
+            from bulkops.engine.concurrency import most_telling
+
+            raise most_telling(group) from None
     except UserError as exc:
         print(f"bulkops: error: {redact.text(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
@@ -200,17 +224,56 @@ def _validate(args: argparse.Namespace) -> int:
 def _options(args: argparse.Namespace):  # -> RunOptions
     from bulkops.engine.runner import RunOptions
 
-    if args.base_url and not args.base_url.startswith(("http://", "https://")):
-        raise UserError(f"--base-url {args.base_url!r} must start with http:// or https://")
+    base_url = _base_url_option(args)
     return RunOptions(
         state_dir=args.state,
         fresh=getattr(args, "fresh", False),
-        base_url=args.base_url.rstrip("/") if args.base_url else None,
+        base_url=base_url,
         concurrency=args.concurrency,
         sandbox=args.sandbox,
         command=args.command,
         force=getattr(args, "force", False),
+        again=getattr(args, "again", False),
     )
+
+
+def _base_url_option(args: argparse.Namespace) -> str | None:
+    """``--base-url``, checked: never empty, never with ``--sandbox``, a parseable URL."""
+    if args.base_url is None:
+        return None
+    if args.sandbox:
+        raise UserError(
+            "--sandbox and --base-url cannot be used together: --sandbox starts its own emulator. "
+            "Drop --base-url to rehearse on the sandbox, or drop --sandbox to use that URL."
+        )
+    problem = url_problem(args.base_url)
+    if problem:
+        raise UserError(f"--base-url {args.base_url!r}: {problem}")
+    return str(args.base_url).rstrip("/")
+
+
+def url_problem(url: str) -> str | None:
+    """What is wrong with a base URL, in words, or None when it can be used."""
+    from urllib.parse import urlsplit
+
+    if not url.strip():
+        return "is empty; give a URL such as https://statsigapi.net"
+    if url != url.strip() or any(ord(c) < 33 for c in url):
+        return "contains spaces or control characters"
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        return "must start with http:// or https://"
+    if not parts.hostname:
+        return "has no host; write it as https://HOST[:PORT]"
+    try:
+        parts.port  # noqa: B018 -- raises ValueError for a port that is not 0-65535
+    except ValueError:
+        return "has an invalid port; a port is a number from 1 to 65535"
+    if parts.port == 0:
+        return "has an invalid port; a port is a number from 1 to 65535"
+    if parts.query or parts.fragment:
+        return "must not carry a query or fragment"
+    return None
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -227,6 +290,8 @@ def _run(args: argparse.Namespace) -> int:
         return anyio.run(command, job, options)
     if args.command == "plan":
         raise UserError(f"{job.kind} jobs only read; they have no plan. Use `bulkops run`.")
+    if options.again:
+        raise UserError(f"--again is for jobs that write; {job.kind} jobs only read.")
     return anyio.run(run_job, job, options)
 
 

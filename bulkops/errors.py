@@ -5,10 +5,15 @@
     │   ├── JobFileError               TOML syntax, schema, unknown job kind
     │   ├── MissingKeyError            the env var named by api_key_env is unset or empty
     │   └── StateError                 state directory refuses the run (job file changed, no plan...)
+    │       ├── StateBusy              another bulkops process holds the state directory's lock
+    │       └── WrongProject           a saved plan meets a project it was not made for
     ├── CheckpointError                the journal is corrupt beyond a torn last record
+    ├── Interrupted                    SIGINT/SIGTERM outside the task graph: exit 130, resumable
+    ├── LocalIOError                   disk full, I/O error, permissions on state or output: exit 4
     └── ApiError                       anything the Console API (or the way to it) did wrong
         ├── TransportError             no usable HTTP answer: reset, timeout, truncated body   (retryable)
-        │   └── MalformedResponse      a 2xx whose body is not the JSON envelope we expect     (retryable)
+        │   ├── MalformedResponse      a 2xx whose body is not the JSON envelope we expect     (retryable)
+        │   └── Unreachable            the first request of a run found no server at all        (fatal)
         └── StatusError                the server answered with a non-2xx status
             ├── AuthError              401/403: fatal, never retried; names the project
             ├── NotFound               404
@@ -54,6 +59,46 @@ class StateError(UserError):
     """The state directory cannot serve this command (changed job file, missing plan, ...)."""
 
 
+class StateBusy(StateError):
+    """Another bulkops process holds the state directory; one process per state at a time."""
+
+
+class WrongProject(StateError):
+    """A saved plan is applied to a project (or sandbox) other than the one it was made for."""
+
+
+class LocalIOError(BulkopsError):
+    """Writing the state or output directory failed (disk full, I/O error, permissions).
+
+    Fatal to the run, resumable once fixed: everything acknowledged is in the journal.
+    """
+
+    exit_code = 4
+    fatal = True
+
+    @classmethod
+    def from_os_error(cls, exc: OSError, what: str = "") -> LocalIOError:
+        where = f" {exc.filename}" if exc.filename else ""
+        cause = exc.strerror or str(exc) or type(exc).__name__
+        error = cls(
+            f"cannot write{where}{f' ({what})' if what else ''}: {cause}. Free space or fix "
+            "the permissions, then run the same command again to resume."
+        )
+        error.__cause__ = exc
+        return error
+
+
+class Interrupted(BulkopsError):
+    """SIGINT or SIGTERM arrived while a phase outside the task graph was running."""
+
+    exit_code = 130
+
+    def __init__(
+        self, message: str = "interrupted; nothing was sent. Run the same command again."
+    ) -> None:
+        super().__init__(message)
+
+
 class CheckpointError(BulkopsError):
     """The journal is damaged somewhere other than its last record."""
 
@@ -82,10 +127,18 @@ class TransportError(ApiError):
         super().__init__(message, project=project)
         # A request that never left (connection refused) cannot have been applied.
         self.outcome_unknown = sent
+        #: The cause in a few words (``Connection refused``), for messages that add their own context.
+        self.reason = ""
 
 
 class MalformedResponse(TransportError):
     """A success status whose body is not the JSON envelope the API documents."""
+
+
+class Unreachable(TransportError):
+    """No server answered the first request of a run (refused, unknown host, timeout): exit 4."""
+
+    fatal = True
 
 
 class StatusError(ApiError):

@@ -158,6 +158,8 @@ CASES = [
     ),
     c("teams-list", "GET", f"{V1}/users/teams", 200),
     c("team-read", "GET", f"{V1}/users/teams/{{team}}", 200),
+    c("project-read", "GET", f"{V1}/project", 200),
+    c("project-401", "GET", f"{V1}/project", 401, key=None),
     c("units-list", "GET", f"{V1}/unit_id_types", 200),
     c("unit-create", "POST", f"{V1}/unit_id_types", 201, {"name": "orgID", "description": "d"}),
     c("unit-read", "GET", f"{V1}/unit_id_types/userID", 200),

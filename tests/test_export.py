@@ -5,7 +5,9 @@ from __future__ import annotations
 import orjson
 import pytest
 
+from bulkops import redact
 from bulkops.emulator import EmulatorConfig, build_demo_world, running_emulator
+from bulkops.errors import AuthError
 from tests.helpers import KEY_ENV, export_job, run_export, snapshot
 
 
@@ -73,7 +75,7 @@ async def test_a_finished_run_is_not_resumed_but_replaced(tmp_path, world) -> No
 
 async def test_failed_items_exit_3_then_a_rerun_retries_only_those(tmp_path, world, capsys) -> None:
     job = export_job(tmp_path)
-    broken = EmulatorConfig(fail_rate=1.0)
+    broken = EmulatorConfig(fail_rate=1.0, fault_paths=("/console/v1/metrics",))
     async with running_emulator(world, broken) as url:
         assert await run_export(job, url, tmp_path / "state") == 3
     assert not (tmp_path / "out" / "manifest.json").exists()
@@ -90,8 +92,10 @@ async def test_a_bad_key_aborts_with_exit_4_and_never_shows_the_key(
     monkeypatch.setenv(KEY_ENV, secret)
     job = export_job(tmp_path)
     async with running_emulator(world, EmulatorConfig()) as url:
-        assert await run_export(job, url, tmp_path / "state") == 4
-    err = capsys.readouterr().err
+        with pytest.raises(AuthError) as rejected:  # the run's first request: nothing begins
+            await run_export(job, url, tmp_path / "state")
+    assert rejected.value.exit_code == 4
+    err = capsys.readouterr().err + redact.text(str(rejected.value))
     assert "'source'" in err and "api_key_env" in err
     for path in (tmp_path / "state").rglob("*"):
         if path.is_file():
@@ -103,7 +107,8 @@ async def test_a_changed_job_file_refuses_to_resume_unless_fresh(tmp_path, world
     from bulkops.errors import StateError
 
     job = export_job(tmp_path)
-    async with running_emulator(world, EmulatorConfig(fail_rate=1.0)) as url:
+    broken = EmulatorConfig(fail_rate=1.0, fault_paths=("/console/v1/metrics",))
+    async with running_emulator(world, broken) as url:
         assert await run_export(job, url, tmp_path / "state") == 3
     job.write_text(job.read_text().replace("concurrency = 4", "concurrency = 5"))
     async with running_emulator(world, EmulatorConfig()) as url:

@@ -35,6 +35,7 @@ from bulkops.errors import (
     ServerError,
     StatusError,
     TransportError,
+    Unreachable,
     ValidationFailed,
 )
 
@@ -43,6 +44,10 @@ log = structlog.get_logger("bulkops.http")
 API_VERSION = "20240601"
 PAGE_LIMIT = 100
 MUTATING = frozenset({"POST", "PATCH", "PUT", "DELETE"})
+PROJECT_PATH = "/console/v1/project"
+#: A run's first request (the project's identity) gives up on a server that never answers after
+#: this long, so a wrong base URL fails in seconds, not after the full retry budget.
+IDENTIFY_SECONDS = 10.0
 
 
 def api_path(*segments: str) -> str:
@@ -86,6 +91,17 @@ class RequestStats:
             "mutations": self.mutations,
             "by_status": dict(sorted(self.by_status.items())),
         }
+
+
+@dataclass(frozen=True)
+class ProjectIdentity:
+    """Who a key opens: ``GET /console/v1/project``'s ``id`` (and ``name``, where the API has one)."""
+
+    id: str
+    name: str | None = None
+
+    def describe(self) -> str:
+        return f"{self.name} (id {self.id})" if self.name else f"id {self.id}"
 
 
 @dataclass(frozen=True)
@@ -234,11 +250,14 @@ class ConsoleClient:
                 raw = await response.read()
                 return response.status, raw, _retry_after(response.headers.get("Retry-After"))
         except aiohttp.ClientConnectorError as exc:
-            raise TransportError(
-                f"cannot connect to {self.base_url} for project {self.project!r}: {exc.os_error}",
+            error = TransportError(
+                f"cannot connect to {self.base_url} for project {self.project!r}: "
+                f"{_os_reason(exc.os_error)}",
                 project=self.project,
                 sent=False,
-            ) from None
+            )
+            error.reason = _os_reason(exc.os_error)
+            raise error from exc
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise TransportError(
                 f"{method} {path} on project {self.project!r} got no complete answer: "
@@ -284,6 +303,36 @@ class ConsoleClient:
             details = _validation_details(body)
             return ValidationFailed(f"{where}: {status} {server_says}{details}", **kwargs)
         return StatusError(f"{where}: unexpected status {status} ({server_says})", **kwargs)
+
+    async def identify(self) -> ProjectIdentity:
+        """The project behind the key: the first request of every run.
+
+        Connection failures are retried until ``IDENTIFY_SECONDS`` have passed, then raise
+        ``Unreachable`` (fatal, exit 4) naming the base URL; a 401/403 raises at once.
+        """
+        deadline = time.monotonic() + IDENTIFY_SECONDS
+        attempt = 0
+        while True:
+            attempt += 1
+            remaining = deadline - time.monotonic()
+            try:
+                with anyio.fail_after(max(0.1, remaining)):
+                    body = await self._attempt("GET", PROJECT_PATH, None, None, None, False)
+                return _identity(body, f"GET {PROJECT_PATH} on project {self.project!r}")
+            except (TransportError, ServerError, TimeoutError) as exc:
+                last = exc
+            if time.monotonic() + 0.5 >= deadline:
+                break
+            await self._sleep(min(2.0, 0.25 * 2**attempt, max(0.0, deadline - time.monotonic())))
+        if isinstance(last, ServerError):
+            raise last  # it answered: not unreachable, just failing
+        cause = "no answer in time" if isinstance(last, TimeoutError) else last.reason or str(last)
+        raise Unreachable(
+            f"cannot reach {self.base_url}: {cause}. Check the base_url of [{self.project}] in "
+            "the job file (or --base-url) and the network, then run the same command again.",
+            project=self.project,
+            sent=False,
+        ) from last
 
     # -- convenience ------------------------------------------------------------------------
     async def get(self, path: str, query: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -339,6 +388,17 @@ def parse_page(body: dict[str, Any], page: int, limit: int, where: str, project:
     )
 
 
+def _identity(body: dict[str, Any], where: str) -> ProjectIdentity:
+    data = body.get("data")
+    if isinstance(data, list) and data:  # a few endpoints wrap one object in a list
+        data = data[0]
+    project_id = data.get("id") if isinstance(data, dict) else None
+    if not isinstance(project_id, str | int) or project_id == "":
+        raise MalformedResponse(f"{where}: the answer carries no project id")
+    name = data.get("name") if isinstance(data, dict) else None
+    return ProjectIdentity(str(project_id), name if isinstance(name, str) and name else None)
+
+
 def pages_for(total: int, items_per_page: int) -> int:
     return max(1, math.ceil(total / max(1, items_per_page)))
 
@@ -355,6 +415,11 @@ def check_total(*, rows_read: int, total: int | None, what: str) -> None:
             f"{what}: read {rows_read} rows but the server announced totalItems={total}; "
             "the list changed while it was being read. Re-run to read it again."
         )
+
+
+def _os_reason(error: OSError) -> str:
+    """``Connection refused``, ``Name or service not known``: the OS's words, without a repr."""
+    return error.strerror or str(error) or type(error).__name__
 
 
 def _retry_after(value: str | None) -> float | None:

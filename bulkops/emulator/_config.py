@@ -58,6 +58,9 @@ class EmulatorConfig:
     ``"201"`` force that code, to rehearse clients against spec-version drift.
 
     ``segment_mutation_windows`` is the separate quota that ``/segments/*`` mutations draw from.
+
+    ``fault_paths`` limits the faults to requests whose path starts with one of these prefixes
+    (empty: every request), to rehearse one broken endpoint on an otherwise healthy server.
     """
 
     latency_ms: float = 0.0
@@ -67,6 +70,7 @@ class EmulatorConfig:
     truncate_rate: float = 0.0
     lost_answer_rate: float = 0.0
     fault_seed: int = 0
+    fault_paths: tuple[str, ...] = ()
     mutation_windows: tuple[str, ...] = ("100/10s", "900/15min")
     retry_after: bool = False
     max_page_limit: int = 100

@@ -78,7 +78,8 @@ class FaultPlanner:
         ]
         if is_mutation:
             choices.append((cfg.lost_answer_rate, "lost_answer"))
-        for rate, kind in choices:
+        in_scope = not cfg.fault_paths or path.startswith(cfg.fault_paths)
+        for rate, kind in choices if in_scope else ():
             threshold += rate
             if draw < threshold:
                 fault = kind

@@ -131,9 +131,19 @@ class Project:
     creator / last modifier for changes made with this project's console key.
     """
 
-    def __init__(self, name: str, console_key: str, *, read_only_keys: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        name: str,
+        console_key: str,
+        *,
+        read_only_keys: Iterable[str] = (),
+        project_id: str | None = None,
+    ) -> None:
         self.name = name
         self.console_key = console_key
+        #: What ``GET /console/v1/project`` answers; distinct per key, so two worlds' projects
+        #: of one name are told apart, while a rebuilt demo world keeps its ids.
+        self.id = project_id or stable_id("project", name, console_key)
         self.read_only_keys = frozenset(read_only_keys)
         self.api_user_id = stable_id("console-api-user", name)
         self._collections: dict[str, Collection] = {}

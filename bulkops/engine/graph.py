@@ -21,7 +21,7 @@ import anyio
 import structlog
 
 from bulkops.engine.journal import Journal
-from bulkops.errors import BulkopsError
+from bulkops.errors import BulkopsError, LocalIOError
 
 log = structlog.get_logger("bulkops.graph")
 
@@ -155,17 +155,19 @@ class Scheduler:
         with structlog.contextvars.bound_contextvars(task_id=task.id):
             try:
                 result = await task.body()
-            except BulkopsError as exc:
-                self._body_failed(node, exc)
-            except Exception as exc:  # a bug in one task must not take the others down
-                log.exception("bulkops.task.crashed", error=repr(exc))
-                self._body_failed(node, exc)
-            else:
                 if task.checkpoint:
                     # Not fsync'ed: losing it to a power cut only means doing the task again.
                     self._journal.append(
                         {"type": "task_done", "task": task.id, "result": result}, durable=False
                     )
+            except BulkopsError as exc:
+                self._body_failed(node, exc)
+            except OSError as exc:  # disk full, I/O error: no other task can do better; resumable
+                self._body_failed(node, LocalIOError.from_os_error(exc))
+            except Exception as exc:  # a bug in one task must not take the others down
+                log.exception("bulkops.task.crashed", error=repr(exc))
+                self._body_failed(node, exc)
+            else:
                 log.debug("bulkops.task.finished")
                 self._body_succeeded(node, result, replayed=False)
             finally:
@@ -198,9 +200,12 @@ class Scheduler:
 
     def _body_failed(self, node: _Node, exc: BaseException) -> None:
         message = str(exc) or type(exc).__name__
-        self._journal.append(
-            {"type": "task_failed", "task": node.task.id, "error": message}, durable=False
-        )
+        try:
+            self._journal.append(
+                {"type": "task_failed", "task": node.task.id, "error": message}, durable=False
+            )
+        except OSError as io_error:  # the failure is reported anyway; the disk is the news
+            exc = LocalIOError.from_os_error(io_error)
         log.warning("bulkops.task.failed", error=message, label=node.task.label)
         node.failed_itself = True
         if getattr(exc, "fatal", False) and self._fatal is None:

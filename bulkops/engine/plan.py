@@ -19,7 +19,7 @@ import orjson
 from bulkops.engine.state import write_json_atomic
 from bulkops.errors import StateError
 
-PLAN_FORMAT = 1
+PLAN_FORMAT = 2
 
 
 @dataclass
@@ -64,6 +64,9 @@ class Plan:
     notes: list[dict[str, Any]] = field(default_factory=list)
     #: Per-role estimate of the time the mutation windows allow, filled by the planner.
     estimate: dict[str, Any] = field(default_factory=dict)
+    #: Per role, the project the plan was read from: ``{"id", "name", "base_url", "sandbox"}``.
+    #: Apply and undo refuse a key that opens any other project.
+    projects: dict[str, dict[str, Any]] = field(default_factory=dict)
     created_at: float = field(default_factory=time.time)
     format: int = PLAN_FORMAT
 

@@ -27,19 +27,22 @@ from bulkops.engine.plan import Operation, Plan
 from bulkops.engine.runner import (
     EXIT_ABORTED,
     EXIT_INTERRUPTED,
+    Connection,
     Interrupted,
     RunOptions,
     Session,
     aborted_summary,
+    api_key,
+    connect,
     execute,
     finish,
     interruptible,
-    open_session,
     resolve_keys,
     resolve_state_dir,
+    started,
 )
 from bulkops.engine.state import StateDir, write_json_atomic
-from bulkops.errors import ApiError, BulkopsError, StateError, UserError
+from bulkops.errors import ApiError, BulkopsError, StateError, UserError, WrongProject
 from bulkops.jobs import kind_module, load
 from bulkops.jobs.base import RunContext
 from bulkops.jobs.spec import JobDefinition
@@ -49,6 +52,10 @@ log = structlog.get_logger("bulkops.planned")
 PLANNED = "planned"
 #: Statuses of an apply that was cut short and must be finished before planning anew.
 CUT_SHORT = ("running", "interrupted", "aborted")
+#: Statuses of a run whose apply went through (with or without failed items).
+APPLIED = ("complete", "incomplete")
+#: The plan note a kind writes for an entity whose edit would change its own result again.
+NOT_IDEMPOTENT = "not_idempotent"
 
 
 class PlannedKind(Protocol):
@@ -73,78 +80,202 @@ def _apply_options(job: JobDefinition, options: RunOptions) -> ApplyOptions:
 
 # -- commands -------------------------------------------------------------------------------
 async def plan_command(job: JobDefinition, options: RunOptions) -> int:
-    projects = resolve_keys(job, options)
     state = resolve_state_dir(job, options)
-    _refuse_replanning_over_an_apply(state, options)
-    run, _ = state.begin(job, fresh=options.fresh, command="plan", resume=False)
-    async with open_session(job, options, state, run, projects, resumed=False) as session:
-        try:
-            plan = await interruptible(lambda: _make_plan(session))
-        except (BulkopsError, Interrupted) as exc:
-            return _stopped(session, exc)
-    run.update(status=PLANNED, mutations_planned=plan.mutation_count())
-    state.write_run(run)
+    projects = resolve_keys(job, options)
+    _refuse_same_keys(job, options)
+    with state.exclusive("plan"):
+        _refuse_replanning_over_an_apply(state, options)
+        _refuse_repeating(state, options)
+        async with connect(job, options, state, projects) as connection:
+            _refuse_same_project(connection)
+            run, _ = state.begin(job, fresh=options.fresh, command="plan", resume=False)
+            with started(connection, run, resumed=False) as session:
+                try:
+                    plan = await interruptible(lambda: _make_plan(session))
+                except (BulkopsError, Interrupted) as exc:
+                    return _stopped(session, exc)
+        run.update(status=PLANNED, mutations_planned=plan.mutation_count())
+        state.write_run(run)
     print(f"plan written to {state.plan_file}; apply it with: bulkops apply --state {state.root}")
     return 0
 
 
 async def apply_command(options: RunOptions) -> int:
-    state, run, job = _saved_run(options)
-    plan = Plan.load(state.plan_file)
-    projects = resolve_keys(job, options)
-    run.update(status="running", command="apply")
-    state.write_run(run)
-    async with open_session(job, options, state, run, projects, resumed=True) as session:
-        exit_code, summary = await _apply(session, plan)
-    return finish(state, run, exit_code, summary)
+    from bulkops.status import find_state_dir
+
+    state = find_state_dir(options.state_dir)
+    with state.exclusive("apply"):
+        run, job = _saved_run(state)
+        plan = Plan.load(state.plan_file)
+        _check_rehearsal(plan, options)
+        projects = resolve_keys(job, options)
+        async with connect(job, options, state, projects) as connection:
+            _check_bound(plan, connection)
+            run["command"] = "apply"
+            with started(connection, run, resumed=True) as session:
+                exit_code, summary = await _apply(session, plan)
+        return finish(state, run, exit_code, summary)
 
 
 async def run_planned(job: JobDefinition, options: RunOptions) -> int:
-    projects = resolve_keys(job, options)
     state = resolve_state_dir(job, options)
-    previous = state.read_run() or {}
-    # An apply cut short (kill, interrupt, fatal error) is finished as planned; otherwise plan anew,
-    # which is always safe: plans are idempotent, and a new plan sees edits made since.
-    cut_short = previous.get("status") in CUT_SHORT
-    run, resumed = state.begin(job, fresh=options.fresh, command="run", resume=cut_short)
-    async with open_session(job, options, state, run, projects, resumed=resumed) as session:
-        if resumed and state.plan_file.exists():
-            plan = Plan.load(state.plan_file)
+    projects = resolve_keys(job, options)
+    _refuse_same_keys(job, options)
+    with state.exclusive("run"):
+        # An apply cut short (kill, interrupt, fatal error) is finished as planned, never re-planned;
+        # otherwise plan anew: a new plan sees edits made since.
+        previous = state.read_run() or {}
+        cut_short = previous.get("status") in CUT_SHORT and not options.fresh
+        saved = Plan.load(state.plan_file) if cut_short and state.plan_file.exists() else None
+        if saved is None:
+            _refuse_repeating(state, options)
         else:
-            try:
-                plan = await interruptible(lambda: _make_plan(session))
-            except (BulkopsError, Interrupted) as exc:
-                return _stopped(session, exc)
-        exit_code, summary = await _apply(session, plan)
-    return finish(state, run, exit_code, summary)
+            _check_rehearsal(saved, options)
+        async with connect(job, options, state, projects) as connection:
+            if saved is None:
+                _refuse_same_project(connection)
+            else:
+                _check_bound(saved, connection)
+            run, resumed = state.begin(job, fresh=options.fresh, command="run", resume=cut_short)
+            with started(connection, run, resumed=resumed) as session:
+                if resumed and saved is not None:
+                    plan = saved
+                else:
+                    try:
+                        plan = await interruptible(lambda: _make_plan(session))
+                    except (BulkopsError, Interrupted) as exc:
+                        return _stopped(session, exc)
+                exit_code, summary = await _apply(session, plan)
+        return finish(state, run, exit_code, summary)
 
 
 async def undo_command(options: RunOptions) -> int:
-    state, run, job = _saved_run(options, for_undo=True)
-    if not getattr(kind_module(job.kind), "SUPPORTS_UNDO", True):
+    from bulkops.status import find_state_dir
+
+    state = find_state_dir(options.state_dir)
+    with state.exclusive("undo"):
+        run, job = _saved_run(state, for_undo=True)
+        if not getattr(kind_module(job.kind), "SUPPORTS_UNDO", True):
+            raise UserError(
+                f"{job.kind} jobs have no undo: what a clone created stays in the target. Delete "
+                "the copies there if you must (the plan in the state directory lists them)."
+            )
+        plan = Plan.load(state.plan_file)
+        _check_rehearsal(plan, options)
+        undo_state = StateDir(state.root / "undo", governor_root=state.root)
+        projects = resolve_keys(job, options)
+        async with connect(job, options, undo_state, projects) as connection:
+            _check_bound(plan, connection)
+            parent = (undo_state.read_run() or {}).get("parent_run_id")
+            # An unfinished undo of an earlier apply must not be resumed over a newer one's results.
+            undo_run, resumed = undo_state.begin(
+                job, fresh=parent not in (None, run["run_id"]), command="undo"
+            )
+            undo_run["parent_run_id"] = run["run_id"]
+            undo_state.write_run(undo_run)
+            if not resumed or not undo_state.plan_file.exists():
+                _undo_plan(job, state, plan).save(undo_state.plan_file)
+            undo_plan = Plan.load(undo_state.plan_file)
+            print(f"undo: {undo_plan.mutation_count()} entities to restore", file=sys.stderr)
+            with started(connection, undo_run, resumed=resumed) as session:
+                exit_code, summary = await _apply(session, undo_plan)
+        return finish(undo_state, undo_run, exit_code, summary)
+
+
+# -- refusals: each before anything is sent or any state changes ----------------------------
+def _refuse_same_keys(job: JobDefinition, options: RunOptions) -> None:
+    """A job that reads one project and writes another must not be given one project twice."""
+    projects = job.spec.projects()
+    if options.sandbox or not {"source", "target"} <= projects.keys():
+        return
+    source, target = projects["source"].api_key_env, projects["target"].api_key_env
+    if api_key(source, "[source]") == api_key(target, "[target]"):
         raise UserError(
-            f"{job.kind} jobs have no undo: what a clone created stays in the target. Delete the "
-            "copies there if you must (the plan in the state directory lists them)."
+            f"${source} ([source]) and ${target} ([target]) hold the same key, so source and "
+            "target are the same project; set the target's variable to the other project's key."
         )
-    plan = Plan.load(state.plan_file)
-    undo_state = StateDir(state.root / "undo", governor_root=state.root)
-    projects = resolve_keys(job, options)
-    parent = (undo_state.read_run() or {}).get("parent_run_id")
-    # An unfinished undo of an earlier apply must not be resumed over a newer one's results.
-    undo_run, resumed = undo_state.begin(
-        job, fresh=parent not in (None, run["run_id"]), command="undo"
+
+
+def _refuse_same_project(connection: Connection) -> None:
+    identities = connection.identities
+    if not {"source", "target"} <= identities.keys():
+        return
+    if identities["source"].id == identities["target"].id:
+        raise UserError(
+            f"[source] and [target] are the same project ({identities['source'].describe()}): "
+            "both keys open it. A clone needs two different projects; give [target] the key of "
+            "the project to copy into."
+        )
+
+
+def _refuse_repeating(state: StateDir, options: RunOptions) -> None:
+    """A finished apply of a plan with non-idempotent edits is not planned again by accident."""
+    run = state.read_run()
+    if options.again or run is None or run.get("status") not in APPLIED:
+        return
+    entities = _non_idempotent(state.plan_file)
+    if not entities:
+        return
+    example = ", ".join(entities[:3]) + (
+        f" and {len(entities) - 3} more" if len(entities) > 3 else ""
     )
-    undo_run["parent_run_id"] = run["run_id"]
-    undo_state.write_run(undo_run)
-    if not resumed or not undo_state.plan_file.exists():
-        _undo_plan(job, state, plan).save(undo_state.plan_file)
-    undo_plan = Plan.load(undo_state.plan_file)
-    print(f"undo: {undo_plan.mutation_count()} entities to restore", file=sys.stderr)
-    async with open_session(
-        job, options, undo_state, undo_run, projects, resumed=resumed
-    ) as session:
-        exit_code, summary = await _apply(session, undo_plan)
-    return finish(undo_state, undo_run, exit_code, summary)
+    raise StateError(
+        f"the last run in {state.root} applied edits that are not idempotent ({example}); "
+        "planning the job again would apply them a second time. Pass --again if that is what "
+        "you want."
+    )
+
+
+def _non_idempotent(plan_file: Path) -> list[str]:
+    try:
+        plan = Plan.load(plan_file)
+    except StateError:
+        return []
+    return [str(n.get("entity")) for n in plan.notes if n.get("kind") == NOT_IDEMPOTENT]
+
+
+def _check_rehearsal(plan: Plan, options: RunOptions) -> None:
+    """A sandbox plan is applied to the sandbox only, and a real plan never to a sandbox."""
+    rehearsal = any(project.get("sandbox") for project in plan.projects.values())
+    if rehearsal and not options.sandbox:
+        raise WrongProject(
+            "this plan is a rehearsal on the emulator; plan again without --sandbox to change a "
+            "real project"
+        )
+    if options.sandbox and not rehearsal:
+        planned = ", ".join(
+            f"[{role}] {_describe_planned(p)}" for role, p in sorted(plan.projects.items())
+        )
+        raise WrongProject(
+            f"this plan was made for real projects ({planned}); apply it without --sandbox, or "
+            "plan again with --sandbox to rehearse"
+        )
+
+
+def _check_bound(plan: Plan, connection: Connection) -> None:
+    """Every role's key must open the project the plan was read from."""
+    for role, planned in sorted(plan.projects.items()):
+        found = connection.identities.get(role)
+        if found is not None and found.id == planned.get("id"):
+            continue
+        access = connection.access.get(role)
+        opened = found.describe() if found else "no project"
+        via = f"the key in ${access.key_env}" if access and access.key_env else "the key given"
+        at = f" at {access.base_url}" if access else ""
+        raise WrongProject(
+            f"the plan in {connection.state.root} was made for [{role}] project "
+            f"{_describe_planned(planned)}, but {via} opens project {opened}{at}. Apply it with "
+            "the key of the planned project, or plan again for this one."
+        )
+
+
+def _describe_planned(project: dict[str, Any]) -> str:
+    name = (
+        f"{project['name']} (id {project.get('id')})"
+        if project.get("name")
+        else (f"id {project.get('id')}")
+    )
+    return f"{name} at {project.get('base_url')}"
 
 
 def _stopped(session: Session, exc: BaseException) -> int:
@@ -161,11 +292,27 @@ async def _make_plan(session: Session) -> Plan:
     kind: PlannedKind = kind_module(session.job.kind)
     plan = await kind.build_plan(session.job, session.clients)
     plan.estimate = _estimate(plan, session.clients)
+    plan.projects = _planned_projects(session)
     plan.save(session.state.plan_file)
     for line in kind.render_plan(plan):
         print(line)
     log.info("bulkops.plan.written", mutations=plan.mutation_count(), estimate=plan.estimate)
     return plan
+
+
+def _planned_projects(session: Session) -> dict[str, dict[str, Any]]:
+    """Which project each role was read from, so apply and undo refuse any other."""
+    connection = session.connection
+    assert connection is not None, "a planning session is always connected"
+    return {
+        role: {
+            "id": identity.id,
+            "name": identity.name,
+            "base_url": connection.access[role].base_url,
+            "sandbox": session.options.sandbox,
+        }
+        for role, identity in connection.identities.items()
+    }
 
 
 def _estimate(plan: Plan, clients: dict[str, ConsoleClient]) -> dict[str, Any]:
@@ -310,12 +457,7 @@ def _refuse_replanning_over_an_apply(state: StateDir, options: RunOptions) -> No
         )
 
 
-def _saved_run(
-    options: RunOptions, *, for_undo: bool = False
-) -> tuple[StateDir, dict, JobDefinition]:
-    from bulkops.status import find_state_dir
-
-    state = find_state_dir(options.state_dir)
+def _saved_run(state: StateDir, *, for_undo: bool = False) -> tuple[dict[str, Any], JobDefinition]:
     run = state.read_run() or {}
     if not state.plan_file.exists():
         raise StateError(f"{state.root} holds no plan; run `bulkops plan JOB.toml` first.")
@@ -335,7 +477,7 @@ def _saved_run(
         raise StateError(
             f"the last run in {state.root} wrote nothing, so there is nothing to undo.{hint}"
         )
-    return state, run, job
+    return run, job
 
 
 def _sent_anything(journal: Path) -> bool:
@@ -368,6 +510,7 @@ def _undo_plan(job: JobDefinition, state: StateDir, plan: Plan) -> Plan:
         kind=plan.kind,
         job_file=plan.job_file,
         job_digest=plan.job_digest,
+        projects=plan.projects,
         operations=operations,
         notes=[{"kind": "undo", "id": f"restores the plan made at {time.ctime(plan.created_at)}"}],
     )

@@ -6,12 +6,13 @@ Exit codes: 0 complete; 3 finished but some items failed; 4 aborted by a fatal e
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -21,14 +22,14 @@ import anyio
 import structlog
 
 from bulkops import logs, redact
-from bulkops.api.client import ConsoleClient, RetryPolicy
+from bulkops.api.client import ConsoleClient, ProjectIdentity, RetryPolicy
 from bulkops.api.governor import RateGovernor, SendTimeStore
-from bulkops.engine.concurrency import most_telling
+from bulkops.engine.concurrency import gather, most_telling
 from bulkops.engine.graph import Aborted, Scheduler, Task
 from bulkops.engine.journal import Journal
 from bulkops.engine.spool import Spool
 from bulkops.engine.state import COMPLETE, StateDir, default_state_dir
-from bulkops.errors import MissingKeyError
+from bulkops.errors import Interrupted, MissingKeyError
 from bulkops.jobs import kind_module
 from bulkops.jobs.base import RunContext
 from bulkops.jobs.spec import JobDefinition, ProjectSpec
@@ -52,6 +53,7 @@ class RunOptions:
     progress: bool | None = None  # None: live on a terminal, periodic events elsewhere
     retry: RetryPolicy | None = None
     force: bool = False  # apply/undo: overwrite entities changed since the plan
+    again: bool = False  # run/plan: plan anew over a finished non-idempotent apply
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,8 @@ class ProjectAccess:
     role: str
     base_url: str
     api_key: str
+    #: The env var the key came from (None in a sandbox), for messages that name it.
+    key_env: str | None = None
 
 
 def resolve_state_dir(job: JobDefinition, options: RunOptions) -> StateDir:
@@ -66,18 +70,32 @@ def resolve_state_dir(job: JobDefinition, options: RunOptions) -> StateDir:
 
 
 def resolve_keys(job: JobDefinition, options: RunOptions) -> dict[str, ProjectSpec]:
-    """Check every key variable is set before anything starts (sandbox runs use demo keys)."""
+    """Check every key variable is set and usable before anything starts (sandboxes need none)."""
     projects = job.spec.projects()
     if options.sandbox:
         return projects
     for role, project in projects.items():
-        if not os.environ.get(project.api_key_env, "").strip():
-            raise MissingKeyError(
-                f"the environment variable {project.api_key_env} (api_key_env of [{role}] in "
-                f"{job.path}) is not set. Export it with the project's Console API key, e.g. "
-                f"`export {project.api_key_env}=console-...`, or rehearse with --sandbox."
-            )
+        api_key(project.api_key_env, f"api_key_env of [{role}] in {job.path}")
     return projects
+
+
+def api_key(variable: str, named_by: str) -> str:
+    """The key in ``variable``, stripped of surrounding whitespace (``$(cat keyfile)`` leaves a
+    newline); a missing or empty one, or one with control characters inside, is refused."""
+    value = os.environ.get(variable, "").strip()
+    if not value:
+        raise MissingKeyError(
+            f"the environment variable {variable} ({named_by}) is not set. Export it with the "
+            f"project's Console API key, e.g. `export {variable}=console-...`, or rehearse with "
+            "--sandbox."
+        )
+    if any(ord(char) < 32 or ord(char) == 127 for char in value):
+        raise MissingKeyError(
+            f"the environment variable {variable} ({named_by}) holds a control character (a "
+            "newline, tab or escape) inside the key; set it to the key alone, e.g. "
+            f"`export {variable}=console-...`."
+        )
+    return value
 
 
 async def run_job(job: JobDefinition, options: RunOptions) -> int:
@@ -85,10 +103,27 @@ async def run_job(job: JobDefinition, options: RunOptions) -> int:
     state = resolve_state_dir(job, options)
     kind = kind_module(job.kind)
     projects = resolve_keys(job, options)
-    run, resumed = state.begin(job, fresh=options.fresh, command=options.command)
-    async with open_session(job, options, state, run, projects, resumed=resumed) as session:
-        exit_code, summary = await execute(session, kind.root_tasks, kind.summary)
-    return finish(state, run, exit_code, summary)
+    check_output = getattr(kind, "check_output", None)
+    if check_output is not None:
+        check_output(job)
+    with state.exclusive(options.command):
+        async with connect(job, options, state, projects) as connection:
+            run, resumed = state.begin(job, fresh=options.fresh, command=options.command)
+            with started(connection, run, resumed=resumed) as session:
+                exit_code, summary = await execute(session, kind.root_tasks, kind.summary)
+        return finish(state, run, exit_code, summary)
+
+
+@dataclass
+class Connection:
+    """A job's open projects: one client per role and who each key opens."""
+
+    job: JobDefinition
+    options: RunOptions
+    state: StateDir
+    access: dict[str, ProjectAccess]
+    clients: dict[str, ConsoleClient]
+    identities: dict[str, ProjectIdentity]
 
 
 @dataclass
@@ -100,19 +135,28 @@ class Session:
     state: StateDir
     run: dict[str, Any]
     clients: dict[str, ConsoleClient]
+    connection: Connection | None = None
 
 
 @asynccontextmanager
-async def open_session(
-    job: JobDefinition,
-    options: RunOptions,
-    state: StateDir,
-    run: dict[str, Any],
-    projects: dict[str, ProjectSpec],
-    *,
-    resumed: bool,
-) -> AsyncIterator[Session]:
+async def connect(
+    job: JobDefinition, options: RunOptions, state: StateDir, projects: dict[str, ProjectSpec]
+) -> AsyncIterator[Connection]:
+    """Open every project of the job and read who each key opens (the run's first request);
+    nothing in the state directory changes here, so a refusal after it loses nothing."""
     logs.open_log_file(state.log_file)
+    async with AsyncExitStack() as stack:
+        sandbox_names = getattr(job.spec, "sandbox_projects", {})
+        access = await stack.enter_async_context(_project_access(projects, options, sandbox_names))
+        clients = await _open_clients(stack, job, options, state, access)
+        identities = await interruptible(lambda: _identify(clients))
+        yield Connection(job, options, state, access, clients, identities)
+
+
+@contextmanager
+def started(connection: Connection, run: dict[str, Any], *, resumed: bool) -> Iterator[Session]:
+    """The run's session: its id bound to every log event while it lasts."""
+    job, options, state = connection.job, connection.options, connection.state
     structlog.contextvars.bind_contextvars(job=job.name, run_id=run["run_id"])
     log.info(
         "bulkops.run.started",
@@ -120,17 +164,24 @@ async def open_session(
         command=options.command,
         state=str(state.root),
         resumed=resumed,
+        projects={role: i.id for role, i in connection.identities.items()},
     )
     try:
-        async with AsyncExitStack() as stack:
-            sandbox_names = getattr(job.spec, "sandbox_projects", {})
-            access = await stack.enter_async_context(
-                _project_access(projects, options, sandbox_names)
-            )
-            clients = await _open_clients(stack, job, options, state, access)
-            yield Session(job, options, state, run, clients)
+        yield Session(job, options, state, run, connection.clients, connection)
     finally:
         structlog.contextvars.unbind_contextvars("job", "run_id")
+
+
+async def _identify(clients: dict[str, ConsoleClient]) -> dict[str, ProjectIdentity]:
+    """``GET /console/v1/project`` once per distinct client; roles sharing one share the answer."""
+    by_client: dict[int, ProjectIdentity] = {}
+
+    async def identify(client: ConsoleClient) -> None:
+        by_client[id(client)] = await client.identify()
+
+    distinct = {id(client): client for client in clients.values()}
+    await gather(functools.partial(identify, client) for client in distinct.values())
+    return {role: by_client[id(client)] for role, client in clients.items()}
 
 
 @asynccontextmanager
@@ -141,7 +192,10 @@ async def _project_access(
     if not options.sandbox:
         yield {
             role: ProjectAccess(
-                role, options.base_url or spec.base_url, os.environ[spec.api_key_env]
+                role,
+                options.base_url or spec.base_url,
+                api_key(spec.api_key_env, f"api_key_env of [{role}]"),
+                spec.api_key_env,
             )
             for role, spec in projects.items()
         }
@@ -290,10 +344,6 @@ async def _watch_signals(callback: Callable[[int], None]) -> None:
 async def _cancel_after(scope: anyio.CancelScope, seconds: float) -> None:
     await anyio.sleep(seconds)
     scope.cancel()
-
-
-class Interrupted(Exception):
-    """SIGINT or SIGTERM arrived while a phase outside the task graph was running."""
 
 
 async def interruptible(phase: Callable[[], Awaitable[T]]) -> T:

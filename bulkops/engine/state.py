@@ -2,6 +2,7 @@
 
 Layout::
 
+    <state>/lock             held (flock) by the one bulkops process using the directory; says who
     <state>/run.json         the current run: id, job, job-file digest, status, summary (atomic writes)
     <state>/journal.jsonl    append-only task outcomes and mutation intents (bulkops.engine.journal)
     <state>/log.jsonl        every log event of every run, as JSON lines
@@ -15,17 +16,20 @@ resumable, unless the job file changed since it began (refused unless ``--fresh`
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-from bulkops.errors import StateError
+from bulkops.errors import StateBusy, StateError
 from bulkops.jobs.spec import JobDefinition
 
 COMPLETE = "complete"
@@ -45,6 +49,16 @@ def write_json_atomic(path: Path, value: Any) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     tmp.replace(path)
+
+
+def _lock_holder(fd: int) -> str:
+    try:
+        holder = orjson.loads(os.pread(fd, 4096, 0) or b"{}")
+    except (OSError, orjson.JSONDecodeError):
+        holder = {}
+    if not isinstance(holder, dict) or "pid" not in holder:
+        return "pid unknown"
+    return f"pid {holder['pid']}, command {holder.get('command', 'unknown')}"
 
 
 @dataclass
@@ -76,6 +90,31 @@ class StateDir:
 
     def governor_file(self, project_tag: str) -> Path:
         return (self.governor_root or self.root) / "governor" / f"{project_tag}.times"
+
+    @contextmanager
+    def exclusive(self, command: str) -> Iterator[None]:
+        """Hold the directory's lock for one command; a second process is refused at once.
+
+        An OS file lock (flock): the kernel drops it when the holder dies, so a SIGKILL never
+        leaves a stale lock behind. The file says who holds it, for the refusal message.
+        """
+        self._ensure_usable()
+        fd = os.open(self.root / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _lock_holder(fd)
+            os.close(fd)
+            raise StateBusy(
+                f"state directory {self.root} is in use by bulkops ({holder}); wait for it or "
+                "use another --state"
+            ) from None
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, orjson.dumps({"pid": os.getpid(), "command": command}), 0)
+            yield
+        finally:
+            os.close(fd)  # closing the descriptor releases the lock
 
     def read_run(self) -> dict[str, Any] | None:
         try:

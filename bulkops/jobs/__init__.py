@@ -6,6 +6,7 @@ import importlib
 from collections.abc import Iterator, Mapping
 from typing import cast
 
+from bulkops.errors import JobFileError
 from bulkops.jobs.spec import JobDefinition, JobSpec, load_job
 
 _MODULES = {
@@ -44,7 +45,22 @@ def load(path: str) -> JobDefinition:
     """Read and validate a job file of any known kind, with the kind's own checks if it has any
     (so `validate` and every command catch the same mistakes before anything starts)."""
     job = load_job(path, spec_models())
+    _refuse_one_key_for_two_projects(job)
     check = getattr(kind_module(job.kind), "check", None)
     if check is not None:
         check(job)
     return job
+
+
+def _refuse_one_key_for_two_projects(job: JobDefinition) -> None:
+    """A job that reads a source and writes a target needs two projects, so two key variables."""
+    projects = job.spec.projects()
+    if not {"source", "target"} <= projects.keys():
+        return
+    variable = projects["source"].api_key_env
+    if projects["target"].api_key_env == variable:
+        raise JobFileError(
+            f"{job.path}: [source] and [target] both take their key from ${variable}, so they "
+            "are the same project; set target.api_key_env to the variable holding the key of "
+            "the project to copy into."
+        )

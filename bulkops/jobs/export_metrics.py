@@ -22,8 +22,14 @@ from bulkops.api.client import api_path
 from bulkops.engine.graph import Task
 from bulkops.jobs.base import RunContext
 from bulkops.jobs.listing import listing_pages, listing_task, read_listing
-from bulkops.jobs.spec import JobSpec, ProjectSpec, Strict
-from bulkops.output.publish import Publication, StagedFile, safe_file_stem, stage_file
+from bulkops.jobs.spec import JobDefinition, JobSpec, ProjectSpec, Strict
+from bulkops.output.publish import (
+    Publication,
+    StagedFile,
+    probe_writable,
+    safe_file_stem,
+    stage_file,
+)
 
 SOURCES = "sources"
 #: Sources staged at once: staging is disk-bound, and each holds a read buffer; two keep the disk
@@ -43,6 +49,12 @@ class Spec(JobSpec):
     job: Literal["export_metrics"]
     source: ProjectSpec
     output: OutputSpec
+
+
+def check_output(job: JobDefinition) -> None:
+    """Before the first request: the output directory can be created and written (exit 2)."""
+    spec: Spec = job.spec  # type: ignore[assignment]
+    probe_writable(job.resolve_path(spec.output.dir), f"output.dir of {job.path}")
 
 
 def root_tasks(ctx: RunContext) -> list[Task]:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bulkops.engine.state import write_json_atomic
+from bulkops.errors import UserError
 
 MANIFEST = "manifest.json"
 
@@ -31,6 +32,24 @@ def safe_file_stem(name: str) -> str:
     readable = re.sub(r"[^A-Za-z0-9._-]+", "_", readable).strip("._-")[:80] or "source"
     digest = hashlib.sha256(name.encode("utf-8")).hexdigest()[:10]
     return f"{readable}-{digest}"
+
+
+def probe_writable(folder: Path, field: str) -> None:
+    """Create ``folder`` (and its parents) and write a probe file in it, before any request: an
+    output directory that cannot be written is a usage error (exit 2), not a failure at the end."""
+    probe = folder / f".bulkops-write-test-{os.getpid()}"
+    try:
+        if folder.exists() and not folder.is_dir():
+            raise NotADirectoryError(20, "it is a file, not a directory", str(folder))
+        folder.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        where = exc.filename or folder
+        raise UserError(
+            f"{field}: cannot write to the output directory {folder} ({where}: "
+            f"{exc.strerror or exc}); pick a directory you can write, or fix its permissions."
+        ) from None
 
 
 @dataclass

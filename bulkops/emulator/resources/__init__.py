@@ -22,6 +22,7 @@ from . import (
     layers,
     metric_sources,
     metrics,
+    project,
     reviews,
     rule_endpoints,
     segments,
@@ -34,7 +35,7 @@ __all__ = ["register_all"]
 _MODULES = (
     metric_sources, metrics, tags, target_apps, directory, segments, gates, dynamic_configs,
     rule_endpoints, layers, layer_overrides, experiments, experiment_actions,
-    experiment_overrides, holdouts, reviews,
+    experiment_overrides, holdouts, reviews, project,
 )  # fmt: skip
 
 

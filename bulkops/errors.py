@@ -29,6 +29,9 @@ by ``outcome_unknown`` (the request may have been applied even though we saw no 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 
@@ -77,15 +80,24 @@ class LocalIOError(BulkopsError):
     fatal = True
 
     @classmethod
-    def from_os_error(cls, exc: OSError, what: str = "") -> LocalIOError:
-        where = f" {exc.filename}" if exc.filename else ""
+    def from_os_error(cls, exc: OSError, path: Path | str | None = None) -> LocalIOError:
+        where = exc.filename or path
         cause = exc.strerror or str(exc) or type(exc).__name__
         error = cls(
-            f"cannot write{where}{f' ({what})' if what else ''}: {cause}. Free space or fix "
-            "the permissions, then run the same command again to resume."
+            f"cannot write {where or 'a local file'}: {cause}. Free space or fix the "
+            "permissions, then run the same command again to resume."
         )
         error.__cause__ = exc
         return error
+
+
+@contextmanager
+def writing(path: Path | str) -> Iterator[None]:
+    """Name ``path`` in any OSError raised while writing it (``os.write`` errors name no file)."""
+    try:
+        yield
+    except OSError as exc:
+        raise LocalIOError.from_os_error(exc, path) from exc
 
 
 class Interrupted(BulkopsError):

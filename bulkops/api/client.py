@@ -9,7 +9,9 @@ applied them (429, or the connection never opened); otherwise the caller gets an
 from __future__ import annotations
 
 import math
+import os
 import random
+import socket
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
@@ -419,6 +421,8 @@ def check_total(*, rows_read: int, total: int | None, what: str) -> None:
 
 def _os_reason(error: OSError) -> str:
     """``Connection refused``, ``Name or service not known``: the OS's words, without a repr."""
+    if isinstance(error.errno, int) and error.errno > 0 and not isinstance(error, socket.gaierror):
+        return os.strerror(error.errno)  # asyncio's strerror holds the address tuple's repr
     return error.strerror or str(error) or type(error).__name__
 
 

@@ -206,9 +206,15 @@ class Scheduler:
             )
         except OSError as io_error:  # the failure is reported anyway; the disk is the news
             exc = LocalIOError.from_os_error(io_error)
-        log.warning("bulkops.task.failed", error=message, label=node.task.label)
-        node.failed_itself = True
-        if getattr(exc, "fatal", False) and self._fatal is None:
+        fatal = bool(getattr(exc, "fatal", False))
+        if fatal and self._fatal is not None:
+            # The run is already stopping for a fatal error; tasks that meet it too add nothing.
+            log.debug("bulkops.task.failed", error=message, label=node.task.label)
+        else:
+            log.warning("bulkops.task.failed", error=message, label=node.task.label)
+        # A fatal error is the run's abort, reported once as such, not as a failed item.
+        node.failed_itself = not fatal
+        if fatal and self._fatal is None:
             self._fatal = exc
             self.stop()
             if self._task_group is not None:

@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from bulkops.errors import CheckpointError
+from bulkops.errors import CheckpointError, writing
 
 
 class Journal:
@@ -44,9 +44,10 @@ class Journal:
         if self._fd < 0:
             raise CheckpointError(f"journal {self.path} is closed")
         line = orjson.dumps(record) + b"\n"
-        os.write(self._fd, line)
-        if durable:
-            os.fsync(self._fd)
+        with writing(self.path):
+            os.write(self._fd, line)
+            if durable:
+                os.fsync(self._fd)
         self._unsynced = not durable
         self.records.append(record)
 

@@ -16,7 +16,7 @@ from typing import Any
 import anyio
 import orjson
 
-from bulkops.errors import CheckpointError
+from bulkops.errors import CheckpointError, writing
 
 
 class Spool:
@@ -28,7 +28,7 @@ class Spool:
         name = hashlib.sha256(key.encode()).hexdigest()[:24] + ".jsonl"
         tmp = self.root / f".{name}.tmp"
         payload = b"".join(orjson.dumps(row) + b"\n" for row in rows)
-        with tmp.open("wb") as handle:
+        with writing(tmp), tmp.open("wb") as handle:
             handle.write(payload)
             handle.flush()
             os.fsync(handle.fileno())

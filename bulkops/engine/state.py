@@ -29,7 +29,7 @@ from typing import Any
 
 import orjson
 
-from bulkops.errors import StateBusy, StateError
+from bulkops.errors import StateBusy, StateError, writing
 from bulkops.jobs.spec import JobDefinition
 
 COMPLETE = "complete"
@@ -44,7 +44,7 @@ def write_json_atomic(path: Path, value: Any) -> None:
     """Write-to-temp, fsync, rename: a reader sees the old file or the new one, never half."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with tmp.open("wb") as handle:
+    with writing(path), tmp.open("wb") as handle:
         handle.write(orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n")
         handle.flush()
         os.fsync(handle.fileno())

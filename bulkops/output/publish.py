@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from bulkops.engine.state import write_json_atomic
-from bulkops.errors import UserError
+from bulkops.errors import UserError, writing
 
 MANIFEST = "manifest.json"
 
@@ -70,7 +70,7 @@ def stage_file(root: Path, relative: str, run_id: str, chunks: Iterable[bytes]) 
     staged = final.with_name(f".{final.name}.tmp-{run_id}")
     digest = hashlib.sha256()
     count = 0
-    with staged.open("wb") as handle:
+    with writing(staged), staged.open("wb") as handle:
         for chunk in chunks:
             handle.write(chunk)
             digest.update(chunk)

@@ -125,7 +125,10 @@ def set_members(project: Project, old: Entity, new: Entity, now_ms: int) -> None
     for key, kind in MEMBERS:
         before, after = set(old.get(key, [])), set(new.get(key, []))
         coll = kind.coll(project)
-        for entity_id in before ^ after:
+        # In list order, not set order: each touch stamps a time, and the demo world must come
+        # out the same in every process (set order changes with PYTHONHASHSEED).
+        changed = dict.fromkeys([*old.get(key, []), *new.get(key, [])])
+        for entity_id in (e for e in changed if (e in before) != (e in after)):
             entity = coll.get(entity_id)
             if entity is None:
                 continue

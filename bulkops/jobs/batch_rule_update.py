@@ -176,8 +176,9 @@ def _plan_entity(
             kind=kind,
             edit=exc.index,
             error=str(exc),
-            traceback=exc.traceback or None,
         )
+        if exc.traceback:  # debug: the log file has it; stderr only with --verbose
+            log.debug("bulkops.plan.edit_traceback", entity=entity["id"], traceback=exc.traceback)
         where = "; the traceback is in the log" if exc.traceback else ""
         return None, [_note(kind, entity["id"], FAILED, f"{exc}{where}")]  # fmt: skip
     notes = []

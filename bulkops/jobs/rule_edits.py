@@ -483,7 +483,7 @@ def checked_rule(result: Any, given: Rule, *, config: bool = False) -> Rule | No
     if result is None:
         return None
     if not isinstance(result, dict):
-        raise NotARule(f"{show(result)}, not a rule (an object) or None")
+        raise NotARule(f"{show(result, python=True)}, not a rule (an object) or None")
     model = ReturnedConfigRule if config else ReturnedRule
     known = model.model_fields
     problems = [
@@ -495,7 +495,7 @@ def checked_rule(result: Any, given: Rule, *, config: bool = False) -> Rule | No
     try:
         checked = model.model_validate(fields)
     except ValidationError as exc:
-        problems[:0] = explain_all(exc.errors())
+        problems[:0] = explain_all(exc.errors(), python=True)
         checked = None
     carried = [canonical(c) for c in given.get("conditions") or []]
     conditions = result.get("conditions")
@@ -505,7 +505,7 @@ def checked_rule(result: Any, given: Rule, *, config: bool = False) -> Rule | No
         try:
             Condition.model_validate(condition)
         except ValidationError as exc:
-            problems.extend(explain_all(exc.errors(), ("conditions", index)))
+            problems.extend(explain_all(exc.errors(), ("conditions", index), python=True))
     if problems:
         raise NotARule(f"a rule that cannot be written: {'; '.join(problems)}")
     assert checked is not None

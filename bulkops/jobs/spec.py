@@ -131,27 +131,31 @@ NonEmpty = Annotated[str, Field(min_length=1), expect("a non-empty string")]
 
 
 def _base_url(value: str) -> str:
-    parts = urlsplit(value)
-    problem = ""
-    if parts.scheme not in ("http", "https") or not value.startswith(("http://", "https://")):
-        problem = "it must start with http:// or https://"
-    elif not parts.hostname or any(c.isspace() for c in value):
-        problem = "it has no host" if not parts.hostname else "it contains a space"
-    else:
-        try:
-            port = parts.port
-        except ValueError:
-            port_text = parts.netloc.rpartition(":")[2]
-            problem = f"its port {port_text} is not a number from 1 to 65535"
-        else:
-            if port == 0:
-                problem = "its port 0 is not a number from 1 to 65535"
+    problem = _url_problem(value)
     if problem:
-        raise ValueError(
-            f"expected an http:// or https:// URL with a host (and a port from 1 to 65535, if "
-            f"any), got {show(value)}: {problem}"
-        )
+        raise ValueError(f"expected an http:// or https:// URL, got {show(value)}: {problem}")
     return value.rstrip("/")
+
+
+def _url_problem(value: str) -> str:
+    """Why ``value`` is not a usable base URL, or "" if it is one."""
+    if not value.startswith(("http://", "https://")):
+        return "it must start with http:// or https://"
+    if any(c.isspace() for c in value):
+        return "it contains a space"
+    try:
+        parts = urlsplit(value)
+    except ValueError:  # e.g. an unclosed [ of an IPv6 address
+        return "its host is not a host name or an IP address"
+    if not parts.hostname:
+        return "it has no host after the //"
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if port is not None and not 1 <= port <= 65535:
+        return f"its port {parts.netloc.rpartition(':')[2]} is not a number from 1 to 65535"
+    return ""
 
 
 BaseUrl = Annotated[str, expect("an http:// or https:// URL"), AfterValidator(_base_url)]
@@ -327,11 +331,15 @@ _EXPECTED = {
 }
 
 
-def show(value: Any) -> str:
-    """A value as a person reads it in a job file: JSON-like, with what kind of value it is."""
+def show(value: Any, *, python: bool = False) -> str:
+    """A value as a person reads it in a job file: JSON-like, with what kind of value it is.
+
+    ``python``: the value came from a python edit, where a table is called an object.
+    """
     kinds: list[tuple[type | tuple[type, ...], str]] = [
         (bool, "a boolean"), (str, "a string"), (int, "an integer"), (float, "a number"),
-        ((list, tuple), "a list"), (Mapping, "a table"), (datetime.datetime, "a date-time"),
+        ((list, tuple), "a list"), (Mapping, "an object" if python else "a table"),
+        (datetime.datetime, "a date-time"),
         (datetime.date, "a date"), (datetime.time, "a time"),
     ]  # fmt: skip
     kind = next((name for types, name in kinds if isinstance(value, types)), None)
@@ -369,11 +377,18 @@ def where(loc: Iterable[int | str]) -> str:
     return ".".join(str(part) for part in loc) or "(top level)"
 
 
-def explain(error: ErrorDetails) -> str:
-    """One error's message: what was given, what is expected; never the validator's own words."""
+def explain(error: ErrorDetails, *, python: bool = False) -> str:
+    """One error's message: what was given, what is expected; never the validator's own words.
+
+    ``python``: the value came from a python edit (say "object", not "table").
+    """
     kind = error["type"]
     ctx = error.get("ctx") or {}
     given = error.get("input")
+
+    def got() -> str:
+        return show(given, python=python)
+
     if kind == "extra_forbidden":
         return "unknown key; remove it or check its spelling"
     if kind == "missing":
@@ -381,28 +396,33 @@ def explain(error: ErrorDetails) -> str:
     if kind == "value_error":
         return str(ctx.get("error", error["msg"])).removeprefix("Value error, ")
     if kind == "literal_error":
-        got = quoted(given) if isinstance(given, str) else show(given)
-        return f"expected one of {_one_of(str(ctx.get('expected', '')))}, got {got}"
+        value = quoted(given) if isinstance(given, str) else got()
+        return f"expected one of {_one_of(str(ctx.get('expected', '')))}, got {value}"
     if kind in _EXPECTED:
-        return f"expected {_EXPECTED[kind]}, got {show(given)}"
+        expected = _EXPECTED[kind]
+        if python and expected == "a table":
+            expected = "an object"
+        return f"expected {expected}, got {got()}"
     bounds = {
         "greater_than_equal": ("at least", "ge"), "greater_than": ("more than", "gt"),
         "less_than_equal": ("at most", "le"), "less_than": ("less than", "lt"),
     }  # fmt: skip
     if kind in bounds:
         words, key = bounds[kind]
-        return f"expected {words} {ctx.get(key)}, got {show(given)}"
+        return f"expected {words} {ctx.get(key)}, got {got()}"
     if kind == "too_short":
         return f"expected at least {ctx.get('min_length')} item(s), got none"
     if kind == "too_long":
         return f"expected at most {ctx.get('max_length')} item(s)"
     if kind == "expected":
-        return f"{error['msg']}, got {show(given)}"
+        return f"{error['msg']}, got {got()}"
     if kind in _BUILT_IN:  # a type this table does not know yet: say what was given, plainly
-        return f"not valid here: {show(given)}"
+        return f"not valid here: {got()}"
     return error["msg"]  # one of our own messages (PydanticCustomError), written for people
 
 
-def explain_all(errors: Iterable[ErrorDetails], prefix: tuple[int | str, ...] = ()) -> list[str]:
+def explain_all(
+    errors: Iterable[ErrorDetails], prefix: tuple[int | str, ...] = (), *, python: bool = False
+) -> list[str]:
     """``field.path: message`` per error, in order, each path under ``prefix``."""
-    return [f"{where((*prefix, *error['loc']))}: {explain(error)}" for error in errors]
+    return [f"{where((*prefix, *e['loc']))}: {explain(e, python=python)}" for e in errors]

@@ -107,6 +107,19 @@ def test_edits_are_imported_afresh_on_every_load(tmp_path) -> None:
     assert (first({}, {}), second({}, {})) == (1, 2)
 
 
+def test_a_guest_module_imports_its_neighbours_relatively(tmp_path) -> None:
+    """`from . import helpers` finds helpers.py beside the job file, inside the guest package."""
+    (tmp_path / "helpers.py").write_text("PCT = 33\n")
+    job = job_with(tmp_path, "uses_helpers", """
+        from . import helpers
+        def edit(entity, rule):
+            return {**rule, "passPercentage": helpers.PCT}
+    """)  # fmt: skip
+    function = load_functions(load(str(job)).spec.edits, tmp_path)[0]
+    assert function({}, {"passPercentage": 1}) == {"passPercentage": 33}
+    assert "helpers" not in sys.modules
+
+
 def test_a_system_exit_at_import_is_a_job_file_error(tmp_path, capsys) -> None:
     """A module that calls sys.exit() while being imported makes `validate` exit 2, plainly."""
     job = job_with(
@@ -295,3 +308,15 @@ async def test_a_halving_edit_is_planned_once_with_a_warning(tmp_path, world, ca
     assert "0 failed" in out
     saved = orjson.loads((tmp_path / "state" / "plan.json").read_bytes())
     assert any(n["kind"] == "not_idempotent" for n in saved["notes"])
+
+
+def test_an_edit_that_fails_only_when_applied_again_is_planned_and_flagged() -> None:
+    """Halving 0.5 gives 0.25 (fine), then 0.125 (three decimals): the first result is planned."""
+    from bulkops.jobs.rule_edits import edit_entity
+
+    edit = PythonEdit(op="python", function="m:f")
+    entity = {"id": "g", "rules": [{**RULE, "passPercentage": 0.5}]}
+    halve = {0: lambda e, r: {**r, "passPercentage": r["passPercentage"] / 2}}
+    edited = edit_entity(entity, [edit], functions=halve)
+    assert [slot.rule["passPercentage"] for slot in edited.slots] == [0.25]
+    assert not edited.idempotent and "at most two decimals" in edited.again

@@ -2,10 +2,18 @@
 
 A python edit is ``def name(entity, rule) -> dict | None``: ``entity`` is the gate or dynamic
 config as read (a copy), ``rule`` one selected rule as edited so far (a copy). Return the new rule,
-the same rule for no change, or None to delete it. An exception fails that entity only; the job
-goes on and ends with exit 3. Make it idempotent (set values, never increment them): the planner
-applies the edits twice and fails an entity whose rules would change again, because a re-run of
-the job would otherwise change it again.
+the same rule for no change, or None to delete it. What it returns is checked like a rule in a job
+file (the API's rule fields only, ``passPercentage`` a number from 0 to 100 with two decimals at
+most, conditions as ``add_condition`` takes them); an exception, or a return that fails the
+check, fails that entity only: the job goes on and ends with exit 3.
+
+Prefer edits that set values (running the job again then changes nothing). An edit that changes
+a value relative to what it finds (``halve_rollouts`` below) is applied once per plan; the plan
+warns that running the job again after it finishes would apply it again.
+
+This module is imported as a guest, under a private package: its name may be anything, even
+that of a standard module; to use a helper module beside it, import it relatively
+(``from . import helpers``).
 
 Use one from a job file beside this one:
 
@@ -38,3 +46,11 @@ def production_only(entity: dict[str, Any], rule: dict[str, Any]) -> dict[str, A
 def drop_zero_percent_rules(entity: dict[str, Any], rule: dict[str, Any]) -> dict[str, Any] | None:
     """A rule that passes nobody is dead weight: delete it."""
     return None if rule.get("passPercentage") == 0 else rule
+
+
+def halve_rollouts(entity: dict[str, Any], rule: dict[str, Any]) -> dict[str, Any]:
+    """Halve every partial rollout (to two decimals, as the API keeps it). Not idempotent."""
+    pct = rule.get("passPercentage", 0)
+    if 0 < pct < 100:
+        return {**rule, "passPercentage": round(pct / 2, 2)}
+    return rule

@@ -118,7 +118,7 @@ def test_rate_windows_get_messages_that_show_the_right_form(tmp_path, capsys) ->
     for bad, hint in (
         ('mutation_rate = ["5/.s"]', "COUNT/DURATION"),
         ("mutation_rate = []", "at least one window"),
-        ('mutation_rate = "100/10s"', "list of windows"),
+        ('mutation_rate = "100/10s"', "list of rate windows"),
     ):
         code, _, err = run_cli(capsys, "validate", str(write(tmp_path, base + bad)))
         assert code == 2 and "limits.mutation_rate" in err and hint in err, (bad, err)

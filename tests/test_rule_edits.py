@@ -14,7 +14,6 @@ from bulkops.jobs import load
 from bulkops.jobs.batch_rule_update import load_functions
 from bulkops.jobs.rule_edits import (
     FunctionFailed,
-    NotIdempotent,
     Slot,
     add_condition,
     add_rule,
@@ -133,7 +132,8 @@ def test_run_edits_acts_on_selected_rules_only_and_twice_changes_nothing(tmp_pat
     again = run_edits({"id": "g", "rules": [s.rule for s in slots]}, spec.edits,
                       rule_name=spec.select.rule_name)  # fmt: skip
     assert [s.rule for s in again] == [s.rule for s in slots]
-    assert edit_entity(entity, spec.edits, rule_name=spec.select.rule_name) == slots
+    edited = edit_entity(entity, spec.edits, rule_name=spec.select.rule_name)
+    assert edited.slots == slots and edited.idempotent
 
 
 def test_delete_rule_and_python_edits(tmp_path) -> None:
@@ -200,20 +200,23 @@ def test_a_raising_python_edit_fails_with_its_index_and_traceback(tmp_path) -> N
     )
     assert "Traceback" in failure.value.traceback and "broken_edits.py" in failure.value.traceback
     with pytest.raises(FunctionFailed, match=r"edits.2 \(python broken_edits:not_a_rule\) "
-                       r"returned int, not a rule"):  # fmt: skip
+                       r"returned 42 \(an integer\), not a rule"):  # fmt: skip
         run_edits(entity, spec.edits, functions={1: lambda e, r: r, 2: functions[2]})
 
 
-def test_edits_that_would_change_their_own_result_again_fail_the_entity(tmp_path) -> None:
-    """A doubling python edit, or an add then a replace that makes duplicates, do not converge."""
+def test_edits_that_would_change_their_own_result_again_are_applied_once_and_flagged(
+    tmp_path,
+) -> None:
+    """A doubling python edit, or an add then a replace that makes duplicates, are planned once."""
     (tmp_path / "doubling.py").write_text(
         "def double(entity, rule):\n"
         "    return {**rule, 'passPercentage': min(100, rule['passPercentage'] * 2)}\n"
     )
     spec = edits_of(tmp_path, '[[edits]]\nop = "python"\nfunction = "doubling:double"\n')
     entity = {"id": "gate_1", "rules": [rule()]}
-    with pytest.raises(NotIdempotent, match=r"not idempotent on 'gate_1'.*rule 'Internal'"):
-        edit_entity(entity, spec.edits, functions=load_functions(spec.edits, tmp_path))
+    edited = edit_entity(entity, spec.edits, functions=load_functions(spec.edits, tmp_path))
+    assert not edited.idempotent and 'rule "Internal"' in edited.again
+    assert [slot.rule["passPercentage"] for slot in edited.slots] == [20]  # applied once
     spec = edits_of(
         tmp_path,
         """
@@ -227,8 +230,10 @@ def test_edits_that_would_change_their_own_result_again_fail_the_entity(tmp_path
         to = "b"
     """,
     )
-    with pytest.raises(NotIdempotent):
-        edit_entity(entity, spec.edits, rule_name="Internal")
+    edited = edit_entity(entity, spec.edits, rule_name="Internal")
+    assert not edited.idempotent
+    assert edited.slots[0].rule["conditions"] == [{"type": "passes_segment", "targetValue": "b"}]
+    assert edit_entity(entity, spec.edits[:1], rule_name="Internal").idempotent
 
 
 def test_python_functions_that_cannot_be_loaded_are_job_file_errors(tmp_path) -> None:
@@ -283,14 +288,15 @@ def test_bad_edits_are_reported_by_index_all_at_once(tmp_path) -> None:
         load(write_job(tmp_path, BAD_EDITS))
     text = str(error.value)
     expected = [
-        "edits.0.condition.type: 'emale' is not a condition type; use one of app_version",
-        "edits.1.op: unknown op 'set_pass_percantage'; use one of add_condition",
-        "edits.2.condition.operator: 'contains' is not an operator of email conditions; use one "
-        "of any, none, str_contains_any, str_contains_none",
+        'edits.0.condition.type: expected one of "app_version", "browser_name"',
+        'edits.1.op: expected one of "add_condition", "set_pass_percentage"',
+        'got "set_pass_percantage"',
+        'edits.2.condition.operator: "contains" is not an operator of email conditions; expected '
+        'one of "any", "none", "str_contains_any", "str_contains_none"',
         "edits.3.op: required key is missing",
-        "edits.4.value: must be between 0 and 100",
+        "edits.4.value: expected a number from 0 to 100, got 150 (a number)",
         "edits.5.rule.conditions.0.operator: public conditions take no operator",
-        "edits.6.function: 'no colon' is not a function reference",
+        'edits.6.function: expected a function reference written as "module:function"',
         "edits.7.condition: custom_field conditions need `field`",
         "edits.8: `from` and `to` are equal",
     ]

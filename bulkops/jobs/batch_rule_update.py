@@ -9,27 +9,34 @@ server-assigned field is sent. The precondition pins the entity as read (``versi
 ``lastModifiedTime``), so ``apply`` never overwrites a change made after the plan; the before-image
 (the rules as read) is what ``undo`` restores, guarded by the version our write produced.
 
-An entity whose ``python`` edit raised is left out of the plan and noted as failed (the traceback
-goes to the log); the run then ends with exit 3. Explicit ``ids`` that do not exist are failures
-too. With ``respect_review``, an entity that already has a review pending is left alone: writing
-again would open a second review for the same change.
+An entity whose ``python`` edit raised (anything, ``SystemExit`` included) or returned something
+that is not a rule is left out of the plan and noted as failed (the traceback goes to the log); the
+run then ends with exit 3. An entity whose edits are not idempotent (applied to their own result,
+they change it again) is planned once, with a ``not_idempotent`` note that the plan shows as a
+warning. Python edits are imported as guests: modules from the job file's folder live under a
+private package, so a ``json.py`` or ``bulkops.py`` there never shadows the real one. Explicit
+``ids`` that do not exist are failures too. With ``respect_review``, an entity that already has
+a review pending is left alone: writing again would open a second review for the same change.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import functools
+import hashlib
 import importlib
-import importlib.util
+import importlib.machinery
 import sys
 import traceback
+import types
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import orjson
 import structlog
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
+from pydantic_core import ErrorDetails
 
 from bulkops.api.client import ConsoleClient, api_path
 from bulkops.engine.apply import read_entity
@@ -40,6 +47,7 @@ from bulkops.errors import JobFileError
 from bulkops.jobs.rule_edits import (
     DeleteRule,
     Edit,
+    Edited,
     EditFailed,
     PythonEdit,
     Rule,
@@ -47,15 +55,19 @@ from bulkops.jobs.rule_edits import (
     Slot,
     canonical,
     edit_entity,
-    edits_with_plain_paths,
+    tidy_edit_errors,
 )
-from bulkops.jobs.spec import JobDefinition, JobSpec, ProjectSpec, Strict
+from bulkops.jobs.spec import Items, JobDefinition, JobSpec, NonEmpty, ProjectSpec, Strict
 
 log = structlog.get_logger("bulkops.batch_rule_update")
 
 ROLE = "target"
 FAILED = "failed"
 PENDING_REVIEW = "pending_review"
+NOT_IDEMPOTENT = "not_idempotent"
+NOT_IDEMPOTENT_MESSAGE = "not idempotent: running this job again after it finishes applies it again"
+#: The private package that python edits from a job file's folder are imported under.
+GUEST_PACKAGE = "_bulkops_guest"
 #: Entity kind per ``select.entity``: (Operation.kind, whether rules carry return values).
 ENTITY_KINDS = {"gates": ("gate", False), "dynamic_configs": ("dynamic_config", True)}
 #: What a rule in a PATCH body may hold (GatePartialUpdateDto / DynamicConfigPartialUpdateDto,
@@ -70,10 +82,10 @@ RULE_LINES = ("~ rule '", '~ rule "', "+ rule ", "- rule ")
 # -- the job file ----------------------------------------------------------------------------
 class SelectSpec(Strict):
     entity: Literal["gates", "dynamic_configs"]
-    ids: tuple[str, ...] = ()
-    id_pattern: str | None = Field(default=None, min_length=1)
-    tags: tuple[str, ...] = ()
-    rule_name: str | None = Field(default=None, min_length=1)
+    ids: Items[str] = ()
+    id_pattern: NonEmpty | None = None
+    tags: Items[str] = ()
+    rule_name: NonEmpty | None = None
 
 
 class OptionsSpec(Strict):
@@ -89,10 +101,12 @@ class Spec(JobSpec):
     job: Literal["batch_rule_update"]
     target: ProjectSpec
     select: SelectSpec
-    edits: tuple[Edit, ...] = Field(min_length=1)
+    edits: Items[Edit] = Field(min_length=1)
     options: OptionsSpec = OptionsSpec()
 
-    _plain_paths = field_validator("edits", mode="wrap")(edits_with_plain_paths)
+    @classmethod
+    def tidy_errors(cls, errors: list[ErrorDetails]) -> list[ErrorDetails]:
+        return tidy_edit_errors(errors)
 
     @model_validator(mode="after")
     def _delete_needs_a_rule_name(self) -> Spec:
@@ -114,21 +128,22 @@ async def build_plan(job: JobDefinition, clients: dict[str, ConsoleClient]) -> P
     operations: list[Operation] = []
     notes = [_note(kind, entity_id, FAILED, f"{kind} {entity_id!r} (in select.ids) does not "
                    f"exist in [{ROLE}]") for entity_id in missing]  # fmt: skip
+    left_out = len(missing)
     for entity in entities:
-        planned = _plan_entity(spec, entity, functions)
-        if isinstance(planned, Operation):
-            operations.append(planned)
-        elif planned is not None:
-            notes.append(planned)
+        operation, entity_notes = _plan_entity(spec, entity, functions)
+        if operation is not None:
+            operations.append(operation)
+        notes.extend(entity_notes)
+        left_out += operation is None and any(n["kind"] != NOT_IDEMPOTENT for n in entity_notes)
     rules_changed = sum(
         1 for op in operations for line in op.describe if line.startswith(RULE_LINES)
     )
     selected = len(entities) + len(missing)
-    unchanged = len(entities) - len(operations) - (len(notes) - len(missing))
+    unchanged = selected - len(operations) - left_out
     notes.insert(0, {
         "kind": "selection",
         "entity": f"{selected} {spec.select.entity} selected: {len(operations)} to update, "
-                  f"{unchanged} unchanged, {len(notes)} left out",
+                  f"{unchanged} unchanged, {left_out} left out",
         "selection": spec.select.entity, "selected": selected, "to_update": len(operations),
         "rules_changed": rules_changed, "unchanged": unchanged,
     })  # fmt: skip
@@ -138,25 +153,45 @@ async def build_plan(job: JobDefinition, clients: dict[str, ConsoleClient]) -> P
 
 def _plan_entity(
     spec: Spec, entity: dict[str, Any], functions: dict[int, RuleFunction]
-) -> Operation | dict[str, Any] | None:
-    """The entity's operation, a note saying why it is left out, or None when it is unchanged."""
-    kind = ENTITY_KINDS[spec.select.entity][0]
+) -> tuple[Operation | None, list[dict[str, Any]]]:
+    """The entity's operation (None: unchanged or left out), and the notes about it."""
+    kind, config = ENTITY_KINDS[spec.select.entity]
     if spec.options.respect_review and _review_pending(entity):
-        return _note(kind, entity["id"], PENDING_REVIEW,
-                     "a review is already pending; left alone until it is decided")  # fmt: skip
+        return None, [
+            _note(
+                kind,
+                entity["id"],
+                PENDING_REVIEW,
+                "a review is already pending; left alone until it is decided",
+            )
+        ]
     try:
-        slots = edit_entity(entity, spec.edits, rule_name=spec.select.rule_name,
-                            functions=functions)  # fmt: skip
+        edited: Edited = edit_entity(
+            entity, spec.edits, rule_name=spec.select.rule_name, functions=functions, config=config
+        )
     except EditFailed as exc:
-        log.error("bulkops.plan.edit_failed", entity=entity["id"], kind=kind, edit=exc.index,
-                  error=str(exc), traceback=exc.traceback or None)  # fmt: skip
+        log.error(
+            "bulkops.plan.edit_failed",
+            entity=entity["id"],
+            kind=kind,
+            edit=exc.index,
+            error=str(exc),
+        )
+        if exc.traceback:  # debug: the log file has it; stderr only with --verbose
+            log.debug("bulkops.plan.edit_traceback", entity=entity["id"], traceback=exc.traceback)
         where = "; the traceback is in the log" if exc.traceback else ""
-        return _note(kind, entity["id"], FAILED, f"{exc}{where}")
-    return _operation(spec.select.entity, entity, slots)
+        return None, [_note(kind, entity["id"], FAILED, f"{exc}{where}")]  # fmt: skip
+    notes = []
+    if not edited.idempotent:
+        log.warning("bulkops.plan.not_idempotent", entity=entity["id"], kind=kind,
+                    detail=edited.again)  # fmt: skip
+        notes.append({"kind": NOT_IDEMPOTENT, "entity": entity["id"], "entity_kind": kind,
+                      "message": NOT_IDEMPOTENT_MESSAGE, "fail": False})  # fmt: skip
+    return _operation(spec.select.entity, entity, edited.slots), notes
 
 
 def _note(kind: str, entity_id: str, status: str, message: str) -> dict[str, Any]:
-    """An entity left out of the plan; ``fail`` makes the core count it as failed (exit 3)."""
+    """A note about one entity; ``fail`` makes the core count it as failed (exit 3)."""
     return {"kind": status, "entity": entity_id, "entity_kind": kind, "status": status,
             "message": message, "fail": status == FAILED}  # fmt: skip
 
@@ -276,26 +311,49 @@ def check(job: JobDefinition) -> None:
 
 
 def load_functions(edits: Sequence[Any], folder: Path) -> dict[int, RuleFunction]:
-    """Import every python edit's function, from ``folder`` (the job file's) or the Python path."""
-    functions = {}
-    for index, edit in enumerate(edits):
-        if isinstance(edit, PythonEdit):
-            functions[index] = _load_function(index, edit.function, folder)
-    return functions
+    """Import every python edit's function, from ``folder`` (the job file's) or the Python path.
+
+    Modules from the folder are imported afresh, as guests: under a private package of their
+    own (``_bulkops_guest_<hash>.edits``), so their names never shadow a module of Python or of
+    bulkops (a ``json.py`` beside the job file is that package's ``json``, not ``json``).
+    """
+    references = [(i, e.function) for i, e in enumerate(edits) if isinstance(e, PythonEdit)]
+    if not references:
+        return {}
+    package = _fresh_guest_package(folder)
+    return {index: _load_function(index, ref, folder, package) for index, ref in references}
 
 
-def _load_function(index: int, reference: str, folder: Path) -> RuleFunction:
+def _fresh_guest_package(folder: Path) -> str:
+    """An empty package whose modules are the folder's files; any earlier import is forgotten."""
+    name = f"{GUEST_PACKAGE}_{hashlib.sha256(str(folder).encode()).hexdigest()[:12]}"
+    for key in [k for k in sys.modules if k == name or k.startswith(f"{name}.")]:
+        del sys.modules[key]
+    package = types.ModuleType(name, f"python edits beside the job files in {folder}")
+    package.__path__ = [str(folder)]
+    package.__spec__ = importlib.machinery.ModuleSpec(name, None, is_package=True)
+    package.__spec__.submodule_search_locations = [str(folder)]
+    sys.modules[name] = package
+    importlib.invalidate_caches()
+    return name
+
+
+def _load_function(index: int, reference: str, folder: Path, package: str) -> RuleFunction:
     module_name, _, attribute = reference.partition(":")
     where = f"edits.{index}.function"
     try:
-        module = _import(module_name, folder)
+        module = _import(module_name, folder, package)
     except ModuleNotFoundError as exc:
         raise JobFileError(
             f"{where}: cannot import module {module_name!r} ({exc}); put {module_name}.py beside "
             "the job file or install it on the Python path"
         ) from None
-    except Exception as exc:
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # guest code at import: SystemExit too is the job file's fault
         detail = "".join(traceback.format_exception_only(exc)).strip()
+        if isinstance(exc, SystemExit):
+            detail = f"it called sys.exit({'' if exc.code is None else repr(exc.code)}) at import"
         raise JobFileError(f"{where}: importing {module_name!r} failed: {detail}") from None
     function = getattr(module, attribute, None)
     if not callable(function):
@@ -306,24 +364,12 @@ def _load_function(index: int, reference: str, folder: Path) -> RuleFunction:
     return function
 
 
-def _import(module_name: str, folder: Path) -> Any:
-    """The module from the job file's folder if it is there (fresh), else from the Python path."""
+def _import(module_name: str, folder: Path, package: str) -> Any:
+    """The module from the job file's folder if it is there (as a guest), else the Python path's."""
     relative = Path(*module_name.split("."))
     for candidate in (folder / relative.with_suffix(".py"), folder / relative / "__init__.py"):
         if candidate.is_file():
-            spec = importlib.util.spec_from_file_location(module_name, candidate)
-            assert spec is not None and spec.loader is not None
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[module_name] = module
-            sys.path.insert(0, str(folder))  # so it can import its neighbours
-            try:
-                spec.loader.exec_module(module)
-            except BaseException:
-                sys.modules.pop(module_name, None)
-                raise
-            finally:
-                sys.path.remove(str(folder))
-            return module
+            return importlib.import_module(f"{package}.{module_name}")
     return importlib.import_module(module_name)
 
 
@@ -404,10 +450,18 @@ def _value(value: Any) -> str:
 def render_plan(plan: Plan) -> list[str]:
     selection = next((n for n in plan.notes if n.get("kind") == "selection"), {})
     lines = []
+    repeats = [n for n in plan.notes if n.get("kind") == NOT_IDEMPOTENT]
+    repeating = {(n["entity_kind"], n["entity"]) for n in repeats}
     for op in plan.operations:
         version = op.precondition.get("version") if isinstance(op.precondition, dict) else None
         lines.append(f"{op.kind} {op.entity_id!r} (version {version}):")
         lines.extend(f"  {line}" for line in op.describe)
+        if (op.kind, op.entity_id) in repeating:
+            lines.append(f"  warning: {NOT_IDEMPOTENT_MESSAGE}")
+    planned_ids = {(op.kind, op.entity_id) for op in plan.operations}
+    for note in repeats:
+        if (note["entity_kind"], note["entity"]) not in planned_ids:
+            lines.append(f"warning {note['entity_kind']} {note['entity']!r}: {note['message']}")
     failed = [n for n in plan.notes if n.get("status") == FAILED]
     pending = [n for n in plan.notes if n.get("status") == PENDING_REVIEW]
     for note in pending:
@@ -420,6 +474,12 @@ def render_plan(plan: Plan) -> list[str]:
         f"changes), {selection.get('unchanged', 0)} unchanged, {len(pending)} awaiting review, "
         f"{len(failed)} failed"
     )
+    if repeats:
+        lines.append(
+            f"warning: the edits of {len(repeats)} {selection.get('selection', 'entities')} are "
+            f"{NOT_IDEMPOTENT_MESSAGE} (once more per run); make them set values rather than "
+            "change them relative to what they find, if that is not what you mean"
+        )
     for role, estimate in sorted(plan.estimate.items()):
         lines.append(
             f"estimate [{role}]: {estimate['mutations']} mutations, at least "

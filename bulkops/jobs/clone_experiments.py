@@ -17,7 +17,7 @@ from bulkops.engine.compare import differences, guard_of
 from bulkops.engine.plan import Operation, Plan, estimate_lines
 from bulkops.jobs.clone_bodies import clean_rules, create_body, update_body
 from bulkops.jobs.clone_reader import Closure, Entity, read_closure
-from bulkops.jobs.spec import JobDefinition, JobSpec, ProjectSpec, Strict
+from bulkops.jobs.spec import Items, JobDefinition, JobSpec, ProjectSpec, Strict
 
 EXPERIMENT_STATUSES = (
     "active",
@@ -31,9 +31,9 @@ EXPERIMENT_STATUSES = (
 
 
 class SelectSpec(Strict):
-    ids: tuple[str, ...] = ()
-    status: tuple[Literal[EXPERIMENT_STATUSES], ...] = ()  # type: ignore[valid-type]
-    tags: tuple[str, ...] = ()
+    ids: Items[str] = ()
+    status: Items[Literal[EXPERIMENT_STATUSES]] = ()  # type: ignore[valid-type]
+    tags: Items[str] = ()
 
 
 class OptionsSpec(Strict):

@@ -15,32 +15,40 @@ re-run or a resumed run send nothing twice.
 
 ``add_rule`` works on an entity's rule list; every other edit on each selected rule in turn, in
 the job file's order. Idempotent edits can still combine into a list that is not (add a
-condition, then replace its value), and a python edit may not be idempotent at all, so
-``edit_entity`` applies the list twice and fails the entity when the second pass changes
-anything. ``Slot`` remembers where each resulting rule came from, for the plan's diff.
+condition, then replace its value), and a python edit may not be idempotent at all ("halve every
+rollout"), so ``edit_entity`` applies the list a second time to its own result: if that changes
+anything, the result of the *first* pass is still what gets planned, flagged ``idempotent=False``
+so the plan can warn that running the job again would apply it again. ``Slot`` remembers where
+each resulting rule came from, for the plan's diff.
+
+A python edit is a guest: whatever it raises (``SystemExit`` and ``KeyboardInterrupt`` too) fails
+that entity only, and what it returns is checked like a job file's rule before it is planned.
 """
 
 from __future__ import annotations
 
 import copy
 import fnmatch
+import math
 import re
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     Field,
+    PlainValidator,
     ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
-from pydantic_core import InitErrorDetails, PydanticCustomError
+from pydantic_core import ErrorDetails, PydanticCustomError
 
 from bulkops.engine.compare import normalize
-from bulkops.jobs.spec import Strict
+from bulkops.jobs.spec import Items, NonEmpty, Strict, expect, explain_all, quoted, show
 
 Rule = dict[str, Any]
 Entity = dict[str, Any]
@@ -81,8 +89,32 @@ OPERATORS: dict[str, tuple[str, ...]] = {
 }
 _NO_TARGET_OPERATORS = ("is_null", "is_not_null")
 
-TargetValue = str | int | float | list[str] | list[int | float]
-Scalar = str | int | float
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _scalar(value: Any) -> str | int | float:
+    if isinstance(value, str) or _number(value):
+        return value
+    raise PydanticCustomError("expected", "expected a string or a number")
+
+
+def _target_value(value: Any) -> str | int | float | list[Any]:
+    if isinstance(value, str) or _number(value):
+        return value
+    if isinstance(value, list | tuple) and (
+        all(isinstance(item, str) for item in value) or all(_number(item) for item in value)
+    ):
+        return list(value)
+    raise PydanticCustomError(
+        "expected", "expected a string, a number, or a list of strings or of numbers"
+    )
+
+
+#: One value or a list of them; no booleans (true is not 1), no mixed lists.
+TargetValue = Annotated[str | int | float | list[Any], PlainValidator(_target_value)]
+Scalar = Annotated[str | int | float, PlainValidator(_scalar)]
 _FUNCTION = re.compile(r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*$", re.ASCII)
 
 
@@ -92,8 +124,8 @@ class Condition(Strict):
     type: ConditionType
     operator: str | None = None
     targetValue: TargetValue | None = None
-    field: str | None = Field(default=None, min_length=1)
-    customID: str | None = Field(default=None, min_length=1)
+    field: NonEmpty | None = None
+    customID: NonEmpty | None = None
 
     @field_validator("operator")
     @classmethod
@@ -106,8 +138,8 @@ class Condition(Strict):
             raise ValueError(f"{kind} conditions take no operator; remove it")
         if value not in allowed:
             raise ValueError(
-                f"{value!r} is not an operator of {kind} conditions; use one of "
-                + ", ".join(allowed)
+                f"{quoted(value)} is not an operator of {kind} conditions; expected one of "
+                + ", ".join(quoted(op) for op in allowed)
             )
         return value
 
@@ -155,27 +187,28 @@ class ConditionMatch(Strict):
         return self.model_dump(exclude_none=True)
 
 
-def _percentage(value: float) -> float | int:
+def _percentage(value: float) -> float:
     if not 0 <= value <= 100:
-        raise ValueError("must be between 0 and 100")
+        raise ValueError(f"expected a number from 0 to 100, got {show(value)}")
     if abs(round(value * 100) - value * 100) > 1e-6:
-        raise ValueError("must be a multiple of 0.01 (two decimals at most)")
+        raise ValueError(
+            f"expected a number from 0 to 100 with at most two decimals, got {show(value)}"
+        )
     return int(value) if float(value).is_integer() else value
+
+
+#: 0 to 100 with two decimals at most (the server keeps two: rule ids end in ``:12.50:1``).
+Percentage = Annotated[float, expect("a number from 0 to 100"), AfterValidator(_percentage)]
 
 
 class NewRule(Strict):
     """A rule written in the job file (``add_rule``)."""
 
-    name: str = Field(min_length=1)
-    passPercentage: float
-    conditions: tuple[Condition, ...]
-    environments: tuple[str, ...] | None = None
+    name: NonEmpty
+    passPercentage: Percentage
+    conditions: Items[Condition]
+    environments: Items[str] | None = None
     returnValue: dict[str, Any] | None = None
-
-    @field_validator("passPercentage")
-    @classmethod
-    def _pct(cls, value: float) -> float:
-        return _percentage(value)
 
     def as_json(self) -> Rule:
         rule: Rule = {
@@ -201,12 +234,7 @@ class AddCondition(Strict):
 
 class SetPassPercentage(Strict):
     op: Literal["set_pass_percentage"]
-    value: float
-
-    @field_validator("value")
-    @classmethod
-    def _pct(cls, value: float) -> float:
-        return _percentage(value)
+    value: Percentage
 
     def apply(self, rule: Rule, entity: Entity, function: RuleFunction | None) -> Rule | None:
         return set_pass_percentage(rule, self.value)
@@ -258,16 +286,19 @@ class PythonEdit(Strict):
     def _reference(cls, value: str) -> str:
         if not _FUNCTION.match(value):
             raise ValueError(
-                f'{value!r} is not a function reference; write it as "module:function", e.g. '
+                f'expected a function reference written as "module:function", e.g. '
                 '"edits:add_employees" for def add_employees(entity, rule) in edits.py beside '
-                "the job file"
+                f"the job file, got {quoted(value)}"
             )
         return value
 
-    def apply(self, rule: Rule, entity: Entity, function: RuleFunction | None) -> Rule | None:
+    def apply(
+        self, rule: Rule, entity: Entity, function: RuleFunction | None, *, config: bool = False
+    ) -> Rule | None:
+        """Call the guest function on copies; its answer, checked (NotARule if it is not one)."""
         assert function is not None, "load_functions() resolves every python edit first"
         result = function(copy.deepcopy(entity), copy.deepcopy(rule))
-        return _checked_rule(result)
+        return checked_rule(result, rule, config=config)
 
 
 Edit = Annotated[
@@ -286,47 +317,33 @@ OP_NAMES = (
 )  # fmt: skip
 
 
-def edits_with_plain_paths(value: Any, handler: Callable[[Any], Any]) -> Any:
-    """Validate ``edits`` so that errors read ``edits.1.op`` and ``edits.0.condition.type``.
+def tidy_edit_errors(errors: list[ErrorDetails]) -> list[ErrorDetails]:
+    """Errors of ``edits`` with plain paths: ``edits.1.op``, ``edits.0.condition.type``.
 
     pydantic puts the union's tag into the path (``edits.0.add_condition.condition``) and reports an
     unknown ``op`` on the list item itself; this rewrites both, keeping every error.
     """
-    try:
-        return handler(value)
-    except ValidationError as exc:
-        errors = exc.errors()
-        if any(error["loc"] for error in errors):
-            # A bad edit is dropped before the length check runs, which then also complains that
-            # the list is empty: noise naming a field that is fine.
-            errors = [e for e in errors if e["loc"] or e["type"] != "too_short"]
-        raise ValidationError.from_exception_data(
-            exc.title, [_plain_error(error) for error in errors]
-        ) from None
+    edit_errors = [e for e in errors if e["loc"][:1] == ("edits",)]
+    if any(len(e["loc"]) > 1 for e in edit_errors):
+        # A bad edit is dropped before the length check runs, which then also complains that
+        # the list is empty: noise naming a field that is fine.
+        errors = [e for e in errors if not (e["loc"] == ("edits",) and e["type"] == "too_short")]
+    return [_plain_error(error) for error in errors]
 
 
-def _plain_error(error: Any) -> InitErrorDetails:
+def _plain_error(error: ErrorDetails) -> ErrorDetails:
     loc = tuple(error["loc"])
-    message = error["msg"].removeprefix("Value error, ")
-    kind = error["type"]
-    if len(loc) >= 2 and loc[1] in OP_NAMES:
-        loc = loc[:1] + loc[2:]
-    if kind == "union_tag_invalid":
-        loc, message = (
-            (*loc, "op"),
-            (f"unknown op {error['ctx']['tag']!r}; use one of {', '.join(OP_NAMES)}"),
-        )
-    elif kind == "union_tag_not_found":
-        loc, kind = (*loc, "op"), "missing"
-    elif kind == "literal_error" and loc[-1:] == ("type",):
-        message = f"{error.get('input')!r} is not a condition type; use one of " + ", ".join(
-            get_args(ConditionType)
-        )
-    return InitErrorDetails(
-        type=PydanticCustomError(kind, message),  # no context: braces in it stay as they are
-        loc=loc,
-        input=error.get("input"),
-    )
+    if loc[:1] != ("edits",):
+        return error
+    if len(loc) >= 3 and loc[2] in OP_NAMES:
+        loc = loc[:2] + loc[3:]
+    ctx = error.get("ctx") or {}
+    if error["type"] == "union_tag_invalid":
+        return {**error, "type": "literal_error", "loc": (*loc, "op"), "input": ctx.get("tag"),
+                "ctx": {"expected": str(ctx.get("expected_tags", ""))}}  # fmt: skip
+    if error["type"] == "union_tag_not_found":
+        return {**error, "type": "missing", "loc": (*loc, "op")}
+    return {**error, "loc": loc}
 
 
 # -- the pure functions ----------------------------------------------------------------------
@@ -397,23 +414,103 @@ def add_rule(rules: Sequence[Rule], rule: Rule, position: str) -> list[Rule]:
 
 
 class NotARule(TypeError):
-    """What a python edit returned is neither a rule nor None."""
+    """What a python edit returned is neither a rule the API accepts nor None."""
 
 
-def _checked_rule(result: Any) -> Rule | None:
-    """What a python edit returned, if it is a rule (or None); NotARule otherwise."""
+class _RolloutStep(Strict):
+    time: float
+    passPercent: float
+
+
+def _plain_json(value: Any) -> Any:
+    """JSON data only (a Python set or object cannot be planned, sent or compared)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if not all(isinstance(key, str) for key in item):
+                raise ValueError("expected an object whose keys are strings")
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, float) and not math.isfinite(item):
+            raise ValueError(f"expected JSON data, found the number {item}")
+        elif not (item is None or isinstance(item, str | int | float | bool)):
+            raise ValueError(f"expected JSON data, found a Python {type(item).__name__}")
+    return value
+
+
+JsonObject = Annotated[dict[str, Any], AfterValidator(_plain_json)]
+
+
+class _Variant(Strict):
+    id: str | None = None
+    name: NonEmpty
+    passPercentage: Percentage
+    returnValue: JsonObject | None = None
+    returnValueJson5: str | None = None
+
+
+class ReturnedRule(Strict):
+    """A gate rule as a python edit may return it: the fields of the API's rule (RuleDto)."""
+
+    id: str | None = None
+    baseID: str | None = None
+    name: NonEmpty
+    passPercentage: Percentage
+    conditions: list[Any]  # each checked as add_condition checks its condition, see checked_rule
+    environments: list[str] | None = None
+    returnValue: JsonObject | None = None
+    completedAutomatedRollouts: list[_RolloutStep] | None = None
+    pendingAutomatedRollouts: list[_RolloutStep] | None = None
+
+
+class ReturnedConfigRule(ReturnedRule):
+    """A dynamic-config rule adds its return value's JSON5 text and variants."""
+
+    returnValueJson5: str | None = None
+    variants: list[_Variant] | None = None
+
+
+def checked_rule(result: Any, given: Rule, *, config: bool = False) -> Rule | None:
+    """What a python edit returned, as a rule the API accepts (or None); NotARule otherwise.
+
+    Checked like a job file's rule: the fields of the API's rule only, numbers that are numbers,
+    and every condition the function made passing the checks of ``add_condition``. What the
+    function passed through unchanged from the rule it was given (conditions, or fields the
+    server added) is the server's own and is not second-guessed.
+    """
     if result is None:
         return None
-    if not isinstance(result, Mapping):
-        raise NotARule(f"{type(result).__name__}, not a rule (a dict) or None")
-    rule = copy.deepcopy(dict(result))
-    if not isinstance(rule.get("name"), str) or not rule["name"]:
-        raise NotARule("a rule without a `name`")
-    if not isinstance(rule.get("conditions", []), list):
-        raise NotARule("a rule whose `conditions` is not a list")
-    pct = rule.get("passPercentage")
-    if pct is not None and (not isinstance(pct, int | float) or not 0 <= pct <= 100):
-        raise NotARule(f"passPercentage {pct!r}; it must be a number from 0 to 100")
+    if not isinstance(result, dict):
+        raise NotARule(f"{show(result, python=True)}, not a rule (an object) or None")
+    model = ReturnedConfigRule if config else ReturnedRule
+    known = model.model_fields
+    problems = [
+        f"{key}: not a field of a rule; a rule has {', '.join(known)}"
+        for key in result
+        if key not in known and (key not in given or not _same(result[key], given[key]))
+    ]
+    fields = {key: value for key, value in result.items() if key in known}
+    try:
+        checked = model.model_validate(fields)
+    except ValidationError as exc:
+        problems[:0] = explain_all(exc.errors(), python=True)
+        checked = None
+    carried = [canonical(c) for c in given.get("conditions") or []]
+    conditions = result.get("conditions")
+    for index, condition in enumerate(conditions if isinstance(conditions, list) else []):
+        if canonical(condition) in carried:
+            continue
+        try:
+            Condition.model_validate(condition)
+        except ValidationError as exc:
+            problems.extend(explain_all(exc.errors(), ("conditions", index), python=True))
+    if problems:
+        raise NotARule(f"a rule that cannot be written: {'; '.join(problems)}")
+    assert checked is not None
+    rule = copy.deepcopy(result)
+    rule["passPercentage"] = checked.passPercentage
     return rule
 
 
@@ -426,6 +523,17 @@ class Slot:
     rule: Rule
 
 
+@dataclass(frozen=True)
+class Edited:
+    """The edited rules of one entity, and whether editing them again would change them."""
+
+    slots: list[Slot]
+    #: False: the edits applied to their own result change it again (or fail), so running the job
+    #: again after it finishes would apply them again. ``again`` says what happened.
+    idempotent: bool = True
+    again: str = ""
+
+
 class EditFailed(Exception):
     """The edits cannot be applied to one entity; that entity fails, the job goes on."""
 
@@ -434,28 +542,24 @@ class EditFailed(Exception):
 
 
 class FunctionFailed(EditFailed):
-    """A ``python`` edit raised, or returned something that is not a rule."""
+    """A ``python`` edit raised (anything, SystemExit included), or returned something not a rule."""
 
     def __init__(self, index: int, function: str, error: BaseException) -> None:
         self.index = index
         self.function = function
         self.error = error
-        self.traceback = "".join(traceback.format_exception(error))
-        what = (f"returned {error}" if isinstance(error, NotARule)
-                else f"raised {type(error).__name__}: {error}")  # fmt: skip
-        super().__init__(f"edits.{index} (python {function}) {what}")
+        returned = isinstance(error, NotARule)  # our own check: its traceback shows only us
+        self.traceback = "" if returned else "".join(traceback.format_exception(error))
+        detail = f"returned {error}" if returned else _raised(error)
+        super().__init__(f"edits.{index} (python {function}) {detail}")
 
 
-class NotIdempotent(EditFailed):
-    """Applying the edits to their own result would change the entity again."""
-
-    def __init__(self, entity_id: str, rule: str) -> None:
-        super().__init__(
-            f"the edits are not idempotent on {entity_id!r}: applied to their own result they "
-            f"change rule {rule!r} again, so every re-run would write it anew. Make each edit "
-            "leave an already-edited rule unchanged (a python edit should set values, not "
-            "increment them)"
-        )
+def _raised(error: BaseException) -> str:
+    text = str(error)
+    if isinstance(error, SystemExit):
+        text = f"sys.exit({error.code!r})" if error.code is not None else "sys.exit()"
+        return f"raised SystemExit ({text}); a python edit must return, not exit"
+    return f"raised {type(error).__name__}: {text}" if text else f"raised {type(error).__name__}"
 
 
 def rule_selected(rule: Rule, rule_name: str | None) -> bool:
@@ -471,24 +575,30 @@ def edit_entity(
     *,
     rule_name: str | None = None,
     functions: Mapping[int, RuleFunction] | None = None,
-) -> list[Slot]:
-    """``run_edits``, checked to converge: the edits applied again to the result change nothing.
+    config: bool = False,
+) -> Edited:
+    """``run_edits``, and whether applying the edits again to the result would change it again.
 
-    That check is what lets a re-run of a finished job, or a re-plan after a partial apply, find
-    nothing more to send. A failure names the first rule that would change again.
+    Idempotent edits let a re-run of a finished job, or a re-plan after a partial apply, find
+    nothing more to send. Edits that are not ("halve every rollout") are still planned, once:
+    the caller warns that running the job again would apply them again.
     """
-    slots = run_edits(entity, edits, rule_name=rule_name, functions=functions)
+    slots = run_edits(entity, edits, rule_name=rule_name, functions=functions, config=config)
     result = [slot.rule for slot in slots]
-    again = run_edits({**entity, "rules": result}, edits, rule_name=rule_name, functions=functions)
+    try:
+        again = run_edits({**entity, "rules": result}, edits, rule_name=rule_name,
+                          functions=functions, config=config)  # fmt: skip
+    except FunctionFailed as exc:
+        return Edited(slots, idempotent=False, again=f"applied again, {exc}")
     second = [slot.rule for slot in again]
     if normalize(second) != normalize(result):
-        names = [r.get("name") for r in second]
         changed = next(
             (r.get("name", "?") for r in result if normalize(r) not in normalize(second)),
-            names[0] if names else "?",
+            second[0].get("name", "?") if second else "?",
         )
-        raise NotIdempotent(str(entity.get("id")), str(changed))
-    return slots
+        return Edited(slots, idempotent=False, again=f"applied again, they change rule "
+                      f"{quoted(str(changed))} again")  # fmt: skip
+    return Edited(slots)
 
 
 def run_edits(
@@ -497,11 +607,13 @@ def run_edits(
     *,
     rule_name: str | None = None,
     functions: Mapping[int, RuleFunction] | None = None,
+    config: bool = False,
 ) -> list[Slot]:
     """Apply ``edits`` in order to ``entity``'s rules; FunctionFailed if a python edit fails.
 
     Rule edits act on the rules ``rule_name`` selects, except the rules this job's ``add_rule``
     edits define (by name): those are exactly as the job file writes them, on every run.
+    ``config``: the rules are a dynamic config's (a python edit may return their return values).
     """
     functions = functions or {}
     added = {edit.rule.name for edit in edits if isinstance(edit, AddRule)}
@@ -515,16 +627,29 @@ def run_edits(
             if slot.rule.get("name") in added or not rule_selected(slot.rule, rule_name):
                 edited.append(slot)
                 continue
-            try:
-                rule = edit.apply(slot.rule, entity, functions.get(index))
-            except Exception as exc:  # a user's function may raise anything
-                if isinstance(edit, PythonEdit):
-                    raise FunctionFailed(index, edit.function, exc) from exc
-                raise
+            if isinstance(edit, PythonEdit):
+                rule = _call_guest(index, edit, slot.rule, entity, functions.get(index), config)
+            else:
+                rule = edit.apply(slot.rule, entity, None)
             if rule is not None:
                 edited.append(Slot(slot.origin, rule))
         slots = edited
     return slots
+
+
+def _call_guest(
+    index: int,
+    edit: PythonEdit,
+    rule: Rule,
+    entity: Entity,
+    function: RuleFunction | None,
+    config: bool,
+) -> Rule | None:
+    """A python edit's answer; whatever it raises fails this entity, never the engine."""
+    try:
+        return edit.apply(rule, entity, function, config=config)
+    except BaseException as exc:  # guest code: SystemExit and KeyboardInterrupt too
+        raise FunctionFailed(index, edit.function, exc) from None
 
 
 def _add_rule_slot(slots: list[Slot], edit: AddRule) -> list[Slot]:

@@ -6,22 +6,31 @@ model in its module and registers it in ``bulkops.jobs``.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
+import math
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar, TypeVar, get_args
+from urllib.parse import urlsplit
 
+import orjson
 from pydantic import (
+    AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
-    ValidationInfo,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
     field_validator,
 )
+from pydantic_core import ErrorDetails, PydanticCustomError
+from pydantic_core.core_schema import ErrorType
 
 from bulkops.errors import JobFileError
 
@@ -30,6 +39,11 @@ DEFAULT_MUTATION_RATE = ("100/10s", "900/15min")
 
 _WINDOW = re.compile(r"^\s*(\d+)\s*/\s*(\d+(?:\.\d+)?|\.\d+)?\s*(s|sec|min|m|h)\s*$")
 _UNIT_SECONDS = {"s": 1.0, "sec": 1.0, "min": 60.0, "m": 60.0, "h": 3600.0}
+_WINDOW_FORM = 'COUNT/DURATION with a unit of s, min or h, e.g. "100/10s" or "900/15min"'
+MIN_WINDOW_SECONDS = 1.0
+MAX_WINDOW_SECONDS = 24 * 3600.0
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$", re.ASCII)
+_JOB_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -41,61 +55,142 @@ class RateWindow:
 
     @classmethod
     def parse(cls, text: str) -> RateWindow:
+        """``"100/10s"`` -> 100 per 10 s; ValueError saying which part is wrong otherwise."""
         match = _WINDOW.match(text)
-        if not match or int(match.group(1)) < 1:
-            raise ValueError(
-                f"{text!r} is not a rate window; write it as COUNT/DURATION with a unit of "
-                's, min or h, e.g. "100/10s" or "900/15min"'
-            )
+        if not match:
+            raise ValueError(f"expected a rate window written as {_WINDOW_FORM}, got {show(text)}")
         count, amount, unit = match.groups()
         seconds = (float(amount) if amount else 1.0) * _UNIT_SECONDS[unit]
-        if seconds <= 0:
-            raise ValueError(f"{text!r} has a zero duration")
+        if int(count) < 1:
+            raise ValueError(
+                f"the count of {quoted(text)} is {int(count)}; a window (COUNT/DURATION) needs a "
+                "count of at least 1"
+            )
+        if not MIN_WINDOW_SECONDS <= seconds <= MAX_WINDOW_SECONDS:
+            raise ValueError(
+                f"the duration of {quoted(text)} is {_duration(seconds)}; a window "
+                "(COUNT/DURATION) needs a duration from 1s to 24h"
+            )
         return cls(int(count), seconds)
 
     def __str__(self) -> str:
-        for unit, size in (("h", 3600.0), ("min", 60.0)):
-            if self.seconds >= size and self.seconds % size == 0:
-                return f"{self.limit}/{self.seconds / size:g}{unit}"
-        return f"{self.limit}/{self.seconds:g}s"
+        return f"{self.limit}/{_duration(self.seconds)}"
+
+
+def _duration(seconds: float) -> str:
+    for unit, size in (("h", 3600.0), ("min", 60.0)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"
+
+
+# -- strict types ----------------------------------------------------------------------------
+T = TypeVar("T")
+
+
+def _list_as_tuple(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
+#: A TOML array, item by item. Strict tuples refuse lists, which is all TOML has.
+Items = Annotated[tuple[T, ...], BeforeValidator(_list_as_tuple)]
+
+
+def expect(what: str) -> WrapValidator:
+    """Say "expected <what>" when the type or a constraint refuses the value.
+
+    The validator's own words ("Input should be a valid integer", a regex) are not for people;
+    a message of our own (a ValueError raised by a check) is kept as it is.
+    """
+
+    def validate(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        try:
+            return handler(value)
+        except ValidationError as exc:
+            if any(e["loc"] or e["type"] not in _BUILT_IN for e in exc.errors()):
+                raise
+            if any(e["type"] == "value_error" for e in exc.errors()):
+                raise
+            raise PydanticCustomError("expected", "expected {what}", {"what": what}) from None
+
+    return WrapValidator(validate)
 
 
 class Strict(BaseModel):
-    """Unknown keys are errors: a typo in a job file must not be silently ignored."""
+    """No coercion and no unknown keys: `"8"` is not 8, and a typo is not silently ignored."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+EnvName = Annotated[
+    str,
+    Field(pattern=_ENV_NAME.pattern),
+    expect("an environment variable name (letters, digits and _, not starting with a digit)"),
+]
+NonEmpty = Annotated[str, Field(min_length=1), expect("a non-empty string")]
+
+
+def _base_url(value: str) -> str:
+    problem = _url_problem(value)
+    if problem:
+        raise ValueError(f"expected an http:// or https:// URL, got {show(value)}: {problem}")
+    return value.rstrip("/")
+
+
+def _url_problem(value: str) -> str:
+    """Why ``value`` is not a usable base URL, or "" if it is one."""
+    if not value.startswith(("http://", "https://")):
+        return "it must start with http:// or https://"
+    if any(c.isspace() for c in value):
+        return "it contains a space"
+    try:
+        parts = urlsplit(value)
+    except ValueError:  # e.g. an unclosed [ of an IPv6 address
+        return "its host is not a host name or an IP address"
+    if not parts.hostname:
+        return "it has no host after the //"
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if port is not None and not 1 <= port <= 65535:
+        return f"its port {parts.netloc.rpartition(':')[2]} is not a number from 1 to 65535"
+    return ""
+
+
+BaseUrl = Annotated[str, expect("an http:// or https:// URL"), AfterValidator(_base_url)]
 
 
 class ProjectSpec(Strict):
-    api_key_env: str = Field(min_length=1, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
-    base_url: str = DEFAULT_BASE_URL
+    api_key_env: EnvName
+    base_url: BaseUrl = DEFAULT_BASE_URL
 
-    @field_validator("base_url")
-    @classmethod
-    def _http_url(cls, value: str) -> str:
-        if not re.match(r"^https?://[^/\s]+", value):
-            raise ValueError("must start with http:// or https:// followed by a host")
-        return value.rstrip("/")
+
+def _window(text: str) -> str:
+    RateWindow.parse(text)
+    return text
+
+
+Window = Annotated[str, expect('a rate window such as "100/10s"'), AfterValidator(_window)]
+
+
+def _a_list_of_windows(value: Any) -> Any:
+    if isinstance(value, str):
+        raise ValueError(f'expected a list of rate windows, e.g. ["{value}"], got {show(value)}')
+    return value
 
 
 class LimitsSpec(Strict):
-    concurrency: int = Field(default=8, ge=1, le=256)
-    mutation_rate: tuple[str, ...] = DEFAULT_MUTATION_RATE
-    read_rate: tuple[str, ...] = ()
+    concurrency: Annotated[int, Field(ge=1, le=256), expect("an integer from 1 to 256")] = 8
+    mutation_rate: Annotated[Items[Window], BeforeValidator(_a_list_of_windows)] = (
+        DEFAULT_MUTATION_RATE
+    )
+    read_rate: Annotated[Items[Window], BeforeValidator(_a_list_of_windows)] = ()
 
-    @field_validator("mutation_rate", "read_rate", mode="before")
+    @field_validator("mutation_rate")
     @classmethod
-    def _a_list(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            raise ValueError(f'must be a list of windows, e.g. ["{value}"]')
-        return value
-
-    @field_validator("mutation_rate", "read_rate")
-    @classmethod
-    def _windows(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
-        for text in value:
-            RateWindow.parse(text)
-        if info.field_name == "mutation_rate" and not value:
+    def _some_window(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
             raise ValueError('needs at least one window, e.g. ["100/10s", "900/15min"]')
         return value
 
@@ -114,8 +209,17 @@ class JobSpec(Strict):
     roles: ClassVar[tuple[str, ...]]
 
     job: str
-    name: str | None = Field(default=None, min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
+    name: Annotated[
+        str | None,
+        Field(min_length=1, pattern=_JOB_NAME.pattern),
+        expect("a name of letters, digits, '.', '_' and '-'"),
+    ] = None
     limits: LimitsSpec = LimitsSpec()
+
+    @classmethod
+    def tidy_errors(cls, errors: list[ErrorDetails]) -> list[ErrorDetails]:
+        """A kind's chance to reword its own validation errors before they are explained."""
+        return errors
 
     def projects(self) -> dict[str, ProjectSpec]:
         return {role: getattr(self, role) for role in self.roles}
@@ -171,7 +275,9 @@ def load_job(path: str | Path, kinds: Mapping[str, type[JobSpec]]) -> JobDefinit
     try:
         spec = model.model_validate(data)
     except ValidationError as exc:
-        raise JobFileError(_describe_validation(path, exc)) from None
+        lines = explain_all(model.tidy_errors(exc.errors()))
+        heading = f"{path}: the job file has {len(lines)} invalid field(s):"
+        raise JobFileError("\n".join([heading, *(f"  - {line}" for line in lines)])) from None
     return JobDefinition(path=path.resolve(), spec=spec, digest=hashlib.sha256(raw).hexdigest())
 
 
@@ -188,7 +294,7 @@ def _read(path: Path) -> bytes:
 
 def _parse_toml(path: Path, raw: bytes) -> dict[str, Any]:
     try:
-        text = raw.decode("utf-8")
+        text = raw.decode("utf-8-sig")  # a byte-order mark is harmless: skip it
     except UnicodeDecodeError as exc:
         raise JobFileError(
             f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8."
@@ -203,14 +309,120 @@ def _parse_toml(path: Path, raw: bytes) -> dict[str, Any]:
         raise JobFileError(f"{path}:{at}: TOML syntax error: {reason}.") from None
 
 
-def _describe_validation(path: Path, exc: ValidationError) -> str:
-    lines = [f"{path}: the job file has {exc.error_count()} invalid field(s):"]
-    for error in exc.errors():
-        where = ".".join(str(part) for part in error["loc"]) or "(top level)"
-        message = error["msg"].removeprefix("Value error, ")
-        if error["type"] == "extra_forbidden":
-            message = "unknown key; remove it or check its spelling"
-        elif error["type"] == "missing":
-            message = "required key is missing"
-        lines.append(f"  - {where}: {message}")
-    return "\n".join(lines)
+# -- validation errors, explained for people -------------------------------------------------
+_BUILT_IN = frozenset(get_args(ErrorType))
+#: What each of the validator's error types expected, in job-file words.
+_EXPECTED = {
+    "string_type": "a string",
+    "int_type": "an integer",
+    "int_parsing": "an integer",
+    "int_from_float": "an integer",
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "finite_number": "a finite number",
+    "bool_type": "true or false",
+    "bool_parsing": "true or false",
+    "list_type": "a list",
+    "tuple_type": "a list",
+    "dict_type": "a table",
+    "model_type": "a table",
+    "model_attributes_type": "a table",
+    "string_too_short": "a non-empty string",
+}
+
+
+def show(value: Any, *, python: bool = False) -> str:
+    """A value as a person reads it in a job file: JSON-like, with what kind of value it is.
+
+    ``python``: the value came from a python edit, where a table is called an object.
+    """
+    kinds: list[tuple[type | tuple[type, ...], str]] = [
+        (bool, "a boolean"), (str, "a string"), (int, "an integer"), (float, "a number"),
+        ((list, tuple), "a list"), (Mapping, "an object" if python else "a table"),
+        (datetime.datetime, "a date-time"),
+        (datetime.date, "a date"), (datetime.time, "a time"),
+    ]  # fmt: skip
+    kind = next((name for types, name in kinds if isinstance(value, types)), None)
+    if value is None:
+        return "nothing (null)"
+    if isinstance(value, datetime.date | datetime.time):
+        text = value.isoformat()
+    elif isinstance(value, float) and not math.isfinite(value):
+        text = str(value)
+    elif isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        text = str(int(value))  # TOML's 150 was validated as 150.0: show it as written
+    else:
+        try:
+            text = orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+        except TypeError:
+            text, kind = f"a Python {type(value).__name__}", None
+    if len(text) > 80:
+        text = text[:77] + "..."
+    return f"{text} ({kind})" if kind else text
+
+
+def quoted(text: str) -> str:
+    """A string as a job file writes it: ``"100/10s"``."""
+    return orjson.dumps(text).decode()
+
+
+def _one_of(expected: str) -> str:
+    """``"'a', 'b' or 'c'"`` (the validator's list of literals) -> ``'"a", "b", "c"'``."""
+    values = re.findall(r"'((?:[^'\\]|\\.)*)'", expected)
+    return ", ".join(f'"{value}"' for value in values) if values else expected
+
+
+def where(loc: Iterable[int | str]) -> str:
+    """``("limits", "mutation_rate", 0)`` -> ``limits.mutation_rate.0``."""
+    return ".".join(str(part) for part in loc) or "(top level)"
+
+
+def explain(error: ErrorDetails, *, python: bool = False) -> str:
+    """One error's message: what was given, what is expected; never the validator's own words.
+
+    ``python``: the value came from a python edit (say "object", not "table").
+    """
+    kind = error["type"]
+    ctx = error.get("ctx") or {}
+    given = error.get("input")
+
+    def got() -> str:
+        return show(given, python=python)
+
+    if kind == "extra_forbidden":
+        return "unknown key; remove it or check its spelling"
+    if kind == "missing":
+        return "required key is missing"
+    if kind == "value_error":
+        return str(ctx.get("error", error["msg"])).removeprefix("Value error, ")
+    if kind == "literal_error":
+        value = quoted(given) if isinstance(given, str) else got()
+        return f"expected one of {_one_of(str(ctx.get('expected', '')))}, got {value}"
+    if kind in _EXPECTED:
+        expected = _EXPECTED[kind]
+        if python and expected == "a table":
+            expected = "an object"
+        return f"expected {expected}, got {got()}"
+    bounds = {
+        "greater_than_equal": ("at least", "ge"), "greater_than": ("more than", "gt"),
+        "less_than_equal": ("at most", "le"), "less_than": ("less than", "lt"),
+    }  # fmt: skip
+    if kind in bounds:
+        words, key = bounds[kind]
+        return f"expected {words} {ctx.get(key)}, got {got()}"
+    if kind == "too_short":
+        return f"expected at least {ctx.get('min_length')} item(s), got none"
+    if kind == "too_long":
+        return f"expected at most {ctx.get('max_length')} item(s)"
+    if kind == "expected":
+        return f"{error['msg']}, got {got()}"
+    if kind in _BUILT_IN:  # a type this table does not know yet: say what was given, plainly
+        return f"not valid here: {got()}"
+    return error["msg"]  # one of our own messages (PydanticCustomError), written for people
+
+
+def explain_all(
+    errors: Iterable[ErrorDetails], prefix: tuple[int | str, ...] = (), *, python: bool = False
+) -> list[str]:
+    """``field.path: message`` per error, in order, each path under ``prefix``."""
+    return [f"{where((*prefix, *e['loc']))}: {explain(e, python=python)}" for e in errors]

@@ -24,7 +24,7 @@ from tests.helpers import FAST_RETRY
 from tests.openapi_spec import spec_or_skip
 
 V1 = "/console/v1"
-HARSH = EmulatorConfig(full_update="replace", override_key="name")
+HARSH = EmulatorConfig(full_update="replace", override_key="name", list_order="reversed")
 
 
 @pytest.fixture
@@ -75,14 +75,26 @@ async def test_replace_semantics_and_name_identified_overrides_the_clone_verifie
                 assert normalize(have.get(field)) == normalize(want.get(field)), field
 
 
-@pytest.mark.parametrize("key", ["id", "name", "both"])
-@pytest.mark.parametrize("full_update", ["replace", "merge"])
+READINGS = [
+    *(
+        EmulatorConfig(full_update=full, override_key=key)
+        for full in ("replace", "merge")
+        for key in ("id", "name", "both")
+    ),
+    EmulatorConfig(list_order="kept"),
+]
+
+
+@pytest.mark.parametrize(
+    "config",
+    READINGS,
+    ids=[f"{c.full_update}-{c.override_key}-{c.list_order}" for c in READINGS],
+)
 async def test_the_clone_verifies_clean_under_every_reading(
-    tmp_path, world, key: str, full_update: str
+    tmp_path, world, config: EmulatorConfig
 ) -> None:
-    """Whichever key names answered overrides and whatever a full update does with omitted
-    fields, a clone exits 0 and a second run sends nothing."""
-    config = EmulatorConfig(full_update=full_update, override_key=key)
+    """Whichever key names answered overrides, in whatever order, and whatever a full update
+    does with omitted fields, a clone exits 0 and a second run plans nothing."""
     first = await clone(tmp_path, config, world, on_conflict="update")
     assert first["code"] == 0 and first["verify"]["differences"] == 0
     again = await clone(tmp_path, config, world, on_conflict="update")
@@ -272,7 +284,23 @@ async def test_the_emulator_names_override_targets_as_configured(
         assert {"id", "name"} & set(item) == shown
 
 
-@pytest.mark.parametrize("field", ["full_update", "override_key"])
+async def test_the_emulator_answers_overrides_reversed_unless_told_to_keep_order(world) -> None:
+    """By default answered overrides and their ids come back in reverse order; kept: as stored."""
+    overrides = world.project("source").collection("experiments_overrides")
+    exp_id = next(e for e in overrides if len(overrides.get(e)["overrides"]) > 1)
+    stored = [o["id"] for o in overrides.get(exp_id)["overrides"]]
+    api_key = world.project("source").console_key
+    path = f"{V1}/experiments/{exp_id}/overrides"
+    answers = {}
+    for order in ("reversed", "kept"):
+        async with running_emulator(world, EmulatorConfig(list_order=order)) as url:
+            answers[order] = [
+                o["name"] for o in (await _call(url, api_key, "GET", path))["overrides"]
+            ]
+    assert answers == {"reversed": stored[::-1], "kept": stored}
+
+
+@pytest.mark.parametrize("field", ["full_update", "override_key", "list_order"])
 def test_an_unknown_reading_is_refused_naming_the_field(field: str) -> None:
     """A misspelt variant fails when the config is made, naming the field and the choices."""
     with pytest.raises(ValueError, match=f"EmulatorConfig.{field} must be one of"):

@@ -17,6 +17,7 @@ _UNIT_SECONDS = {"s": 1.0, "min": 60.0, "h": 3600.0}
 _CREATE_STATUS_CHOICES = ("spec", "200", "201")
 _FULL_UPDATE_CHOICES = ("replace", "merge")
 _OVERRIDE_KEY_CHOICES = ("name", "id", "both")
+_LIST_ORDER_CHOICES = ("reversed", "kept")
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,9 @@ class EmulatorConfig:
     * ``override_key``: how ``GET /experiments/{id}/overrides`` names the gate or segment of
       each ``overrides[]`` item: ``"name"`` (default, as the spec's GET examples do), ``"id"``
       (as the request DTO does) or ``"both"``.
+    * ``list_order``: whether answers keep the order of lists the API does not order. For now
+      this covers experiment overrides (``overrides``, ``userIDOverrides`` and their ``ids``):
+      ``"reversed"`` (default) answers them in reverse order, ``"kept"`` as stored.
     """
 
     latency_ms: float = 0.0
@@ -85,6 +89,7 @@ class EmulatorConfig:
     segment_mutation_windows: tuple[str, ...] = ("100/10s", "900/15min")
     full_update: str = "replace"
     override_key: str = "name"
+    list_order: str = "reversed"
     _parsed: dict[str, tuple[QuotaWindow, ...]] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
@@ -109,6 +114,7 @@ class EmulatorConfig:
         for name, choices in (
             ("full_update", _FULL_UPDATE_CHOICES),
             ("override_key", _OVERRIDE_KEY_CHOICES),
+            ("list_order", _LIST_ORDER_CHOICES),
         ):
             if getattr(self, name) not in choices:
                 raise ValueError(

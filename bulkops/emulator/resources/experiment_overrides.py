@@ -8,7 +8,8 @@ replaces everything, PATCH adds, DELETE removes the listed items (its body, same
 * ``overrides[]`` accepts ``name`` in place of ``id`` (the 2024 docs send ``name``). Answers
   name the gate or segment as ``EmulatorConfig.override_key`` says: by ``name`` only (the
   default, as the spec's GET examples do), by ``id`` only (as the request DTO does), or both.
-  An override is
+  Answers list the items in reverse order by default (``EmulatorConfig.list_order``), as a
+  server may, since the API does not order them. An override is
   keyed by ``(type, id, environment)``: adding one for a gate already overridden in that
   environment moves it to the new group.
 * ``groupID`` may be a group name or a group id; it is stored as sent and compared by the group
@@ -171,7 +172,11 @@ def _shown(call: Call, overrides: dict[str, Any]) -> dict[str, Any]:
     """Overrides as answered: each item's gate or segment named by the configured key(s)."""
     hidden = {"name": ("id",), "id": ("name",), "both": ()}[call.config.override_key]
     items = [{k: v for k, v in o.items() if k not in hidden} for o in overrides["overrides"]]
-    return {**overrides, "overrides": items}
+    users = [dict(u) for u in overrides["userIDOverrides"]]
+    if call.config.list_order == "reversed":
+        items.reverse()
+        users = [{**u, "ids": u["ids"][::-1]} for u in reversed(users)]
+    return {**overrides, "overrides": items, "userIDOverrides": users}
 
 
 async def read(call: Call) -> Reply:

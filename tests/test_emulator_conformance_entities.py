@@ -114,6 +114,7 @@ def c(*args: Any, **kw: Any) -> Case:
     return Case(*args, **kw)
 
 
+ID_OVERRIDES = EmulatorConfig(override_key="id")
 G, D, E, L, H, S = (
     f"{V1}/{x}"
     for x in ("gates", "dynamic_configs", "experiments", "layers", "holdouts", "segments")
@@ -417,10 +418,32 @@ CASES = [
         201,
         {"group_names": ["Test"]},
     ),
-    c("experiment-overrides-read", "GET", f"{E}/bench_0001_exp/overrides", 200),
+    # The schema requires `id` in answered overrides; its GET examples show `name`, which the
+    # emulator answers by default (the harsher reading): the schema's reading is checked here.
+    c(
+        "experiment-overrides-read",
+        "GET",
+        f"{E}/bench_0001_exp/overrides",
+        200,
+        config=ID_OVERRIDES,
+    ),
     c("experiment-overrides-404", "GET", f"{E}/nope/overrides", 404),
-    c("experiment-overrides-set", "POST", f"{E}/bench_0001_exp/overrides", 200, EXP_OVERRIDES),
-    c("experiment-overrides-add", "PATCH", f"{E}/bench_0001_exp/overrides", 200, EXP_OVERRIDES),
+    c(
+        "experiment-overrides-set",
+        "POST",
+        f"{E}/bench_0001_exp/overrides",
+        200,
+        EXP_OVERRIDES,
+        config=ID_OVERRIDES,
+    ),
+    c(
+        "experiment-overrides-add",
+        "PATCH",
+        f"{E}/bench_0001_exp/overrides",
+        200,
+        EXP_OVERRIDES,
+        config=ID_OVERRIDES,
+    ),
     c(
         "experiment-overrides-remove",
         "DELETE",
@@ -428,6 +451,7 @@ CASES = [
         200,
         EXP_OVERRIDES,
         body_in_spec=False,
+        config=ID_OVERRIDES,
     ),
     c("metric-experiments", "GET", f"{V1}/metrics/bench_0001_metric_1%3A%3Asum/experiments", 200),
     # holdouts
@@ -611,7 +635,7 @@ async def test_every_demo_entity_page_and_override_matches_the_spec(spec: OpenAp
     of the entities that have them; each answer validates."""
     world = build_demo_world()
     checked = 0
-    async with running_emulator(world) as base_url:
+    async with running_emulator(world, ID_OVERRIDES) as base_url:  # the schema's reading
         for key, project in (
             ("console-demo-source-key", "source"),
             ("console-demo-target-key", "target"),

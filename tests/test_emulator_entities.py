@@ -678,8 +678,9 @@ async def test_experiment_list_filters() -> None:
 
 
 async def test_experiment_overrides_replace_add_remove() -> None:
-    """POST replaces, PATCH adds, DELETE removes; groupID by name or id; GET shows id and name."""
-    async with serve(small_world()) as api:
+    """POST replaces, PATCH adds, DELETE removes; groupID by name or id; answers name only
+    (in stored order here: by default they come back reversed)."""
+    async with serve(small_world(), EmulatorConfig(list_order="kept")) as api:
         exp = (await api.get(f"{V1}/experiments/bench_0001_exp")).data
         test_id = next(g["id"] for g in exp["groups"] if g["name"] == "Test")
         path = f"{V1}/experiments/bench_0001_exp/overrides"
@@ -692,13 +693,7 @@ async def test_experiment_overrides_replace_add_remove() -> None:
         )
         assert replaced.status == 200
         assert replaced.data["overrides"] == [
-            {
-                "type": "gate",
-                "id": "bench_0002_gate",
-                "name": "bench_0002_gate",
-                "groupID": "Control",
-                "environment": None,
-            }
+            {"type": "gate", "name": "bench_0002_gate", "groupID": "Control", "environment": None}
         ]
         added = await api.patch(
             path,

@@ -25,7 +25,7 @@ CLONE = """job = "clone_experiments"
 [source]
 api_key_env = "KEY"
 [target]
-api_key_env = "KEY"
+api_key_env = "TARGET_KEY"
 {target}
 [select]
 {select}

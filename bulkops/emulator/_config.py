@@ -15,6 +15,9 @@ __all__ = ["EmulatorConfig", "QuotaWindow", "parse_window"]
 _WINDOW_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*(s|min|h)\s*$")
 _UNIT_SECONDS = {"s": 1.0, "min": 60.0, "h": 3600.0}
 _CREATE_STATUS_CHOICES = ("spec", "200", "201")
+_FULL_UPDATE_CHOICES = ("replace", "merge")
+_OVERRIDE_KEY_CHOICES = ("name", "id", "both")
+_LIST_ORDER_CHOICES = ("reversed", "kept")
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,18 @@ class EmulatorConfig:
 
     ``fault_paths`` limits the faults to requests whose path starts with one of these prefixes
     (empty: every request), to rehearse one broken endpoint on an otherwise healthy server.
+
+    Readings of what the spec leaves open (docs/api-assumptions.md); each default is the harsher
+    one, so tests catch what a real server could punish:
+
+    * ``full_update``: ``"replace"`` (default) makes every ``POST /{kind}/{id}`` full update
+      reset the optional fields its body omits; ``"merge"`` keeps them.
+    * ``override_key``: how ``GET /experiments/{id}/overrides`` names the gate or segment of
+      each ``overrides[]`` item: ``"name"`` (default, as the spec's GET examples do), ``"id"``
+      (as the request DTO does) or ``"both"``.
+    * ``list_order``: whether answers keep the order of lists the API does not order. For now
+      this covers experiment overrides (``overrides``, ``userIDOverrides`` and their ``ids``):
+      ``"reversed"`` (default) answers them in reverse order, ``"kept"`` as stored.
     """
 
     latency_ms: float = 0.0
@@ -76,6 +91,9 @@ class EmulatorConfig:
     max_page_limit: int = 100
     create_status: str = "spec"
     segment_mutation_windows: tuple[str, ...] = ("100/10s", "900/15min")
+    full_update: str = "replace"
+    override_key: str = "name"
+    list_order: str = "reversed"
     _parsed: dict[str, tuple[QuotaWindow, ...]] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
@@ -97,6 +115,15 @@ class EmulatorConfig:
                 f"EmulatorConfig.create_status must be one of {_CREATE_STATUS_CHOICES}, "
                 f"got {self.create_status!r}"
             )
+        for name, choices in (
+            ("full_update", _FULL_UPDATE_CHOICES),
+            ("override_key", _OVERRIDE_KEY_CHOICES),
+            ("list_order", _LIST_ORDER_CHOICES),
+        ):
+            if getattr(self, name) not in choices:
+                raise ValueError(
+                    f"EmulatorConfig.{name} must be one of {choices}, got {getattr(self, name)!r}"
+                )
         # Accept a bare string by mistake? No: a str is iterable and would parse char by char.
         for name in ("mutation_windows", "segment_mutation_windows"):
             value = getattr(self, name)
@@ -121,3 +148,8 @@ class EmulatorConfig:
         if self.create_status == "spec":
             return spec_code
         return int(self.create_status)
+
+    @property
+    def replaces_on_full_update(self) -> bool:
+        """Whether a full update resets the optional fields its body leaves out."""
+        return self.full_update == "replace"

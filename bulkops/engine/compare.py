@@ -1,13 +1,22 @@
-"""Comparing what an entity is with what it should be, ignoring what the server assigns.
+"""Comparing what an entity is with what it should be: by meaning, not by spelling.
 
 Used three times with one meaning: reconciling a mutation whose answer was lost, checking a
-precondition before a write, and verifying after apply. Server-assigned fields (ids of rules and
-groups, times, creators, versions) never count as a difference.
+precondition before a write, and verifying after apply. What never counts as a difference, where
+the spec leaves the server free (docs/api-assumptions.md):
+
+* server-assigned fields (ids of rules and groups, times, creators, versions);
+* absent, ``null``, ``""``, ``[]`` and ``{}``: all "nothing";
+* the order of lists the API does not order (tags, target apps, id lists, overrides, metrics,
+  the conditions of a rule...); rules and groups keep their order, which means something;
+* whether an experiment override names its gate or segment by ``id`` or by ``name`` (the
+  spec's request DTO says ``id``, its answers' examples say ``name``).
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+import orjson
 
 #: Keys the server assigns anywhere in an entity; never compared, never sent.
 SERVER_ASSIGNED = frozenset(
@@ -45,24 +54,81 @@ SERVER_ASSIGNED = frozenset(
     }
 )
 
+#: Lists whose order carries no meaning, compared as multisets. Not here, because their order
+#: is meaningful: ``rules`` (evaluation order) and ``groups``.
+UNORDERED = frozenset(
+    {
+        "tags",
+        "targetApps",
+        "primaryMetricTags",
+        "secondaryMetricTags",
+        "primaryMetrics",
+        "secondaryMetrics",
+        "otherMetrics",
+        "monitoringMetrics",
+        "unitTypes",
+        "experimentIDs",
+        "gateIDs",
+        "layerIDs",
+        "overrides",
+        "userIDOverrides",
+        "ids",
+        "environments",
+        "conditions",
+        "targetValue",
+        "parameters",
+        "idTypeMapping",
+        "customFieldMapping",
+    }
+)
+#: Where an experiment override names its gate or segment: ``id`` (request DTO) or ``name``.
+_OVERRIDE_TARGET = ("id", "name")
+
 
 def normalize(value: Any, *, keep: frozenset[str] = frozenset()) -> Any:
-    """A canonical form: server-assigned keys dropped (unless in ``keep``), nulls and empties too."""
+    """A canonical form: server-assigned keys dropped (unless in ``keep``), empties too, lists
+    the API does not order sorted, override targets under one key."""
+    return _normalize(value, keep, parent="")
+
+
+def _normalize(value: Any, keep: frozenset[str], parent: str) -> Any:
     if isinstance(value, dict):
+        if parent == "overrides":
+            value = _override_item(value)
         result = {}
         for key, item in value.items():
             if key in SERVER_ASSIGNED and key not in keep:
                 continue
-            item = normalize(item, keep=keep)
-            if item is None or item == [] or item == {}:
+            item = _normalize(item, keep, parent=key)
+            if item is None or item in ("", [], {}):
                 continue
             result[key] = item
         return result
     if isinstance(value, list):
-        return [normalize(item, keep=keep) for item in value]
+        items = [_normalize(item, keep, parent) for item in value]  # items of `parent`
+        return sorted(items, key=_sort_key) if parent in UNORDERED else items
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return value
+
+
+def _field(value: Any, key: str) -> Any:
+    """One top-level field in canonical form; every kind of nothing becomes None."""
+    value = _normalize(value, frozenset(), key)
+    return None if value in ("", [], {}) else value
+
+
+def _override_item(item: dict[str, Any]) -> dict[str, Any]:
+    """An experiment override's gate or segment under one key, however the server named it."""
+    if item.get("type") not in ("gate", "segment"):
+        return item
+    target = next((item[k] for k in _OVERRIDE_TARGET if item.get(k)), None)
+    rest = {k: v for k, v in item.items() if k not in _OVERRIDE_TARGET}
+    return {**rest, "(target)": target}
+
+
+def _sort_key(item: Any) -> bytes:
+    return orjson.dumps(item, option=orjson.OPT_SORT_KEYS)
 
 
 def differences(current: dict[str, Any] | None, expected: dict[str, Any]) -> dict[str, Any]:
@@ -72,7 +138,7 @@ def differences(current: dict[str, Any] | None, expected: dict[str, Any]) -> dic
     diff = {}
     for key, want in expected.items():
         have = current.get(key)
-        if normalize(have) != normalize(want):
+        if _field(have, key) != _field(want, key):
             diff[key] = {"expected": want, "actual": have}
     return diff
 

@@ -103,8 +103,33 @@ CREATE_FIELDS: dict[str, tuple[str, ...]] = {
     "holdout": ("name", "description", "idType"),
 }
 
-#: Fields a partial update (PATCH, or the POST update of metrics) may carry, per kind.
-UPDATE_DROPS = {"id", "layerID", "type", "name"}
+#: What an update of each kind may carry: the fields of its update DTO that a clone sets (the
+#: partial-update DTO for PATCH; the full-update DTO for the POST updates of metrics and metric
+#: sources, and for segments the rules of ``POST /segments/{id}/conditional``). A full update is
+#: read as replacing the entity, so its body carries every one of these fields the source has:
+#: a server that resets omitted fields then loses nothing (docs/api-assumptions.md).
+UPDATE_FIELDS: dict[str, tuple[str, ...]] = {
+    "tag": ("description", "isCore"),
+    "target_app": ("description",),
+    "metric_source": CREATE_FIELDS["metric_source"],
+    "metric": (
+        "name",
+        "description",
+        "tags",
+        "isVerified",
+        "isReadOnly",
+        "isPermanent",
+        "warehouseNative",
+        "unitTypes",
+        "team",
+        "directionality",
+    ),
+    "segment": ("rules",),
+    "gate": tuple(f for f in CREATE_FIELDS["gate"] if f != "id"),
+    "layer": ("description", "parameters", "targetApps"),
+    "experiment": tuple(f for f in CREATE_FIELDS["experiment"] if f not in ("id", "layerID")),
+    "holdout": ("description",),
+}
 
 
 def pick(entity: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
@@ -138,9 +163,10 @@ def create_body(kind: str, entity: dict[str, Any]) -> dict[str, Any]:
 
 
 def update_body(kind: str, entity: dict[str, Any]) -> dict[str, Any]:
-    body = create_body(kind, entity)
-    for field in UPDATE_DROPS:
-        body.pop(field, None)
+    created = create_body(kind, entity)
+    body = {k: v for k, v in created.items() if k in UPDATE_FIELDS[kind]}
+    if kind == "layer":  # not in the create DTO, so not in ``created``
+        body["parameters"] = entity.get("parameters") or []
     return body
 
 

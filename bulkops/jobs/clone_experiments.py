@@ -15,7 +15,7 @@ from pydantic import Field
 from bulkops.api.client import ConsoleClient, api_path
 from bulkops.engine.compare import differences, guard_of
 from bulkops.engine.plan import Operation, Plan, estimate_lines
-from bulkops.jobs.clone_bodies import clean_rules, create_body, update_body
+from bulkops.jobs.clone_bodies import UPDATE_FIELDS, clean_rules, create_body, update_body
 from bulkops.jobs.clone_reader import Closure, Entity, read_closure
 from bulkops.jobs.spec import Items, JobDefinition, JobSpec, ProjectSpec, Strict
 
@@ -171,20 +171,30 @@ class _Planner:
         )  # fmt: skip
         if kind != "layer" or not entity.source.get("parameters"):
             return op_id
-        # A layer's create DTO has no parameters: a full update right after sets them.
-        body = {
-            "description": entity.source.get("description") or "",
-            "parameters": entity.source["parameters"],
-        }
+        # A layer's create DTO has no parameters: a partial update right after sets them (a
+        # full update would have to repeat every other field, or a replacing server clears it).
+        body = {"parameters": entity.source["parameters"]}
         return self._entity_op(
-            entity, "set parameters", "POST", api_path("layers", eid), body,
+            entity, "set parameters", "PATCH", api_path("layers", eid), body,
             precondition=None, expected=expected, deps=[op_id], group=group,
             describe=f"set {len(body['parameters'])} parameters",
         )  # fmt: skip
 
     def _update(
         self, entity: Entity, expected: dict, deps: list[str], group: str, changed: list[str]
-    ) -> str:
+    ) -> str | None:
+        stuck = [f for f in changed if f not in UPDATE_FIELDS[entity.kind]]
+        if stuck:
+            self._note(
+                group,
+                "cannot_update",
+                f"{entity.kind} {entity.id!r} differs in the target in {', '.join(stuck)}, "
+                "which the API cannot update; left as it is there",
+            )
+            expected = {k: v for k, v in expected.items() if k not in stuck}
+            changed = [f for f in changed if f not in stuck]
+            if not changed:
+                return None
         method, path, body = _update_request(entity, self._body(entity, update=True))
         return self._entity_op(
             entity, "update", method, path, body,
@@ -233,11 +243,8 @@ class _Planner:
         if not overrides or not (overrides["overrides"] or overrides["userIDOverrides"]):
             return
         exp_id = experiment["id"]
-        # GET answers each gate/segment override with both `id` and `name` (a documented quirk).
-        expected = {
-            **overrides,
-            "overrides": [{**o, "name": o["id"]} for o in overrides["overrides"]],
-        }
+        # Answers may name each gate or segment by `id` or by `name`; compare.py reads both.
+        expected = overrides
         current = self.closure.target_overrides.get(exp_id)
         if current is not None and not differences(current, expected):
             return
@@ -334,8 +341,10 @@ _COLLECTION_PATH = {
 
 def _update_request(entity: Entity, body: dict[str, Any]) -> tuple[str, str, Any]:
     kind, eid = entity.kind, entity.id
-    if kind == "segment":
+    if kind == "segment":  # the segment has no update of its own; this replaces its rules
         return "POST", api_path("segments", eid, "conditional"), clean_rules(body.get("rules"))
+    # Metrics and metric sources have no PATCH: their POST update carries every field of its DTO
+    # that the source has (update_body), so a server that replaces the entity loses nothing.
     if kind == "metric":
         return "POST", api_path("metrics", eid), body
     if kind == "metric_source":
@@ -350,9 +359,6 @@ def _update_request(entity: Entity, body: dict[str, Any]) -> tuple[str, str, Any
         "experiment": "experiments",
         "holdout": "holdouts",
     }[kind]
-    if kind == "layer":
-        body = {**body, "parameters": entity.source.get("parameters") or []}
-        body.pop("idType", None)
     return "PATCH", api_path(collection, eid), body
 
 

@@ -180,6 +180,7 @@ class _Reader:
             ]
         self._add_named_entities()
         self._holdouts()
+        await self._fetch_targets([("holdout", h.id) for h in self.closure.holdouts])
         for experiment in self.closure.experiments:
             self._experiment_deps(experiment)
 
@@ -318,12 +319,15 @@ class _Reader:
         self.closure.cannot_carry[exp_id] = problems
 
     def _carry_problems(self, entity: Entity | None) -> list[dict[str, Any]]:
-        if entity is None or entity.target is not None:
+        if entity is None:
+            return []
+        team = entity.source.get("team")
+        if team and team not in self.teams:  # also for entities a clone already made
+            self.closure.missing_teams.add(team)
+        if entity.target is not None:
             return []
         problems = []
-        team = entity.source.get("team")
         if team and team not in self.teams:
-            self.closure.missing_teams.add(team)
             problems.append(
                 {
                     "fatal": False,

@@ -5,8 +5,11 @@ userIDOverrides: [{groupID, ids, environment?, unitType?}]}``; both lists are re
 replaces everything, PATCH adds, DELETE removes the listed items (its body, same DTO, is in the
 2024 docs only; a DELETE without a body, as the current spec draws it, removes them all).
 
-* ``overrides[]`` accepts ``name`` in place of ``id`` (the 2024 docs send ``name``) and GET
-  returns both keys with the same value (the spec's GET examples show ``name``). An override is
+* ``overrides[]`` accepts ``name`` in place of ``id`` (the 2024 docs send ``name``). Answers
+  name the gate or segment as ``EmulatorConfig.override_key`` says: by ``name`` only (the
+  default, as the spec's GET examples do), by ``id`` only (as the request DTO does), or both.
+  Answers list the items in reverse order by default (``EmulatorConfig.list_order``), as a
+  server may, since the API does not order them. An override is
   keyed by ``(type, id, environment)``: adding one for a gate already overridden in that
   environment moves it to the new group.
 * ``groupID`` may be a group name or a group id; it is stored as sent and compared by the group
@@ -165,10 +168,21 @@ def _remove(exp: Entity, current: dict[str, Any], body: dict[str, Any]) -> dict[
     }
 
 
+def _shown(call: Call, overrides: dict[str, Any]) -> dict[str, Any]:
+    """Overrides as answered: each item's gate or segment named by the configured key(s)."""
+    hidden = {"name": ("id",), "id": ("name",), "both": ()}[call.config.override_key]
+    items = [{k: v for k, v in o.items() if k not in hidden} for o in overrides["overrides"]]
+    users = [dict(u) for u in overrides["userIDOverrides"]]
+    if call.config.list_order == "reversed":
+        items.reverse()
+        users = [{**u, "ids": u["ids"][::-1]} for u in reversed(users)]
+    return {**overrides, "overrides": items, "userIDOverrides": users}
+
+
 async def read(call: Call) -> Reply:
     exp = get_entity(call.project, EXPERIMENTS, call.params["id"])
     found = EXPERIMENTS.overrides(call.project).get(exp["id"])
-    return single("Experiment Overrides read successfully.", found or dict(_EMPTY))
+    return single("Experiment Overrides read successfully.", _shown(call, found or dict(_EMPTY)))
 
 
 def _writer(op: str) -> Any:
@@ -189,7 +203,7 @@ def _writer(op: str) -> Any:
         else:
             updated = _remove(exp, current, body)
         save_overrides(call, EXPERIMENTS, exp, updated)
-        return single("Experiment Overrides updated successfully.", updated)
+        return single("Experiment Overrides updated successfully.", _shown(call, updated))
 
     return write
 

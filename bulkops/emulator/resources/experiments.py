@@ -446,7 +446,7 @@ async def update(call: Call, *, full: bool) -> Reply:
         raise name_in_use()
     _lifecycle_guard(fields, old)
     base = old
-    if full:
+    if full and call.config.replaces_on_full_update:
         settable = set(_FIELDS) - set(_KEPT_ON_FULL) - {"status", "launchedGroupID"}
         base = {k: v for k, v in old.items() if k not in settable}
         base.update({k: v for k, v in _DEFAULTS.items() if k in settable})

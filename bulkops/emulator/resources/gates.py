@@ -217,7 +217,7 @@ async def update(call: Call, *, full: bool) -> Reply:
     old = get_entity(call.project, GATES, call.params["id"])
     fields = validate(FULL_SCHEMA if full else PARTIAL_SCHEMA, call.json_body())
     check_with_rules(call.project, fields)
-    base = {**old, **_RESETS} if full else old
+    base = {**old, **_RESETS} if full and call.config.replaces_on_full_update else old
     new = _with_status({**base, **_changes(call.project, old, fields)})
     stored, applied = save_change(call, GATES, old, new)
     return change_reply(GATES, stored, applied, UPDATED)

@@ -152,7 +152,8 @@ async def update(call: Call, *, full: bool) -> Reply:
         raise validation_failed(errors)
     check_references(call.project, fields)
     dedup = {k: list(dict.fromkeys(v)) for k, v in fields.items() if k.endswith("IDs")}
-    base = {**old, "monitoringMetrics": []} if full else old
+    replace = full and call.config.replaces_on_full_update
+    base = {**old, "monitoringMetrics": []} if replace else old
     new = {**base, **fields, **dedup}
     stored, _ = save_change(call, HOLDOUTS, old, new)
     set_members(call.project, old, stored, call.now_ms)

@@ -7,7 +7,9 @@ Each experiment created without ``layerID`` gets an *implicit* layer ``statsig::
 the others, goes away with its experiment and cannot be deleted or joined on its own.
 
 ``parameters`` are ``[{name, type, defaultValue}]``; the default must have the declared type and
-names are unique. Experiments in a layer may only set its parameters, so a layer update that
+names are unique. ``POST /{id}`` is a full update: with the default replace reading
+(``EmulatorConfig.full_update``) an omitted ``targetApps`` goes back to ``[]``; PATCH merges.
+Experiments in a layer may only set its parameters, so a layer update that
 drops a parameter an experiment of the layer still sets is a 400, and deleting a layer that
 still holds experiments is a 400 naming them (emulator decisions; the spec is silent).
 """
@@ -68,6 +70,8 @@ _UPDATE_FIELDS = {
     "targetApps": TARGET_APPS_INPUT,
 }
 FULL_SCHEMA = Obj(fields=_UPDATE_FIELDS, required=("description", "parameters"))
+#: What a full update (replace reading) resets when its body leaves the field out.
+_RESETS: dict[str, Any] = {"targetApps": []}
 PARTIAL_SCHEMA = Obj(fields=_UPDATE_FIELDS)
 _TYPE_CHECK: dict[str, Any] = {
     "string": lambda v: isinstance(v, str),
@@ -190,7 +194,8 @@ async def update(call: Call, *, full: bool) -> Reply:
     old = get_entity(call.project, LAYERS, call.params["id"])
     fields = validate(FULL_SCHEMA if full else PARTIAL_SCHEMA, call.json_body())
     check_references(call.project, fields)
-    new = {**old, **{k: v for k, v in fields.items() if k != "targetApps"}}
+    base = {**old, **_RESETS} if full and call.config.replaces_on_full_update else old
+    new = {**base, **{k: v for k, v in fields.items() if k != "targetApps"}}
     if "targetApps" in fields:
         new["targetApps"] = target_app_ids(fields["targetApps"])
     if "parameters" in fields:

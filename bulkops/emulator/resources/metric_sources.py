@@ -3,7 +3,9 @@
 A metric source is identified by its ``name`` (``MetricSourceContractDto``: "serving as its
 primary identifier"); names are case-sensitive and may hold any character, so clients must
 percent-encode them in paths. Update is a POST that must carry ``sql``, ``timestampColumn`` and
-``idTypeMapping``; the name cannot change. Optional fields left out of an update keep their value.
+``idTypeMapping``; the name cannot change. It is a full update: with the default replace reading
+(``EmulatorConfig.full_update``) optional fields it leaves out go back to their create defaults
+(``owner`` excepted, which is the server's); with ``"merge"`` they keep their value.
 """
 
 from __future__ import annotations
@@ -117,9 +119,14 @@ async def update(call: Call) -> Reply:
     old = _get(call.project, name)
     fields = validate(UPDATE_SCHEMA, call.json_body())
     changes = {k: v for k, v in fields.items() if k not in ("name", "dryRun")}
-    new = {**old, **changes}
-    if fields.get("owner") is None and "owner" in fields:
-        new["owner"] = old["owner"]
+    if call.config.replaces_on_full_update:
+        new = {**build_source(call.project, {**changes, "name": name}), "owner": old["owner"]}
+        if fields.get("owner"):
+            new["owner"] = fields["owner"]
+    else:
+        new = {**old, **changes}
+        if fields.get("owner") is None and "owner" in fields:
+            new["owner"] = old["owner"]
     if not fields.get("dryRun", False):
         metric_sources(call.project).replace(name, new)
     return single("Metric source updated successfully.", new)

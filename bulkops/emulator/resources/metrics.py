@@ -4,7 +4,10 @@ A metric's id is ``<name>::<type>`` (reference §6) and never changes: renaming 
 ``name`` only, as the spec's own list example shows (``id: "___RENAME_FAILED___::composite_sum"``
 with ``name: "rename_test_success"``). ``type`` cannot be updated. A warehouse-native metric names
 its source in ``warehouseNative.metricSourceName``; that source must exist. Update is a POST with
-``MetricsUpdateContractDto``, all fields optional; given fields replace the stored ones whole.
+``MetricsUpdateContractDto``, all fields optional; given fields replace the stored ones whole. The
+spec does not say whether this POST is a full or a partial update: with the default replace
+reading (``EmulatorConfig.full_update``) the DTO fields it leaves out go back to their create
+defaults (``name`` excepted: it is part of the id); with ``"merge"`` they keep their value.
 """
 
 from __future__ import annotations
@@ -277,9 +280,29 @@ async def read_by_name(call: Call) -> Reply:
     return single("Metric read successfully.", _get(call.project, metric_id))
 
 
-def _apply_update(project: Project, old: Entity, fields: dict[str, Any], now_ms: int) -> Entity:
+#: What a full update (replace reading) resets when its body leaves the field out.
+_UPDATE_RESETS: dict[str, Any] = {
+    "description": "",
+    "tags": [],
+    "isVerified": False,
+    "isReadOnly": False,
+    "isPermanent": False,
+    "unitTypes": ["userID"],
+    "team": None,
+    "teamID": None,
+    "directionality": "increase",
+}
+
+
+def _apply_update(
+    project: Project, old: Entity, fields: dict[str, Any], now_ms: int, *, replace: bool
+) -> Entity:
     changes = {k: v for k, v in fields.items() if k not in ("dryRun", "owner")}
-    new = {**old, **changes, **modified_fields(project, now_ms)}
+    base = old
+    if replace:
+        base = {k: v for k, v in old.items() if k != "warehouseNative"}
+        base.update(_UPDATE_RESETS)
+    new = {**base, **changes, **modified_fields(project, now_ms)}
     owner = fields.get("owner")
     if owner:
         email = owner.get("email", "")
@@ -298,7 +321,8 @@ async def update(call: Call) -> Reply:
     old = _get(call.project, metric_id)
     fields = validate(UPDATE_SCHEMA, call.json_body())
     _check_source_exists(call.project, fields)
-    new = _apply_update(call.project, old, fields, call.now_ms)
+    replace = call.config.replaces_on_full_update
+    new = _apply_update(call.project, old, fields, call.now_ms, replace=replace)
     if not fields.get("dryRun", False):
         metrics(call.project).replace(metric_id, new)
     return single("Metric updated successfully.", new)

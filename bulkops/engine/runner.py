@@ -358,36 +358,13 @@ def finish(state: StateDir, run: dict[str, Any], exit_code: int, summary: dict[s
         log.info("bulkops.run.summary", job=run["job"], run_id=run["run_id"], status=status,
                  summary=summary)  # fmt: skip
     else:
-        print_summary(run, file=sys.stderr)
+        print_summary(run, file=sys.stderr, state=state.root)
     logs.close_log_file()
     return exit_code
 
 
-def print_summary(run: dict[str, Any], *, file: Any) -> None:
-    summary = run.get("summary") or {}
-    lines = [
-        f"bulkops: job {run.get('job')!r} run {run.get('run_id')}: {run.get('status')} "
-        f"(exit {summary.get('exit_code')}) in {summary.get('elapsed_s', 0):.1f}s",
-        f"  tasks: {summary.get('tasks', {})}"
-        f"  (replayed from checkpoint: {summary.get('tasks_replayed_from_checkpoint', 0)})",
-    ]
-    for role, stats in (summary.get("requests") or {}).items():
-        lines.append(
-            f"  {role}: {stats['requests']} requests, {stats['retries']} retries, "
-            f"{stats['rate_limited']} rate-limited, {stats['mutations']} mutations, "
-            f"by status {stats['by_status']}"
-        )
-    if summary.get("fatal"):
-        lines.append(f"  aborted: {summary['fatal']}")
-        lines.append("  fix the cause, then re-run the same command to resume.")
-    failures = summary.get("failures") or []
-    for failure in failures[:20]:
-        lines.append(f"  failed: {failure['what'] or failure['task']}: {failure['error']}")
-    if len(failures) > 20:
-        lines.append(f"  ... and {len(failures) - 20} more (see `bulkops status`)")
-    if failures:
-        lines.append("  re-run the same command to retry only what failed.")
-    job_summary = summary.get("job") or {}
-    for key, value in job_summary.items():
-        lines.append(f"  {key}: {value}")
-    print("\n".join(lines), file=file, flush=True)
+def print_summary(run: dict[str, Any], *, file: Any, state: Path | None = None) -> None:
+    """The run's summary for people (``state``: its directory, to point at ``verify.json``)."""
+    from bulkops.output.summary import summary_lines
+
+    print("\n".join(summary_lines(run, state=state)), file=file, flush=True)

@@ -253,6 +253,15 @@ class Scheduler:
             if node.state is State.FAILED and node.failed_itself
         ]
 
+    def results_under(self, prefix: str) -> dict[str, Any]:
+        """Results of every task whose id starts with ``prefix`` and whose body succeeded (this run
+        or a replayed one), e.g. each page read so far of a listing, for progress."""
+        return {
+            task_id: node.result
+            for task_id, node in self._nodes.items()
+            if task_id.startswith(prefix) and node.state in (State.WAITING, State.DONE)
+        }
+
     def result(self, task_id: str) -> Any:
         return self._nodes[task_id].result
 

@@ -204,7 +204,7 @@ async def execute(
     journal_file: Path | None = None,
 ) -> tuple[int, dict[str, Any]]:
     """Run a task graph to its end under signals and progress; return (exit code, summary)."""
-    from bulkops.progress import Progress
+    from bulkops.progress import Progress, units_for
 
     job, options, state, clients = session.job, session.options, session.state, session.clients
     journal = Journal.open(journal_file or state.journal_file)
@@ -222,7 +222,8 @@ async def execute(
     )
     for task in root_tasks(ctx):
         scheduler.add(task)
-    progress = Progress(scheduler, clients.values(), live=options.progress)
+    units = units_for(kind_module(job.kind), ctx)
+    progress = Progress(scheduler, clients.values(), units=units, live=options.progress)
     started = time.monotonic()
     exit_code = EXIT_OK
     fatal: str | None = None

@@ -22,6 +22,7 @@ import structlog
 
 from bulkops.engine.journal import Journal
 from bulkops.errors import BulkopsError
+from bulkops.stopping import StopRequested
 
 log = structlog.get_logger("bulkops.graph")
 
@@ -128,7 +129,11 @@ class Scheduler:
             raise Aborted(self._fatal)
 
     def stop(self) -> None:
-        """Start no more tasks; those in flight finish. (Cancel the caller's scope to cut them.)"""
+        """Start no more tasks; those in flight finish. (Cancel the caller's scope to cut them.)
+
+        A body that raises ``StopRequested`` (the run's stop switch refused its next request) goes
+        back to pending, unjournaled: it did not fail, and a resumed run does it again.
+        """
         self._stopping = True
         self._wake.set()
 
@@ -155,6 +160,9 @@ class Scheduler:
         with structlog.contextvars.bound_contextvars(task_id=task.id):
             try:
                 result = await task.body()
+            except StopRequested:  # stopped before it sent anything more: not a failure
+                node.state = State.PENDING
+                log.debug("bulkops.task.stopped")
             except BulkopsError as exc:
                 self._body_failed(node, exc)
             except Exception as exc:  # a bug in one task must not take the others down

@@ -20,7 +20,7 @@ import aiohttp
 import anyio
 import structlog
 
-from bulkops import logs, redact
+from bulkops import logs, redact, stopping
 from bulkops.api.client import ConsoleClient, RetryPolicy
 from bulkops.api.governor import RateGovernor, SendTimeStore
 from bulkops.engine.concurrency import most_telling
@@ -32,6 +32,7 @@ from bulkops.errors import MissingKeyError
 from bulkops.jobs import kind_module
 from bulkops.jobs.base import RunContext
 from bulkops.jobs.spec import JobDefinition, ProjectSpec
+from bulkops.output import human
 
 log = structlog.get_logger("bulkops.run")
 
@@ -254,9 +255,12 @@ async def execute(
 
 
 async def _run_with_signals(scheduler: Scheduler, progress: Any) -> tuple[bool, Aborted | None]:
-    """Run the graph; on SIGINT/SIGTERM stop starting tasks, let in-flight ones finish briefly."""
+    """Run the graph under the stop switch. The first SIGINT/SIGTERM starts no new task and no new
+    request; the requests on the wire get ``GRACE_SECONDS`` to come back, then the rest (tasks
+    waiting for a quota slot or a retry) is cancelled. A second signal cancels at once."""
     interrupted = False
     aborted: Aborted | None = None
+    switch = stopping.StopSwitch()
     async with anyio.create_task_group() as watchers:
         run_scope = anyio.CancelScope()
 
@@ -264,16 +268,24 @@ async def _run_with_signals(scheduler: Scheduler, progress: Any) -> tuple[bool, 
             nonlocal interrupted
             if not interrupted:
                 interrupted = True
-                log.warning("bulkops.run.interrupting", signal=signal.Signals(signum).name)
+                switch.stop()
                 scheduler.stop()
-                watchers.start_soon(_cancel_after, run_scope, GRACE_SECONDS)
+                log.warning(
+                    "bulkops.run.interrupting",
+                    signal=signal.Signals(signum).name,
+                    in_flight=switch.in_flight,
+                    text=f"{signal.Signals(signum).name}: stopping; letting "
+                    f"{human.plural(switch.in_flight, 'request')} on the wire finish "
+                    "(press Ctrl-C again to stop at once)",
+                )
+                watchers.start_soon(_cancel_after, run_scope, switch, GRACE_SECONDS)
             else:
                 run_scope.cancel()
 
         watchers.start_soon(_watch_signals, on_signal)
         watchers.start_soon(progress.run)
         try:
-            with run_scope:
+            with stopping.active(switch), run_scope:
                 await scheduler.run()
         except Aborted as exc:
             aborted = exc
@@ -288,8 +300,17 @@ async def _watch_signals(callback: Callable[[int], None]) -> None:
             callback(signum)
 
 
-async def _cancel_after(scope: anyio.CancelScope, seconds: float) -> None:
-    await anyio.sleep(seconds)
+#: Once the last request on the wire is back, how long its task gets to record its result.
+SETTLE_SECONDS = 0.2
+
+
+async def _cancel_after(
+    scope: anyio.CancelScope, switch: stopping.StopSwitch, seconds: float
+) -> None:
+    """Cancel ``scope`` once no request is on the wire (or after ``seconds`` at most)."""
+    with anyio.move_on_after(seconds):
+        await switch.wait_idle()
+        await anyio.sleep(SETTLE_SECONDS)
     scope.cancel()
 
 
@@ -300,24 +321,32 @@ class Interrupted(Exception):
 async def interruptible(phase: Callable[[], Awaitable[T]]) -> T:
     """Run a phase (planning, verifying) so SIGINT/SIGTERM end it cleanly, as ``Interrupted``.
 
+    The phase only reads, so the signal cuts it at once (and no new request starts meanwhile).
     Errors come out unwrapped from anyio's ExceptionGroup, so the CLI can show one message.
     """
     results: list[T] = []
     interrupted = False
+    switch = stopping.StopSwitch()
     try:
-        async with anyio.create_task_group() as group:
+        with stopping.active(switch):
+            async with anyio.create_task_group() as group:
 
-            def on_signal(signum: int) -> None:
-                nonlocal interrupted
-                interrupted = True
-                log.warning("bulkops.run.interrupting", signal=signal.Signals(signum).name)
+                def on_signal(signum: int) -> None:
+                    nonlocal interrupted
+                    interrupted = True
+                    switch.stop()
+                    log.warning("bulkops.run.interrupting", signal=signal.Signals(signum).name)
+                    group.cancel_scope.cancel()
+
+                group.start_soon(_watch_signals, on_signal)
+                results.append(await phase())
                 group.cancel_scope.cancel()
-
-            group.start_soon(_watch_signals, on_signal)
-            results.append(await phase())
-            group.cancel_scope.cancel()
     except BaseExceptionGroup as errors:
+        if interrupted:
+            raise Interrupted from None
         raise most_telling(errors) from None
+    except stopping.StopRequested:
+        raise Interrupted from None
     if interrupted or not results:
         raise Interrupted
     return results[0]

@@ -35,7 +35,7 @@ _TASK_STATES = ("done", "failed", "skipped", "pending", "running", "waiting for 
 def summary_lines(run: dict[str, Any], *, state: Path | None = None) -> list[str]:
     summary = run.get("summary") or {}
     exit_code = summary.get("exit_code", run.get("exit_code"))
-    elapsed = duration(float(summary.get("elapsed_s") or 0.0))
+    elapsed = duration(_elapsed(run, summary))
     headline = _HEADLINES.get(exit_code) if isinstance(exit_code, int) else None
     headline = headline or str(run.get("status") or "finished")
     lines = [
@@ -49,6 +49,14 @@ def summary_lines(run: dict[str, Any], *, state: Path | None = None) -> list[str
     lines += _request_lines(summary.get("requests") or {})
     lines += _ending_lines(summary, exit_code, state)
     return lines
+
+
+def _elapsed(run: dict[str, Any], summary: dict[str, Any]) -> float:
+    """This attempt's wall time (planning included), else the task graph's."""
+    began = run.get("resumed_at") or run.get("started_at")
+    if isinstance(began, int | float) and isinstance(run.get("finished_at"), int | float):
+        return max(0.0, float(run["finished_at"]) - float(began))
+    return float(summary.get("elapsed_s") or 0.0)
 
 
 # -- what the job did -----------------------------------------------------------------------
@@ -71,10 +79,13 @@ def _job_lines(job: dict[str, Any], elapsed: str) -> list[str]:
         planned = rest.pop("planned_mutations")
         sent = rest.pop("mutations_sent", 0)
         outcomes = rest.pop("outcomes", {}) or {}
-        lines.append(
-            f"  mutations: {count(planned)} planned, {count(sent)} sent; "
-            f"outcomes: {tally(outcomes, sep=' ').replace('_', ' ')}"
-        )
+        if planned or sent or outcomes:
+            lines.append(
+                f"  mutations: {count(planned)} planned, {count(sent)} sent; "
+                f"outcomes: {tally(outcomes, sep=' ').replace('_', ' ')}"
+            )
+        else:
+            lines.append("  mutations: none planned")
     pending = rest.pop("pending_review", None)
     if pending:
         lines.append(f"  pending review ({count(len(pending))}): {listing(pending)}")
@@ -98,7 +109,7 @@ def _note_items(items: list[Any]) -> str:
 
 
 def _verify_lines(verify: dict[str, Any] | None, state: Path | None) -> list[str]:
-    if not verify:
+    if not verify or not verify.get("checked"):
         return []
     checked, differ = verify.get("checked", 0), verify.get("differences", 0)
     line = f"  verify: {plural(checked, 'entity', 'entities')} read back"

@@ -124,11 +124,9 @@ class Progress:
         return str(self.snapshot()["text"])
 
     def _text(self, units: Count, elapsed: float, eta: float | None) -> str:
-        total = "?" if units.total is None else count(units.total)
-        parts = [
-            f"{units.unit} {count(units.done)} of {total}"
-            + (f" ({units.note})" if units.note else "")
-        ]
+        total = "" if units.total is None else f" of {count(units.total)}"
+        note = f" ({units.note})" if units.note else ""
+        parts = [f"{units.unit} {count(units.done)}{total}{note}"]
         parts.append(f"{count(sum(c.stats.requests for c in self.clients))} requests")
         retries = sum(c.stats.retries for c in self.clients)
         limited = sum(c.stats.rate_limited for c in self.clients)

@@ -125,3 +125,23 @@ def test_console_log_lines_flatten_fields_and_drop_empty_ones(capsys) -> None:
     err = capsys.readouterr().err
     assert 'estimate.target.minimum_seconds="2 h 46 min"' in err and "tasks.done=65" in err
     assert "pending" not in err and "fatal" not in err
+
+
+def test_progress_speaks_the_jobs_units_and_estimates_only_when_it_means_something() -> None:
+    """No ETA without a total or history; rate-based after a few seconds; quota time as a floor."""
+    import time
+
+    from bulkops.progress import Count, Progress
+
+    now = {"units": Count(0, None, "metrics", note="3 of 24 sources announced")}
+    progress = Progress(None, [], units=lambda: now["units"], live=False)  # type: ignore[arg-type]
+    assert progress.line().startswith("metrics 0 (3 of 24 sources announced), 0 requests")
+    assert progress.snapshot()["eta_s"] is None and "more" not in progress.line()
+    now["units"] = Count(1000, 2553, "metrics")
+    assert "more" not in progress.line()  # a fraction of a second in: too early to extrapolate
+    progress.started = time.monotonic() - 10
+    assert "metrics 1,000 of 2,553" in progress.line() and "about 16 s more" in progress.line()
+    now["units"] = Count(10, 1000, "mutations", at_least_seconds=9960.0, note="10 sent")
+    line = progress.line()
+    assert "mutations 10 of 1,000 (10 sent)" in line
+    assert "quota needs at least 2 h 46 min more" in line and "1e9" not in line

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import MutableMapping
+from collections.abc import Iterator, Mapping, MutableMapping
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -17,6 +17,7 @@ import orjson
 import structlog
 
 from bulkops import redact
+from bulkops.output import human
 
 _LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50, "exception": 40}
 _CONTEXT_FIELDS = ("job", "run_id", "task_id", "project")
@@ -57,7 +58,6 @@ class _Sinks:
         self.file: TextIO | None = None
         self.stderr_format = "console"
         self.stderr_level = logging.INFO
-        self._console = structlog.dev.ConsoleRenderer(colors=False)
 
     def __call__(self, logger: Any, name: str, event: MutableMapping[str, Any]) -> Any:
         level = _LEVELS.get(event.get("level", "info"), 20)
@@ -68,13 +68,61 @@ class _Sinks:
             if self.stderr_format == "json":
                 line = orjson.dumps(event, default=str).decode()
             else:
-                shown = {k: v for k, v in event.items() if v is not None and k != "timestamp"}
-                line = self._console(logger, name, shown)
+                line = console_line(event)
             live_line.print_above(line)
         raise structlog.DropEvent
 
 
 _sinks = _Sinks()
+
+#: Fields every event carries for the log file; on a terminal they are noise.
+_HIDDEN_ON_CONSOLE = frozenset({"timestamp", "level", "event", "job", "run_id"})
+
+
+def console_line(event: Mapping[str, Any]) -> str:
+    """``[warning] bulkops.task.failed  error="..." label=source 'Orders' page 3``.
+
+    Nested values are flattened to dotted keys (``tasks.done=65``), lists joined with commas;
+    empty values are left out, so no Python repr (``None``, ``[]``, ``{'a': 1}``) reaches stderr.
+    An event with a ``text`` field (progress) already says it in a sentence: that is shown alone.
+    """
+    level = str(event.get("level", "info"))
+    if isinstance(event.get("text"), str):
+        return f"[{level:<7}] {event['text']}"
+    fields = " ".join(
+        f"{key}={_field_text(value)}"
+        for key, value in _flat_fields(event)
+        if key not in _HIDDEN_ON_CONSOLE
+    )
+    head = f"[{level:<7}] {event.get('event', '')}"
+    return f"{head}  {fields}" if fields else head
+
+
+def _flat_fields(mapping: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any]]:
+    for key in sorted(mapping) if not prefix else mapping:
+        value = mapping[key]
+        if value is None or (isinstance(value, list | tuple | dict) and not value):
+            continue
+        if isinstance(value, Mapping):
+            yield from _flat_fields(value, f"{prefix}{key}.")
+        elif key.endswith(("_s", "_seconds")) and isinstance(value, int | float):
+            yield f"{prefix}{key}", human.duration(float(value))  # 9960 → "2 h 46 min"
+        else:
+            yield f"{prefix}{key}", value
+
+
+def _field_text(value: Any) -> str:
+    if isinstance(value, str) and not value.startswith("Traceback"):
+        return f'"{value}"' if (" " in value or not value) else value
+    if isinstance(value, list | tuple):
+        return ",".join(_field_text(v) for v in value)
+    if isinstance(value, str):
+        return "\n" + value  # a traceback (from log.exception) reads best on lines of its own
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return human.value(value)
 
 
 def _ensure_context(

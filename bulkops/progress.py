@@ -1,10 +1,24 @@
-"""Progress: a live status line on a terminal, periodic ``bulkops.progress`` events elsewhere."""
+"""Progress in the job's own units: a live line on a terminal, periodic ``bulkops.progress`` events
+elsewhere.
+
+What counts as done comes from a *units hook*, a callable returning a :class:`Count`:
+
+- a job kind may define ``progress(ctx) -> Count`` (``export_metrics``: metrics read of the total
+  the server announced);
+- the graph of a writing job (apply, undo) is one task per mutation, so it counts mutations and
+  adds the time the mutation windows still need for the rest;
+- otherwise, settled tasks of the graph.
+
+An ETA is shown only when it means something: some work done, the total known, and a few seconds
+of history to extrapolate from.
+"""
 
 from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -13,8 +27,53 @@ import structlog
 from bulkops import logs
 from bulkops.api.client import ConsoleClient
 from bulkops.engine.graph import Scheduler, eta_seconds
+from bulkops.output.human import count, duration
 
 log = structlog.get_logger("bulkops.progress")
+
+#: Below this much elapsed time a rate-based ETA is noise; it is not shown.
+ETA_AFTER_SECONDS = 3.0
+
+
+@dataclass(frozen=True)
+class Count:
+    """``done`` of ``total`` ``unit`` (``total`` None: not known yet).
+
+    ``at_least_seconds`` is a floor on the time still needed (the mutation quota), ``note`` a short
+    remark for people (``18 of 24 sources announced``).
+    """
+
+    done: int
+    total: int | None
+    unit: str
+    at_least_seconds: float = 0.0
+    note: str = ""
+
+
+UnitsHook = Callable[[], Count]
+
+
+def task_units(scheduler: Scheduler) -> Count:
+    return Count(scheduler.settled(), scheduler.total, "tasks")
+
+
+def mutation_units(scheduler: Scheduler, clients: Iterable[ConsoleClient]) -> Count:
+    """For a graph of one task per planned mutation: mutations settled, sent, and quota still needed."""
+    clients = list(clients)
+    done, total = scheduler.settled(), scheduler.total
+    sent = sum(c.stats.mutations for c in clients)
+    quota = max((c.governor.minimum_seconds(total - done) for c in clients), default=0.0)
+    return Count(done, total, "mutations", at_least_seconds=quota, note=f"{count(sent)} sent")
+
+
+def units_for(kind: Any, ctx: Any) -> UnitsHook:
+    """The units hook of a job kind module for the graph ``execute`` runs with ``ctx``."""
+    if hasattr(kind, "build_plan"):  # writing jobs: the graph run is always an apply (or undo)
+        return lambda: mutation_units(ctx.scheduler, ctx.clients.values())
+    hook = getattr(kind, "progress", None)
+    if hook is not None:
+        return lambda: hook(ctx)
+    return lambda: task_units(ctx.scheduler)
 
 
 class Progress:
@@ -23,36 +82,63 @@ class Progress:
         scheduler: Scheduler,
         clients: Iterable[ConsoleClient],
         *,
+        units: UnitsHook | None = None,
         live: bool | None = None,
         interval: float | None = None,
     ) -> None:
         self.scheduler = scheduler
         self.clients = list({id(c): c for c in clients}.values())
+        self.units = units or (lambda: task_units(scheduler))
         self.live = sys.stderr.isatty() if live is None else live
         self.interval = interval if interval is not None else (0.5 if self.live else 10.0)
         self.started = time.monotonic()
 
+    def eta(self, units: Count, elapsed: float) -> float | None:
+        """Seconds still needed, or None when no estimate would mean anything."""
+        if units.total is None or units.done >= units.total:
+            return None
+        rate_based = None
+        if units.done > 0 and elapsed >= ETA_AFTER_SECONDS:
+            rate_based = eta_seconds(units.done, units.total, elapsed)
+        if rate_based is None and not units.at_least_seconds:
+            return None
+        return max(rate_based or 0.0, units.at_least_seconds)
+
     def snapshot(self) -> dict[str, Any]:
-        done = self.scheduler.settled()
-        total = self.scheduler.total
+        units = self.units()
         elapsed = time.monotonic() - self.started
+        eta = self.eta(units, elapsed)
         return {
-            "done": done,
-            "total": total,
+            "unit": units.unit,
+            "done": units.done,
+            "total": units.total,
             "requests": sum(c.stats.requests for c in self.clients),
             "retries": sum(c.stats.retries for c in self.clients),
             "rate_limited": sum(c.stats.rate_limited for c in self.clients),
             "elapsed_s": round(elapsed, 1),
-            "eta_s": round(min(eta_seconds(done, total, elapsed), 1e9), 1),
+            "eta_s": None if eta is None else round(eta, 1),
+            "text": self._text(units, elapsed, eta),
         }
 
     def line(self) -> str:
-        s = self.snapshot()
-        eta = "?" if s["eta_s"] >= 1e9 else f"{s['eta_s']:.0f}s"
-        return (
-            f"tasks {s['done']}/{s['total']}  requests {s['requests']}  retries {s['retries']}  "
-            f"429s {s['rate_limited']}  elapsed {s['elapsed_s']:.0f}s  eta {eta}"
-        )
+        return str(self.snapshot()["text"])
+
+    def _text(self, units: Count, elapsed: float, eta: float | None) -> str:
+        total = "" if units.total is None else f" of {count(units.total)}"
+        note = f" ({units.note})" if units.note else ""
+        parts = [f"{units.unit} {count(units.done)}{total}{note}"]
+        parts.append(f"{count(sum(c.stats.requests for c in self.clients))} requests")
+        retries = sum(c.stats.retries for c in self.clients)
+        limited = sum(c.stats.rate_limited for c in self.clients)
+        if retries or limited:
+            parts.append(f"{count(retries)} retries, {count(limited)} rate-limited")
+        parts.append(f"{duration(elapsed)} elapsed")
+        if eta is not None:
+            quota_bound = units.at_least_seconds and eta <= units.at_least_seconds
+            parts.append(
+                f"{'quota needs at least' if quota_bound else 'about'} {duration(eta)} more"
+            )
+        return ", ".join(parts)
 
     async def run(self) -> None:
         """Report until cancelled."""

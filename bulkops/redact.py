@@ -1,17 +1,17 @@
 """Keeping API keys out of every log line, checkpoint, output and error message.
 
-Each client registers its key here; ``text`` and the structlog processor ``processor`` replace any
-registered key, and anything shaped like a Console API key, with a fixed mask.
+Each client registers its key here (so do the sandbox's demo projects, through their clients);
+``text`` and the structlog processor ``processor`` replace every registered key with a fixed mask.
+Only secrets in use are masked: an entity id that merely looks like a key (``console-looking-id``)
+is shown as it is, since hiding it would make error messages useless.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import MutableMapping
 from typing import Any
 
 MASK = "console-***"
-_KEY_SHAPE = re.compile(r"console-[A-Za-z0-9_\-]{6,}")
 _secrets: set[str] = set()
 
 
@@ -21,10 +21,11 @@ def register(secret: str) -> None:
 
 
 def text(value: str) -> str:
-    for secret in _secrets:
+    # Longest first: a key that contains another registered key is masked whole.
+    for secret in sorted(_secrets, key=len, reverse=True):
         if secret in value:
             value = value.replace(secret, MASK)
-    return _KEY_SHAPE.sub(MASK, value)
+    return value
 
 
 def deep(value: Any) -> Any:

@@ -12,6 +12,7 @@ from bulkops.engine.journal import read_journal
 from bulkops.engine.runner import print_summary
 from bulkops.engine.state import StateDir
 from bulkops.errors import StateError
+from bulkops.output.human import plural
 
 
 def find_state_dir(explicit: Path | None) -> StateDir:
@@ -70,18 +71,25 @@ def show_status(explicit: Path | None, *, as_json: bool) -> int:
     out = sys.stdout
     print(f"state: {state.root}", file=out)
     if run.get("summary"):
-        print_summary(run, file=out)
+        print_summary(run, file=out, state=state.root)
     else:
-        print(f"run {run.get('run_id')} of job {run.get('job')!r}: {run.get('status')}", file=out)
-    print(f"journal: {overview['tasks_done']} tasks done", file=out)
+        print(
+            f"run {run.get('run_id') or '(no id)'} of job {run.get('job') or '(unnamed)'}: "
+            f"{run.get('status') or 'not started'}",
+            file=out,
+        )
+    print(f"journal: {plural(overview['tasks_done'], 'task')} done", file=out)
     if overview["tasks_failed"]:
-        print(f"left to retry: {len(overview['tasks_failed'])} failed task(s):", file=out)
+        print(f"left to retry: {plural(len(overview['tasks_failed']), 'failed task')}:", file=out)
         for item in overview["tasks_failed"][:50]:
-            print(f"  {item['task']}: {item['error']}", file=out)
+            print(f"  {item['task']}: {item['error'] or 'failed'}", file=out)
+        if len(overview["tasks_failed"]) > 50:
+            more = len(overview["tasks_failed"]) - 50
+            print(f"  ... and {more:,} more (`bulkops status --json` lists them all)", file=out)
     if overview["mutations_unreconciled"]:
         print(
             f"mutations sent without a recorded answer (reconciled on resume): "
-            f"{len(overview['mutations_unreconciled'])}",
+            f"{len(overview['mutations_unreconciled']):,}",
             file=out,
         )
     if run.get("status") == "planned":

@@ -47,7 +47,7 @@ def test_json_logs_carry_job_run_task_and_project_and_status_reports(tmp_path) -
 
     human = cli("status", "--state", str(state))
     out, _ = human.communicate(timeout=30)
-    assert b"complete (exit 0)" in out
+    assert b"exp complete in" in out and b"(exit 0, run " in out
 
 
 def test_status_without_a_run_explains_what_to_pass(tmp_path) -> None:

@@ -25,7 +25,7 @@ import orjson
 import structlog
 from yarl import URL
 
-from bulkops import redact
+from bulkops import redact, stopping
 from bulkops.api.governor import RateGovernor
 from bulkops.errors import (
     ApiError,
@@ -204,10 +204,13 @@ class ConsoleClient:
     ) -> dict[str, Any]:
         slot = self.governor.mutation_slot() if mutation else self.governor.read_slot()
         async with slot:
-            self.stats.requests += 1
-            if mutation:
-                self.stats.mutations += 1
-            status, raw, retry_after = await self._send(method, path, query, body, extra_headers)
+            with stopping.sending():  # after a Ctrl-C, nothing new goes on the wire
+                self.stats.requests += 1
+                if mutation:
+                    self.stats.mutations += 1
+                status, raw, retry_after = await self._send(
+                    method, path, query, body, extra_headers
+                )
         self.stats.by_status[str(status)] += 1
         if 200 <= status < 300:
             self.governor.on_success()

@@ -22,6 +22,7 @@ import structlog
 
 from bulkops.engine.journal import Journal
 from bulkops.errors import BulkopsError, LocalIOError
+from bulkops.stopping import StopRequested
 
 log = structlog.get_logger("bulkops.graph")
 
@@ -128,7 +129,11 @@ class Scheduler:
             raise Aborted(self._fatal)
 
     def stop(self) -> None:
-        """Start no more tasks; those in flight finish. (Cancel the caller's scope to cut them.)"""
+        """Start no more tasks; those in flight finish. (Cancel the caller's scope to cut them.)
+
+        A body that raises ``StopRequested`` (the run's stop switch refused its next request) goes
+        back to pending, unjournaled: it did not fail, and a resumed run does it again.
+        """
         self._stopping = True
         self._wake.set()
 
@@ -160,6 +165,9 @@ class Scheduler:
                     self._journal.append(
                         {"type": "task_done", "task": task.id, "result": result}, durable=False
                     )
+            except StopRequested:  # stopped before it sent anything more: not a failure
+                node.state = State.PENDING
+                log.debug("bulkops.task.stopped")
             except BulkopsError as exc:
                 self._body_failed(node, exc)
             except OSError as exc:  # disk full, I/O error: no other task can do better; resumable
@@ -263,6 +271,15 @@ class Scheduler:
             for node in self._nodes.values()
             if node.state is State.FAILED and node.failed_itself
         ]
+
+    def results_under(self, prefix: str) -> dict[str, Any]:
+        """Results of every task whose id starts with ``prefix`` and whose body succeeded (this run
+        or a replayed one), e.g. each page read so far of a listing, for progress."""
+        return {
+            task_id: node.result
+            for task_id, node in self._nodes.items()
+            if task_id.startswith(prefix) and node.state in (State.WAITING, State.DONE)
+        }
 
     def result(self, task_id: str) -> Any:
         return self._nodes[task_id].result

@@ -96,13 +96,16 @@ class Plan:
 
 
 def estimate_lines(plan: Plan) -> list[str]:
-    """Readable lines for ``plan.estimate``: mutations per project and the time the windows allow."""
+    """Readable lines for ``plan.estimate``: mutations per project and the time the windows allow,
+    e.g. ``[target] 1,200 mutations: at least 18 min under 100/10s, 900/15min``."""
+    from bulkops.output.human import duration, plural
+
     lines = []
     for role, estimate in plan.estimate.items():
         seconds = estimate["minimum_seconds"]
-        wait = f"at least {seconds:.0f}s" if seconds else "no waiting (fits the first window)"
+        wait = f"at least {duration(seconds)}" if seconds else "no waiting (fits the first window)"
+        windows = ", ".join(estimate["windows"]) or "no mutation limits"
         lines.append(
-            f"[{role}] {estimate['mutations']} mutation(s): {wait} under "
-            f"{', '.join(estimate['windows'])}"
+            f"[{role}] {plural(estimate['mutations'], 'mutation')}: {wait} under {windows}"
         )
     return lines

@@ -21,7 +21,7 @@ import aiohttp
 import anyio
 import structlog
 
-from bulkops import logs, redact
+from bulkops import logs, redact, stopping
 from bulkops.api.client import ConsoleClient, ProjectIdentity, RetryPolicy
 from bulkops.api.governor import RateGovernor, SendTimeStore
 from bulkops.engine.concurrency import gather, most_telling
@@ -33,6 +33,7 @@ from bulkops.errors import Interrupted, MissingKeyError
 from bulkops.jobs import kind_module
 from bulkops.jobs.base import RunContext
 from bulkops.jobs.spec import JobDefinition, ProjectSpec
+from bulkops.output import human
 
 log = structlog.get_logger("bulkops.run")
 
@@ -258,7 +259,7 @@ async def execute(
     journal_file: Path | None = None,
 ) -> tuple[int, dict[str, Any]]:
     """Run a task graph to its end under signals and progress; return (exit code, summary)."""
-    from bulkops.progress import Progress
+    from bulkops.progress import Progress, units_for
 
     job, options, state, clients = session.job, session.options, session.state, session.clients
     journal = Journal.open(journal_file or state.journal_file)
@@ -276,7 +277,8 @@ async def execute(
     )
     for task in root_tasks(ctx):
         scheduler.add(task)
-    progress = Progress(scheduler, clients.values(), live=options.progress)
+    units = units_for(kind_module(job.kind), ctx)
+    progress = Progress(scheduler, clients.values(), units=units, live=options.progress)
     started = time.monotonic()
     exit_code = EXIT_OK
     fatal: str | None = None
@@ -307,9 +309,12 @@ async def execute(
 
 
 async def _run_with_signals(scheduler: Scheduler, progress: Any) -> tuple[bool, Aborted | None]:
-    """Run the graph; on SIGINT/SIGTERM stop starting tasks, let in-flight ones finish briefly."""
+    """Run the graph under the stop switch. The first SIGINT/SIGTERM starts no new task and no new
+    request; the requests on the wire get ``GRACE_SECONDS`` to come back, then the rest (tasks
+    waiting for a quota slot or a retry) is cancelled. A second signal cancels at once."""
     interrupted = False
     aborted: Aborted | None = None
+    switch = stopping.StopSwitch()
     async with anyio.create_task_group() as watchers:
         run_scope = anyio.CancelScope()
 
@@ -317,16 +322,24 @@ async def _run_with_signals(scheduler: Scheduler, progress: Any) -> tuple[bool, 
             nonlocal interrupted
             if not interrupted:
                 interrupted = True
-                log.warning("bulkops.run.interrupting", signal=signal.Signals(signum).name)
+                switch.stop()
                 scheduler.stop()
-                watchers.start_soon(_cancel_after, run_scope, GRACE_SECONDS)
+                log.warning(
+                    "bulkops.run.interrupting",
+                    signal=signal.Signals(signum).name,
+                    in_flight=switch.in_flight,
+                    text=f"{signal.Signals(signum).name}: stopping; letting "
+                    f"{human.plural(switch.in_flight, 'request')} on the wire finish "
+                    "(press Ctrl-C again to stop at once)",
+                )
+                watchers.start_soon(_cancel_after, run_scope, switch, GRACE_SECONDS)
             else:
                 run_scope.cancel()
 
         watchers.start_soon(_watch_signals, on_signal)
         watchers.start_soon(progress.run)
         try:
-            with run_scope:
+            with stopping.active(switch), run_scope:
                 await scheduler.run()
         except Aborted as exc:
             aborted = exc
@@ -341,32 +354,49 @@ async def _watch_signals(callback: Callable[[int], None]) -> None:
             callback(signum)
 
 
-async def _cancel_after(scope: anyio.CancelScope, seconds: float) -> None:
-    await anyio.sleep(seconds)
+#: Once the last request on the wire is back, how long its task gets to record its result.
+SETTLE_SECONDS = 0.2
+
+
+async def _cancel_after(
+    scope: anyio.CancelScope, switch: stopping.StopSwitch, seconds: float
+) -> None:
+    """Cancel ``scope`` once no request is on the wire (or after ``seconds`` at most)."""
+    with anyio.move_on_after(seconds):
+        await switch.wait_idle()
+        await anyio.sleep(SETTLE_SECONDS)
     scope.cancel()
 
 
 async def interruptible(phase: Callable[[], Awaitable[T]]) -> T:
     """Run a phase (planning, verifying) so SIGINT/SIGTERM end it cleanly, as ``Interrupted``.
 
+    The phase only reads, so the signal cuts it at once (and no new request starts meanwhile).
     Errors come out unwrapped from anyio's ExceptionGroup, so the CLI can show one message.
     """
     results: list[T] = []
     interrupted = False
+    switch = stopping.StopSwitch()
     try:
-        async with anyio.create_task_group() as group:
+        with stopping.active(switch):
+            async with anyio.create_task_group() as group:
 
-            def on_signal(signum: int) -> None:
-                nonlocal interrupted
-                interrupted = True
-                log.warning("bulkops.run.interrupting", signal=signal.Signals(signum).name)
+                def on_signal(signum: int) -> None:
+                    nonlocal interrupted
+                    interrupted = True
+                    switch.stop()
+                    log.warning("bulkops.run.interrupting", signal=signal.Signals(signum).name)
+                    group.cancel_scope.cancel()
+
+                group.start_soon(_watch_signals, on_signal)
+                results.append(await phase())
                 group.cancel_scope.cancel()
-
-            group.start_soon(_watch_signals, on_signal)
-            results.append(await phase())
-            group.cancel_scope.cancel()
     except BaseExceptionGroup as errors:
+        if interrupted:
+            raise Interrupted from None
         raise most_telling(errors) from None
+    except stopping.StopRequested:
+        raise Interrupted from None
     if interrupted or not results:
         raise Interrupted
     return results[0]
@@ -408,36 +438,13 @@ def finish(state: StateDir, run: dict[str, Any], exit_code: int, summary: dict[s
         log.info("bulkops.run.summary", job=run["job"], run_id=run["run_id"], status=status,
                  summary=summary)  # fmt: skip
     else:
-        print_summary(run, file=sys.stderr)
+        print_summary(run, file=sys.stderr, state=state.root)
     logs.close_log_file()
     return exit_code
 
 
-def print_summary(run: dict[str, Any], *, file: Any) -> None:
-    summary = run.get("summary") or {}
-    lines = [
-        f"bulkops: job {run.get('job')!r} run {run.get('run_id')}: {run.get('status')} "
-        f"(exit {summary.get('exit_code')}) in {summary.get('elapsed_s', 0):.1f}s",
-        f"  tasks: {summary.get('tasks', {})}"
-        f"  (replayed from checkpoint: {summary.get('tasks_replayed_from_checkpoint', 0)})",
-    ]
-    for role, stats in (summary.get("requests") or {}).items():
-        lines.append(
-            f"  {role}: {stats['requests']} requests, {stats['retries']} retries, "
-            f"{stats['rate_limited']} rate-limited, {stats['mutations']} mutations, "
-            f"by status {stats['by_status']}"
-        )
-    if summary.get("fatal"):
-        lines.append(f"  aborted: {summary['fatal']}")
-        lines.append("  fix the cause, then re-run the same command to resume.")
-    failures = summary.get("failures") or []
-    for failure in failures[:20]:
-        lines.append(f"  failed: {failure['what'] or failure['task']}: {failure['error']}")
-    if len(failures) > 20:
-        lines.append(f"  ... and {len(failures) - 20} more (see `bulkops status`)")
-    if failures:
-        lines.append("  re-run the same command to retry only what failed.")
-    job_summary = summary.get("job") or {}
-    for key, value in job_summary.items():
-        lines.append(f"  {key}: {value}")
-    print("\n".join(lines), file=file, flush=True)
+def print_summary(run: dict[str, Any], *, file: Any, state: Path | None = None) -> None:
+    """The run's summary for people (``state``: its directory, to point at ``verify.json``)."""
+    from bulkops.output.summary import summary_lines
+
+    print("\n".join(summary_lines(run, state=state)), file=file, flush=True)

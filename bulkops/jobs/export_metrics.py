@@ -12,7 +12,7 @@ import functools
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import anyio
 import orjson
@@ -30,6 +30,9 @@ from bulkops.output.publish import (
     safe_file_stem,
     stage_file,
 )
+
+if TYPE_CHECKING:
+    from bulkops.progress import Count
 
 SOURCES = "sources"
 #: Sources staged at once: staging is disk-bound, and each holds a read buffer; two keep the disk
@@ -177,6 +180,22 @@ def summary(ctx: RunContext) -> dict[str, Any]:
         return {"published": ctx.scheduler.result(PUBLISH)}
     sources = len(listing_pages(ctx, SOURCES))
     return {"published": None, "source_pages_read": sources}
+
+
+def progress(ctx: RunContext) -> Count:
+    """Progress in metrics: rows read of the totals the server announced on each page 1."""
+    from bulkops.progress import Count
+
+    pages = ctx.scheduler.results_under("metrics:")
+    read = sum(int(page["count"]) for page in pages.values())
+    firsts = [page for task_id, page in pages.items() if task_id.endswith(":p1")]
+    collected = ctx.scheduler.results_under(f"{SOURCES}:collect")
+    sources = len(next(iter(collected.values()))["names"]) if collected else None
+    if sources is None:
+        return Count(read, None, "metrics", note="listing the metric sources")
+    if len(firsts) < sources or any(page["total"] is None for page in firsts):
+        return Count(read, None, "metrics", note=f"{len(firsts)} of {sources} sources announced")
+    return Count(read, sum(int(page["total"]) for page in firsts), "metrics")
 
 
 def _iso(epoch: float) -> str:

@@ -7,6 +7,7 @@ Exit codes: 0 complete; 2 bad usage or invalid job file; 3 finished but some ite
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -280,28 +281,29 @@ def _run(args: argparse.Namespace) -> int:
     import anyio
 
     from bulkops.engine import planned
-    from bulkops.engine.runner import run_job
+    from bulkops.engine.runner import guarded, run_job
     from bulkops.jobs import load
 
     job = load(args.job_file)
     options = _options(args)
     if planned.is_planned(job.kind):
         command = planned.plan_command if args.command == "plan" else planned.run_planned
-        return anyio.run(command, job, options)
+        return anyio.run(guarded, command, job, options)
     if args.command == "plan":
         raise UserError(f"{job.kind} jobs only read; they have no plan. Use `bulkops run`.")
     if options.again:
         raise UserError(f"--again is for jobs that write; {job.kind} jobs only read.")
-    return anyio.run(run_job, job, options)
+    return anyio.run(guarded, run_job, job, options)
 
 
 def _apply(args: argparse.Namespace) -> int:
     import anyio
 
     from bulkops.engine import planned
+    from bulkops.engine.runner import guarded
 
     command = planned.apply_command if args.command == "apply" else planned.undo_command
-    return anyio.run(command, _options(args))
+    return anyio.run(guarded, command, _options(args))
 
 
 def _emulator(args: argparse.Namespace) -> int:
@@ -332,5 +334,14 @@ def _emulator(args: argparse.Namespace) -> int:
     return 0
 
 
+def entry() -> None:
+    """The ``bulkops`` executable: ``main``, then exit without a signal cutting the exit short
+    (a second Ctrl-C while an interrupted command winds down must not turn 130 into a kill)."""
+    code = main()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -178,7 +178,7 @@ async def test_plan_sends_nothing_then_apply_changes_only_the_selected_rules(
         '      + condition email str_contains_any ["@example.com"]'
     ) in out
     assert "100 gates selected; 70 to update (70 rule changes), 30 unchanged" in out
-    assert "estimate [target]: 70 mutations" in out
+    assert "[target] 70 mutations: " in out
     after = gates(world)
     changed = changed_checkout_ids()
     for gate_id, gate in after.items():

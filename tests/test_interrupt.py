@@ -91,7 +91,8 @@ def test_a_second_sigint_exits_at_once_without_waiting_for_requests_on_the_wire(
             str(tmp_path / "s"),
             env=env,
         )
-        _wait_for(world, 60)  # the source list is in: the sources' first pages are on the wire
+        # The source list is in: the sources' first pages are on the wire.
+        _wait_for(world, 60, path_prefix="/console/v1/metrics/metric_source/list")
         time.sleep(0.3)
         process.send_signal(signal.SIGINT)
         time.sleep(0.1)

@@ -367,7 +367,7 @@ def test_render_and_undo_of_a_planned_operation() -> None:
     assert "gate 'g1' (version 3):\n  ~ rule 'Internal'\n      passPercentage: 10 -> 50" in text
     assert "FAILED gate 'g9': edits.0 (python m:f) raised KeyError" in text
     assert "3 gates selected; 1 to update (1 rule changes), 1 unchanged" in text
-    assert "estimate [target]: 1 mutations, at least 0.0s" in text and "100/10s" in text
+    assert "[target] 1 mutation: no waiting (fits the first window) under 100/10s" in text
     undo = job_kind.undo_operation(op, {"version": 4, "lastModifiedTime": 10})
     assert undo is not None
     assert undo.precondition == {"version": 4, "lastModifiedTime": 10}

@@ -246,3 +246,97 @@ def test_the_demo_world_is_the_same_in_every_process() -> None:
         for seed in ("1", "2", "3")
     }
     assert len(digests) == 1
+
+
+HALVING = """
+[[edits]]
+op = "python"
+function = "halving:halve"
+"""
+HALVE_PY = (
+    "def halve(entity, rule):\n"
+    "    pct = rule['passPercentage']\n"
+    "    return {**rule, 'passPercentage': round(pct / 2, 2)} if 0 < pct < 100 else rule\n"
+)
+
+
+def internal_percentages(world: World) -> dict[str, float]:
+    gates = world.project("target").collection("gates").values()
+    return {
+        g["id"]: next(r["passPercentage"] for r in g["rules"] if r["name"] == "Internal")
+        for g in gates
+        if g["id"].startswith("checkout_") and any(r["name"] == "Internal" for r in g["rules"])
+    }
+
+
+@pytest.mark.slow
+def test_a_non_idempotent_edit_is_applied_exactly_once_through_a_sigkill(
+    tmp_path, monkeypatch
+) -> None:
+    """Halve every rollout, SIGKILL mid-apply, run again: each gate halved once; a further run
+    is refused unless --again, which halves once more."""
+    monkeypatch.setenv(KEY_ENV, KEY)
+    world = build_world()
+    before = internal_percentages(world)
+    job = job_file(tmp_path / "job", edits=HALVING, concurrency=2)
+    (job.parent / "halving.py").write_text(HALVE_PY)
+    state = tmp_path / "state"
+    with EmulatorThread(world, config(latency_ms=25)) as emulator:
+        args = ("run", str(job), "--base-url", emulator.base_url, "--state", str(state))
+        victim = cli(*args)
+        wait_for(lambda: outcomes(state) >= 10 or victim.poll() is not None)
+        victim.send_signal(signal.SIGKILL)
+        victim.communicate(timeout=10)
+        time.sleep(0.2)  # what the dead process left in flight lands in the emulator
+        code, err = finish(cli(*args))
+        assert code == 0, err
+        halved = internal_percentages(world)
+        assert halved == {g: round(p / 2, 2) for g, p in before.items()}
+        assert mutations(world) == len(before)  # each gate written exactly once
+        code, err = finish(cli(*args))
+        assert code == 2, err
+        assert "not idempotent" in err and "--again" in err and "Traceback" not in err
+        assert mutations(world) == len(before)
+        code, err = finish(cli(*args, "--again"))
+        assert code == 0, err
+    assert internal_percentages(world) == {g: round(p / 2, 2) for g, p in halved.items()}
+
+
+def test_a_signal_between_phases_ends_the_command_as_interrupted() -> None:
+    """Under the command's signal guard, a SIGTERM while no phase handles signals is exit 130,
+    and one while a phase handles them goes to that phase."""
+    import os
+
+    from bulkops.engine.runner import _watch_signals, guarded
+    from bulkops.errors import Interrupted
+
+    async def between_phases() -> int:
+        os.kill(os.getpid(), signal.SIGTERM)
+        await anyio.sleep(5)
+        return 0
+
+    started = time.monotonic()
+    with pytest.raises(Interrupted) as stopped:
+        anyio.run(guarded, between_phases)
+    assert stopped.value.exit_code == 130 and time.monotonic() - started < 2
+
+    seen: list[int] = []
+
+    async def in_a_phase() -> int:
+        arrived = anyio.Event()
+
+        def handler(signum: int) -> None:
+            seen.append(signum)
+            arrived.set()
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(_watch_signals, handler)
+            await anyio.sleep(0.05)
+            os.kill(os.getpid(), signal.SIGTERM)
+            with anyio.fail_after(2):
+                await arrived.wait()
+            group.cancel_scope.cancel()
+        return 7
+
+    assert anyio.run(guarded, in_a_phase) == 7
+    assert seen == [signal.SIGTERM]

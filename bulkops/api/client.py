@@ -389,7 +389,11 @@ def parse_page(body: dict[str, Any], page: int, limit: int, where: str, project:
         if isinstance(per_page, int | float) and per_page > 0
         else limit,
         total=int(total) if isinstance(total, int | float) else None,
-        has_next=bool(pagination.get("nextPage")),
+        # Without a `pagination` block (several spec examples omit it), a full page may not be
+        # the last: ask for the next one until a page comes back short or empty.
+        has_next=bool(pagination.get("nextPage"))
+        if "pagination" in body
+        else len(data) >= limit > 0,
     )
 
 

@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -20,6 +21,7 @@ from typing import Any, TypeVar
 import aiohttp
 import anyio
 import structlog
+from anyio.abc import TaskStatus
 
 from bulkops import logs, redact, stopping
 from bulkops.api.client import ConsoleClient, ProjectIdentity, RetryPolicy
@@ -349,9 +351,63 @@ async def _run_with_signals(scheduler: Scheduler, progress: Any) -> tuple[bool, 
 
 
 async def _watch_signals(callback: Callable[[int], None]) -> None:
+    """Hand SIGINT/SIGTERM to ``callback`` until cancelled: through the command's signal guard
+    when one is running (``guarded``), else with a receiver of its own."""
+    guard = _GUARD.get()
+    if guard is not None:
+        guard.handlers.append(callback)
+        try:
+            await anyio.sleep_forever()
+        finally:
+            guard.handlers.remove(callback)
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async for signum in signals:
             callback(signum)
+
+
+class _SignalGuard:
+    """One signal receiver for a whole command, so no signal falls between two phases.
+
+    A phase that handles signals (the task graph, planning, verifying) registers its callback;
+    a signal that arrives while none is registered (opening projects, writing state between
+    phases) cancels the command, which then ends as ``Interrupted`` (exit 130, resumable).
+    """
+
+    def __init__(self, scope: anyio.CancelScope) -> None:
+        self.handlers: list[Callable[[int], None]] = []
+        self.scope = scope
+        self.interrupted = False
+
+    async def watch(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            task_status.started()
+            async for signum in signals:
+                if self.handlers:
+                    self.handlers[-1](signum)
+                else:
+                    log.warning("bulkops.run.interrupting", signal=signal.Signals(signum).name)
+                    self.interrupted = True
+                    self.scope.cancel()
+
+
+_GUARD: ContextVar[_SignalGuard | None] = ContextVar("bulkops_signal_guard", default=None)
+
+
+async def guarded(command: Callable[..., Awaitable[int]], *args: Any) -> int:
+    """Run a command under one signal guard for its whole length (the CLI's entry to commands)."""
+    results: list[int] = []
+    async with anyio.create_task_group() as group:
+        guard = _SignalGuard(group.cancel_scope)
+        token = _GUARD.set(guard)
+        try:
+            await group.start(guard.watch)  # receiving before the command's first step
+            results.append(await command(*args))
+        finally:
+            _GUARD.reset(token)
+            group.cancel_scope.cancel()
+    if guard.interrupted or not results:
+        raise Interrupted
+    return results[0]
 
 
 #: Once the last request on the wire is back, how long its task gets to record its result.

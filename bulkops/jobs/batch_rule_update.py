@@ -42,7 +42,7 @@ from bulkops.api.client import ConsoleClient, api_path
 from bulkops.engine.apply import read_entity
 from bulkops.engine.compare import SERVER_ASSIGNED, guard_of, normalize
 from bulkops.engine.concurrency import gather
-from bulkops.engine.plan import Operation, Plan
+from bulkops.engine.plan import Operation, Plan, estimate_lines
 from bulkops.errors import JobFileError
 from bulkops.jobs.rule_edits import (
     DeleteRule,
@@ -480,12 +480,7 @@ def render_plan(plan: Plan) -> list[str]:
             f"{NOT_IDEMPOTENT_MESSAGE} (once more per run); make them set values rather than "
             "change them relative to what they find, if that is not what you mean"
         )
-    for role, estimate in sorted(plan.estimate.items()):
-        lines.append(
-            f"estimate [{role}]: {estimate['mutations']} mutations, at least "
-            f"{estimate['minimum_seconds']:.1f}s under the mutation windows "
-            f"{', '.join(estimate['windows'])}"
-        )
+    lines.extend(estimate_lines(plan))
     if failed:
         lines.append(
             "the failed entities are not in the plan, so apply will end with exit 3; fix the "

@@ -202,7 +202,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command in ("apply", "undo"):
         return _apply(args)
     if args.command == "status":
-        from bulkops.status import show_status
+        from bulkops.commands.status import show_status
 
         return show_status(args.state, as_json=args.json)
     if args.command == "emulator":
@@ -223,7 +223,7 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _options(args: argparse.Namespace):  # -> RunOptions
-    from bulkops.engine.runner import RunOptions
+    from bulkops.commands.session import RunOptions
 
     base_url = _base_url_option(args)
     return RunOptions(
@@ -280,8 +280,9 @@ def url_problem(url: str) -> str | None:
 def _run(args: argparse.Namespace) -> int:
     import anyio
 
-    from bulkops.engine import planned
-    from bulkops.engine.runner import guarded, run_job
+    from bulkops.commands import planned
+    from bulkops.commands.run import run_job
+    from bulkops.commands.signals import guarded
     from bulkops.jobs import load
 
     job = load(args.job_file)
@@ -299,8 +300,8 @@ def _run(args: argparse.Namespace) -> int:
 def _apply(args: argparse.Namespace) -> int:
     import anyio
 
-    from bulkops.engine import planned
-    from bulkops.engine.runner import guarded
+    from bulkops.commands import planned
+    from bulkops.commands.signals import guarded
 
     command = planned.apply_command if args.command == "apply" else planned.undo_command
     return anyio.run(guarded, command, _options(args))

@@ -37,9 +37,9 @@ from typing import Any
 
 import anyio
 
+from bulkops.commands import planned
+from bulkops.commands.session import RunOptions
 from bulkops.emulator import EmulatorConfig, Project, World, running_emulator
-from bulkops.engine import planned
-from bulkops.engine.runner import RunOptions
 from bulkops.jobs import load
 from bulkops.jobs.spec import RateWindow
 

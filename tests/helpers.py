@@ -11,7 +11,8 @@ from typing import Any
 import orjson
 
 from bulkops.api.client import RetryPolicy
-from bulkops.engine.runner import RunOptions, run_job
+from bulkops.commands.run import run_job
+from bulkops.commands.session import RunOptions
 from bulkops.jobs import load
 
 KEY_ENV = "BULKOPS_TEST_SOURCE_KEY"

@@ -14,10 +14,10 @@ import aiohttp
 import orjson
 import pytest
 
+from bulkops.commands import planned
+from bulkops.commands.session import RunOptions
 from bulkops.emulator import EmulatorConfig, World, build_demo_world, running_emulator
-from bulkops.engine import planned
 from bulkops.engine.compare import differences, normalize
-from bulkops.engine.runner import RunOptions
 from bulkops.jobs import load
 from tests.clone_support import clone_job, keys_env
 from tests.helpers import FAST_RETRY

@@ -16,11 +16,11 @@ import orjson
 import pytest
 
 from bulkops.cli import main
+from bulkops.commands import planned
+from bulkops.commands.session import RunOptions
 from bulkops.emulator import EmulatorConfig, EmulatorThread, Project, World, running_emulator
-from bulkops.engine import planned
 from bulkops.engine.compare import normalize
 from bulkops.engine.plan import Plan
-from bulkops.engine.runner import RunOptions
 from bulkops.jobs import load
 from tests.helpers import FAST_RETRY, cli
 

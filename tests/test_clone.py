@@ -5,10 +5,10 @@ from __future__ import annotations
 import orjson
 import pytest
 
+from bulkops.commands import planned
+from bulkops.commands.session import RunOptions
 from bulkops.emulator import EmulatorConfig, build_demo_world, running_emulator
-from bulkops.engine import planned
 from bulkops.engine.compare import normalize
-from bulkops.engine.runner import RunOptions
 from bulkops.jobs import load
 from tests.clone_support import clone_job, dump, keys_env
 from tests.helpers import FAST_RETRY

@@ -8,9 +8,9 @@ import time
 import orjson
 import pytest
 
+from bulkops.commands import planned
+from bulkops.commands.session import RunOptions
 from bulkops.emulator import EmulatorConfig, EmulatorThread, build_demo_world, running_emulator
-from bulkops.engine import planned
-from bulkops.engine.runner import RunOptions
 from bulkops.jobs import load
 from tests.clone_support import clone_job, dump, keys_env
 from tests.helpers import FAST_RETRY, cli

@@ -12,10 +12,10 @@ import orjson
 import pytest
 
 from bulkops.cli import main
+from bulkops.commands import planned
+from bulkops.commands.session import RunOptions
 from bulkops.emulator import EmulatorConfig, EmulatorThread, Project, World, running_emulator
-from bulkops.engine import planned
 from bulkops.engine.plan import Plan
-from bulkops.engine.runner import RunOptions
 from bulkops.jobs import load
 from bulkops.jobs.batch_rule_update import load_functions
 from bulkops.jobs.rule_edits import FunctionFailed, PythonEdit, checked_rule, run_edits

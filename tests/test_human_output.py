@@ -133,7 +133,8 @@ def test_progress_speaks_the_jobs_units_and_estimates_only_when_it_means_somethi
     """No ETA without a total or history; rate-based after a few seconds; quota time as a floor."""
     import time
 
-    from bulkops.progress import Count, Progress
+    from bulkops.commands.progress import Progress
+    from bulkops.jobs.base import Count
 
     now = {"units": Count(0, None, "metrics", note="3 of 24 sources announced")}
     progress = Progress(None, [], units=lambda: now["units"], live=False)  # type: ignore[arg-type]

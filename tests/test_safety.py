@@ -307,7 +307,7 @@ def test_a_signal_between_phases_ends_the_command_as_interrupted() -> None:
     and one while a phase handles them goes to that phase."""
     import os
 
-    from bulkops.engine.runner import _watch_signals, guarded
+    from bulkops.commands.signals import _watch_signals, guarded
     from bulkops.errors import Interrupted
 
     async def between_phases() -> int:

@@ -29,6 +29,21 @@ class RunContext:
     notes: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Count:
+    """``done`` of ``total`` ``unit`` (``total`` None: not known yet).
+
+    ``at_least_seconds`` is a floor on the time still needed (the mutation quota), ``note`` a short
+    remark for people (``18 of 24 sources announced``).
+    """
+
+    done: int
+    total: int | None
+    unit: str
+    at_least_seconds: float = 0.0
+    note: str = ""
+
+
 class JobKind(Protocol):
     """A module in ``bulkops.jobs`` that implements one kind of job."""
 

@@ -32,7 +32,7 @@ from bulkops.output.publish import (
 )
 
 if TYPE_CHECKING:
-    from bulkops.progress import Count
+    from bulkops.jobs.base import Count
 
 SOURCES = "sources"
 #: Sources staged at once: staging is disk-bound, and each holds a read buffer; two keep the disk
@@ -184,7 +184,7 @@ def summary(ctx: RunContext) -> dict[str, Any]:
 
 def progress(ctx: RunContext) -> Count:
     """Progress in metrics: rows read of the totals the server announced on each page 1."""
-    from bulkops.progress import Count
+    from bulkops.jobs.base import Count
 
     pages = ctx.scheduler.results_under("metrics:")
     read = sum(int(page["count"]) for page in pages.values())

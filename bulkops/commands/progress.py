@@ -18,7 +18,6 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -27,27 +26,13 @@ import structlog
 from bulkops import logs
 from bulkops.api.client import ConsoleClient
 from bulkops.engine.graph import Scheduler, eta_seconds
+from bulkops.jobs.base import Count
 from bulkops.output.human import count, duration
 
 log = structlog.get_logger("bulkops.progress")
 
 #: Below this much elapsed time a rate-based ETA is noise; it is not shown.
 ETA_AFTER_SECONDS = 3.0
-
-
-@dataclass(frozen=True)
-class Count:
-    """``done`` of ``total`` ``unit`` (``total`` None: not known yet).
-
-    ``at_least_seconds`` is a floor on the time still needed (the mutation quota), ``note`` a short
-    remark for people (``18 of 24 sources announced``).
-    """
-
-    done: int
-    total: int | None
-    unit: str
-    at_least_seconds: float = 0.0
-    note: str = ""
 
 
 UnitsHook = Callable[[], Count]

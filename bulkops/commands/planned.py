@@ -20,29 +20,31 @@ import structlog
 
 from bulkops import redact
 from bulkops.api.client import ConsoleClient
-from bulkops.engine.apply import ApplyOptions, operation_task, read_entity
-from bulkops.engine.compare import differences
-from bulkops.engine.journal import read_journal
-from bulkops.engine.plan import Operation, Plan
-from bulkops.engine.runner import (
-    EXIT_ABORTED,
-    EXIT_INTERRUPTED,
+from bulkops.commands.run import EXIT_ABORTED, EXIT_INTERRUPTED, aborted_summary, execute, finish
+from bulkops.commands.session import (
     Connection,
-    Interrupted,
     RunOptions,
     Session,
-    aborted_summary,
     api_key,
     connect,
-    execute,
-    finish,
-    interruptible,
     resolve_keys,
     resolve_state_dir,
     started,
 )
+from bulkops.commands.signals import interruptible
+from bulkops.engine.apply import ApplyOptions, operation_task, read_entity
+from bulkops.engine.compare import differences
+from bulkops.engine.journal import read_journal
+from bulkops.engine.plan import Operation, Plan
 from bulkops.engine.state import StateDir, write_json_atomic
-from bulkops.errors import ApiError, BulkopsError, StateError, UserError, WrongProject
+from bulkops.errors import (
+    ApiError,
+    BulkopsError,
+    Interrupted,
+    StateError,
+    UserError,
+    WrongProject,
+)
 from bulkops.jobs import kind_module, load
 from bulkops.jobs.base import RunContext
 from bulkops.jobs.spec import JobDefinition
@@ -101,7 +103,7 @@ async def plan_command(job: JobDefinition, options: RunOptions) -> int:
 
 
 async def apply_command(options: RunOptions) -> int:
-    from bulkops.status import find_state_dir
+    from bulkops.commands.status import find_state_dir
 
     state = find_state_dir(options.state_dir)
     with state.exclusive("apply"):
@@ -150,7 +152,7 @@ async def run_planned(job: JobDefinition, options: RunOptions) -> int:
 
 
 async def undo_command(options: RunOptions) -> int:
-    from bulkops.status import find_state_dir
+    from bulkops.commands.status import find_state_dir
 
     state = find_state_dir(options.state_dir)
     with state.exclusive("undo"):

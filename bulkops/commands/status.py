@@ -8,8 +8,8 @@ from typing import Any
 
 import orjson
 
+from bulkops.commands.run import print_summary
 from bulkops.engine.journal import read_journal
-from bulkops.engine.runner import print_summary
 from bulkops.engine.state import StateDir
 from bulkops.errors import StateError
 from bulkops.output.human import plural

@@ -1,0 +1,1 @@
+"""The commands: the wiring on top, the only layer that knows every other room."""

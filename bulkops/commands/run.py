@@ -1,0 +1,159 @@
+"""Running a job: the task graph under signals and progress, the exit code and the summary.
+
+Exit codes: 0 complete; 3 finished but some items failed; 4 aborted by a fatal error (resumable);
+130 interrupted (resumable). Usage and job-file errors (2) are raised before anything starts.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from bulkops import logs, redact
+from bulkops.api.client import ConsoleClient
+from bulkops.commands.session import (
+    RunOptions,
+    Session,
+    connect,
+    resolve_keys,
+    resolve_state_dir,
+    started,
+)
+from bulkops.commands.signals import run_with_signals
+from bulkops.engine.graph import Scheduler, Task
+from bulkops.engine.journal import Journal
+from bulkops.engine.spool import Spool
+from bulkops.engine.state import COMPLETE, StateDir
+from bulkops.jobs import kind_module
+from bulkops.jobs.base import RunContext
+from bulkops.jobs.spec import JobDefinition
+
+log = structlog.get_logger("bulkops.run")
+
+EXIT_OK, EXIT_USAGE, EXIT_FAILED_ITEMS, EXIT_ABORTED, EXIT_INTERRUPTED = 0, 2, 3, 4, 130
+
+
+async def run_job(job: JobDefinition, options: RunOptions) -> int:
+    """``bulkops run`` for kinds without a plan phase (exports)."""
+    state = resolve_state_dir(job, options)
+    kind = kind_module(job.kind)
+    projects = resolve_keys(job, options)
+    check_output = getattr(kind, "check_output", None)
+    if check_output is not None:
+        check_output(job)
+    with state.exclusive(options.command):
+        async with connect(job, options, state, projects) as connection:
+            run, resumed = state.begin(job, fresh=options.fresh, command=options.command)
+            with started(connection, run, resumed=resumed) as session:
+                exit_code, summary = await execute(session, kind.root_tasks, kind.summary)
+        return finish(state, run, exit_code, summary)
+
+
+async def execute(
+    session: Session,
+    root_tasks: Callable[[RunContext], list[Task]],
+    job_summary: Callable[[RunContext], dict[str, Any]],
+    *,
+    journal_file: Path | None = None,
+) -> tuple[int, dict[str, Any]]:
+    """Run a task graph to its end under signals and progress; return (exit code, summary)."""
+    from bulkops.commands.progress import Progress, units_for
+
+    job, options, state, clients = session.job, session.options, session.state, session.clients
+    journal = Journal.open(journal_file or state.journal_file)
+    concurrency = options.concurrency or job.spec.limits.concurrency
+    scheduler = Scheduler(journal, max_running=max(16, 4 * concurrency * len(clients)))
+    ctx = RunContext(
+        job=job,
+        run_id=session.run["run_id"],
+        state=state,
+        journal=journal,
+        scheduler=scheduler,
+        spool=Spool(state.spool),
+        clients=clients,
+        started_at=float(session.run["started_at"]),
+    )
+    for task in root_tasks(ctx):
+        scheduler.add(task)
+    units = units_for(kind_module(job.kind), ctx)
+    progress = Progress(scheduler, clients.values(), units=units, live=options.progress)
+    started = time.monotonic()
+    exit_code = EXIT_OK
+    fatal: str | None = None
+    try:
+        interrupted, aborted = await run_with_signals(scheduler, progress)
+    finally:
+        journal.close()
+    if aborted is not None:
+        exit_code, fatal = EXIT_ABORTED, redact.text(str(aborted.cause))
+    elif interrupted:
+        exit_code = EXIT_INTERRUPTED
+    elif scheduler.failures():
+        exit_code = EXIT_FAILED_ITEMS
+    summary = {
+        "exit_code": exit_code,
+        "elapsed_s": round(time.monotonic() - started, 3),
+        "tasks": {k: v for k, v in scheduler.counts().items() if v},
+        "tasks_replayed_from_checkpoint": scheduler.replayed,
+        "failures": [
+            {"task": task_id, "what": label, "error": error}
+            for task_id, label, error in scheduler.failures()
+        ],
+        "fatal": fatal,
+        "requests": {role: client.stats.as_dict() for role, client in clients.items()},
+        "job": job_summary(ctx),
+    }
+    return exit_code, summary
+
+
+def aborted_summary(
+    exit_code: int, error: str, clients: dict[str, ConsoleClient] | None = None
+) -> dict[str, Any]:
+    """The summary of a command that stopped before or after its task graph."""
+    return {
+        "exit_code": exit_code,
+        "elapsed_s": 0.0,
+        "tasks": {},
+        "failures": [],
+        "fatal": redact.text(error) if error else None,
+        "requests": {role: c.stats.as_dict() for role, c in (clients or {}).items()},
+        "job": {},
+    }
+
+
+def finish(state: StateDir, run: dict[str, Any], exit_code: int, summary: dict[str, Any]) -> int:
+    status = {
+        EXIT_OK: COMPLETE,
+        EXIT_USAGE: "invalid",
+        EXIT_FAILED_ITEMS: "incomplete",
+        EXIT_ABORTED: "aborted",
+        EXIT_INTERRUPTED: "interrupted",
+    }[exit_code]
+    run.update(status=status, finished_at=time.time(), exit_code=exit_code, summary=summary)
+    state.write_run(redact.deep(run))
+    log.info(
+        "bulkops.run.finished",
+        job=run["job"],
+        run_id=run["run_id"],
+        status=status,
+        **{k: summary[k] for k in ("exit_code", "tasks")},
+    )
+    if logs.stderr_is_json():  # keep stderr machine-readable: the summary as one more event
+        log.info("bulkops.run.summary", job=run["job"], run_id=run["run_id"], status=status,
+                 summary=summary)  # fmt: skip
+    else:
+        print_summary(run, file=sys.stderr, state=state.root)
+    logs.close_log_file()
+    return exit_code
+
+
+def print_summary(run: dict[str, Any], *, file: Any, state: Path | None = None) -> None:
+    """The run's summary for people (``state``: its directory, to point at ``verify.json``)."""
+    from bulkops.output.summary import summary_lines
+
+    print("\n".join(summary_lines(run, state=state)), file=file, flush=True)

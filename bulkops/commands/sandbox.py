@@ -1,0 +1,30 @@
+"""Sandbox start-up: the built-in emulator with its demo world, for ``--sandbox`` rehearsals.
+
+The only module of the package, tests aside, that imports the emulator.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+
+import structlog
+
+log = structlog.get_logger("bulkops.run")
+
+
+@asynccontextmanager
+async def sandbox_projects(
+    demo_names: Mapping[str, str],
+) -> AsyncIterator[tuple[str, dict[str, str]]]:
+    """Serve a fresh demo world; yield its base URL and, per role, the key of the demo project
+    ``demo_names`` gives it (e.g. a batch edit's ``target`` rehearses on the demo ``source``)."""
+    from bulkops.emulator import EmulatorConfig, build_demo_world, running_emulator
+
+    world = build_demo_world()
+    async with running_emulator(world, EmulatorConfig()) as base_url:
+        log.info("bulkops.sandbox.started", base_url=base_url)
+        yield (
+            base_url,
+            {role: world.projects[name].console_key for role, name in demo_names.items()},
+        )

@@ -1,0 +1,217 @@
+"""A command's open projects: options, keys, one client per project, and who each key opens.
+
+``connect`` opens every project of a job (starting the sandbox emulator when asked) and reads
+``GET /console/v1/project`` for each, before the state directory changes, so a refusal after it
+loses nothing; ``started`` binds a run's id to every log event while it lasts.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import structlog
+
+from bulkops import logs
+from bulkops.api.client import ConsoleClient, ProjectIdentity, RetryPolicy
+from bulkops.api.governor import RateGovernor, SendTimeStore
+from bulkops.commands.sandbox import sandbox_projects
+from bulkops.commands.signals import interruptible
+from bulkops.engine.concurrency import gather
+from bulkops.engine.state import StateDir, default_state_dir
+from bulkops.errors import MissingKeyError
+from bulkops.jobs.spec import JobDefinition, ProjectSpec
+
+log = structlog.get_logger("bulkops.run")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    state_dir: Path | None = None
+    fresh: bool = False
+    base_url: str | None = None
+    concurrency: int | None = None
+    sandbox: bool = False
+    command: str = "run"
+    progress: bool | None = None  # None: live on a terminal, periodic events elsewhere
+    retry: RetryPolicy | None = None
+    force: bool = False  # apply/undo: overwrite entities changed since the plan
+    again: bool = False  # run/plan: plan anew over a finished non-idempotent apply
+
+
+@dataclass(frozen=True)
+class ProjectAccess:
+    role: str
+    base_url: str
+    api_key: str
+    #: The env var the key came from (None in a sandbox), for messages that name it.
+    key_env: str | None = None
+
+
+def resolve_state_dir(job: JobDefinition, options: RunOptions) -> StateDir:
+    return StateDir((options.state_dir or default_state_dir(job.name)).resolve())
+
+
+def resolve_keys(job: JobDefinition, options: RunOptions) -> dict[str, ProjectSpec]:
+    """Check every key variable is set and usable before anything starts (sandboxes need none)."""
+    projects = job.spec.projects()
+    if options.sandbox:
+        return projects
+    for role, project in projects.items():
+        api_key(project.api_key_env, f"api_key_env of [{role}] in {job.path}")
+    return projects
+
+
+def api_key(variable: str, named_by: str) -> str:
+    """The key in ``variable``, stripped of surrounding whitespace (``$(cat keyfile)`` leaves a
+    newline); a missing or empty one, or one with control characters inside, is refused."""
+    value = os.environ.get(variable, "").strip()
+    if not value:
+        raise MissingKeyError(
+            f"the environment variable {variable} ({named_by}) is not set. Export it with the "
+            f"project's Console API key, e.g. `export {variable}=console-...`, or rehearse with "
+            "--sandbox."
+        )
+    if any(ord(char) < 32 or ord(char) == 127 for char in value):
+        raise MissingKeyError(
+            f"the environment variable {variable} ({named_by}) holds a control character (a "
+            "newline, tab or escape) inside the key; set it to the key alone, e.g. "
+            f"`export {variable}=console-...`."
+        )
+    return value
+
+
+@dataclass
+class Connection:
+    """A job's open projects: one client per role and who each key opens."""
+
+    job: JobDefinition
+    options: RunOptions
+    state: StateDir
+    access: dict[str, ProjectAccess]
+    clients: dict[str, ConsoleClient]
+    identities: dict[str, ProjectIdentity]
+
+
+@dataclass
+class Session:
+    """A run's open resources: its state, run record and one client per role."""
+
+    job: JobDefinition
+    options: RunOptions
+    state: StateDir
+    run: dict[str, Any]
+    clients: dict[str, ConsoleClient]
+    connection: Connection | None = None
+
+
+@asynccontextmanager
+async def connect(
+    job: JobDefinition, options: RunOptions, state: StateDir, projects: dict[str, ProjectSpec]
+) -> AsyncIterator[Connection]:
+    """Open every project of the job and read who each key opens (the run's first request);
+    nothing in the state directory changes here, so a refusal after it loses nothing."""
+    logs.open_log_file(state.log_file)
+    async with AsyncExitStack() as stack:
+        sandbox_names = getattr(job.spec, "sandbox_projects", {})
+        access = await stack.enter_async_context(_project_access(projects, options, sandbox_names))
+        clients = await _open_clients(stack, job, options, state, access)
+        identities = await interruptible(lambda: _identify(clients))
+        yield Connection(job, options, state, access, clients, identities)
+
+
+@contextmanager
+def started(connection: Connection, run: dict[str, Any], *, resumed: bool) -> Iterator[Session]:
+    """The run's session: its id bound to every log event while it lasts."""
+    job, options, state = connection.job, connection.options, connection.state
+    structlog.contextvars.bind_contextvars(job=job.name, run_id=run["run_id"])
+    log.info(
+        "bulkops.run.started",
+        kind=job.kind,
+        command=options.command,
+        state=str(state.root),
+        resumed=resumed,
+        projects={role: i.id for role, i in connection.identities.items()},
+    )
+    try:
+        yield Session(job, options, state, run, connection.clients, connection)
+    finally:
+        structlog.contextvars.unbind_contextvars("job", "run_id")
+
+
+async def _identify(clients: dict[str, ConsoleClient]) -> dict[str, ProjectIdentity]:
+    """``GET /console/v1/project`` once per distinct client; roles sharing one share the answer."""
+    by_client: dict[int, ProjectIdentity] = {}
+
+    async def identify(client: ConsoleClient) -> None:
+        by_client[id(client)] = await client.identify()
+
+    distinct = {id(client): client for client in clients.values()}
+    await gather(functools.partial(identify, client) for client in distinct.values())
+    return {role: by_client[id(client)] for role, client in clients.items()}
+
+
+@asynccontextmanager
+async def _project_access(
+    projects: dict[str, ProjectSpec], options: RunOptions, sandbox_names: dict[str, str]
+) -> AsyncIterator[dict[str, ProjectAccess]]:
+    """Where each role's project is; ``sandbox_names`` maps a role to a demo project's name."""
+    if not options.sandbox:
+        yield {
+            role: ProjectAccess(
+                role,
+                options.base_url or spec.base_url,
+                api_key(spec.api_key_env, f"api_key_env of [{role}]"),
+                spec.api_key_env,
+            )
+            for role, spec in projects.items()
+        }
+        return
+    async with sandbox_projects({role: sandbox_names.get(role, role) for role in projects}) as (
+        base_url,
+        keys,
+    ):
+        yield {role: ProjectAccess(role, base_url, keys[role]) for role in projects}
+
+
+async def _open_clients(
+    stack: AsyncExitStack,
+    job: JobDefinition,
+    options: RunOptions,
+    state: StateDir,
+    access: dict[str, ProjectAccess],
+) -> dict[str, ConsoleClient]:
+    """One session, governor and client per distinct project; roles sharing a key share them."""
+    limits = job.spec.limits
+    concurrency = options.concurrency or limits.concurrency
+    by_project: dict[tuple[str, str], ConsoleClient] = {}
+    clients = {}
+    for role, project in access.items():
+        identity = (project.base_url, project.api_key)
+        if identity not in by_project:
+            session = await stack.enter_async_context(
+                aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency))
+            )
+            governor = RateGovernor(
+                role,
+                mutation_windows=limits.mutation_windows(),
+                read_windows=limits.read_windows(),
+                concurrency=concurrency,
+                store=SendTimeStore(state.governor_file(role)),
+            )
+            by_project[identity] = ConsoleClient(
+                project=role,
+                base_url=project.base_url,
+                api_key=project.api_key,
+                session=session,
+                governor=governor,
+                retry=options.retry,
+            )
+        clients[role] = by_project[identity]
+    return clients

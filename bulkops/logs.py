@@ -16,8 +16,7 @@ from typing import Any, TextIO
 import orjson
 import structlog
 
-from bulkops import redact
-from bulkops.output import human
+from bulkops import human, redact
 
 _LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50, "exception": 40}
 _CONTEXT_FIELDS = ("job", "run_id", "task_id", "project")

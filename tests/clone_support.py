@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from bulkops.emulator import World
-from bulkops.engine.compare import normalize
+from bulkops.jobs.semantics import normalize
 
 SOURCE_ENV = "BULKOPS_TEST_SOURCE_KEY"
 TARGET_ENV = "BULKOPS_TEST_TARGET_KEY"

@@ -19,9 +19,9 @@ from bulkops.cli import main
 from bulkops.commands import planned
 from bulkops.commands.session import RunOptions
 from bulkops.emulator import EmulatorConfig, EmulatorThread, Project, World, running_emulator
-from bulkops.engine.compare import normalize
 from bulkops.engine.plan import Plan
 from bulkops.jobs import load
+from bulkops.jobs.semantics import normalize
 from tests.helpers import FAST_RETRY, cli
 
 KEY_ENV = "BULKOPS_TEST_TARGET_KEY"

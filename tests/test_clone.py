@@ -8,8 +8,8 @@ import pytest
 from bulkops.commands import planned
 from bulkops.commands.session import RunOptions
 from bulkops.emulator import EmulatorConfig, build_demo_world, running_emulator
-from bulkops.engine.compare import normalize
 from bulkops.jobs import load
+from bulkops.jobs.semantics import normalize
 from tests.clone_support import clone_job, dump, keys_env
 from tests.helpers import FAST_RETRY
 from tests.openapi_spec import spec_or_skip

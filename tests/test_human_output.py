@@ -10,7 +10,7 @@ import structlog
 
 from bulkops import redact
 from bulkops.emulator import EmulatorConfig, build_demo_world
-from bulkops.output.human import count, duration, table, tally
+from bulkops.human import count, duration, table, tally
 from tests.helpers import KEY_ENV, cli
 
 REPO_JOBS = Path(__file__).resolve().parents[1] / "jobs"

@@ -372,6 +372,18 @@ class ConsoleClient:
         return rows
 
 
+async def read_entity(client: ConsoleClient, path: str) -> dict[str, Any] | None:
+    """The entity at ``path`` (its ``data``), or None when it does not exist."""
+    try:
+        body = await client.get(path)
+    except NotFound:
+        return None
+    data = body.get("data")
+    if isinstance(data, list):  # a few endpoints wrap one object in a list
+        data = data[0] if data else None
+    return data if isinstance(data, dict) else None
+
+
 def parse_page(body: dict[str, Any], page: int, limit: int, where: str, project: str) -> Page:
     data = body.get("data")
     if not isinstance(data, list):

@@ -24,7 +24,7 @@ import anyio
 import structlog
 from aiolimiter import AsyncLimiter
 
-from bulkops.jobs.spec import RateWindow
+from bulkops.api.windows import RateWindow
 
 log = structlog.get_logger("bulkops.governor")
 

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import structlog
 
 from bulkops import redact
-from bulkops.api.client import ConsoleClient
+from bulkops.api.client import ConsoleClient, read_entity
 from bulkops.commands.run import EXIT_ABORTED, EXIT_INTERRUPTED, aborted_summary, execute, finish
 from bulkops.commands.session import (
     Connection,
@@ -32,11 +32,10 @@ from bulkops.commands.session import (
     started,
 )
 from bulkops.commands.signals import interruptible
-from bulkops.engine.apply import ApplyOptions, operation_task, read_entity
-from bulkops.engine.compare import differences
+from bulkops.engine.apply import ApplyOptions, operation_task
 from bulkops.engine.journal import read_journal
 from bulkops.engine.plan import Operation, Plan
-from bulkops.engine.state import StateDir, write_json_atomic
+from bulkops.engine.state import StateDir
 from bulkops.errors import (
     ApiError,
     BulkopsError,
@@ -47,7 +46,9 @@ from bulkops.errors import (
 )
 from bulkops.jobs import kind_module, load
 from bulkops.jobs.base import RunContext
+from bulkops.jobs.semantics import SEMANTICS, differences
 from bulkops.jobs.spec import JobDefinition
+from bulkops.output.files import write_json_atomic
 
 log = structlog.get_logger("bulkops.planned")
 
@@ -75,6 +76,7 @@ def is_planned(kind: str) -> bool:
 def _apply_options(job: JobDefinition, options: RunOptions) -> ApplyOptions:
     job_options = getattr(job.spec, "options", None)
     return ApplyOptions(
+        semantics=SEMANTICS,
         force=options.force,
         respect_review=bool(getattr(job_options, "respect_review", False)),
     )

@@ -26,8 +26,8 @@ import structlog
 from bulkops import logs
 from bulkops.api.client import ConsoleClient
 from bulkops.engine.graph import Scheduler, eta_seconds
+from bulkops.human import count, duration
 from bulkops.jobs.base import Count
-from bulkops.output.human import count, duration
 
 log = structlog.get_logger("bulkops.progress")
 

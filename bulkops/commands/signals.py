@@ -16,11 +16,10 @@ import anyio
 import structlog
 from anyio.abc import TaskStatus
 
-from bulkops import stopping
+from bulkops import human, stopping
 from bulkops.engine.concurrency import most_telling
 from bulkops.engine.graph import Aborted, Scheduler
 from bulkops.errors import Interrupted
-from bulkops.output import human
 
 log = structlog.get_logger("bulkops.run")
 

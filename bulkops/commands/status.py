@@ -12,7 +12,7 @@ from bulkops.commands.run import print_summary
 from bulkops.engine.journal import read_journal
 from bulkops.engine.state import StateDir
 from bulkops.errors import StateError
-from bulkops.output.human import plural
+from bulkops.human import plural
 
 
 def find_state_dir(explicit: Path | None) -> StateDir:

@@ -15,17 +15,18 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
 import structlog
 
-from bulkops.api.client import ConsoleClient
-from bulkops.engine.compare import differences, precondition_holds
+from bulkops.api.client import ConsoleClient, read_entity
+from bulkops.engine.compare import PLAIN, Semantics, differences, precondition_holds
 from bulkops.engine.graph import Task
 from bulkops.engine.journal import Journal
 from bulkops.engine.plan import Operation
-from bulkops.errors import ApiError, BulkopsError, NotFound
+from bulkops.errors import ApiError, BulkopsError
 
 log = structlog.get_logger("bulkops.apply")
 
@@ -37,22 +38,14 @@ class Conflict(BulkopsError):
     """The target changed since the plan; the operation was not sent."""
 
 
+@dataclass(frozen=True)
 class ApplyOptions:
-    def __init__(self, *, force: bool = False, respect_review: bool = False) -> None:
-        self.force = force
-        self.respect_review = respect_review
-
-
-async def read_entity(client: ConsoleClient, path: str) -> dict[str, Any] | None:
-    """The entity at ``path`` (its ``data``), or None when it does not exist."""
-    try:
-        body = await client.get(path)
-    except NotFound:
-        return None
-    data = body.get("data")
-    if isinstance(data, list):  # a few endpoints wrap one object in a list
-        data = data[0] if data else None
-    return data if isinstance(data, dict) else None
+    #: What "the entity matches" means for the API written to.
+    semantics: Semantics = PLAIN
+    #: Overwrite entities that changed since the plan.
+    force: bool = False
+    #: Send the review header, so entities that require review get a pending review instead.
+    respect_review: bool = False
 
 
 def operation_task(
@@ -86,12 +79,15 @@ async def apply_operation(
         if attempt > 1:  # the last answer was lost: back off as for any retry, then read again
             await anyio.sleep(client.retry.delay(attempt - 1, _rng))
         current = await read_entity(client, op.read_path)
-        if not differences(current, op.expected):
+        if not differences(current, op.expected, options.semantics):
             if answer_lost:  # it was ours: count it as sent, and undo will restore it
                 return _outcome(journal, op, "applied", current, sent=True)
             log.info("bulkops.apply.already_applied", op=op.id, project=op.role)
             return _outcome(journal, op, "already_applied", current, sent=False)
-        if not precondition_holds(current, op.precondition) and not options.force:
+        if (
+            not precondition_holds(current, op.precondition, options.semantics)
+            and not options.force
+        ):
             raise Conflict(_conflict_message(op, current))
         journal.append({"type": "intent", "op": op.id, "at": time.time()})
         headers = {REVIEW_HEADER: "true"} if options.respect_review else None

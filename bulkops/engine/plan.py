@@ -16,8 +16,8 @@ from typing import Any
 
 import orjson
 
-from bulkops.engine.state import write_json_atomic
 from bulkops.errors import StateError
+from bulkops.output.files import write_json_atomic
 
 PLAN_FORMAT = 2
 
@@ -98,7 +98,7 @@ class Plan:
 def estimate_lines(plan: Plan) -> list[str]:
     """Readable lines for ``plan.estimate``: mutations per project and the time the windows allow,
     e.g. ``[target] 1,200 mutations: at least 18 min under 100/10s, 900/15min``."""
-    from bulkops.output.human import duration, plural
+    from bulkops.human import duration, plural
 
     lines = []
     for role, estimate in plan.estimate.items():

@@ -25,12 +25,29 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
-from bulkops.errors import StateBusy, StateError, writing
-from bulkops.jobs.spec import JobDefinition
+from bulkops.errors import StateBusy, StateError
+from bulkops.output.files import write_json_atomic
+
+
+class RunSubject(Protocol):
+    """What a state directory needs of a job: its name, kind, file and the file's digest."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def path(self) -> Path: ...
+
+    @property
+    def digest(self) -> str: ...
+
 
 COMPLETE = "complete"
 RUNNING = "running"
@@ -38,17 +55,6 @@ RUNNING = "running"
 
 def default_state_dir(job_name: str) -> Path:
     return Path.cwd() / ".bulkops" / job_name
-
-
-def write_json_atomic(path: Path, value: Any) -> None:
-    """Write-to-temp, fsync, rename: a reader sees the old file or the new one, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with writing(path), tmp.open("wb") as handle:
-        handle.write(orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    tmp.replace(path)
 
 
 def _lock_holder(fd: int) -> str:
@@ -131,7 +137,7 @@ class StateDir:
         write_json_atomic(self.run_file, run)
 
     def begin(
-        self, job: JobDefinition, *, fresh: bool, command: str, resume: bool = True
+        self, job: RunSubject, *, fresh: bool, command: str, resume: bool = True
     ) -> tuple[dict[str, Any], bool]:
         """Start a new run or resume the unfinished one; return (run record, resumed?).
 
@@ -178,7 +184,7 @@ class StateDir:
                 "pass --state with a writable directory."
             ) from None
 
-    def _check_same_job(self, previous: dict[str, Any], job: JobDefinition) -> None:
+    def _check_same_job(self, previous: dict[str, Any], job: RunSubject) -> None:
         if previous.get("job") != job.name or previous.get("kind") != job.kind:
             raise StateError(
                 f"state directory {self.root} holds an unfinished run of job "

@@ -38,9 +38,7 @@ import structlog
 from pydantic import Field, model_validator
 from pydantic_core import ErrorDetails
 
-from bulkops.api.client import ConsoleClient, api_path
-from bulkops.engine.apply import read_entity
-from bulkops.engine.compare import SERVER_ASSIGNED, guard_of, normalize
+from bulkops.api.client import ConsoleClient, api_path, read_entity
 from bulkops.engine.concurrency import gather
 from bulkops.engine.plan import Operation, Plan, estimate_lines
 from bulkops.errors import JobFileError
@@ -57,6 +55,7 @@ from bulkops.jobs.rule_edits import (
     edit_entity,
     tidy_edit_errors,
 )
+from bulkops.jobs.semantics import SERVER_ASSIGNED, guard_of, normalize
 from bulkops.jobs.spec import Items, JobDefinition, JobSpec, NonEmpty, ProjectSpec, Strict
 
 log = structlog.get_logger("bulkops.batch_rule_update")

@@ -13,10 +13,10 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field
 
 from bulkops.api.client import ConsoleClient, api_path
-from bulkops.engine.compare import differences, guard_of
 from bulkops.engine.plan import Operation, Plan, estimate_lines
 from bulkops.jobs.clone_bodies import UPDATE_FIELDS, clean_rules, create_body, update_body
 from bulkops.jobs.clone_reader import Closure, Entity, read_closure
+from bulkops.jobs.semantics import differences, guard_of
 from bulkops.jobs.spec import Items, JobDefinition, JobSpec, ProjectSpec, Strict
 
 EXPERIMENT_STATUSES = (

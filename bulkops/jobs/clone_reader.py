@@ -13,8 +13,7 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Any
 
-from bulkops.api.client import ConsoleClient, api_path
-from bulkops.engine.apply import read_entity
+from bulkops.api.client import ConsoleClient, api_path, read_entity
 from bulkops.engine.concurrency import gather
 from bulkops.jobs.clone_bodies import referenced_ids
 

@@ -47,7 +47,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails, PydanticCustomError
 
-from bulkops.engine.compare import normalize
+from bulkops.jobs.semantics import normalize
 from bulkops.jobs.spec import Items, NonEmpty, Strict, expect, explain_all, quoted, show
 
 Rule = dict[str, Any]

@@ -32,56 +32,14 @@ from pydantic import (
 from pydantic_core import ErrorDetails, PydanticCustomError
 from pydantic_core.core_schema import ErrorType
 
+from bulkops.api.windows import RateWindow
 from bulkops.errors import JobFileError
 
 DEFAULT_BASE_URL = "https://statsigapi.net"
 DEFAULT_MUTATION_RATE = ("100/10s", "900/15min")
 
-_WINDOW = re.compile(r"^\s*(\d+)\s*/\s*(\d+(?:\.\d+)?|\.\d+)?\s*(s|sec|min|m|h)\s*$")
-_UNIT_SECONDS = {"s": 1.0, "sec": 1.0, "min": 60.0, "m": 60.0, "h": 3600.0}
-_WINDOW_FORM = 'COUNT/DURATION with a unit of s, min or h, e.g. "100/10s" or "900/15min"'
-MIN_WINDOW_SECONDS = 1.0
-MAX_WINDOW_SECONDS = 24 * 3600.0
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$", re.ASCII)
 _JOB_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$", re.ASCII)
-
-
-@dataclass(frozen=True)
-class RateWindow:
-    """At most ``limit`` events in any ``seconds``-long span."""
-
-    limit: int
-    seconds: float
-
-    @classmethod
-    def parse(cls, text: str) -> RateWindow:
-        """``"100/10s"`` -> 100 per 10 s; ValueError saying which part is wrong otherwise."""
-        match = _WINDOW.match(text)
-        if not match:
-            raise ValueError(f"expected a rate window written as {_WINDOW_FORM}, got {show(text)}")
-        count, amount, unit = match.groups()
-        seconds = (float(amount) if amount else 1.0) * _UNIT_SECONDS[unit]
-        if int(count) < 1:
-            raise ValueError(
-                f"the count of {quoted(text)} is {int(count)}; a window (COUNT/DURATION) needs a "
-                "count of at least 1"
-            )
-        if not MIN_WINDOW_SECONDS <= seconds <= MAX_WINDOW_SECONDS:
-            raise ValueError(
-                f"the duration of {quoted(text)} is {_duration(seconds)}; a window "
-                "(COUNT/DURATION) needs a duration from 1s to 24h"
-            )
-        return cls(int(count), seconds)
-
-    def __str__(self) -> str:
-        return f"{self.limit}/{_duration(self.seconds)}"
-
-
-def _duration(seconds: float) -> str:
-    for unit, size in (("h", 3600.0), ("min", 60.0)):
-        if seconds >= size and seconds % size == 0:
-            return f"{seconds / size:g}{unit}"
-    return f"{seconds:g}s"
 
 
 # -- strict types ----------------------------------------------------------------------------

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bulkops.engine.state import write_json_atomic
 from bulkops.errors import UserError, writing
+from bulkops.output.files import write_json_atomic
 
 MANIFEST = "manifest.json"
 

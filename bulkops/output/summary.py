@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bulkops.output.human import count, duration, listing, path, plural, table, tally, value
+from bulkops.human import count, duration, listing, path, plural, table, tally, value
 
 #: Failures listed one per line; the rest are counted (``bulkops status`` lists them all).
 FAILURES_SHOWN = 20

@@ -1,0 +1,22 @@
+"""Writing a file so a reader sees the old version or the new one, never half of either."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bulkops.errors import writing
+
+
+def write_json_atomic(path: Path, value: Any) -> None:
+    """Write-to-temp, fsync, rename: a reader sees the old file or the new one, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with writing(path), tmp.open("wb") as handle:
+        handle.write(orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    tmp.replace(path)

@@ -8,39 +8,39 @@
 - A 429 pauses the whole project (both lanes, every task): the read lane halves its concurrency and
   climbs back one step per success; the mutation lane learns the server's real windows.
 
-How the mutation lane learns (the configured windows are a guess: Statsig's limits "can vary by
-project and endpoint", in count, in duration and in number):
+How the mutation lane learns. The configured windows are a guess (Statsig's limits "can vary by
+project and endpoint"): they stay a ceiling, the job's own limit, and are never rewritten. What
+the server really enforces is learned beside them, in count *and* duration:
 
 - A 429 says only "some server window is full now". The evidence kept is the send time of every
-  attempt and, for each candidate duration ``D`` of a fixed geometric grid (0.5 s up to twice the
-  longest configured window), ``accepted[D]``: the most attempts the server has let through within
-  ``D`` seconds (counted at each accepted attempt, itself included). A server window of duration
-  ``D`` and limit ``M`` must have ``M >= accepted[D]``, and a rejected attempt that saw ``n[D]``
-  attempts before it in the last ``D`` seconds can only be blamed on it if ``M <= n[D]``.
-- A rejection no learned window explains starts a :class:`LearnedWindow` holding ``n[D]`` for
-  every ``D``. Its possible durations are the grid points where ``accepted[D] <= n[D]`` (its top
-  contiguous run). Later rejections it explains narrow ``n`` (raise the lowest possible duration);
-  later acceptances raise ``accepted`` (lower the highest one). Nothing is blamed on one
-  configured window: the duration is learned along with the count, and evidence that
-  contradicts a learned window (the server accepted what it "forbade") drops it.
-- While learned, a window allows, for every possible duration ``D``, at most ``accepted[D]``
-  attempts per ``D`` (+ margin): never denser, at any time scale the server might use, than a
-  pattern it has already accepted. A 429 that this predicts is never triggered.
-- That is safe but can be slow when the duration is uncertain (all the server has accepted in 15
-  minutes is then "the limit per 15 minutes": the trap). So the governor *probes*: when a learned
-  window whose duration is not pinned (possible durations spanning more than ``PINNED_RATIO``)
-  holds the next send back, one attempt goes as soon as the window would allow it under a shorter
-  duration (the geometric mid-point, a configured duration in between first, at most
-  ``PROBE_STRETCH`` times the lower bound while the top is unknown). Probes go single file, so a
-  wrong one costs one rejected attempt; its answer halves the uncertainty either way. A wrong
-  guess therefore costs at most a few rejected probes and about one true window of waiting, not
-  hours. With ``Retry-After``, the first attempt goes when the server says a slot frees, which
-  bounds the duration at once.
-- After a quiet spell without 429s (``QUIET_SPANS`` of its duration, at least ``QUIET_MIN_S``), a
-  learned window lets one more attempt through as a single-file probe (additive increase); if it is
-  accepted the evidence grows, so a count learned too low recovers.
-- After any 429 the next mutation goes single file: attempts already in flight are not stopped,
-  and their 429s only refine an existing learned window; they never start a new one.
+  attempt and, for each candidate duration ``D`` of a geometric grid (0.5 s up to twice the
+  longest configured window): ``accepted[D]``, the most attempts the server let through within
+  ``D`` (counted at each accepted attempt, itself included); and, per learned window,
+  ``upper[D]``, the fewest attempts a rejected attempt it explains saw before it within ``D``. A
+  server window of duration ``D`` and limit ``M`` needs ``accepted[D] <= M <= upper[D]``; its
+  possible durations are the grid points where that can hold.
+- Counts are only as good as the order the server saw: attempts in flight together may arrive in
+  another order than we sent them. So every count exists twice: at face value (off by up to
+  ``concurrency - 1``, used with that slack) and from attempts that were alone in flight (exact).
+  A possible duration is only ruled out by sound evidence, so jitter cannot rule out the truth.
+- A rejection that no learned window explains starts one, unless the attempt was already in
+  flight when the last 429 taught us something (those only refine). Nothing is blamed on a
+  configured window, so a wrong blame cannot shrink the 15-minute window to a trickle.
+- A learned window enforces one rule: the count it had at its longest possible duration, per
+  that duration (+ a jitter margin). While that duration is uncertain, the governor *probes*:
+  when the window holds the next send back, one attempt goes single file as soon as the same
+  count would fit under a shorter duration (the geometric mid-point of the possible ones; at
+  most ``PROBE_STRETCH`` times the shortest while the longest is unbounded). If the server takes
+  it, longer durations are ruled out; if not, shorter ones, for the cost of one rejected attempt.
+  A probe that could not tell (sent late, after a pause) is not sent. A wrong guess therefore
+  costs a few rejected probes and about one real window of waiting, not hours. With
+  ``Retry-After``, the first attempt goes when the server says a slot frees.
+- After a quiet spell (``QUIET_SPANS`` of its duration, at least ``QUIET_MIN_S``), a learned window
+  lets one more attempt through as a single-file probe; if it is taken, the count stays one
+  higher (additive increase), so a count learned too low recovers. A learned window that the
+  evidence later contradicts is dropped.
+- After any 429 the next mutation goes single file; attempts already in flight are not stopped,
+  and their 429s neither escalate the backoff nor start new learned windows.
 """
 
 from __future__ import annotations
@@ -144,7 +144,7 @@ class LearnedWindow:
         self.bonus_due = False  # a quiet spell has passed: the next probe tries one more
         self.probes_left = DURATION_PROBES  # duration probes that taught nothing are limited
         self.quiet_since = now
-        #: (limit, seconds) pairs it enforces, the dominated ones removed.
+        #: The (limit, seconds) rule it enforces (a list, so probes can swap in another).
         self.rules: list[tuple[int, float]] = []
 
     def describe(self, grid: list[float]) -> str:

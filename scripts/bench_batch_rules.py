@@ -10,12 +10,18 @@ Two scenarios, each on a fresh emulator world of N gates whose "Internal" rule t
 * **unknown quota**: the job's windows are set higher than the server's (``--higher-windows``), so
   the governor must learn the real limit from 429s. Targets: under 5% of mutation attempts rejected,
   and the job still completes (exit 0, every gate changed).
+* **wrong guesses** (``--guess-gates`` gates, ``--repeat`` runs each): the job keeps the default
+  windows (100/10s + 900/15min) while the server's differ in count, duration and number: a short
+  burst window only (20/2s), two short windows (30/5s + 100/30s), and a long window tighter than
+  configured (100/10s + 150/1min; one minute stands in for 15 so the run stays short). Targets,
+  in every run: at most 3% of attempts rejected, and apply within 1.5x the minimum the real
+  windows allow. No ``Retry-After`` unless ``--retry-after`` (Statsig documents none).
 
 The emulator runs in-process (aiohttp on 127.0.0.1), the job through the same functions the CLI
 calls (``plan`` is not timed; ``apply`` is, including its read-before-write and final verify).
 
-    python scripts/bench_batch_rules.py            # 300 gates, 100/10s + 900/15min (~55 s)
-    python scripts/bench_batch_rules.py --quick    # 120 gates, 40/4s (~22 s)
+    python scripts/bench_batch_rules.py            # all scenarios, 3 runs of each guess (~9 min)
+    python scripts/bench_batch_rules.py --quick    # 120 gates, 40/4s, one run of each (~3 min)
     python scripts/bench_batch_rules.py --json     # machine-readable result on stdout
 
 Exit status 0 when both jobs completed correctly (a missed target prints MISSED), 1 otherwise.
@@ -47,6 +53,15 @@ KEY = "console-bench-rules-key"
 KEY_ENV = "BULKOPS_BENCH_RULES_KEY"
 TARGET_RATIO = 1.1
 TARGET_REJECTED = 0.05
+GUESS_RATIO = 1.5
+GUESS_REJECTED = 0.03
+DEFAULT_WINDOWS = ["100/10s", "900/15min"]
+#: name -> the server's real windows; the job keeps DEFAULT_WINDOWS.
+WRONG_GUESSES = {
+    "burst_window_only": ["20/2s"],
+    "two_short_windows": ["30/5s", "100/30s"],
+    "long_window_tighter": ["100/10s", "150/1min"],
+}
 
 JOB = """\
 job = "batch_rule_update"
@@ -89,18 +104,25 @@ def minimum_seconds(count: int, windows: list[str]) -> float:
 
 
 async def scenario(
-    name: str, gates: int, server: list[str], job_windows: list[str], concurrency: int, root: Path
+    name: str,
+    gates: int,
+    server: list[str],
+    job_windows: list[str],
+    concurrency: int,
+    root: Path,
+    retry_after: bool = False,
 ) -> dict[str, Any]:
     os.environ[KEY_ENV] = KEY
     world = build_world(gates)
     folder = root / name
-    folder.mkdir()
+    folder.mkdir(parents=True)
     job_path = folder / "job.toml"
     job_path.write_text(JOB.format(key_env=KEY_ENV, concurrency=concurrency,
                                    windows=json.dumps(job_windows)))  # fmt: skip
     state = folder / "state"
     captured = io.StringIO()
-    async with running_emulator(world, EmulatorConfig(mutation_windows=tuple(server))) as url:
+    config = EmulatorConfig(mutation_windows=tuple(server), retry_after=retry_after)
+    async with running_emulator(world, config) as url:
         options = {"state_dir": state, "base_url": url, "progress": False}
         with contextlib.redirect_stdout(captured), contextlib.redirect_stderr(captured):
             job = load(str(job_path))
@@ -150,13 +172,55 @@ async def main_async(args: argparse.Namespace) -> list[dict[str, Any]]:
                                args.server_windows, args.concurrency, root)  # fmt: skip
         unknown = await scenario("unknown_quota", args.gates, args.server_windows, higher,
                                  args.concurrency, root)  # fmt: skip
-    return [known, unknown]
+        results = [known, unknown]
+        for run in range(args.repeat):
+            for name, server in WRONG_GUESSES.items():
+                result = await scenario(name, args.guess_gates, server, DEFAULT_WINDOWS,
+                                        args.concurrency, root / f"run{run}",
+                                        retry_after=args.retry_after)  # fmt: skip
+                result["run"] = run
+                results.append(result)
+    return results
+
+
+def median(values: list[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def guess_report(results: list[dict[str, Any]]) -> list[str]:
+    lines = []
+    for name in WRONG_GUESSES:
+        runs = [r for r in results if r["scenario"] == name]
+        if not runs:
+            continue
+        walls = [r["wall_s"] for r in runs]
+        ratios = [r["ratio_to_minimum"] or 0.0 for r in runs]
+        rejected = [r["rejected_fraction"] for r in runs]
+        lines.append(
+            f"{name}: {runs[0]['gates']} gates, server {runs[0]['server_windows']}, job "
+            f"{runs[0]['job_windows']}, {len(runs)} runs: wall median {median(walls):.2f}s "
+            f"(max {max(walls):.2f}s), minimum {runs[0]['minimum_s']:.2f}s, ratio median "
+            f"{median(ratios):.2f} (max {max(ratios):.2f}), rejected median "
+            f"{100 * median(rejected):.2f}% (max {100 * max(rejected):.2f}%), attempts "
+            f"{[r['mutation_attempts'] for r in runs]}"
+        )
+        ok = all(r["ok"] for r in runs)
+        lines.append(f"  {'met   ' if ok else 'MISSED'} {name}: every run completed")
+        met = max(rejected) <= GUESS_REJECTED
+        lines.append(f"  {'met   ' if met else 'MISSED'} {name}: at most "
+                     f"{GUESS_REJECTED:.0%} rejected in every run")  # fmt: skip
+        met = max(ratios) <= GUESS_RATIO
+        lines.append(f"  {'met   ' if met else 'MISSED'} {name}: within {GUESS_RATIO}x of "
+                     "the minimum in every run")  # fmt: skip
+    return lines
 
 
 def report(results: list[dict[str, Any]]) -> list[str]:
-    known, unknown = results
+    known, unknown = results[:2]
     lines = []
-    for r in results:
+    for r in results[:2]:
         lines.append(
             f"{r['scenario']}: {r['gates']} gates, server {r['server_windows']}, job "
             f"{r['job_windows']}: exit {r['exit_codes']}, changed {r['changed']}, "
@@ -174,7 +238,7 @@ def report(results: list[dict[str, Any]]) -> list[str]:
         ("unknown quota: the job completed", unknown["ok"]),
     ]  # fmt: skip
     lines.extend(f"  {'met   ' if ok else 'MISSED'} {what}" for what, ok in checks)
-    return lines
+    return lines + guess_report(results)
 
 
 def main() -> int:
@@ -188,11 +252,17 @@ def main() -> int:
         help="the job's windows when the quota is unknown (default: 2.5x the server's)",
     )
     parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--quick", action="store_true", help="120 gates under 40/4s")
+    parser.add_argument("--guess-gates", type=int, default=200,
+                        help="gates of each wrong-guess scenario")  # fmt: skip
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each wrong-guess scenario")
+    parser.add_argument("--retry-after", action="store_true",
+                        help="the emulator sends Retry-After in the wrong-guess scenarios")  # fmt: skip
+    parser.add_argument("--quick", action="store_true",
+                        help="120 gates under 40/4s, one run of each wrong guess")  # fmt: skip
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if args.quick:
-        args.gates, args.server_windows = 120, ["40/4s"]
+        args.gates, args.server_windows, args.repeat = 120, ["40/4s"], 1
     from bulkops import logs
 
     logs.configure()

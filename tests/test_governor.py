@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import random
+
 import anyio
 
 from bulkops.api.governor import WINDOW_MARGIN, RateGovernor, SendTimeStore, SlidingWindow
+from bulkops.emulator._config import parse_window
+from bulkops.emulator._quota import SlidingWindowQuota
 from bulkops.jobs.spec import RateWindow
 
 
@@ -25,6 +29,7 @@ class FakeClock:
 
 
 def governor(clock: FakeClock, windows: list[str], **kwargs) -> RateGovernor:
+    kwargs.setdefault("rng", random.Random(0))  # the backoff jitter is seeded too
     return RateGovernor(
         "p",
         mutation_windows=[RateWindow.parse(w) for w in windows],
@@ -94,41 +99,96 @@ async def test_429_halves_read_concurrency_and_successes_restore_it() -> None:
     assert gov.read_concurrency == 8
 
 
+async def against(gov: RateGovernor, clock: FakeClock, quota: SlidingWindowQuota, n: int) -> int:
+    """Send ``n`` mutations one at a time to ``quota``, retrying 429s; return the rejections."""
+    rejected = 0
+    for _ in range(n):
+        while True:
+            async with gov.mutation_slot():
+                wait = quota.attempt(clock.now)
+            if wait is None:
+                gov.on_success()
+                break
+            rejected += 1
+            gov.on_rate_limited(retry_after=None, mutation=True)
+    return rejected
+
+
+def server(*windows: str) -> SlidingWindowQuota:
+    return SlidingWindowQuota([parse_window(w) for w in windows])
+
+
 async def test_a_lower_server_quota_is_learned_from_the_first_rejection() -> None:
+    """Server 100/10s under a 200/10s guess: the first 429 teaches a window of 100 (the few
+    more are single probes of its duration), and the configured windows are kept."""
     clock = FakeClock()
     gov = governor(clock, ["200/10s", "1800/15min"])
-    await send(gov, 101, clock)  # the server (100/10s) rejects the 101st attempt
-    gov.on_rate_limited(retry_after=None, mutation=True)
-    short, long = gov.windows
-    assert short.limit == 95  # 100 accepted, learned with a safety fraction
-    assert long.limit == 1800  # the long window was not the culprit
+    assert 1 <= await against(gov, clock, server("100/10s"), 101) <= 5
+    (learned,) = gov.learned
+    assert learned.rules[0][0] == 100
+    assert [w.limit for w in gov.windows] == [200, 1800]  # the guess is a ceiling, not rewritten
+    assert "100 per" in repr(gov)
 
 
-async def test_no_learning_when_our_own_window_was_full() -> None:
+async def test_the_learned_duration_converges_on_the_real_one() -> None:
+    """After a few cycles the learned window brackets the server's 10 s, and 429s stop."""
     clock = FakeClock()
-    gov = governor(clock, ["10/10s", "1000/15min"])
-    await send(gov, 10, clock)  # the 10th attempt is rejected
-    gov.on_rate_limited(retry_after=None, mutation=True)
-    # 10/10s was saturated by us, so the server's culprit is the long window: 9 accepted there.
-    assert gov.windows[0].limit == 10
-    assert gov.windows[1].limit == 8
+    gov = governor(clock, ["200/10s", "1800/15min"])
+    quota = server("100/10s")
+    first = await against(gov, clock, quota, 400)
+    assert await against(gov, clock, quota, 400) <= 1  # at most an additive-increase probe
+    (learned,) = gov.learned
+    assert gov.grid[learned.low] <= 10.0 < gov.grid[learned.high + 1] <= 11.5
+    assert first <= 8  # the first 429, then single-file probes of the duration
 
 
-async def test_429s_of_one_burst_teach_the_limit_once() -> None:
-    """Attempts already in flight when the first 429 lowered a window do not blame the long one."""
+async def test_429s_of_attempts_already_in_flight_teach_nothing_new() -> None:
+    """Three attempts in flight together all get 429: one learned window of 100, not three."""
     clock = FakeClock()
-    gov = governor(clock, ["250/10s", "2250/15min"])
-    await send(gov, 103, clock)  # the server (100/10s) rejects the 101st to 103rd attempts
-    for _ in range(3):
-        gov.on_rate_limited(retry_after=None, mutation=True)
-    short, long = gov.windows
-    assert short.limit < 100  # learned once, from the first of them
-    assert long.limit == 2250  # not blamed for the rejections of attempts already in flight
+    gov = governor(clock, ["250/10s", "2250/15min"], concurrency=8)
+    quota = server("100/10s")
+    await against(gov, clock, quota, 97)
+    answers: list[anyio.Event] = [anyio.Event() for _ in range(6)]
+    sent = anyio.Event()
+    count = 0
+
+    async def one(i: int) -> None:
+        nonlocal count
+        async with gov.mutation_slot():
+            wait = quota.attempt(clock.now)
+            count += 1
+            if count == 6:
+                sent.set()
+        await answers[i].wait()
+        if wait is None:
+            gov.on_success()
+        else:
+            gov.on_rate_limited(retry_after=None, mutation=True)
+
+    async with anyio.create_task_group() as tg:
+        for i in range(6):
+            tg.start_soon(one, i)
+        await sent.wait()
+        for event in answers:  # answers arrive in send order, after all six went out
+            event.set()
+            await anyio.lowlevel.checkpoint()
+    assert gov.rejections == 3
+    (learned,) = gov.learned
+    assert learned.rules[0][0] == 100
+
+
+async def test_a_429_nothing_we_sent_explains_teaches_nothing() -> None:
+    """The very first attempt rejected (another client used the quota): a pause, no limit."""
+    clock = FakeClock()
+    gov = governor(clock, ["100/10s", "900/15min"])
+    async with gov.mutation_slot():
+        pass
+    gov.on_rate_limited(retry_after=None, mutation=True)
+    assert gov.learned == []
+    assert gov.paused_until > clock.now
 
 
 async def test_consecutive_429s_back_off_exponentially_with_jitter() -> None:
-    import random
-
     clock = FakeClock()
     gov = governor(clock, ["100/10s"], rng=random.Random(1))
     pauses = [gov.on_rate_limited(retry_after=None, mutation=False) for _ in range(6)]
@@ -177,20 +237,15 @@ async def test_concurrency_cap_bounds_requests_in_flight() -> None:
     assert peak == 3
 
 
-async def test_a_lower_long_window_is_blamed_not_the_short_one() -> None:
-    """Server 100/10s + 900/15min, job 100/10s + 2000/15min: the 901st attempt trips the long
-    window at the start of a new burst; the short window must keep its limit."""
+async def test_a_lower_long_window_is_learned_and_the_short_one_kept() -> None:
+    """Server 100/10s + 900/15min under a 2000/15min guess: the long window is learned (its count
+    and its duration), the job ends within 1.5x the minimum, and the short window keeps its pace."""
     clock = FakeClock()
     gov = governor(clock, ["100/10s", "2000/15min"])
-    await send(gov, 901, clock)
-    gov.on_rate_limited(retry_after=None, mutation=True)
-    short, long = gov.windows
-    assert short.limit == 100
-    assert long.limit == 855
-    # Another 429 of an attempt already in flight teaches nothing new.
-    gov.on_rate_limited(retry_after=None, mutation=True)
-    assert (short.limit, long.limit) == (100, 855)
-    # The governor now waits for the long window itself, instead of probing the server.
-    before = clock.now
-    await send(gov, 1, clock)
-    assert clock.now - before > 800
+    start = clock.now
+    rejected = await against(gov, clock, server("100/10s", "900/15min"), 1000)
+    assert rejected <= 10
+    assert clock.now - start <= 1.5 * 900
+    long = [w for w in gov.learned if w.rules[0][1] >= 600]
+    assert long and long[0].rules[0][0] >= 850
+    assert all(w.rules[0][1] >= 600 for w in gov.learned)  # nothing blamed on a short window

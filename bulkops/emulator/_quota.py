@@ -38,6 +38,13 @@ class SlidingWindowQuota:
                 retry_after = wait if retry_after is None else max(retry_after, wait)
         return retry_after
 
+    def minimum_seconds(self, attempts: int) -> float:
+        """The least time ``attempts`` accepted attempts take under these windows, from idle."""
+        return max(
+            (max(0, math.ceil(attempts / w.limit) - 1) * w.seconds for w in self.windows),
+            default=0.0,
+        )
+
     def counts(self, now: float) -> tuple[int, ...]:
         """Attempts currently inside each window (for tests and ``repr``)."""
         return tuple(

@@ -11,7 +11,6 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from bulkops import __version__, redact
 from bulkops.errors import BulkopsError, UserError
@@ -308,31 +307,21 @@ def _apply(args: argparse.Namespace) -> int:
 
 
 def _emulator(args: argparse.Namespace) -> int:
-    from bulkops.emulator import EmulatorConfig, serve_forever
+    from bulkops.commands.sandbox import serve_emulator
 
-    windows: dict[str, Any] = (
-        {"mutation_windows": tuple(args.mutation_rate)} if args.mutation_rate else {}
+    return serve_emulator(
+        host=args.host,
+        port=args.port,
+        seed=args.seed,
+        scale=args.scale,
+        latency_ms=args.latency_ms,
+        fail_rate=args.fail_rate,
+        drop_rate=args.drop_rate,
+        truncate_rate=args.truncate_rate,
+        fault_seed=args.fault_seed,
+        retry_after=args.retry_after,
+        mutation_rate=args.mutation_rate,
     )
-    try:
-        config = EmulatorConfig(
-            latency_ms=args.latency_ms,
-            fail_rate=args.fail_rate,
-            drop_rate=args.drop_rate,
-            truncate_rate=args.truncate_rate,
-            fault_seed=args.fault_seed,
-            retry_after=args.retry_after,
-            **windows,
-        )
-    except ValueError as exc:
-        raise UserError(f"{exc}.") from None
-    try:
-        serve_forever(args.host, args.port, args.seed, args.scale, config)
-    except OSError as exc:
-        raise UserError(
-            f"cannot serve on {args.host}:{args.port}: {exc.strerror or exc}. "
-            "Pick another --port (or stop what is using it)."
-        ) from None
-    return 0
 
 
 def entry() -> None:

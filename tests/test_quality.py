@@ -1,4 +1,4 @@
-"""The house rules hold: ruff (lint and format) and mypy pass on the code base."""
+"""The house rules hold: ruff (lint and format), mypy, and the import contracts pass."""
 
 from __future__ import annotations
 
@@ -23,9 +23,11 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
         ("ruff", "check", "bulkops", "tests", "scripts"),
         ("ruff", "format", "--check", "bulkops", "tests", "scripts"),
         ("mypy", "bulkops"),
+        ("importlinter.cli", "--no-cache"),
     ],
-    ids=["ruff-check", "ruff-format", "mypy"],
+    ids=["ruff-check", "ruff-format", "mypy", "import-contracts"],
 )
 def test_code_quality_gate(command: tuple[str, ...]) -> None:
+    """Each tool of the gate passes on the whole code base."""
     result = run(*command)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -5,10 +5,13 @@ The only module of the package, tests aside, that imports the emulator.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
+from typing import Any
 
 import structlog
+
+from bulkops.errors import UserError
 
 log = structlog.get_logger("bulkops.run")
 
@@ -28,3 +31,30 @@ async def sandbox_projects(
             base_url,
             {role: world.projects[name].console_key for role, name in demo_names.items()},
         )
+
+
+def serve_emulator(
+    *,
+    host: str,
+    port: int,
+    seed: str,
+    scale: int,
+    mutation_rate: Sequence[str] | None,
+    **faults: Any,
+) -> int:
+    """``bulkops emulator``: serve a demo world until Ctrl-C (latency, faults, quotas as given)."""
+    from bulkops.emulator import EmulatorConfig, serve_forever
+
+    windows: dict[str, Any] = {"mutation_windows": tuple(mutation_rate)} if mutation_rate else {}
+    try:
+        config = EmulatorConfig(**faults, **windows)
+    except ValueError as exc:
+        raise UserError(f"{exc}.") from None
+    try:
+        serve_forever(host, port, seed, scale, config)
+    except OSError as exc:
+        raise UserError(
+            f"cannot serve on {host}:{port}: {exc.strerror or exc}. "
+            "Pick another --port (or stop what is using it)."
+        ) from None
+    return 0

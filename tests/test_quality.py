@@ -12,9 +12,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True, timeout=300
-    )
+    """A tool of the venv: ``python -m TOOL``, or its script beside the interpreter."""
+    script = Path(sys.executable).parent / args[0]
+    command = [str(script), *args[1:]] if script.exists() else [sys.executable, "-m", *args]
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
 
 
 @pytest.mark.parametrize(
@@ -23,7 +24,7 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
         ("ruff", "check", "bulkops", "tests", "scripts"),
         ("ruff", "format", "--check", "bulkops", "tests", "scripts"),
         ("mypy", "bulkops"),
-        ("importlinter.cli", "--no-cache"),
+        ("lint-imports", "--no-cache"),
     ],
     ids=["ruff-check", "ruff-format", "mypy", "import-contracts"],
 )

@@ -64,3 +64,10 @@ def test_rows_read_must_match_total_items() -> None:
     check_total(rows_read=5, total=None, what="x")
     with pytest.raises(InconsistentListing, match="totalItems=6"):
         check_total(rows_read=5, total=6, what="x")
+
+
+def test_without_a_pagination_block_a_full_page_is_followed_by_the_next() -> None:
+    """An answer with no ``pagination`` (as some spec examples show) ends only on a short page."""
+    full = parse_page({"data": [{"id": i} for i in range(100)]}, 1, 100, "GET /x", "p")
+    short = parse_page({"data": [{"id": 1}]}, 2, 100, "GET /x", "p")
+    assert (full.has_next, short.has_next) == (True, False)

@@ -51,10 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     emulator = commands.add_parser("emulator", help="serve the Console API emulator")
     emulator.add_argument("--host", default="127.0.0.1")
-    emulator.add_argument("--port", type=int, default=8787)
+    emulator.add_argument("--port", type=_port, default=8787, help="0 picks a free port")
     emulator.add_argument("--seed", default="demo", help="demo data seed")
     emulator.add_argument("--scale", type=_positive_int, default=1, help="multiply demo data size")
-    emulator.add_argument("--latency-ms", type=float, default=0.0, metavar="MS")
+    emulator.add_argument("--latency-ms", type=_milliseconds, default=0.0, metavar="MS")
     emulator.add_argument(
         "--fail-rate",
         type=_probability,
@@ -80,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     emulator.add_argument(
         "--mutation-rate",
         nargs="+",
+        type=_rate_window,
         default=None,
         metavar="WINDOW",
         help="mutation quota windows, e.g. 100/10s 900/15min",
@@ -147,6 +148,37 @@ def _concurrency(text: str) -> int:
             f"{text!r} is more than {MAX_CONCURRENCY}, the most a job file allows"
         )
     return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port; use 1 to 65535 (0: any free)")
+    return value
+
+
+def _milliseconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of milliseconds") from None
+    if not 0.0 <= value < 600_000:
+        raise argparse.ArgumentTypeError(f"{text!r} must be from 0 to 600000 milliseconds")
+    return value
+
+
+def _rate_window(text: str) -> str:
+    """A window as job files write them, with the same checks (count >= 1, 1 s to 24 h)."""
+    from bulkops.api.windows import RateWindow
+
+    try:
+        RateWindow.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def _probability(text: str) -> float:
@@ -325,12 +357,22 @@ def _emulator(args: argparse.Namespace) -> int:
 
 
 def entry() -> None:
-    """The ``bulkops`` executable: ``main``, then exit without a signal cutting the exit short
-    (a second Ctrl-C while an interrupted command winds down must not turn 130 into a kill)."""
-    code = main()
+    """The ``bulkops`` executable: ``main`` with SIGTERM treated as Ctrl-C from the first
+    instruction (so a signal during start-up is exit 130 too), and no signal cutting the exit
+    short (a second Ctrl-C while an interrupted command winds down must not turn 130 into a kill)."""
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        code = main()
+    except KeyboardInterrupt:  # before main could handle it: while importing, parsing
+        print("bulkops: interrupted before anything started", file=sys.stderr)
+        code = 130
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, signal.SIG_IGN)
     sys.exit(code)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

@@ -5,6 +5,8 @@ The only module of the package, tests aside, that imports the emulator.
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -48,13 +50,23 @@ def serve_emulator(
     windows: dict[str, Any] = {"mutation_windows": tuple(mutation_rate)} if mutation_rate else {}
     try:
         config = EmulatorConfig(**faults, **windows)
-    except ValueError as exc:
-        raise UserError(f"{exc}.") from None
+    except ValueError as exc:  # the CLI checked each flag; what is left is how they combine
+        raise UserError(f"{str(exc).removeprefix('EmulatorConfig: ')}.") from None
     try:
         serve_forever(host, port, seed, scale, config)
     except OSError as exc:
-        raise UserError(
-            f"cannot serve on {host}:{port}: {exc.strerror or exc}. "
-            "Pick another --port (or stop what is using it)."
-        ) from None
+        raise UserError(_cannot_serve(host, port, exc)) from None
     return 0
+
+
+def _cannot_serve(host: str, port: int, exc: OSError) -> str:
+    if isinstance(exc, socket.gaierror):
+        return (
+            f"cannot serve on {host}: no such address on this machine ({exc.strerror}); use "
+            "--host 127.0.0.1, or an address this machine has."
+        )
+    reason = os.strerror(exc.errno) if exc.errno else (exc.strerror or str(exc))
+    return (
+        f"cannot serve on {host}:{port}: {reason}. Pick another --port (or stop what is using "
+        "it), or --port 0 for any free port."
+    )

@@ -334,6 +334,25 @@ def test_unicode_and_awkward_ids_and_keys(tmp_path, capsys):
     }
 
 
+def test_unprintable_characters_never_reach_the_terminal_raw(tmp_path, capsys):
+    """Control and bidi characters in ids, keys and values print as JSON escapes."""
+    entities = {"gates": {"rtl\u202eevil": gate(), "tab\there": gate()}}
+    old = write_snapshot(tmp_path / "a", entities)
+    changed = copy.deepcopy(entities)
+    changed["gates"]["rtl\u202eevil"]["description"] = "line\nbreak\x1b[31m"
+    changed["gates"]["tab\there"]["x\u202ey"] = 1
+    new = write_snapshot(tmp_path / "b", changed)
+    code, out, _ = diff(capsys, old, new)
+    assert code == 1
+    lines = out.splitlines()
+    assert (
+        '  changed  gates/"rtl\\u202eevil" description: "New checkout" → "line\\nbreak\\u001b[31m"'
+        in lines
+    )
+    assert '  changed  gates/"tab\\there" ["x\\u202ey"]: (absent) → 1' in lines
+    assert all(c.isprintable() for line in lines for c in line)
+
+
 def test_files_whose_hashes_agree_are_not_opened(tmp_path, capsys):
     """An entity listed with the same sha256 on both sides is the same: its file is never read."""
     entities = {"gates": {f"g{n}": gate(id=f"g{n}") for n in range(5)}}

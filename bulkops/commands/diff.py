@@ -201,12 +201,29 @@ def render(value: Any) -> str:
     """A value as JSON, cut to ``VALUE_WIDTH`` characters."""
     if value is MISSING:
         return ABSENT
-    text = json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
+    text = _json(value)
     return text if len(text) <= VALUE_WIDTH else text[: VALUE_WIDTH - 1] + "…"
 
 
 def _fits(value: Any) -> bool:
-    return len(json.dumps(value, ensure_ascii=False, separators=(", ", ": "))) <= VALUE_WIDTH
+    return len(_json(value)) <= VALUE_WIDTH
+
+
+def _json(value: Any) -> str:
+    """Compact JSON, UTF-8 kept readable but every unprintable character escaped (a terminal
+    must not be steered by a value: no control or bidi characters reach it raw)."""
+    text = json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else _escape(c) for c in text)
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    if code <= 0xFFFF:
+        return f"\\u{code:04x}"
+    code -= 0x10000
+    return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
 
 
 def dotted(path: Iterable[str | int]) -> str:
@@ -218,7 +235,7 @@ def dotted(path: Iterable[str | int]) -> str:
         elif _plain_key(part):
             text += f".{part}" if text else part
         else:
-            text += f"[{json.dumps(part, ensure_ascii=False)}]"
+            text += f"[{_json(part)}]"
     return text
 
 
@@ -235,7 +252,7 @@ def label(identifier: str) -> str:
     """An id as people read it: as it is, or quoted when it holds spaces or unprintables."""
     if identifier and identifier.isprintable() and not any(c.isspace() for c in identifier):
         return identifier
-    return json.dumps(identifier, ensure_ascii=False)
+    return _json(identifier)
 
 
 # -- comparing two snapshots -----------------------------------------------------------------

@@ -46,6 +46,20 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--state", type=Path, metavar="DIR", help="the run's state directory")
     status.add_argument("--json", action="store_true", help="print JSON")
 
+    diff = commands.add_parser(
+        "diff",
+        help="compare two project snapshots (exit 0 same, 1 different, 2 trouble)",
+        description="Compare two snapshot directories written by export_project: the entities "
+        "added, removed and changed, per kind. Exit 0 when they are the same, 1 when they differ, "
+        "2 on bad usage or a directory that is not a complete snapshot.",
+    )
+    diff.add_argument("old", metavar="OLD", type=Path, help="the earlier snapshot directory")
+    diff.add_argument("new", metavar="NEW", type=Path, help="the later snapshot directory")
+    diff.add_argument("--json", action="store_true", help="print JSON")
+    diff.add_argument(
+        "--all", action="store_true", help="also compare fields only the server sets (versions...)"
+    )
+
     validate = commands.add_parser("validate", help="check a job file without touching the network")
     validate.add_argument("job_file", metavar="JOB.toml")
 
@@ -238,6 +252,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return show_status(args.state, as_json=args.json)
     if args.command == "emulator":
         return _emulator(args)
+    if args.command == "diff":
+        return _diff(args)
     raise AssertionError(args.command)
 
 
@@ -336,6 +352,12 @@ def _apply(args: argparse.Namespace) -> int:
 
     command = planned.apply_command if args.command == "apply" else planned.undo_command
     return anyio.run(guarded, command, _options(args))
+
+
+def _diff(args: argparse.Namespace) -> int:
+    from bulkops.commands.diff import run_diff
+
+    return run_diff(args.old, args.new, as_json=args.json, everything=args.all)
 
 
 def _emulator(args: argparse.Namespace) -> int:

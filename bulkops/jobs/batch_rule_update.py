@@ -29,9 +29,9 @@ import importlib.machinery
 import sys
 import traceback
 import types
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, cast
 
 import orjson
 import structlog
@@ -94,8 +94,6 @@ class OptionsSpec(Strict):
 class Spec(JobSpec):
     kind: ClassVar[str] = "batch_rule_update"
     roles: ClassVar[tuple[str, ...]] = (ROLE,)
-    #: ``--sandbox``: the demo world's batch-edit playground (~300 gates) is its "source" project.
-    sandbox_projects: ClassVar[dict[str, str]] = {ROLE: "source"}
 
     job: Literal["batch_rule_update"]
     target: ProjectSpec
@@ -119,8 +117,8 @@ class Spec(JobSpec):
 
 
 # -- planning --------------------------------------------------------------------------------
-async def build_plan(job: JobDefinition, clients: dict[str, ConsoleClient]) -> Plan:
-    spec: Spec = job.spec  # type: ignore[assignment]
+async def build_plan(job: JobDefinition[Spec], clients: dict[str, ConsoleClient]) -> Plan:
+    spec = job.spec
     functions = load_functions(spec.edits, job.folder)  # before any request: a bad import is exit 2
     kind = ENTITY_KINDS[spec.select.entity][0]
     entities, missing = await _select(clients[ROLE], spec.select)
@@ -300,11 +298,10 @@ def _fill_return_value(rule: Rule) -> Rule:
 
 
 # -- python edits: finding the functions -----------------------------------------------------
-def check(job: JobDefinition) -> None:
+def check(job: JobDefinition[Spec]) -> None:
     """What the schema cannot see: every python edit's function must import (exit 2 if not)."""
-    spec: Spec = job.spec  # type: ignore[assignment]
     try:
-        load_functions(spec.edits, job.folder)
+        load_functions(job.spec.edits, job.folder)
     except JobFileError as exc:
         raise JobFileError(f"{job.path}: {exc}") from None
 
@@ -360,7 +357,7 @@ def _load_function(index: int, reference: str, folder: Path, package: str) -> Ru
             f"{where}: module {module_name!r} ({getattr(module, '__file__', '?')}) has no "
             f"function {attribute!r}; define `def {attribute}(entity, rule):` there"
         )
-    return function
+    return cast(RuleFunction, function)  # called as one; whatever it does is checked then
 
 
 def _import(module_name: str, folder: Path, package: str) -> Any:
@@ -511,7 +508,34 @@ def undo_operation(op: Operation, after: dict[str, Any]) -> Operation | None:
     )
 
 
+class BatchRuleUpdate:
+    """The ``batch_rule_update`` kind: a job that writes (``bulkops.jobs.base.PlannedKind``)."""
+
+    spec_model = Spec
+    #: ``--sandbox``: the demo world's batch-edit playground (~300 gates) is its "source" project.
+    sandbox_projects: Mapping[str, str] = {ROLE: "source"}
+    supports_undo = True
+
+    def check(self, job: JobDefinition[Spec]) -> None:
+        check(job)
+
+    async def build_plan(self, job: JobDefinition[Spec], clients: dict[str, ConsoleClient]) -> Plan:
+        return await build_plan(job, clients)
+
+    def render_plan(self, plan: Plan) -> list[str]:
+        return render_plan(plan)
+
+    def respect_review(self, job: JobDefinition[Spec]) -> bool:
+        return job.spec.options.respect_review
+
+    def undo_operation(self, op: Operation, after: dict[str, Any]) -> Operation | None:
+        return undo_operation(op, after)
+
+
+KIND = BatchRuleUpdate()
+
 __all__ = [
+    "KIND",
     "Spec",
     "build_plan",
     "render_plan",

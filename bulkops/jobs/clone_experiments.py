@@ -8,6 +8,7 @@ and equal to the source cost nothing, so re-running a finished clone sends zero 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field
@@ -52,8 +53,8 @@ class Spec(JobSpec):
     options: OptionsSpec = Field(default_factory=OptionsSpec)
 
 
-async def build_plan(job: JobDefinition, clients: dict[str, ConsoleClient]) -> Plan:
-    spec: Spec = job.spec  # type: ignore[assignment]
+async def build_plan(job: JobDefinition[Spec], clients: dict[str, ConsoleClient]) -> Plan:
+    spec = job.spec
     closure = await read_closure(clients["source"], clients["target"], spec.select)
     planner = _Planner(closure, spec.options.on_conflict)
     for experiment in closure.experiments:
@@ -161,7 +162,7 @@ class _Planner:
             body.pop(field, None)
         return body
 
-    def _create(self, entity: Entity, expected: dict, deps: list[str], group: str) -> str:
+    def _create(self, entity: Entity, expected: dict[str, Any], deps: list[str], group: str) -> str:
         kind, eid = entity.kind, entity.id
         create_expected = {k: v for k, v in expected.items() if k != "parameters"}
         op_id = self._entity_op(
@@ -181,7 +182,12 @@ class _Planner:
         )  # fmt: skip
 
     def _update(
-        self, entity: Entity, expected: dict, deps: list[str], group: str, changed: list[str]
+        self,
+        entity: Entity,
+        expected: dict[str, Any],
+        deps: list[str],
+        group: str,
+        changed: list[str],
     ) -> str | None:
         stuck = [f for f in changed if f not in UPDATE_FIELDS[entity.kind]]
         if stuck:
@@ -378,9 +384,28 @@ def render_plan(plan: Plan) -> list[str]:
     return lines
 
 
-#: A clone is undone by deleting the target's copies, which bulkops does not automate (yet).
-SUPPORTS_UNDO = False
+class CloneExperiments:
+    """The ``clone_experiments`` kind: a job that writes (``bulkops.jobs.base.PlannedKind``)."""
+
+    spec_model = Spec
+    sandbox_projects: Mapping[str, str] = {}
+    #: A clone is undone by deleting the target's copies, which bulkops does not automate (yet).
+    supports_undo = False
+
+    def check(self, job: JobDefinition[Spec]) -> None:
+        """Nothing beyond the schema (one key for both projects is refused for every kind)."""
+
+    async def build_plan(self, job: JobDefinition[Spec], clients: dict[str, ConsoleClient]) -> Plan:
+        return await build_plan(job, clients)
+
+    def render_plan(self, plan: Plan) -> list[str]:
+        return render_plan(plan)
+
+    def respect_review(self, job: JobDefinition[Spec]) -> bool:
+        return job.spec.options.respect_review
+
+    def undo_operation(self, op: Operation, after: dict[str, Any]) -> Operation | None:
+        return None
 
 
-def undo_operation(op: Operation, after: dict[str, Any]) -> Operation | None:
-    return None
+KIND = CloneExperiments()

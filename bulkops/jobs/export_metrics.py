@@ -18,9 +18,9 @@ import anyio
 import orjson
 from pydantic import Field
 
-from bulkops.api.client import api_path
 from bulkops.engine.graph import Task
 from bulkops.jobs.base import Count, RunContext
+from bulkops.jobs.entity_kinds import METRIC_SOURCE
 from bulkops.jobs.listing import listing_pages, listing_task, read_listing
 from bulkops.jobs.spec import JobDefinition, JobSpec, ProjectSpec, Strict
 from bulkops.output.publish import (
@@ -61,7 +61,7 @@ def root_tasks(ctx: RunContext[Spec]) -> list[Task]:
         ctx,
         role="source",
         prefix=SOURCES,
-        path=api_path("metrics", "metric_source", "list"),
+        path=METRIC_SOURCE.list_path(),
         label="metric sources",
     )
     collect = Task(
@@ -87,7 +87,7 @@ def _metrics_prefix(name: str) -> str:
 def _per_source_tasks(ctx: RunContext[Spec], names: list[str]) -> Iterator[Task]:
     stages = []
     for name in names:
-        path = api_path("metrics", "metric_source", name, "metrics")
+        path = METRIC_SOURCE.item_path(name, "metrics")
         first = listing_task(
             ctx, role="source", prefix=_metrics_prefix(name), path=path, label=f"source {name!r}"
         )

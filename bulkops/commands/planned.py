@@ -276,7 +276,8 @@ def _stopped(session: Session, exc: BaseException) -> int:
     if isinstance(exc, Interrupted):
         code, message = EXIT_INTERRUPTED, "interrupted while planning; nothing was sent"
     else:
-        code, message = getattr(exc, "exit_code", EXIT_ABORTED), str(exc)
+        code = exc.exit_code if isinstance(exc, BulkopsError) else EXIT_ABORTED
+        message = str(exc)
     return finish(session.state, session.run, code, aborted_summary(code, message, session.clients))
 
 

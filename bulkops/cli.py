@@ -11,9 +11,13 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bulkops import __version__, redact
 from bulkops.errors import BulkopsError, UserError
+
+if TYPE_CHECKING:  # the CLI imports what a command needs only once it runs, to start fast
+    from bulkops.commands.session import RunOptions
 
 EXIT_USAGE = 2
 #: The range ``[limits] concurrency`` accepts in a job file; ``--concurrency`` takes the same.
@@ -269,7 +273,7 @@ def _validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _options(args: argparse.Namespace):  # -> RunOptions
+def _options(args: argparse.Namespace) -> RunOptions:
     from bulkops.commands.session import RunOptions
 
     base_url = _base_url_option(args)
@@ -330,11 +334,11 @@ def _run(args: argparse.Namespace) -> int:
     from bulkops.commands import planned
     from bulkops.commands.run import run_job
     from bulkops.commands.signals import guarded
-    from bulkops.jobs import load
+    from bulkops.jobs import is_planned, load
 
     job = load(args.job_file)
     options = _options(args)
-    if planned.is_planned(job.kind):
+    if is_planned(job.kind):
         command = planned.plan_command if args.command == "plan" else planned.run_planned
         return anyio.run(guarded, command, job, options)
     if args.command == "plan":

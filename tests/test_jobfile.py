@@ -101,8 +101,11 @@ def test_bad_usage_exits_2(capsys) -> None:
 
 
 def test_emulator_bad_options_are_user_errors(capsys) -> None:
-    code, _, err = run_cli(capsys, "emulator", "--mutation-rate", "100/10parsecs")
-    assert code == 2 and "100/10s" in err and "Traceback" not in err
+    """A bad emulator flag is refused by the argument parser (exit 2) showing the right form."""
+    with pytest.raises(SystemExit) as refused:
+        run_cli(capsys, "emulator", "--mutation-rate", "100/10parsecs")
+    err = capsys.readouterr().err
+    assert refused.value.code == 2 and "100/10s" in err and "Traceback" not in err
 
 
 def test_an_unusable_state_directory_is_a_user_error(tmp_path, capsys, monkeypatch) -> None:

@@ -14,12 +14,13 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import structlog
 
 from bulkops import redact
 from bulkops.api.client import ConsoleClient, read_entity
+from bulkops.commands.progress import mutation_units
 from bulkops.commands.run import EXIT_ABORTED, EXIT_INTERRUPTED, aborted_summary, execute, finish
 from bulkops.commands.session import (
     Connection,
@@ -33,6 +34,7 @@ from bulkops.commands.session import (
 )
 from bulkops.commands.signals import interruptible
 from bulkops.engine.apply import ApplyOptions, operation_task
+from bulkops.engine.graph import Task
 from bulkops.engine.journal import read_journal
 from bulkops.engine.plan import Operation, Plan
 from bulkops.engine.state import StateDir
@@ -44,10 +46,10 @@ from bulkops.errors import (
     UserError,
     WrongProject,
 )
-from bulkops.jobs import kind_module, load
+from bulkops.jobs import load, planned_kind
 from bulkops.jobs.base import RunContext
 from bulkops.jobs.semantics import SEMANTICS, differences
-from bulkops.jobs.spec import JobDefinition
+from bulkops.jobs.spec import JobDefinition, JobSpec
 from bulkops.output.files import write_json_atomic
 
 log = structlog.get_logger("bulkops.planned")
@@ -61,29 +63,16 @@ APPLIED = ("complete", "incomplete")
 NOT_IDEMPOTENT = "not_idempotent"
 
 
-class PlannedKind(Protocol):
-    async def build_plan(self, job: JobDefinition, clients: dict[str, ConsoleClient]) -> Plan: ...
-
-    def render_plan(self, plan: Plan) -> list[str]: ...
-
-    def undo_operation(self, op: Operation, after: dict[str, Any]) -> Operation | None: ...
-
-
-def is_planned(kind: str) -> bool:
-    return hasattr(kind_module(kind), "build_plan")
-
-
-def _apply_options(job: JobDefinition, options: RunOptions) -> ApplyOptions:
-    job_options = getattr(job.spec, "options", None)
+def _apply_options(job: JobDefinition[JobSpec], options: RunOptions) -> ApplyOptions:
     return ApplyOptions(
         semantics=SEMANTICS,
         force=options.force,
-        respect_review=bool(getattr(job_options, "respect_review", False)),
+        respect_review=planned_kind(job.kind).respect_review(job),
     )
 
 
 # -- commands -------------------------------------------------------------------------------
-async def plan_command(job: JobDefinition, options: RunOptions) -> int:
+async def plan_command(job: JobDefinition[JobSpec], options: RunOptions) -> int:
     state = resolve_state_dir(job, options)
     projects = resolve_keys(job, options)
     _refuse_same_keys(job, options)
@@ -121,7 +110,7 @@ async def apply_command(options: RunOptions) -> int:
         return finish(state, run, exit_code, summary)
 
 
-async def run_planned(job: JobDefinition, options: RunOptions) -> int:
+async def run_planned(job: JobDefinition[JobSpec], options: RunOptions) -> int:
     state = resolve_state_dir(job, options)
     projects = resolve_keys(job, options)
     _refuse_same_keys(job, options)
@@ -159,7 +148,7 @@ async def undo_command(options: RunOptions) -> int:
     state = find_state_dir(options.state_dir)
     with state.exclusive("undo"):
         run, job = _saved_run(state, for_undo=True)
-        if not getattr(kind_module(job.kind), "SUPPORTS_UNDO", True):
+        if not planned_kind(job.kind).supports_undo:
             raise UserError(
                 f"{job.kind} jobs have no undo: what a clone created stays in the target. Delete "
                 "the copies there if you must (the plan in the state directory lists them)."
@@ -187,7 +176,7 @@ async def undo_command(options: RunOptions) -> int:
 
 
 # -- refusals: each before anything is sent or any state changes ----------------------------
-def _refuse_same_keys(job: JobDefinition, options: RunOptions) -> None:
+def _refuse_same_keys(job: JobDefinition[JobSpec], options: RunOptions) -> None:
     """A job that reads one project and writes another must not be given one project twice."""
     projects = job.spec.projects()
     if options.sandbox or not {"source", "target"} <= projects.keys():
@@ -287,13 +276,14 @@ def _stopped(session: Session, exc: BaseException) -> int:
     if isinstance(exc, Interrupted):
         code, message = EXIT_INTERRUPTED, "interrupted while planning; nothing was sent"
     else:
-        code, message = getattr(exc, "exit_code", EXIT_ABORTED), str(exc)
+        code = exc.exit_code if isinstance(exc, BulkopsError) else EXIT_ABORTED
+        message = str(exc)
     return finish(session.state, session.run, code, aborted_summary(code, message, session.clients))
 
 
 # -- phases ---------------------------------------------------------------------------------
 async def _make_plan(session: Session) -> Plan:
-    kind: PlannedKind = kind_module(session.job.kind)
+    kind = planned_kind(session.job.kind)
     plan = await kind.build_plan(session.job, session.clients)
     plan.estimate = _estimate(plan, session.clients)
     plan.projects = _planned_projects(session)
@@ -338,7 +328,7 @@ async def _apply(session: Session, plan: Plan) -> tuple[int, dict[str, Any]]:
     apply_options = _apply_options(session.job, session.options)
     results: dict[str, dict[str, Any]] = {}
 
-    def tasks(ctx: RunContext) -> list:
+    def tasks(ctx: RunContext[JobSpec]) -> list[Task]:
         return [
             operation_task(
                 op,
@@ -350,10 +340,15 @@ async def _apply(session: Session, plan: Plan) -> tuple[int, dict[str, Any]]:
             for op in plan.operations
         ]
 
-    def summary(ctx: RunContext) -> dict[str, Any]:
+    def summary(ctx: RunContext[JobSpec]) -> dict[str, Any]:
         return _apply_summary(ctx, plan)
 
-    exit_code, summary_data = await execute(session, tasks, summary)
+    exit_code, summary_data = await execute(
+        session,
+        tasks,
+        summary,
+        units=lambda ctx: mutation_units(ctx.scheduler, ctx.clients.values()),
+    )
     if exit_code == EXIT_INTERRUPTED:
         return exit_code, summary_data
     planned_failures = [note for note in plan.notes if note.get("fail")]
@@ -380,7 +375,7 @@ async def _apply(session: Session, plan: Plan) -> tuple[int, dict[str, Any]]:
     return exit_code, summary_data
 
 
-def _apply_summary(ctx: RunContext, plan: Plan) -> dict[str, Any]:
+def _apply_summary(ctx: RunContext[Any], plan: Plan) -> dict[str, Any]:
     outcomes: dict[str, dict[str, Any]] = {}
     for record in ctx.journal.records:
         if record.get("type") == "outcome":
@@ -461,7 +456,9 @@ def _refuse_replanning_over_an_apply(state: StateDir, options: RunOptions) -> No
         )
 
 
-def _saved_run(state: StateDir, *, for_undo: bool = False) -> tuple[dict[str, Any], JobDefinition]:
+def _saved_run(
+    state: StateDir, *, for_undo: bool = False
+) -> tuple[dict[str, Any], JobDefinition[JobSpec]]:
     run = state.read_run() or {}
     if not state.plan_file.exists():
         raise StateError(f"{state.root} holds no plan; run `bulkops plan JOB.toml` first.")
@@ -488,8 +485,8 @@ def _sent_anything(journal: Path) -> bool:
     return any(r.get("type") == "outcome" and r.get("sent") for r in read_journal(journal))
 
 
-def _undo_plan(job: JobDefinition, state: StateDir, plan: Plan) -> Plan:
-    kind: PlannedKind = kind_module(job.kind)
+def _undo_plan(job: JobDefinition[JobSpec], state: StateDir, plan: Plan) -> Plan:
+    kind = planned_kind(job.kind)
     records = read_journal(state.journal_file)
     # An op whose answer was lost (or whose run was killed after sending) ends "already_applied"
     # with sent=False when reconciled; its intent record shows the change was still ours.

@@ -3,11 +3,11 @@ elsewhere.
 
 What counts as done comes from a *units hook*, a callable returning a :class:`Count`:
 
-- a job kind may define ``progress(ctx) -> Count`` (``export_metrics``: metrics read of the total
-  the server announced);
+- a reading kind's ``progress(ctx)`` (``export_metrics``: metrics read of the total the server
+  announced), when it returns one;
 - the graph of a writing job (apply, undo) is one task per mutation, so it counts mutations and
-  adds the time the mutation windows still need for the rest;
-- otherwise, settled tasks of the graph.
+  adds the time the mutation windows still need for the rest (``mutation_units``);
+- otherwise, settled tasks of the graph (``task_units``).
 
 An ETA is shown only when it means something: some work done, the total known, and a few seconds
 of history to extrapolate from.
@@ -49,16 +49,6 @@ def mutation_units(scheduler: Scheduler, clients: Iterable[ConsoleClient]) -> Co
     sent = sum(c.stats.mutations for c in clients)
     quota = max((c.governor.minimum_seconds(total - done) for c in clients), default=0.0)
     return Count(done, total, "mutations", at_least_seconds=quota, note=f"{count(sent)} sent")
-
-
-def units_for(kind: Any, ctx: Any) -> UnitsHook:
-    """The units hook of a job kind module for the graph ``execute`` runs with ``ctx``."""
-    if hasattr(kind, "build_plan"):  # writing jobs: the graph run is always an apply (or undo)
-        return lambda: mutation_units(ctx.scheduler, ctx.clients.values())
-    hook = getattr(kind, "progress", None)
-    if hook is not None:
-        return lambda: hook(ctx)
-    return lambda: task_units(ctx.scheduler)
 
 
 class Progress:

@@ -29,40 +29,44 @@ from bulkops.engine.graph import Scheduler, Task
 from bulkops.engine.journal import Journal
 from bulkops.engine.spool import Spool
 from bulkops.engine.state import COMPLETE, StateDir
-from bulkops.jobs import kind_module
-from bulkops.jobs.base import RunContext
-from bulkops.jobs.spec import JobDefinition
+from bulkops.jobs import reading_kind
+from bulkops.jobs.base import Count, RunContext
+from bulkops.jobs.spec import JobDefinition, JobSpec
 
 log = structlog.get_logger("bulkops.run")
 
 EXIT_OK, EXIT_USAGE, EXIT_FAILED_ITEMS, EXIT_ABORTED, EXIT_INTERRUPTED = 0, 2, 3, 4, 130
 
 
-async def run_job(job: JobDefinition, options: RunOptions) -> int:
+async def run_job(job: JobDefinition[JobSpec], options: RunOptions) -> int:
     """``bulkops run`` for kinds without a plan phase (exports)."""
     state = resolve_state_dir(job, options)
-    kind = kind_module(job.kind)
+    kind = reading_kind(job.kind)
     projects = resolve_keys(job, options)
-    check_output = getattr(kind, "check_output", None)
-    if check_output is not None:
-        check_output(job)
+    kind.preflight(job)
     with state.exclusive(options.command):
         async with connect(job, options, state, projects) as connection:
             run, resumed = state.begin(job, fresh=options.fresh, command=options.command)
             with started(connection, run, resumed=resumed) as session:
-                exit_code, summary = await execute(session, kind.root_tasks, kind.summary)
+                exit_code, summary = await execute(
+                    session, kind.root_tasks, kind.summary, units=kind.progress
+                )
         return finish(state, run, exit_code, summary)
 
 
 async def execute(
     session: Session,
-    root_tasks: Callable[[RunContext], list[Task]],
-    job_summary: Callable[[RunContext], dict[str, Any]],
+    root_tasks: Callable[[RunContext[JobSpec]], list[Task]],
+    job_summary: Callable[[RunContext[JobSpec]], dict[str, Any]],
     *,
+    units: Callable[[RunContext[JobSpec]], Count | None],
     journal_file: Path | None = None,
 ) -> tuple[int, dict[str, Any]]:
-    """Run a task graph to its end under signals and progress; return (exit code, summary)."""
-    from bulkops.commands.progress import Progress, units_for
+    """Run a task graph to its end under signals and progress; return (exit code, summary).
+
+    ``units``: progress in the job's own units (None from it: count the graph's settled tasks).
+    """
+    from bulkops.commands.progress import Progress, task_units
 
     job, options, state, clients = session.job, session.options, session.state, session.clients
     journal = Journal.open(journal_file or state.journal_file)
@@ -80,8 +84,12 @@ async def execute(
     )
     for task in root_tasks(ctx):
         scheduler.add(task)
-    units = units_for(kind_module(job.kind), ctx)
-    progress = Progress(scheduler, clients.values(), units=units, live=options.progress)
+    progress = Progress(
+        scheduler,
+        clients.values(),
+        units=lambda: units(ctx) or task_units(scheduler),
+        live=options.progress,
+    )
     started = time.monotonic()
     exit_code = EXIT_OK
     fatal: str | None = None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +26,8 @@ from bulkops.commands.signals import interruptible
 from bulkops.engine.concurrency import gather
 from bulkops.engine.state import StateDir, default_state_dir
 from bulkops.errors import MissingKeyError
-from bulkops.jobs.spec import JobDefinition, ProjectSpec
+from bulkops.jobs import kind_of
+from bulkops.jobs.spec import JobDefinition, JobSpec, ProjectSpec
 
 log = structlog.get_logger("bulkops.run")
 
@@ -54,11 +55,11 @@ class ProjectAccess:
     key_env: str | None = None
 
 
-def resolve_state_dir(job: JobDefinition, options: RunOptions) -> StateDir:
+def resolve_state_dir(job: JobDefinition[JobSpec], options: RunOptions) -> StateDir:
     return StateDir((options.state_dir or default_state_dir(job.name)).resolve())
 
 
-def resolve_keys(job: JobDefinition, options: RunOptions) -> dict[str, ProjectSpec]:
+def resolve_keys(job: JobDefinition[JobSpec], options: RunOptions) -> dict[str, ProjectSpec]:
     """Check every key variable is set and usable before anything starts (sandboxes need none)."""
     projects = job.spec.projects()
     if options.sandbox:
@@ -91,7 +92,7 @@ def api_key(variable: str, named_by: str) -> str:
 class Connection:
     """A job's open projects: one client per role and who each key opens."""
 
-    job: JobDefinition
+    job: JobDefinition[JobSpec]
     options: RunOptions
     state: StateDir
     access: dict[str, ProjectAccess]
@@ -103,7 +104,7 @@ class Connection:
 class Session:
     """A run's open resources: its state, run record and one client per role."""
 
-    job: JobDefinition
+    job: JobDefinition[JobSpec]
     options: RunOptions
     state: StateDir
     run: dict[str, Any]
@@ -113,13 +114,16 @@ class Session:
 
 @asynccontextmanager
 async def connect(
-    job: JobDefinition, options: RunOptions, state: StateDir, projects: dict[str, ProjectSpec]
+    job: JobDefinition[JobSpec],
+    options: RunOptions,
+    state: StateDir,
+    projects: dict[str, ProjectSpec],
 ) -> AsyncIterator[Connection]:
     """Open every project of the job and read who each key opens (the run's first request);
     nothing in the state directory changes here, so a refusal after it loses nothing."""
     logs.open_log_file(state.log_file)
     async with AsyncExitStack() as stack:
-        sandbox_names = getattr(job.spec, "sandbox_projects", {})
+        sandbox_names = kind_of(job.kind).sandbox_projects
         access = await stack.enter_async_context(_project_access(projects, options, sandbox_names))
         clients = await _open_clients(stack, job, options, state, access)
         identities = await interruptible(lambda: _identify(clients))
@@ -159,7 +163,7 @@ async def _identify(clients: dict[str, ConsoleClient]) -> dict[str, ProjectIdent
 
 @asynccontextmanager
 async def _project_access(
-    projects: dict[str, ProjectSpec], options: RunOptions, sandbox_names: dict[str, str]
+    projects: dict[str, ProjectSpec], options: RunOptions, sandbox_names: Mapping[str, str]
 ) -> AsyncIterator[dict[str, ProjectAccess]]:
     """Where each role's project is; ``sandbox_names`` maps a role to a demo project's name."""
     if not options.sandbox:
@@ -182,7 +186,7 @@ async def _project_access(
 
 async def _open_clients(
     stack: AsyncExitStack,
-    job: JobDefinition,
+    job: JobDefinition[JobSpec],
     options: RunOptions,
     state: StateDir,
     access: dict[str, ProjectAccess],

@@ -27,8 +27,11 @@ async def gather(calls: Iterable[Callable[[], Coroutine[Any, Any, object]]]) -> 
 
 def most_telling(group: BaseExceptionGroup) -> BaseException:
     leaves = list(_leaves(group))
-    for wanted in (lambda e: isinstance(e, BulkopsError) and e.fatal,
-                   lambda e: isinstance(e, BulkopsError)):  # fmt: skip
+    tests: tuple[Callable[[BaseException], bool], ...] = (
+        lambda e: isinstance(e, BulkopsError) and e.fatal,
+        lambda e: isinstance(e, BulkopsError),
+    )
+    for wanted in tests:
         for error in leaves:
             if wanted(error):
                 return error

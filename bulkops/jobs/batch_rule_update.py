@@ -29,19 +29,20 @@ import importlib.machinery
 import sys
 import traceback
 import types
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, cast
 
 import orjson
 import structlog
 from pydantic import Field, model_validator
 from pydantic_core import ErrorDetails
 
-from bulkops.api.client import ConsoleClient, api_path, read_entity
+from bulkops.api.client import ConsoleClient, read_entity
 from bulkops.engine.concurrency import gather
 from bulkops.engine.plan import Operation, Plan, estimate_lines
 from bulkops.errors import JobFileError
+from bulkops.jobs.entity_kinds import DYNAMIC_CONFIG, GATE, EntityKind
 from bulkops.jobs.rule_edits import (
     DeleteRule,
     Edit,
@@ -67,8 +68,8 @@ NOT_IDEMPOTENT = "not_idempotent"
 NOT_IDEMPOTENT_MESSAGE = "not idempotent: running this job again after it finishes applies it again"
 #: The private package that python edits from a job file's folder are imported under.
 GUEST_PACKAGE = "_bulkops_guest"
-#: Entity kind per ``select.entity``: (Operation.kind, whether rules carry return values).
-ENTITY_KINDS = {"gates": ("gate", False), "dynamic_configs": ("dynamic_config", True)}
+#: The entity kind each ``select.entity`` edits.
+SELECTABLE: dict[str, EntityKind] = {"gates": GATE, "dynamic_configs": DYNAMIC_CONFIG}
 #: What a rule in a PATCH body may hold (GatePartialUpdateDto / DynamicConfigPartialUpdateDto,
 #: minus the automated-rollout histories the server keeps on its own).
 RULE_KEYS = ("id", "baseID", "name", "passPercentage", "conditions", "environments", "returnValue")
@@ -94,8 +95,6 @@ class OptionsSpec(Strict):
 class Spec(JobSpec):
     kind: ClassVar[str] = "batch_rule_update"
     roles: ClassVar[tuple[str, ...]] = (ROLE,)
-    #: ``--sandbox``: the demo world's batch-edit playground (~300 gates) is its "source" project.
-    sandbox_projects: ClassVar[dict[str, str]] = {ROLE: "source"}
 
     job: Literal["batch_rule_update"]
     target: ProjectSpec
@@ -119,10 +118,10 @@ class Spec(JobSpec):
 
 
 # -- planning --------------------------------------------------------------------------------
-async def build_plan(job: JobDefinition, clients: dict[str, ConsoleClient]) -> Plan:
-    spec: Spec = job.spec  # type: ignore[assignment]
+async def build_plan(job: JobDefinition[Spec], clients: dict[str, ConsoleClient]) -> Plan:
+    spec = job.spec
     functions = load_functions(spec.edits, job.folder)  # before any request: a bad import is exit 2
-    kind = ENTITY_KINDS[spec.select.entity][0]
+    kind = SELECTABLE[spec.select.entity].name
     entities, missing = await _select(clients[ROLE], spec.select)
     operations: list[Operation] = []
     notes = [_note(kind, entity_id, FAILED, f"{kind} {entity_id!r} (in select.ids) does not "
@@ -154,7 +153,7 @@ def _plan_entity(
     spec: Spec, entity: dict[str, Any], functions: dict[int, RuleFunction]
 ) -> tuple[Operation | None, list[dict[str, Any]]]:
     """The entity's operation (None: unchanged or left out), and the notes about it."""
-    kind, config = ENTITY_KINDS[spec.select.entity]
+    kind, config = _kind_of(spec.select.entity)
     if spec.options.respect_review and _review_pending(entity):
         return None, [
             _note(
@@ -195,6 +194,12 @@ def _note(kind: str, entity_id: str, status: str, message: str) -> dict[str, Any
             "message": message, "fail": status == FAILED}  # fmt: skip
 
 
+def _kind_of(selection: str) -> tuple[str, bool]:
+    """The ``Operation.kind`` of a ``select.entity``, and whether its rules carry return values."""
+    kind = SELECTABLE[selection]
+    return kind.name, kind is DYNAMIC_CONFIG
+
+
 def _review_pending(entity: dict[str, Any]) -> bool:
     review = entity.get("activeReview")
     return isinstance(review, dict) and bool(review.get("reviewID"))
@@ -205,25 +210,26 @@ async def _select(
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """The selected entities in server order, and the explicit ids that do not exist."""
     if select.ids and select.id_pattern is None and not select.tags:
-        return await _read_each(client, select.entity, select.ids)
-    rows = [row for row in await client.list_all(api_path(select.entity)) if isinstance(row, dict)]
+        return await _read_each(client, SELECTABLE[select.entity], select.ids)
+    listing = await client.list_all(SELECTABLE[select.entity].list_path())
+    rows = [row for row in listing if isinstance(row, dict)]
     present = {row.get("id") for row in rows}
     missing = [entity_id for entity_id in dict.fromkeys(select.ids) if entity_id not in present]
     return [row for row in rows if _selected(row, select)], missing
 
 
 async def _read_each(
-    client: ConsoleClient, entity: str, ids: tuple[str, ...]
+    client: ConsoleClient, kind: EntityKind, ids: tuple[str, ...]
 ) -> tuple[list[dict[str, Any]], list[str]]:
     unique = list(dict.fromkeys(ids))
     found: dict[str, dict[str, Any] | None] = {}
 
     async def read(entity_id: str) -> None:
-        found[entity_id] = await read_entity(client, api_path(entity, entity_id))
+        found[entity_id] = await read_entity(client, kind.item_path(entity_id))
 
     await gather(functools.partial(read, entity_id) for entity_id in unique)
     return (
-        [found[i] for i in unique if found[i] is not None],  # type: ignore[misc]
+        [entity for i in unique if (entity := found[i]) is not None],
         [i for i in unique if found[i] is None],
     )
 
@@ -242,14 +248,14 @@ def _selected(entity: dict[str, Any], select: SelectSpec) -> bool:
 
 def _operation(collection: str, entity: dict[str, Any], slots: list[Slot]) -> Operation | None:
     """The one PATCH that writes the entity's edited rules, or None when nothing changed."""
-    kind, config = ENTITY_KINDS[collection]
+    kind, config = _kind_of(collection)
     before = list(entity.get("rules") or [])
     if config:
         slots = [Slot(slot.origin, _fill_return_value(slot.rule)) for slot in slots]
     after = [slot.rule for slot in slots]
     if normalize(after) == normalize(before):
         return None
-    path = api_path(collection, str(entity["id"]))
+    path = SELECTABLE[collection].item_path(str(entity["id"]))
     return Operation(
         id=f"{kind}:{entity['id']}",
         role=ROLE,
@@ -300,11 +306,10 @@ def _fill_return_value(rule: Rule) -> Rule:
 
 
 # -- python edits: finding the functions -----------------------------------------------------
-def check(job: JobDefinition) -> None:
+def check(job: JobDefinition[Spec]) -> None:
     """What the schema cannot see: every python edit's function must import (exit 2 if not)."""
-    spec: Spec = job.spec  # type: ignore[assignment]
     try:
-        load_functions(spec.edits, job.folder)
+        load_functions(job.spec.edits, job.folder)
     except JobFileError as exc:
         raise JobFileError(f"{job.path}: {exc}") from None
 
@@ -360,7 +365,7 @@ def _load_function(index: int, reference: str, folder: Path, package: str) -> Ru
             f"{where}: module {module_name!r} ({getattr(module, '__file__', '?')}) has no "
             f"function {attribute!r}; define `def {attribute}(entity, rule):` there"
         )
-    return function
+    return cast(RuleFunction, function)  # called as one; whatever it does is checked then
 
 
 def _import(module_name: str, folder: Path, package: str) -> Any:
@@ -491,7 +496,7 @@ def render_plan(plan: Plan) -> list[str]:
 # -- undo ------------------------------------------------------------------------------------
 def undo_operation(op: Operation, after: dict[str, Any]) -> Operation | None:
     """Restore the rules as read at plan time, only if the entity still is as our write left it."""
-    config = op.kind == ENTITY_KINDS["dynamic_configs"][0]
+    config = op.kind == DYNAMIC_CONFIG.name
     rules = list(op.before["rules"])
     guard = after if after.get("version") is not None else {"fields": op.expected}
     return Operation(
@@ -511,7 +516,34 @@ def undo_operation(op: Operation, after: dict[str, Any]) -> Operation | None:
     )
 
 
+class BatchRuleUpdate:
+    """The ``batch_rule_update`` kind: a job that writes (``bulkops.jobs.base.PlannedKind``)."""
+
+    spec_model = Spec
+    #: ``--sandbox``: the demo world's batch-edit playground (~300 gates) is its "source" project.
+    sandbox_projects: Mapping[str, str] = {ROLE: "source"}
+    supports_undo = True
+
+    def check(self, job: JobDefinition[Spec]) -> None:
+        check(job)
+
+    async def build_plan(self, job: JobDefinition[Spec], clients: dict[str, ConsoleClient]) -> Plan:
+        return await build_plan(job, clients)
+
+    def render_plan(self, plan: Plan) -> list[str]:
+        return render_plan(plan)
+
+    def respect_review(self, job: JobDefinition[Spec]) -> bool:
+        return job.spec.options.respect_review
+
+    def undo_operation(self, op: Operation, after: dict[str, Any]) -> Operation | None:
+        return undo_operation(op, after)
+
+
+KIND = BatchRuleUpdate()
+
 __all__ = [
+    "KIND",
     "Spec",
     "build_plan",
     "render_plan",

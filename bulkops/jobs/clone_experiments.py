@@ -8,14 +8,16 @@ and equal to the source cost nothing, so re-running a finished clone sends zero 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
-from bulkops.api.client import ConsoleClient, api_path
+from bulkops.api.client import ConsoleClient
 from bulkops.engine.plan import Operation, Plan, estimate_lines
-from bulkops.jobs.clone_bodies import UPDATE_FIELDS, clean_rules, create_body, update_body
+from bulkops.jobs.clone_bodies import clean_rules, create_body, update_body
 from bulkops.jobs.clone_reader import Closure, Entity, read_closure
+from bulkops.jobs.entity_kinds import ENTITY_KINDS, EXPERIMENT, HOLDOUT, LAYER, SEGMENT
 from bulkops.jobs.semantics import differences, guard_of
 from bulkops.jobs.spec import Items, JobDefinition, JobSpec, ProjectSpec, Strict
 
@@ -52,8 +54,8 @@ class Spec(JobSpec):
     options: OptionsSpec = Field(default_factory=OptionsSpec)
 
 
-async def build_plan(job: JobDefinition, clients: dict[str, ConsoleClient]) -> Plan:
-    spec: Spec = job.spec  # type: ignore[assignment]
+async def build_plan(job: JobDefinition[Spec], clients: dict[str, ConsoleClient]) -> Plan:
+    spec = job.spec
     closure = await read_closure(clients["source"], clients["target"], spec.select)
     planner = _Planner(closure, spec.options.on_conflict)
     for experiment in closure.experiments:
@@ -161,11 +163,12 @@ class _Planner:
             body.pop(field, None)
         return body
 
-    def _create(self, entity: Entity, expected: dict, deps: list[str], group: str) -> str:
+    def _create(self, entity: Entity, expected: dict[str, Any], deps: list[str], group: str) -> str:
         kind, eid = entity.kind, entity.id
         create_expected = {k: v for k, v in expected.items() if k != "parameters"}
         op_id = self._entity_op(
-            entity, "create", "POST", _COLLECTION_PATH[kind](), self._body(entity, update=False),
+            entity, "create", "POST", ENTITY_KINDS[kind].collection_path(),
+            self._body(entity, update=False),
             precondition="absent", expected=create_expected, deps=deps, group=group,
             describe=f"create {kind} {eid}",
         )  # fmt: skip
@@ -175,15 +178,20 @@ class _Planner:
         # full update would have to repeat every other field, or a replacing server clears it).
         body = {"parameters": entity.source["parameters"]}
         return self._entity_op(
-            entity, "set parameters", "PATCH", api_path("layers", eid), body,
+            entity, "set parameters", "PATCH", LAYER.item_path(eid), body,
             precondition=None, expected=expected, deps=[op_id], group=group,
             describe=f"set {len(body['parameters'])} parameters",
         )  # fmt: skip
 
     def _update(
-        self, entity: Entity, expected: dict, deps: list[str], group: str, changed: list[str]
+        self,
+        entity: Entity,
+        expected: dict[str, Any],
+        deps: list[str],
+        group: str,
+        changed: list[str],
     ) -> str | None:
-        stuck = [f for f in changed if f not in UPDATE_FIELDS[entity.kind]]
+        stuck = [f for f in changed if f not in ENTITY_KINDS[entity.kind].update_fields]
         if stuck:
             self._note(
                 group,
@@ -256,7 +264,7 @@ class _Planner:
             )
             if ref is not None:
                 deps.append(self.plan_entity(ref, exp_id) or "")
-        path = api_path("experiments", exp_id, "overrides")
+        path = EXPERIMENT.item_path(exp_id, "overrides")
         self._add(
             Operation(
                 id=f"experiment:{exp_id}:overrides",
@@ -307,7 +315,7 @@ class _Planner:
                 holdout,
                 "add experiments",
                 "PATCH",
-                api_path("holdouts", holdout_id),
+                HOLDOUT.item_path(holdout_id),
                 body,
                 precondition=None if holdout.target is None else guard_of(holdout.target),
                 expected={"experimentIDs": wanted},
@@ -326,40 +334,19 @@ class _Planner:
         )
 
 
-_COLLECTION_PATH = {
-    "tag": lambda: api_path("tags"),
-    "target_app": lambda: api_path("target_app"),
-    "metric_source": lambda: api_path("metrics", "metric_source"),
-    "metric": lambda: api_path("metrics"),
-    "segment": lambda: api_path("segments"),
-    "gate": lambda: api_path("gates"),
-    "layer": lambda: api_path("layers"),
-    "experiment": lambda: api_path("experiments"),
-    "holdout": lambda: api_path("holdouts"),
-}
-
-
 def _update_request(entity: Entity, body: dict[str, Any]) -> tuple[str, str, Any]:
-    kind, eid = entity.kind, entity.id
-    if kind == "segment":  # the segment has no update of its own; this replaces its rules
-        return "POST", api_path("segments", eid, "conditional"), clean_rules(body.get("rules"))
-    # Metrics and metric sources have no PATCH: their POST update carries every field of its DTO
-    # that the source has (update_body), so a server that replaces the entity loses nothing.
-    if kind == "metric":
-        return "POST", api_path("metrics", eid), body
-    if kind == "metric_source":
-        return "POST", api_path("metrics", "metric_source", eid), body
-    if kind == "tag":
-        return "PATCH", api_path("tags", entity.target_id or eid), body
-    if kind == "target_app":
-        return "PATCH", api_path("target_app", entity.target_id or eid), body
-    collection = {
-        "gate": "gates",
-        "layer": "layers",
-        "experiment": "experiments",
-        "holdout": "holdouts",
-    }[kind]
-    return "PATCH", api_path(collection, eid), body
+    """The update of an entity that exists in the target: the one its kind's table entry names.
+
+    A full update (metrics, metric sources) carries every field of its DTO that the source has
+    (update_body), so a server that replaces the entity loses nothing. Tags and target apps are
+    addressed by the target's own id for the same name.
+    """
+    kind = ENTITY_KINDS[entity.kind]
+    assert kind.update_method is not None, f"{kind.name} is never updated by a clone"
+    path = kind.update_path(entity.target_id or entity.id)
+    if kind is SEGMENT:  # the segment has no update of its own; this replaces its rules
+        return kind.update_method, path, clean_rules(body.get("rules"))
+    return kind.update_method, path, body
 
 
 # -- reporting ------------------------------------------------------------------------------
@@ -378,9 +365,28 @@ def render_plan(plan: Plan) -> list[str]:
     return lines
 
 
-#: A clone is undone by deleting the target's copies, which bulkops does not automate (yet).
-SUPPORTS_UNDO = False
+class CloneExperiments:
+    """The ``clone_experiments`` kind: a job that writes (``bulkops.jobs.base.PlannedKind``)."""
+
+    spec_model = Spec
+    sandbox_projects: Mapping[str, str] = {}
+    #: A clone is undone by deleting the target's copies, which bulkops does not automate (yet).
+    supports_undo = False
+
+    def check(self, job: JobDefinition[Spec]) -> None:
+        """Nothing beyond the schema (one key for both projects is refused for every kind)."""
+
+    async def build_plan(self, job: JobDefinition[Spec], clients: dict[str, ConsoleClient]) -> Plan:
+        return await build_plan(job, clients)
+
+    def render_plan(self, plan: Plan) -> list[str]:
+        return render_plan(plan)
+
+    def respect_review(self, job: JobDefinition[Spec]) -> bool:
+        return job.spec.options.respect_review
+
+    def undo_operation(self, op: Operation, after: dict[str, Any]) -> Operation | None:
+        return None
 
 
-def undo_operation(op: Operation, after: dict[str, Any]) -> Operation | None:
-    return None
+KIND = CloneExperiments()

@@ -13,29 +13,22 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Any
 
-from bulkops.api.client import ConsoleClient, api_path, read_entity
+from bulkops.api.client import ConsoleClient, read_entity
 from bulkops.engine.concurrency import gather
 from bulkops.jobs.clone_bodies import referenced_ids
-
-_COLLECTION = {
-    "gate": "gates",
-    "segment": "segments",
-    "layer": "layers",
-    "experiment": "experiments",
-    "holdout": "holdouts",
-}
+from bulkops.jobs.entity_kinds import (
+    ENTITY_KINDS,
+    EXPERIMENT,
+    HOLDOUT,
+    TAG,
+    TARGET_APP,
+    TEAM,
+    UNIT_ID_TYPE,
+)
 
 
 def read_path(kind: str, entity_id: str) -> str:
-    if kind == "tag":
-        return api_path("tags", entity_id)
-    if kind == "target_app":
-        return api_path("target_app", entity_id)
-    if kind == "metric":
-        return api_path("metrics", entity_id)
-    if kind == "metric_source":
-        return api_path("metrics", "metric_source", entity_id)
-    return api_path(_COLLECTION[kind], entity_id)
+    return ENTITY_KINDS[kind].item_path(entity_id)
 
 
 @dataclass
@@ -97,7 +90,7 @@ class Closure:
 
 
 async def read_closure(source: ConsoleClient, target: ConsoleClient, select: Any) -> Closure:
-    experiments = _select(await source.list_all(api_path("experiments")), select)
+    experiments = _select(await source.list_all(EXPERIMENT.list_path()), select)
     closure = Closure(experiments=experiments)
     lists = await _read_lists(source, target)
     reader = _Reader(source, target, closure, lists)
@@ -120,13 +113,13 @@ def _select(experiments: list[dict[str, Any]], select: Any) -> list[dict[str, An
 
 async def _read_lists(source: ConsoleClient, target: ConsoleClient) -> dict[str, Any]:
     paths = {
-        "source_tags": (source, api_path("tags")),
-        "target_tags": (target, api_path("tags")),
-        "source_apps": (source, api_path("target_app")),
-        "target_apps": (target, api_path("target_app")),
-        "target_teams": (target, api_path("users", "teams")),
-        "target_id_types": (target, api_path("unit_id_types")),
-        "source_holdouts": (source, api_path("holdouts")),
+        "source_tags": (source, TAG.list_path()),
+        "target_tags": (target, TAG.list_path()),
+        "source_apps": (source, TARGET_APP.list_path()),
+        "target_apps": (target, TARGET_APP.list_path()),
+        "target_teams": (target, TEAM.list_path()),
+        "target_id_types": (target, UNIT_ID_TYPE.list_path()),
+        "source_holdouts": (source, HOLDOUT.list_path()),
     }
     lists: dict[str, Any] = {}
 
@@ -202,7 +195,7 @@ class _Reader:
 
     async def _read_overrides(self) -> None:
         async def one(kind: str, exp_id: str) -> None:
-            path = api_path("experiments", exp_id, "overrides")
+            path = EXPERIMENT.item_path(exp_id, "overrides")
             source = await read_entity(self.source, path)
             if source:
                 self.closure.overrides[exp_id] = _portable_overrides(

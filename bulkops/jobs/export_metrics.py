@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import anyio
 import orjson
 from pydantic import Field
 
-from bulkops.api.client import api_path
 from bulkops.engine.graph import Task
-from bulkops.jobs.base import RunContext
+from bulkops.jobs.base import Count, RunContext
+from bulkops.jobs.entity_kinds import METRIC_SOURCE
 from bulkops.jobs.listing import listing_pages, listing_task, read_listing
 from bulkops.jobs.spec import JobDefinition, JobSpec, ProjectSpec, Strict
 from bulkops.output.publish import (
@@ -30,9 +30,6 @@ from bulkops.output.publish import (
     safe_file_stem,
     stage_file,
 )
-
-if TYPE_CHECKING:
-    from bulkops.jobs.base import Count
 
 SOURCES = "sources"
 #: Sources staged at once: staging is disk-bound, and each holds a read buffer; two keep the disk
@@ -54,18 +51,17 @@ class Spec(JobSpec):
     output: OutputSpec
 
 
-def check_output(job: JobDefinition) -> None:
+def check_output(job: JobDefinition[Spec]) -> None:
     """Before the first request: the output directory can be created and written (exit 2)."""
-    spec: Spec = job.spec  # type: ignore[assignment]
-    probe_writable(job.resolve_path(spec.output.dir), f"output.dir of {job.path}")
+    probe_writable(job.resolve_path(job.spec.output.dir), f"output.dir of {job.path}")
 
 
-def root_tasks(ctx: RunContext) -> list[Task]:
+def root_tasks(ctx: RunContext[Spec]) -> list[Task]:
     sources = listing_task(
         ctx,
         role="source",
         prefix=SOURCES,
-        path=api_path("metrics", "metric_source", "list"),
+        path=METRIC_SOURCE.list_path(),
         label="metric sources",
     )
     collect = Task(
@@ -78,7 +74,7 @@ def root_tasks(ctx: RunContext) -> list[Task]:
     return [sources, collect]
 
 
-async def _collect_sources(ctx: RunContext) -> dict[str, Any]:
+async def _collect_sources(ctx: RunContext[Spec]) -> dict[str, Any]:
     lines = read_listing(ctx, SOURCES, what="the metric source list")
     names = [orjson.loads(line)["name"] for line in lines]
     return {"names": names}
@@ -88,10 +84,10 @@ def _metrics_prefix(name: str) -> str:
     return f"metrics:{name}"
 
 
-def _per_source_tasks(ctx: RunContext, names: list[str]) -> Iterator[Task]:
+def _per_source_tasks(ctx: RunContext[Spec], names: list[str]) -> Iterator[Task]:
     stages = []
     for name in names:
-        path = api_path("metrics", "metric_source", name, "metrics")
+        path = METRIC_SOURCE.item_path(name, "metrics")
         first = listing_task(
             ctx, role="source", prefix=_metrics_prefix(name), path=path, label=f"source {name!r}"
         )
@@ -107,7 +103,7 @@ def _per_source_tasks(ctx: RunContext, names: list[str]) -> Iterator[Task]:
     )
 
 
-def _stage_task(ctx: RunContext, name: str, listing_id: str) -> Task:
+def _stage_task(ctx: RunContext[Spec], name: str, listing_id: str) -> Task:
     """Stage a source's file as soon as its listing is read, so publishing only renames."""
 
     async def stage() -> dict[str, Any]:
@@ -118,7 +114,7 @@ def _stage_task(ctx: RunContext, name: str, listing_id: str) -> Task:
     return Task(id=f"stage:{name}", body=stage, deps=(listing_id,), label=f"stage {name!r}")
 
 
-def _stage_source(ctx: RunContext, name: str) -> StagedFile:
+def _stage_source(ctx: RunContext[Spec], name: str) -> StagedFile:
     chunks = read_listing(
         ctx, _metrics_prefix(name), what=f"the metrics of source {name!r}", chunked=True
     )
@@ -129,12 +125,11 @@ def _relative_file(name: str) -> str:
     return f"metric_sources/{safe_file_stem(name)}.jsonl"
 
 
-def _output_root(ctx: RunContext) -> Path:
-    spec: Spec = ctx.job.spec  # type: ignore[assignment]
-    return ctx.job.resolve_path(spec.output.dir)
+def _output_root(ctx: RunContext[Spec]) -> Path:
+    return ctx.job.resolve_path(ctx.job.spec.output.dir)
 
 
-async def _publish(ctx: RunContext, names: list[str]) -> dict[str, Any]:
+async def _publish(ctx: RunContext[Spec], names: list[str]) -> dict[str, Any]:
     root = _output_root(ctx)
     publication = Publication(root, ctx.run_id)
     entries: list[dict[str, Any]] = []
@@ -175,17 +170,15 @@ async def _publish(ctx: RunContext, names: list[str]) -> dict[str, Any]:
     return {"dir": str(root), **totals}
 
 
-def summary(ctx: RunContext) -> dict[str, Any]:
+def summary(ctx: RunContext[Spec]) -> dict[str, Any]:
     if ctx.scheduler.is_done(PUBLISH):
         return {"published": ctx.scheduler.result(PUBLISH)}
     sources = len(listing_pages(ctx, SOURCES))
     return {"published": None, "source_pages_read": sources}
 
 
-def progress(ctx: RunContext) -> Count:
+def progress(ctx: RunContext[Spec]) -> Count:
     """Progress in metrics: rows read of the totals the server announced on each page 1."""
-    from bulkops.jobs.base import Count
-
     pages = ctx.scheduler.results_under("metrics:")
     read = sum(int(page["count"]) for page in pages.values())
     firsts = [page for task_id, page in pages.items() if task_id.endswith(":p1")]
@@ -200,3 +193,28 @@ def progress(ctx: RunContext) -> Count:
 
 def _iso(epoch: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+class ExportMetrics:
+    """The ``export_metrics`` kind: a job that only reads (``bulkops.jobs.base.ReadingKind``)."""
+
+    spec_model = Spec
+    sandbox_projects: Mapping[str, str] = {}
+
+    def check(self, job: JobDefinition[Spec]) -> None:
+        """Nothing beyond the schema."""
+
+    def preflight(self, job: JobDefinition[Spec]) -> None:
+        check_output(job)
+
+    def root_tasks(self, ctx: RunContext[Spec]) -> list[Task]:
+        return root_tasks(ctx)
+
+    def summary(self, ctx: RunContext[Spec]) -> dict[str, Any]:
+        return summary(ctx)
+
+    def progress(self, ctx: RunContext[Spec]) -> Count:
+        return progress(ctx)
+
+
+KIND = ExportMetrics()

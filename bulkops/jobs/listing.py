@@ -17,15 +17,18 @@ from bulkops.api.client import PAGE_LIMIT, check_total, pages_for
 from bulkops.engine.graph import Task
 from bulkops.errors import ApiError
 from bulkops.jobs.base import RunContext
+from bulkops.jobs.spec import JobSpec
 
 
-def listing_task(ctx: RunContext, *, role: str, prefix: str, path: str, label: str = "") -> Task:
+def listing_task(
+    ctx: RunContext[JobSpec], *, role: str, prefix: str, path: str, label: str = ""
+) -> Task:
     """The task that reads page 1 of ``path`` and, through its children, every other page."""
     return _page_task(ctx, role=role, prefix=prefix, path=path, page=1, label=label or path)
 
 
 def _page_task(
-    ctx: RunContext, *, role: str, prefix: str, path: str, page: int, label: str
+    ctx: RunContext[JobSpec], *, role: str, prefix: str, path: str, page: int, label: str
 ) -> Task:
     task_id = page_id(prefix, page)
     client = ctx.clients[role]
@@ -57,7 +60,7 @@ def page_id(prefix: str, page: int) -> str:
     return f"{prefix}:p{page}"
 
 
-def listing_pages(ctx: RunContext, prefix: str) -> list[dict[str, Any]]:
+def listing_pages(ctx: RunContext[JobSpec], prefix: str) -> list[dict[str, Any]]:
     """The results of a fully read listing's pages, in page order."""
     pages = []
     number = 1
@@ -68,7 +71,7 @@ def listing_pages(ctx: RunContext, prefix: str) -> list[dict[str, Any]]:
 
 
 def read_listing(
-    ctx: RunContext, prefix: str, *, what: str, chunked: bool = False
+    ctx: RunContext[JobSpec], prefix: str, *, what: str, chunked: bool = False
 ) -> Iterator[bytes]:
     """Every row of a listing as raw JSON lines (or, ``chunked``, as large runs of whole lines),
     after checking the count against ``totalItems``."""

@@ -14,7 +14,7 @@ import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, TypeVar, get_args
+from typing import Annotated, Any, ClassVar, Generic, TypeVar, get_args
 from urllib.parse import urlsplit
 
 import orjson
@@ -183,12 +183,16 @@ class JobSpec(Strict):
         return {role: getattr(self, role) for role in self.roles}
 
 
+#: The spec model of one job kind. Covariant: a job of any one kind is a job.
+SpecT_co = TypeVar("SpecT_co", bound=JobSpec, covariant=True)
+
+
 @dataclass(frozen=True)
-class JobDefinition:
-    """A validated job file: its spec plus where it came from."""
+class JobDefinition(Generic[SpecT_co]):
+    """A validated job file: its spec (of its kind's model) plus where it came from."""
 
     path: Path
-    spec: JobSpec
+    spec: SpecT_co
     digest: str
 
     @property
@@ -209,7 +213,7 @@ class JobDefinition:
         return path if path.is_absolute() else (self.folder / path).resolve()
 
 
-def load_job(path: str | Path, kinds: Mapping[str, type[JobSpec]]) -> JobDefinition:
+def load_job(path: str | Path, kinds: Mapping[str, type[JobSpec]]) -> JobDefinition[JobSpec]:
     """Read, parse and validate a job file, or raise JobFileError naming everything wrong."""
     path = Path(path)
     raw = _read(path)

@@ -173,7 +173,7 @@ async def create_team_handler(call: Call) -> Reply:
 async def update_team(call: Call) -> Reply:
     old = get_or_404(teams(call.project), call.params["id"])
     fields = validate(TEAM_UPDATE_SCHEMA, call.json_body())
-    name = fields.get("name", old["name"])
+    name = str(fields.get("name", old["name"]))
     if name != old["name"] and team_by_name(call.project, name) is not None:
         raise name_in_use()
     new = {**old, **_team_values(fields)}

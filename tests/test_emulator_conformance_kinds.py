@@ -105,7 +105,7 @@ CASES = [
         400,
         {"environments": [{"name": "x"}]},
         body_valid=False,
-    ),  # fmt: skip
+    ),
     # warehouse sources
     c("assignments-list", "GET", f"{X}/assignment_sources?limit=1", 200),
     c("assignment-create", "POST", f"{X}/assignment_sources", 201, ASSIGNMENT),
@@ -116,14 +116,14 @@ CASES = [
         400,
         {"name": "x"},
         body_valid=False,
-    ),  # fmt: skip
+    ),
     c(
         "assignment-full",
         "POST",
         f"{X}/assignment_source/Assignments%20(web)",
         200,
         ASSIGNMENT_FULL,
-    ),  # fmt: skip
+    ),
     c("assignment-full-404", "POST", f"{X}/assignment_source/nope", 404, ASSIGNMENT_FULL),
     c(
         "assignment-patch",
@@ -131,7 +131,7 @@ CASES = [
         f"{X}/assignment_source/assignments%2Fmobile",
         200,
         {"description": "new", "isVerified": True},
-    ),  # fmt: skip
+    ),
     c("assignment-delete", "DELETE", f"{X}/assignment_source/assignments%2Fmobile", 200),
     c("properties-list", "GET", f"{X}/entity_properties", 200),
     c("property-create", "POST", f"{X}/entity_properties", 201, PROPERTY),
@@ -142,7 +142,7 @@ CASES = [
         f"{X}/entity_property/User%20properties",
         200,
         {"sql": "SELECT 2", "idTypeMapping": USER},
-    ),  # fmt: skip
+    ),
     c("property-patch", "PATCH", f"{X}/entity_property/User%20properties", 200, {"tags": []}),
     c("property-delete", "DELETE", f"{X}/entity_property/Company%20tiers", 200),
     c("property-delete-404", "DELETE", f"{X}/entity_property/nope", 404),
@@ -154,11 +154,9 @@ CASES = [
         f"{X}/qualifying_events",
         400,
         {**QUALIFYING, "name": "Checkout visits"},
-    ),  # fmt: skip
+    ),
     c("qualifying-read", "GET", f"{X}/qualifying_events/Search%20%25%20sessions", 200),
-    c(
-        "qualifying-full", "POST", f"{X}/qualifying_events/Checkout%20visits", 200, QUALIFYING_FULL
-    ),  # fmt: skip
+    c("qualifying-full", "POST", f"{X}/qualifying_events/Checkout%20visits", 200, QUALIFYING_FULL),
     c("qualifying-delete", "DELETE", f"{X}/qualifying_events/Checkout%20visits", 200),
     # parameter stores
     c("stores-list", "GET", f"{V1}/param_stores", 200),
@@ -168,14 +166,14 @@ CASES = [
         f"{V1}/param_stores",
         200,
         {"name": "new_store", "description": "d", "displayName": "New"},
-    ),  # fmt: skip
+    ),
     c(
         "store-create-400",
         "POST",
         f"{V1}/param_stores",
         400,
         {"name": "empty_store", "description": "d", "displayName": "E"},
-    ),  # fmt: skip
+    ),
     c("store-read", "GET", f"{V1}/param_stores/checkout_params", 200),
     c("store-read-404", "GET", f"{V1}/param_stores/nope", 404),
     c("store-update", "POST", f"{V1}/param_stores/empty_store", 200, PARAMS),
@@ -189,7 +187,7 @@ CASES = [
         400,
         {**AUTOTUNE, "winnerThreshold": "50%"},
         body_valid=False,
-    ),  # fmt: skip
+    ),
     c("autotune-read", "GET", f"{AT}/banner_copy", 200),
     c("autotune-read-404", "GET", f"{AT}/nope", 404),
     c("autotune-full", "POST", f"{AT}/banner_copy", 200, AUTOTUNE_FULL),
@@ -204,14 +202,14 @@ CASES = [
         f"{AT}/banner_copy/make_decision",
         200,
         {"id": "short", "decisionReason": "won"},
-    ),  # fmt: skip
+    ),
     c(
         "autotune-decision-400",
         "PUT",
         f"{AT}/onboarding_tips/make_decision",
         400,
         {"id": "short", "decisionReason": "won"},
-    ),  # fmt: skip
+    ),
 ]
 
 

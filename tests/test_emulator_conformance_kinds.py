@@ -255,3 +255,35 @@ def test_request_bodies_sent_match_the_spec(spec: OpenApiSpec, case: Case) -> No
     else:
         with pytest.raises(SpecMismatch):
             spec.validate_request_body(case.method, case.path, body)
+
+
+_LISTS = (
+    "experiments/assignment_sources",
+    "experiments/entity_properties",
+    "experiments/qualifying_events",
+    "param_stores",
+    "autotunes",
+)
+
+
+async def test_every_new_kind_in_the_demo_world_matches_the_spec(spec: OpenApiSpec) -> None:
+    """Every page of the new lists, and the environments, of both demo projects validate."""
+    from bulkops.emulator import build_demo_world
+
+    checked = 0
+    async with running_emulator(build_demo_world()) as base_url:
+        for key in ("console-demo-source-key", "console-demo-target-key"):
+            path = f"{V1}/environments"
+            status, raw = await _send(base_url, "GET", path, None, key)
+            assert status == 200
+            spec.validate_response("GET", path, 200, orjson.loads(raw))
+            for kind in _LISTS:
+                link: str | None = f"{V1}/{kind}?limit=1"
+                while link:
+                    status, raw = await _send(base_url, "GET", link, None, key)
+                    body = orjson.loads(raw)
+                    assert status == 200
+                    spec.validate_response("GET", link, 200, body)
+                    checked += 1
+                    link = body["pagination"]["nextPage"]
+    assert checked >= 15

@@ -16,7 +16,6 @@ from urllib.parse import quote
 import aiohttp
 import orjson
 import pytest
-from helpers import cli
 from test_emulator_conformance_kinds import conformance_world
 
 from bulkops.emulator import (
@@ -28,6 +27,7 @@ from bulkops.emulator import (
     world_from_snapshots,
 )
 from bulkops.emulator._snapshot import ENTITY_KINDS
+from tests.helpers import cli
 
 V1 = "/console/v1"
 PROJECT_ID = "proj_5nAp5h0t"

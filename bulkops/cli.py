@@ -104,6 +104,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="mutation quota windows, e.g. 100/10s 900/15min",
     )
     emulator.add_argument("--retry-after", action="store_true", help="send Retry-After on 429")
+    emulator.add_argument(
+        "--from",
+        dest="snapshots",
+        action="append",
+        default=[],
+        metavar="[NAME=]SNAP",
+        help="serve an export_project snapshot as project NAME (default: its project's name) "
+        "instead of the demo data; repeatable",
+    )
     return parser
 
 
@@ -379,6 +388,7 @@ def _emulator(args: argparse.Namespace) -> int:
         fault_seed=args.fault_seed,
         retry_after=args.retry_after,
         mutation_rate=args.mutation_rate,
+        snapshots=args.snapshots,
     )
 
 

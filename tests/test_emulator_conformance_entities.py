@@ -666,17 +666,19 @@ async def test_every_demo_entity_page_and_override_matches_the_spec(spec: OpenAp
 
 
 def test_every_entity_route_has_a_success_case() -> None:
-    """Each route the entity modules register is exercised above with a 2xx answer (review
-    commits excepted: that operation is in neither spec file; the segment id-list page has its
-    own test)."""
+    """Each route the entity modules register is exercised above (or in
+    ``test_emulator_conformance_kinds``) with a 2xx answer (review commits excepted: that
+    operation is in neither spec file; the segment id-list page has its own test)."""
     from bulkops.emulator._routing import Router, split_raw_path
     from bulkops.emulator.resources import register_all
 
     router = Router()
     register_all(router)
+    from test_emulator_conformance_kinds import CASES as KIND_CASES
+
     world = conformance_world()
     covered = set()
-    for case in CASES:
+    for case in [*CASES, *KIND_CASES]:
         if 200 <= case.status < 300:
             _, decoded = split_raw_path(_fill(case.path, world).split("?")[0])
             match = router.resolve(case.method, decoded)

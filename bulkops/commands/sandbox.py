@@ -9,6 +9,7 @@ import os
 import socket
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -42,18 +43,26 @@ def serve_emulator(
     seed: str,
     scale: int,
     mutation_rate: Sequence[str] | None,
+    snapshots: Sequence[str] = (),
     **faults: Any,
 ) -> int:
-    """``bulkops emulator``: serve a demo world until Ctrl-C (latency, faults, quotas as given)."""
-    from bulkops.emulator import EmulatorConfig, serve_forever
+    """``bulkops emulator``: serve a demo world, or the ``--from [NAME=]SNAP`` snapshots, until
+    Ctrl-C (latency, faults, quotas as given)."""
+    from bulkops.emulator import EmulatorConfig, serve_forever, world_from_snapshots
 
     windows: dict[str, Any] = {"mutation_windows": tuple(mutation_rate)} if mutation_rate else {}
     try:
         config = EmulatorConfig(**faults, **windows)
     except ValueError as exc:  # the CLI checked each flag; what is left is how they combine
         raise UserError(f"{str(exc).removeprefix('EmulatorConfig: ')}.") from None
+    world = None
+    if snapshots:
+        try:
+            world = world_from_snapshots(_snapshot_source(text) for text in snapshots)
+        except ValueError as exc:
+            raise UserError(f"--from: {exc}.") from None
     try:
-        serve_forever(host, port, seed, scale, config)
+        serve_forever(host, port, seed, scale, config, world=world)
     except OSError as exc:
         raise UserError(_cannot_serve(host, port, exc)) from None
     return 0
@@ -70,3 +79,14 @@ def _cannot_serve(host: str, port: int, exc: OSError) -> str:
         f"cannot serve on {host}:{port}: {reason}. Pick another --port (or stop what is using "
         "it), or --port 0 for any free port."
     )
+
+
+def _snapshot_source(text: str) -> tuple[str | None, Path]:
+    """``--from [NAME=]SNAP``: a value that is an existing folder is SNAP whole (its name may
+    hold ``=``); otherwise what precedes the first ``=`` is the project name."""
+    if "=" in text and not Path(text).is_dir():
+        name, _, path = text.partition("=")
+        if not name.strip():
+            raise ValueError(f"{text!r} gives an empty project name before '='; write NAME=SNAP")
+        return name.strip(), Path(path)
+    return None, Path(text)

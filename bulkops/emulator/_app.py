@@ -7,7 +7,8 @@ Order of checks for each request (each step may end it):
 3. fault decision, counted per exact request (:mod:`._faults`), then half the injected latency
    (the other half once the answer is ready: latency is the network's, both ways);
 4. mutations: the project's quota bucket records the attempt → 429 when over; a read-only key
-   → 403 (both after the attempt is counted: rejected attempts use up quota);
+   → 403 (both after the attempt is counted: rejected attempts use up quota); the one limited
+   read, ``GET /segments/{id}/id_list``, draws from its own bucket the same way;
 5. faults ``drop`` / ``server_error`` / ``truncate`` for mutations end here, unapplied;
 6. the resource handler; ``ApiError`` becomes the documented error body;
 7. ``truncate`` (reads) cuts the body short; ``lost_answer`` drops the connection after the
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 import orjson
 from aiohttp import web
 
-from ._config import EmulatorConfig
+from ._config import EmulatorConfig, QuotaWindow
 from ._context import Call, Reply
 from ._errors import (
     FORBIDDEN,
@@ -48,6 +49,7 @@ MUTATING_METHODS = frozenset({"POST", "PATCH", "PUT", "DELETE"})
 API_KEY_HEADER = "STATSIG-API-KEY"
 _JSON = "application/json"
 _MAX_BODY_BYTES = 64 * 1024 * 1024
+_ID_LIST_READ = ("GET", "/console/v1/segments/{id}/id_list")
 _BAD_GATEWAY_HTML = (
     "<html><head><title>502 Bad Gateway</title></head>"
     "<body><center><h1>502 Bad Gateway</h1></center></body></html>"
@@ -186,7 +188,13 @@ class _Pipeline:
         half = decision.latency_s / 2
         if half > 0:
             await asyncio.sleep(half)
-        if parsed.is_mutation and (refused := self._admit_mutation(project, scope)) is not None:
+        if parsed.is_mutation:
+            refused = self._admit_mutation(project, scope)
+        elif (match.route.method, match.route.template) == _ID_LIST_READ:
+            refused = self._admit(project, "id_list_reads", state.config.id_list_windows)
+        else:
+            refused = None
+        if refused is not None:
             response: web.StreamResponse = self.finish(project.name, refused)
         else:
             response = await self._serve(match, project, decision)
@@ -194,16 +202,25 @@ class _Pipeline:
             await asyncio.sleep(half)
         return response
 
-    def _admit_mutation(self, project: Project, scope: KeyScope) -> Reply | None:
+    def _admit(
+        self, project: Project, bucket: str, windows: tuple[QuotaWindow, ...]
+    ) -> Reply | None:
+        """Record an attempt in ``bucket``; the 429 when it is over its windows."""
         state, config = self.state, self.state.config
-        if self.parsed.decoded[2:3] == ["segments"]:  # /console/v1/segments/...
-            bucket, windows = "segments", config.segment_windows
-        else:
-            bucket, windows = "default", config.windows
         wait = state.world.quota(project.name, bucket, windows).attempt(state.world.clock())
         if wait is not None:
             headers = {"Retry-After": retry_after_header(wait)} if config.retry_after else {}
             return Reply(429, {"status": 429, "message": TOO_MANY_REQUESTS}, headers)
+        return None
+
+    def _admit_mutation(self, project: Project, scope: KeyScope) -> Reply | None:
+        config = self.state.config
+        if self.parsed.decoded[2:3] == ["segments"]:  # /console/v1/segments/...
+            bucket, windows = "segments", config.segment_windows
+        else:
+            bucket, windows = "default", config.windows
+        if (refused := self._admit(project, bucket, windows)) is not None:
+            return refused
         if scope == "read_only":
             return Reply(403, {"status": 403, "message": FORBIDDEN})
         return None

@@ -62,6 +62,10 @@ class EmulatorConfig:
 
     ``segment_mutation_windows`` is the separate quota that ``/segments/*`` mutations draw from.
 
+    ``id_list_read_windows`` is the quota of ``GET /segments/{id}/id_list`` (reads), which the
+    spec says "is rate limited to 100" without a unit; the default reads it as 100 per minute,
+    the harsher of the plausible units (per 10 s, per minute). Other reads are not limited.
+
     ``fault_paths`` limits the faults to requests whose path starts with one of these prefixes
     (empty: every request), to rehearse one broken endpoint on an otherwise healthy server.
 
@@ -91,6 +95,7 @@ class EmulatorConfig:
     max_page_limit: int = 100
     create_status: str = "spec"
     segment_mutation_windows: tuple[str, ...] = ("100/10s", "900/15min")
+    id_list_read_windows: tuple[str, ...] = ("100/1min",)
     full_update: str = "replace"
     override_key: str = "name"
     list_order: str = "reversed"
@@ -125,7 +130,7 @@ class EmulatorConfig:
                     f"EmulatorConfig.{name} must be one of {choices}, got {getattr(self, name)!r}"
                 )
         # Accept a bare string by mistake? No: a str is iterable and would parse char by char.
-        for name in ("mutation_windows", "segment_mutation_windows"):
+        for name in ("mutation_windows", "segment_mutation_windows", "id_list_read_windows"):
             value = getattr(self, name)
             if isinstance(value, str):
                 raise ValueError(
@@ -142,6 +147,11 @@ class EmulatorConfig:
     def segment_windows(self) -> tuple[QuotaWindow, ...]:
         """Parsed windows of the ``/segments/*`` mutation bucket."""
         return self._parsed["segment_mutation_windows"]
+
+    @property
+    def id_list_windows(self) -> tuple[QuotaWindow, ...]:
+        """Parsed windows of the ``GET /segments/{id}/id_list`` read bucket."""
+        return self._parsed["id_list_read_windows"]
 
     def create_code(self, spec_code: int) -> int:
         """The success code for a create whose spec code is ``spec_code``."""

@@ -9,7 +9,8 @@ percentages, dynamic configs with return values, an explicit layer with paramete
 experiments in setup / active / decision_made (some in the layer, some with implicit layers, with
 targeting gates, metrics, metric tags, tags, target apps and overrides) and a holdout holding
 some of them. ``target`` already has part of it, with its own ids: two of the tags, one team,
-only ``userID``/``stableID``, and one of the gates with a different rule.
+only ``userID``/``stableID``, and one of the gates with a different rule. Environments,
+warehouse sources, parameter stores and autotunes come from :mod:`._demo_kinds`.
 
 Every entity is made by the same builders the create endpoints use, from bodies validated by
 the same schemas, so demo data has exactly the shape of API-created data.
@@ -21,6 +22,7 @@ import random
 from typing import Any
 
 from ._demo_gates import FAMILIES, add_gates, add_segments
+from ._demo_kinds import add_environments, add_source_kinds
 from ._demo_kit import PCTS, Tick, metric_ref, rng, rule, seed_directory
 from ._store import Project
 from ._validation import validate
@@ -230,6 +232,7 @@ def add_source_entities(project: Project, seed: str, tick: Tick) -> None:
     stored = touch(project, new, tick())
     project.collection("holdouts").replace(holdout["id"], stored)
     set_members(project, holdout, stored, tick())
+    add_source_kinds(project, tick)
 
 
 def add_target_entities(project: Project, seed: str, tick: Tick) -> None:
@@ -245,3 +248,4 @@ def add_target_entities(project: Project, seed: str, tick: Tick) -> None:
         ],
     }
     create_gate(project, validate(GATE_SCHEMA, body), tick())
+    add_environments(project)

@@ -147,8 +147,10 @@ def serve_forever(
     seed: str = "demo",
     scale: int = 1,
     config: EmulatorConfig | None = None,
+    world: World | None = None,
 ) -> None:
-    """Serve a demo world until SIGINT/SIGTERM; prints the base URL and each project's keys.
+    """Serve ``world`` (default: the demo world of ``seed`` and ``scale``) until SIGINT/SIGTERM;
+    prints the base URL and each project's keys.
 
     Output (flushed, one item per line, stable for scripts)::
 
@@ -159,7 +161,8 @@ def serve_forever(
     """
     from ._demo import build_demo_world
 
-    world = build_demo_world(seed=seed, scale=scale)
+    if world is None:
+        world = build_demo_world(seed=seed, scale=scale)
     asyncio.run(_serve(world, config or EmulatorConfig(), host, port))
 
 

@@ -149,6 +149,9 @@ class Project:
         self._collections: dict[str, Collection] = {}
         self._last_stamp_ms = 0
         self._sequences: dict[str, int] = {}
+        #: Where every sequence starts (a project seeded from a snapshot starts high, so the
+        #: ids it assigns cannot repeat seeded ones made by a project of the same name).
+        self.sequence_floor = 0
 
     def stamp(self, now_ms: int) -> int:
         """A change time for "now": ``now_ms``, or one past the last one handed out.
@@ -162,7 +165,7 @@ class Project:
 
     def next_seq(self, kind: str) -> int:
         """1, 2, 3... per ``kind``: feeds deterministic server-assigned ids (rules, groups)."""
-        value = self._sequences.get(kind, 0) + 1
+        value = self._sequences.get(kind, self.sequence_floor) + 1
         self._sequences[kind] = value
         return value
 

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from .._routing import Router
 from . import (
+    autotunes,
     directory,
     dynamic_configs,
+    environments,
     experiment_actions,
     experiment_overrides,
     experiments,
@@ -22,12 +24,14 @@ from . import (
     layers,
     metric_sources,
     metrics,
+    param_stores,
     project,
     reviews,
     rule_endpoints,
     segments,
     tags,
     target_apps,
+    warehouse_sources,
 )
 
 __all__ = ["register_all"]
@@ -35,7 +39,8 @@ __all__ = ["register_all"]
 _MODULES = (
     metric_sources, metrics, tags, target_apps, directory, segments, gates, dynamic_configs,
     rule_endpoints, layers, layer_overrides, experiments, experiment_actions,
-    experiment_overrides, holdouts, reviews, project,
+    experiment_overrides, holdouts, reviews, project, environments, warehouse_sources,
+    param_stores, autotunes,
 )  # fmt: skip
 
 

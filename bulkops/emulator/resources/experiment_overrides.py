@@ -19,6 +19,9 @@ replaces everything, PATCH adds, DELETE removes the listed items (its body, same
 * References are checked on POST and PATCH: the gate or segment must exist, the group must be a
   group of this experiment (400 otherwise).
 
+Overrides seeded from a snapshot (:mod:`.._snapshot`) keep the answer they were read as under
+``SEEDED_ANSWER``; a read answers exactly that until the first write replaces the record.
+
 Every change bumps the experiment's ``version`` (overrides are not held for review: their
 documented answer is the overrides, not the experiment).
 """
@@ -37,7 +40,7 @@ from ._entities import EXPERIMENTS, GATES, SEGMENTS, clears_all, get_entity, sav
 from ._refs import Errors
 from .experiments import resolve_group
 
-__all__ = ["OVERRIDES_SCHEMA", "register"]
+__all__ = ["OVERRIDES_SCHEMA", "SEEDED_ANSWER", "register"]
 
 PATH = "/console/v1/experiments/{id}/overrides"
 OVERRIDES_SCHEMA = Obj(
@@ -70,6 +73,8 @@ OVERRIDES_SCHEMA = Obj(
     required=("overrides", "userIDOverrides"),
 )
 _EMPTY: dict[str, Any] = {"overrides": [], "userIDOverrides": []}
+#: Key of a stored record holding the answer read from a snapshot (see the module docstring).
+SEEDED_ANSWER = "seededAnswer"
 
 
 def _group(exp: Entity, key: str) -> str:
@@ -182,6 +187,8 @@ def _shown(call: Call, overrides: dict[str, Any]) -> dict[str, Any]:
 async def read(call: Call) -> Reply:
     exp = get_entity(call.project, EXPERIMENTS, call.params["id"])
     found = EXPERIMENTS.overrides(call.project).get(exp["id"])
+    if found is not None and SEEDED_ANSWER in found:
+        return single("Experiment Overrides read successfully.", found[SEEDED_ANSWER])
     return single("Experiment Overrides read successfully.", _shown(call, found or dict(_EMPTY)))
 
 

@@ -1,0 +1,297 @@
+"""Seeding a project from an ``export_project`` snapshot directory, faithfully.
+
+A snapshot is ``<dir>/manifest.json``::
+
+    {"complete": true, "kind": "export_project", "project": {"id", "name"},
+     "entities": {kind: [{"id", "file", "sha256"}]},
+     "details": {kind: [{"id", "detail", "file", "sha256"}]}}
+
+with files relative to ``<dir>``. Each entity file holds exactly the object the API returned;
+an ``overrides`` detail holds the data of the overrides GET; an ``id_list`` detail holds a
+segment's ids. :func:`project_from_snapshot` stores every object as is (ids, versions,
+``lastModifiedTime``, rule ids untouched), so reading the project back over HTTP answers the
+files' objects, and the project keeps the manifest's id.
+
+What the emulator then does with the project is what it does with any: a write bumps the version
+and stamps a time later than every seeded one (the project's clock starts past the newest
+``createdTime``/``lastModifiedTime`` it holds), and server-assigned ids start from a high
+sequence so they cannot repeat a seeded id made by an emulator project of the same name.
+Experiment overrides are answered exactly as read until the first write (their stored form
+names each gate or segment by id *and* name, which a read answers by one of them).
+
+A snapshot that is incomplete or damaged (no manifest, ``complete`` not true, a missing file,
+a sha256 that does not match, a file that is not the JSON it should be, a kind or detail the
+emulator does not serve) is refused with a ``ValueError`` that names the file and the problem.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from ._ids import stable_id
+from ._store import Project
+from ._world import World
+from .resources.experiment_overrides import SEEDED_ANSWER
+
+__all__ = [
+    "ENTITY_KINDS",
+    "SEEDED_ANSWER",
+    "project_from_snapshot",
+    "snapshot_key",
+    "world_from_snapshots",
+]
+
+#: Snapshot kind → the field its collection is keyed by (the collection has the kind's name).
+ENTITY_KINDS: dict[str, str] = {
+    "gates": "id",
+    "dynamic_configs": "id",
+    "experiments": "id",
+    "layers": "id",
+    "holdouts": "id",
+    "segments": "id",
+    "autotunes": "id",
+    "tags": "id",
+    "target_apps": "id",
+    "teams": "id",
+    "environments": "id",
+    "metrics": "id",
+    "metric_sources": "name",
+    "unit_id_types": "name",
+    "assignment_sources": "name",
+    "entity_properties": "name",
+    "qualifying_events": "name",
+    "param_stores": "name",
+}
+#: Details: (kind, detail) → the side collection they are stored in.
+_DETAILS: dict[tuple[str, str], str] = {
+    ("gates", "overrides"): "gates_overrides",
+    ("holdouts", "overrides"): "holdouts_overrides",
+    ("layers", "overrides"): "layers_overrides",
+    ("experiments", "overrides"): "experiments_overrides",
+    ("segments", "id_list"): "segment_ids",
+}
+#: Server-assigned sequences of a seeded project start here (see the module docstring).
+_SEQUENCE_FLOOR = 1_000_000
+_TIME_FIELDS = ("createdTime", "lastModifiedTime")
+_SLUG = re.compile(r"[^A-Za-z0-9_-]+")
+
+
+class _Snapshot:
+    """One snapshot directory being read; every error names the snapshot and the file."""
+
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+
+    def fail(self, what: str) -> ValueError:
+        return ValueError(f"snapshot {self.dir}: {what}")
+
+    def manifest(self) -> dict[str, Any]:
+        path = self.dir / "manifest.json"
+        if not self.dir.is_dir():
+            raise self.fail("is not a directory; give the folder an export_project run wrote")
+        if not path.is_file():
+            raise self.fail(
+                "has no manifest.json; it is not a finished export_project snapshot "
+                "(run the export again, or give its output folder)"
+            )
+        manifest = self._json(path, path.read_bytes())
+        if not isinstance(manifest, dict):
+            raise self.fail("manifest.json is not a JSON object")
+        if manifest.get("complete") is not True:
+            raise self.fail(
+                'manifest.json does not say "complete": true; the export did not finish '
+                "(run it again to completion)"
+            )
+        if manifest.get("kind") != "export_project":
+            raise self.fail(
+                f'manifest.json has kind {_show(manifest.get("kind"))}, expected "export_project"'
+            )
+        project = manifest.get("project")
+        if not (
+            isinstance(project, dict)
+            and isinstance(project.get("id"), str)
+            and project["id"]
+            and isinstance(project.get("name"), str)
+            and project["name"]
+        ):
+            raise self.fail('manifest.json needs "project": {"id": "...", "name": "..."}')
+        for section in ("entities", "details"):
+            if not isinstance(manifest.get(section, {}), dict):
+                raise self.fail(f'manifest.json "{section}" must be an object of kind → list')
+        return manifest
+
+    def entries(
+        self, manifest: dict[str, Any], section: str
+    ) -> Iterable[tuple[str, dict[str, Any]]]:
+        for kind, items in manifest.get(section, {}).items():
+            if not isinstance(items, list):
+                raise self.fail(f'manifest.json "{section}.{kind}" must be a list')
+            for index, item in enumerate(items):
+                where = f'manifest.json "{section}.{kind}.{index}"'
+                needed = ("id", "file", "sha256") + (("detail",) if section == "details" else ())
+                if not isinstance(item, dict) or not all(
+                    isinstance(item.get(k), str) for k in needed
+                ):
+                    raise self.fail(f"{where} needs string fields {', '.join(needed)}")
+                yield kind, item
+
+    def load(self, entry: dict[str, Any]) -> Any:
+        """The JSON in the entry's file, after checking it lies inside and matches its hash."""
+        relative = Path(entry["file"])
+        path = (self.dir / relative).resolve()
+        if relative.is_absolute() or not path.is_relative_to(self.dir.resolve()):
+            raise self.fail(f"file {entry['file']!r} lies outside the snapshot directory")
+        if not path.is_file():
+            raise self.fail(f"file {entry['file']} is missing; the snapshot is incomplete")
+        data = path.read_bytes()
+        if hashlib.sha256(data).hexdigest() != entry["sha256"].lower():
+            raise self.fail(
+                f"file {entry['file']} does not match its sha256 in manifest.json; "
+                "it was changed or damaged after the export"
+            )
+        return self._json(path, data)
+
+    def _json(self, path: Path, data: bytes) -> Any:
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise self.fail(f"{path.name} is not valid JSON ({exc})") from None
+
+
+def _show(value: object) -> str:
+    return "nothing" if value is None else orjson.dumps(value).decode()
+
+
+def snapshot_key(name: str, project_id: str) -> str:
+    """The console key a seeded project is served with: deterministic, ASCII, distinct per
+    (name, project id), e.g. ``console-snapshot-source-3kT9...``."""
+    slug = _SLUG.sub("-", name).strip("-")[:40] or "project"
+    return f"console-snapshot-{slug}-{stable_id('snapshot-key', name, project_id)[:16]}"
+
+
+def _seed_experiment_overrides(answer: dict[str, Any]) -> dict[str, Any]:
+    """The stored form of experiment overrides read from a snapshot, keeping the answer."""
+    items = [
+        {
+            "type": o.get("type"),
+            "id": o.get("id") or o.get("name"),
+            "name": o.get("name") or o.get("id"),
+            "groupID": o.get("groupID"),
+            "environment": o.get("environment"),
+        }
+        for o in answer.get("overrides") or []
+        if isinstance(o, dict)
+    ]
+    users = [
+        {
+            **u,
+            "ids": list(u.get("ids") or [])[::-1],
+            "environment": u.get("environment"),
+            "unitType": u.get("unitType"),
+        }
+        for u in answer.get("userIDOverrides") or []
+        if isinstance(u, dict)
+    ]
+    # Answers list these in reverse by default (EmulatorConfig.list_order): store them so.
+    return {
+        "overrides": items[::-1],
+        "userIDOverrides": users[::-1],
+        SEEDED_ANSWER: answer,
+    }
+
+
+def _newest_time(value: Any) -> int:
+    if not isinstance(value, dict):
+        return 0
+    times = [value.get(f) for f in _TIME_FIELDS]
+    return max((int(t) for t in times if isinstance(t, int | float)), default=0)
+
+
+def project_from_snapshot(
+    directory: str | Path, *, name: str | None = None, console_key: str | None = None
+) -> Project:
+    """A project holding exactly the snapshot in ``directory`` (see the module docstring).
+
+    ``name`` defaults to the snapshot's project name; ``console_key`` to :func:`snapshot_key`.
+    Raises ``ValueError`` for a snapshot that is incomplete or damaged.
+    """
+    snap = _Snapshot(Path(directory))
+    manifest = snap.manifest()
+    meta = manifest["project"]
+    served = name or meta["name"]
+    project = Project(
+        served, console_key or snapshot_key(served, meta["id"]), project_id=meta["id"]
+    )
+    project.sequence_floor = _SEQUENCE_FLOOR
+    newest = 0
+    for kind, entry in snap.entries(manifest, "entities"):
+        key_field = ENTITY_KINDS.get(kind)
+        if key_field is None:
+            raise snap.fail(
+                f"manifest.json lists entities of kind {kind!r}, which the emulator does not "
+                f"serve; it serves {', '.join(sorted(ENTITY_KINDS))}"
+            )
+        entity = snap.load(entry)
+        key = entity.get(key_field) if isinstance(entity, dict) else None
+        if not isinstance(key, str) or not key:
+            raise snap.fail(
+                f"file {entry['file']} should hold one {kind} object with a string "
+                f"{key_field!r}, as the API returns it"
+            )
+        coll = project.collection(kind)
+        if key in coll:
+            raise snap.fail(f"{kind} {key!r} appears twice (file {entry['file']})")
+        coll.add(key, entity)
+        newest = max(newest, _newest_time(entity))
+    for kind, entry in snap.entries(manifest, "details"):
+        target = _DETAILS.get((kind, entry["detail"]))
+        if target is None:
+            known = ", ".join(f"{k} {d}" for k, d in _DETAILS)
+            raise snap.fail(
+                f"manifest.json lists a {entry['detail']!r} detail of {kind}, which the "
+                f"emulator does not serve; it serves {known}"
+            )
+        if entry["id"] not in project.collection(kind):
+            raise snap.fail(
+                f"file {entry['file']} holds the {entry['detail']} of {kind} {entry['id']!r}, "
+                "which the snapshot's entities do not include"
+            )
+        data = snap.load(entry)
+        if entry["detail"] == "id_list":
+            if not isinstance(data, list) or not all(isinstance(i, str) for i in data):
+                raise snap.fail(f"file {entry['file']} should hold a list of id strings")
+            project.collection(target).put(entry["id"], {"ids": data})
+        else:
+            if not isinstance(data, dict):
+                raise snap.fail(f"file {entry['file']} should hold the overrides object")
+            stored = _seed_experiment_overrides(data) if kind == "experiments" else data
+            project.collection(target).put(entry["id"], stored)
+    if newest:
+        project.stamp(newest)
+    return project
+
+
+def world_from_snapshots(
+    sources: Iterable[tuple[str | None, str | Path]],
+    **world_options: Any,
+) -> World:
+    """A world serving each ``(name or None, snapshot directory)`` as one project.
+
+    Two snapshots served under one name are refused (``ValueError``): name one ``NAME=SNAP``.
+    """
+    world = World(**world_options)
+    for name, directory in sources:
+        project = project_from_snapshot(directory, name=name)
+        if project.name in world.projects:
+            raise ValueError(
+                f"two snapshots would both be served as project {project.name!r}; "
+                f"give one another name with NAME={directory}"
+            )
+        world.add_project(project)
+    return world

@@ -16,9 +16,10 @@ from bulkops.commands import planned
 from bulkops.commands.session import RunOptions
 from bulkops.emulator import EmulatorConfig, EmulatorThread, Project, World, running_emulator
 from bulkops.engine.plan import Plan
+from bulkops.errors import FunctionFailed
 from bulkops.jobs import load
 from bulkops.jobs.batch_rule_update import load_functions
-from bulkops.jobs.rule_edits import FunctionFailed, PythonEdit, checked_rule, run_edits
+from bulkops.jobs.rule_edits import PythonEdit, checked_rule, run_edits
 from tests.helpers import FAST_RETRY
 
 KEY_ENV = "BULKOPS_TEST_GUEST_KEY"

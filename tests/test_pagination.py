@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from bulkops.api.client import InconsistentListing, check_total, pages_for, parse_page
+from bulkops.api.client import check_total, pages_for, parse_page
 from bulkops.emulator import EmulatorConfig, build_demo_world, running_emulator
-from bulkops.errors import MalformedResponse
+from bulkops.errors import InconsistentListing, MalformedResponse
 from tests.helpers import KEY_ENV, export_job, run_export, snapshot
 
 

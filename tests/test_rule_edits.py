@@ -8,12 +8,11 @@ import textwrap
 import pytest
 
 from bulkops.engine.plan import Operation, Plan
-from bulkops.errors import JobFileError
+from bulkops.errors import FunctionFailed, JobFileError
 from bulkops.jobs import batch_rule_update as job_kind
 from bulkops.jobs import load
 from bulkops.jobs.batch_rule_update import load_functions
 from bulkops.jobs.rule_edits import (
-    FunctionFailed,
     Slot,
     add_condition,
     add_rule,

@@ -30,6 +30,7 @@ from bulkops.api.governor import RateGovernor
 from bulkops.errors import (
     ApiError,
     AuthError,
+    InconsistentListing,
     MalformedResponse,
     NameInUse,
     NotFound,
@@ -422,12 +423,6 @@ def _identity(body: dict[str, Any], where: str) -> ProjectIdentity:
 
 def pages_for(total: int, items_per_page: int) -> int:
     return max(1, math.ceil(total / max(1, items_per_page)))
-
-
-class InconsistentListing(ApiError):
-    """The rows read do not add up to the ``totalItems`` the server announced."""
-
-    retryable = True
 
 
 def check_total(*, rows_read: int, total: int | None, what: str) -> None:

@@ -26,16 +26,12 @@ from bulkops.engine.compare import PLAIN, Semantics, differences, precondition_h
 from bulkops.engine.graph import Task
 from bulkops.engine.journal import Journal
 from bulkops.engine.plan import Operation
-from bulkops.errors import ApiError, BulkopsError
+from bulkops.errors import ApiError, Conflict
 
 log = structlog.get_logger("bulkops.apply")
 
 REVIEW_HEADER = "x-respect-review-settings"
 _rng = random.Random()
-
-
-class Conflict(BulkopsError):
-    """The target changed since the plan; the operation was not sent."""
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,6 @@ from bulkops.jobs.batch_rule_update import load_functions
 from bulkops.jobs.rule_edits import (
     Slot,
     add_condition,
-    add_rule,
     edit_entity,
     remove_condition,
     replace_target_value,
@@ -91,13 +90,23 @@ def test_replace_target_value_in_strings_and_lists() -> None:
         "targetValue"] == 40  # fmt: skip
 
 
-def test_add_rule_adds_by_name_once() -> None:
-    rules = [rule("A"), rule("B")]
-    new = {"name": "Employees", "passPercentage": 100, "conditions": [EMAIL]}
-    first = add_rule(rules, new, "first")
-    assert [r["name"] for r in first] == ["Employees", "A", "B"]
-    assert add_rule(first, new, "last") == first
-    assert [r["name"] for r in add_rule(rules, new, "last")] == ["A", "B", "Employees"]
+@pytest.mark.parametrize(("position", "names"), [
+    ("first", ["Employees", "A", "B"]),
+    ("last", ["A", "B", "Employees"]),
+])  # fmt: skip
+def test_add_rule_adds_by_name_once(tmp_path, position: str, names: list[str]) -> None:
+    """add_rule puts its rule first or last, and not again when a rule of that name exists."""
+    spec = edits_of(tmp_path, f"""
+        [[edits]]
+        op = "add_rule"
+        rule = {{ name = "Employees", passPercentage = 100, conditions = [] }}
+        position = "{position}"
+    """)  # fmt: skip
+    entity = {"id": "g", "rules": [rule("A"), rule("B")]}
+    once = [s.rule for s in run_edits(entity, spec.edits, rule_name=spec.select.rule_name)]
+    assert [r["name"] for r in once] == names
+    again = run_edits({"id": "g", "rules": once}, spec.edits, rule_name=spec.select.rule_name)
+    assert [s.rule for s in again] == once
 
 
 # -- a job's edits in order over one entity -----------------------------------------------------

@@ -406,13 +406,6 @@ def _replaced(target: Any, old: Scalar, new: Scalar) -> Any:
     return new if target is not None and _same(target, old) else target
 
 
-def add_rule(rules: Sequence[Rule], rule: Rule, position: str) -> list[Rule]:
-    kept = copy.deepcopy(list(rules))
-    if any(existing.get("name") == rule.get("name") for existing in kept):
-        return kept
-    return [copy.deepcopy(rule), *kept] if position == "first" else [*kept, copy.deepcopy(rule)]
-
-
 class _RolloutStep(Strict):
     time: float
     passPercent: float

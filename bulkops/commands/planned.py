@@ -336,17 +336,10 @@ async def _apply(session: Session, plan: Plan) -> tuple[int, dict[str, Any]]:
     session.run["status"] = "running"
     session.state.write_run(session.run)
     apply_options = _apply_options(session.job, session.options)
-    results: dict[str, dict[str, Any]] = {}
 
     def tasks(ctx: RunContext) -> list:
         return [
-            operation_task(
-                op,
-                session.clients,
-                ctx.journal,
-                apply_options,
-                on_done=lambda op, result: results.__setitem__(op.id, result),
-            )
+            operation_task(op, session.clients, ctx.journal, apply_options)
             for op in plan.operations
         ]
 

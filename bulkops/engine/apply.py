@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,14 +48,9 @@ def operation_task(
     clients: dict[str, ConsoleClient],
     journal: Journal,
     options: ApplyOptions,
-    *,
-    on_done: Callable[[Operation, dict[str, Any]], None] | None = None,
 ) -> Task:
     async def body() -> dict[str, Any]:
-        result = await apply_operation(op, clients[op.role], journal, options)
-        if on_done is not None:
-            on_done(op, result)
-        return result
+        return await apply_operation(op, clients[op.role], journal, options)
 
     return Task(
         id=f"op:{op.id}",

@@ -191,7 +191,8 @@ async def test_plan_sends_nothing_then_apply_changes_only_the_selected_rules(
     assert {r.method for r in patches} == {"PATCH"}
     assert {r.path.removeprefix("/console/v1/gates/") for r in patches} == changed
     summary = run_record(tmp_path / "state")["summary"]
-    assert summary["job"]["planned_mutations"] == 0 and summary["exit_code"] == 0
+    assert summary["job"]["planned_mutations"] == 0
+    assert summary["exit_code"] == 0
 
 
 async def test_request_bodies_match_the_spec(tmp_path, world) -> None:
@@ -233,7 +234,8 @@ async def test_a_concurrent_edit_is_a_conflict_not_overwritten_unless_forced(
         err = capsys.readouterr().err
         assert mutations(world) - sent_before_apply == len(changed_checkout_ids()) - 1
         assert gates(world)["checkout_001"] == human  # not overwritten
-        assert "conflict: gate 'checkout_001'" in err and "--force" in err
+        assert "conflict: gate 'checkout_001'" in err
+        assert "--force" in err
         assert await bulkops("apply", None, url, state, force=True) == 0
     forced = gates(world)["checkout_001"]
     assert [r["name"] for r in forced["rules"]] == ["Internal", "Beta", "Everyone"]
@@ -283,7 +285,8 @@ async def test_a_python_edit_that_raises_fails_only_that_gate(tmp_path, world, c
     out, err = capsys.readouterr()
     assert "FAILED gate 'search_007': edits.0 (python brt_edits:employees_only) raised " \
         "RuntimeError: search_007 is special" in out  # fmt: skip
-    assert "search_007" in err and "search_007 is special" in err
+    assert "search_007" in err
+    assert "search_007 is special" in err
     after = gates(world)
     assert after["search_007"] == before["search_007"]
     edited = {i for i in range(10) if i != 7 and i % 5 != 4 and i % 10 != 3}
@@ -291,7 +294,8 @@ async def test_a_python_edit_that_raises_fails_only_that_gate(tmp_path, world, c
         gate_id = f"search_{i:03d}"
         assert (after[gate_id]["version"] > before[gate_id]["version"]) == (i in edited), gate_id
     logged = (tmp_path / "state" / "log.jsonl").read_text()
-    assert "bulkops.plan.edit_failed" in logged and "Traceback" in logged
+    assert "bulkops.plan.edit_failed" in logged
+    assert "Traceback" in logged
     summary = run_record(tmp_path / "state")["summary"]
     assert any("search_007" in failure["error"] or failure["what"] == "search_007"
                for failure in summary["failures"])  # fmt: skip
@@ -458,7 +462,8 @@ def test_the_example_job_runs_in_the_sandbox(tmp_path, capsys) -> None:
     assert main(["run", str(REPO_JOBS / "batch_rule_update.toml"), "--sandbox", "--state",
                  state]) == 0  # fmt: skip
     out, err = capsys.readouterr()
-    assert "~ rule 'Internal'" in out and "passPercentage: 100 -> 50" in out
+    assert "~ rule 'Internal'" in out
+    assert "passPercentage: 100 -> 50" in out
     assert "outcomes: 47 applied" in err
 
 

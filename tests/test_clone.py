@@ -81,7 +81,8 @@ async def test_a_clone_carries_every_experiment_with_its_closure(tmp_path, world
         if tag["name"] in source_tags:
             assert tag["id"] != source_tags[tag["name"]]  # tag ids are per project
     verify = orjson.loads((tmp_path / "s" / "verify.json").read_bytes())
-    assert verify["differences"] == 0 and verify["checked"] > 0
+    assert verify["differences"] == 0
+    assert verify["checked"] > 0
 
 
 async def test_gates_segments_and_overrides_arrive_intact(tmp_path, world) -> None:
@@ -121,8 +122,10 @@ async def test_plan_sends_no_mutation_and_reports_what_cannot_be_carried(
         assert await planned.plan_command(load(str(job)), options(tmp_path / "s", url)) == 0
     assert mutations(world) == 0
     out = capsys.readouterr().out
-    assert "mutation(s)" in out and "create experiment" in out
-    assert "implicit layer" in out and "setup in the target" in out
+    assert "mutation(s)" in out
+    assert "create experiment" in out
+    assert "implicit layer" in out
+    assert "setup in the target" in out
 
 
 async def test_a_concurrent_edit_between_plan_and_apply_is_a_conflict(tmp_path, world) -> None:
@@ -160,7 +163,8 @@ async def test_on_conflict_fail_marks_the_experiment_failed(tmp_path, world) -> 
         code = await planned.run_planned(load(str(job)), options(tmp_path / "s", url))
     plan = orjson.loads((tmp_path / "s" / "plan.json").read_bytes())
     failed = [n for n in plan["notes"] if n.get("fail")]
-    assert failed and code == 3
+    assert failed
+    assert code == 3
 
 
 async def test_request_bodies_validate_against_the_spec(tmp_path, world) -> None:
@@ -196,7 +200,8 @@ async def test_on_conflict_update_overwrites_what_differs_and_skip_reports_it(
             assert normalize(target.collection("gates").get(op["entity_id"])["rules"]) == normalize(
                 source.collection("gates").get(op["entity_id"])["rules"]
             )
-        assert op["precondition"] != "absent" and op["before"] is not None
+        assert op["precondition"] != "absent"
+        assert op["before"] is not None
 
 
 async def test_apply_refuses_a_changed_job_file(tmp_path, world) -> None:

@@ -668,7 +668,8 @@ def test_demo_world_is_deterministic_per_seed() -> None:
 def test_demo_world_shape() -> None:
     world = build_demo_world()
     source, target = world.project("source"), world.project("target")
-    assert "demo" in source.console_key and "demo" in target.console_key
+    assert "demo" in source.console_key
+    assert "demo" in target.console_key
     sources = source.collection("metric_sources")
     metrics = source.collection("metrics")
     counts = {n: metrics.count_where("metric_source", n) for n in sources}

@@ -529,7 +529,9 @@ def _fill(text: str, world: World, *, quoted: bool = True) -> str:
     gate = project.collection("gates").get("bench_0001_gate")
     config = project.collection("dynamic_configs").get("conf_config")
     tag = tag_by_name(project, "growth")
-    assert gate and config and tag
+    assert gate
+    assert config
+    assert tag
     team = project.collection("teams").values()[0]
     return (
         text.replace("{gate_rule}", enc(gate["rules"][0]["id"]))
@@ -609,7 +611,8 @@ async def test_segment_id_list_page_matches_the_documented_parts(spec: OpenApiSp
     async with running_emulator(world) as base_url:
         status, raw = await _send(base_url, "GET", path, None, SOURCE_KEY)
     body = orjson.loads(raw)
-    assert status == 200 and body["data"] == {"name": "conf ids", "count": 1, "ids": ["a"]}
+    assert status == 200
+    assert body["data"] == {"name": "conf ids", "count": 1, "ids": ["a"]}
     components = spec.document["components"]["schemas"]
     spec._check(spec.resolve(components["IDListDto"]), body["data"], "data", reading=True)
     meta = spec.resolve(components["PaginationResponseMetadataDto"])

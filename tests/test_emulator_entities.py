@@ -158,7 +158,8 @@ async def test_tag_ids_are_server_assigned_per_project_and_get_accepts_the_name(
             f"{V1}/tags", {"name": "release", "description": "r"}, key=TARGET_KEY
         )
         assert made.status == other.status == 200
-        assert BASE62_22.match(made.data["id"]) and made.data["id"] != other.data["id"]
+        assert BASE62_22.match(made.data["id"])
+        assert made.data["id"] != other.data["id"]
         assert made.data == {
             "id": made.data["id"],
             "name": "release",
@@ -168,13 +169,16 @@ async def test_tag_ids_are_server_assigned_per_project_and_get_accepts_the_name(
         assert (await api.get(f"{V1}/tags/{made.data['id']}")).data["name"] == "release"
         assert (await api.get(f"{V1}/tags/{seg('★ Core')}")).data["isCore"] is True
         dup = await api.post(f"{V1}/tags", {"name": "release", "description": "again"})
-        assert dup.status == 400 and dup.body["message"] == "Name is already in use"
+        assert dup.status == 400
+        assert dup.body["message"] == "Name is already in use"
         assert (await api.patch(f"{V1}/tags/release", {"name": "x"})).status == 404
         renamed = await api.patch(f"{V1}/tags/{made.data['id']}", {"name": "shipped"})
-        assert renamed.data["id"] == made.data["id"] and renamed.data["name"] == "shipped"
+        assert renamed.data["id"] == made.data["id"]
+        assert renamed.data["name"] == "shipped"
         assert (await api.delete(f"{V1}/tags/{made.data['id']}")).status == 200
         missing = await api.get(f"{V1}/tags/{made.data['id']}")
-        assert missing.status == 404 and missing.body["message"].startswith("Tag not found")
+        assert missing.status == 404
+        assert missing.body["message"].startswith("Tag not found")
 
 
 async def test_target_app_id_derives_from_name_and_bulk_assign_bumps_entities() -> None:
@@ -182,7 +186,8 @@ async def test_target_app_id_derives_from_name_and_bulk_assign_bumps_entities() 
     world = small_world()
     async with serve(world) as api:
         made = await api.post(f"{V1}/target_app", {"name": "Android TV", "description": "tv"})
-        assert made.status == 200 and made.data["id"] == "android_tv"
+        assert made.status == 200
+        assert made.data["id"] == "android_tv"
         assert (await api.get(f"{V1}/target_app/{seg('Android TV')}")).data["id"] == "android_tv"
         renamed = await api.patch(f"{V1}/target_app/android_tv", {"name": "Big Screen"})
         assert renamed.body == {"message": "Target apps updated successfully."}
@@ -202,7 +207,8 @@ async def test_target_app_id_derives_from_name_and_bulk_assign_bumps_entities() 
         assert missing.status == 404
         assert missing.body["message"] == "Gates with IDs [not a gate] do not exist"
         no_app = await api.patch(f"{V1}/target_app", {"targetApps": ["nope"]})
-        assert no_app.status == 404 and "nope" in no_app.body["message"]
+        assert no_app.status == 404
+        assert "nope" in no_app.body["message"]
 
 
 async def test_teams_and_unit_id_types_are_listed_and_referenced_by_entities() -> None:
@@ -218,10 +224,12 @@ async def test_teams_and_unit_id_types_are_listed_and_referenced_by_entities() -
         bad = await api.post(
             f"{V1}/gates", {**GATE, "team": "Nobody", "teamID": "t0", "idType": "deviceID"}
         )
-        assert bad.status == 400 and bad.body["message"] == "Bad Request Exception"
+        assert bad.status == 400
+        assert bad.body["message"] == "Bad Request Exception"
         assert sorted(bad.error_props()) == ["idType", "team", "teamID"]
         good = await api.post(f"{V1}/gates", {**GATE, "team": "Growth", "idType": "orgID"})
-        assert good.data["teamID"] == teams.data[0]["id"] and good.data["idType"] == "orgID"
+        assert good.data["teamID"] == teams.data[0]["id"]
+        assert good.data["idType"] == "orgID"
 
 
 # -- segments -----------------------------------------------------------------------------------
@@ -247,7 +255,9 @@ async def test_segment_types_and_their_endpoints() -> None:
                 ],
             },
         )
-        assert rb.status == 201 and rb.data["id"] == "power_users" and rb.data["version"] == 1
+        assert rb.status == 201
+        assert rb.data["id"] == "power_users"
+        assert rb.data["version"] == 1
         base_id = rb.data["rules"][0]["baseID"]
         rules = [
             {**rb.data["rules"][0], "passPercentage": 50},
@@ -266,7 +276,8 @@ async def test_segment_types_and_their_endpoints() -> None:
         assert listed.data == {"name": "vips", "count": 2, "ids": ["a", "c"]}
         assert (await api.post(f"{path}/reset", {"ids": ["z"]})).status == 200
         after = (await api.get(f"{V1}/segments/vips")).data
-        assert after["count"] == 1 and after["version"] == 4
+        assert after["count"] == 1
+        assert after["version"] == 4
         wrong = await api.post(f"{V1}/segments/vips/conditional", [])
         assert wrong.status == 400
         assert wrong.body["message"] == (
@@ -281,7 +292,8 @@ async def test_segment_types_and_their_endpoints() -> None:
         assert archived.data["isEnabled"] is False
         assert (await api.delete(f"{V1}/segments/vips")).status == 200
         gone = await api.get(f"{V1}/segments/vips")
-        assert gone.status == 404 and gone.body["message"] == "Segment not found."
+        assert gone.status == 404
+        assert gone.body["message"] == "Segment not found."
 
 
 async def test_segment_mutations_draw_from_the_segment_quota() -> None:
@@ -301,9 +313,11 @@ async def test_gate_create_defaults_id_from_name_and_duplicates() -> None:
     """Defaults of reference §7, id derived from name, 201 (or forced 200), duplicate 400."""
     async with serve(small_world()) as api:
         made = await api.post(f"{V1}/gates", GATE)
-        assert made.status == 201 and made.body["message"] == "Gate created successfully."
+        assert made.status == 201
+        assert made.body["message"] == "Gate created successfully."
         gate = made.data
-        assert gate["id"] == "new_checkout" and gate["name"] == "New Checkout"
+        assert gate["id"] == "new_checkout"
+        assert gate["name"] == "New Checkout"
         expected = {
             "isEnabled": True,
             "status": "In Progress",
@@ -322,14 +336,17 @@ async def test_gate_create_defaults_id_from_name_and_duplicates() -> None:
             "reviewSettings": {"requiredReview": False, "allowedReviewers": []},
         }
         assert {k: gate[k] for k in expected} == expected
-        assert gate["owner"]["ownerName"] == "CONSOLE API" and gate["creatorID"]
+        assert gate["owner"]["ownerName"] == "CONSOLE API"
+        assert gate["creatorID"]
         dup = await api.post(f"{V1}/gates", {**GATE, "name": "new checkout"})
-        assert dup.status == 400 and dup.body == {
+        assert dup.status == 400
+        assert dup.body == {
             "status": 400,
             "message": "Name is already in use",
         }
         no_name = await api.post(f"{V1}/gates", {"description": "x"})
-        assert no_name.status == 400 and no_name.error_props() == ["name"]
+        assert no_name.status == 400
+        assert no_name.error_props() == ["name"]
     async with serve(small_world(), EmulatorConfig(create_status="200")) as api:
         assert (await api.post(f"{V1}/gates", GATE)).status == 200
 
@@ -341,7 +358,8 @@ async def test_gate_full_update_resets_omitted_fields_and_partial_merges() -> No
             f"{V1}/gates", {**GATE, "tags": ["growth"], "team": "Growth", "targetApps": "ios_app"}
         )
         patched = await api.patch(f"{V1}/gates/new_checkout", {"description": "patched"})
-        assert patched.data["tags"] == ["growth"] and patched.data["team"] == "Growth"
+        assert patched.data["tags"] == ["growth"]
+        assert patched.data["team"] == "Growth"
         assert patched.data["targetApps"] == ["ios_app"]
         missing = await api.post(f"{V1}/gates/new_checkout", {"tags": []})
         assert missing.status == 400
@@ -350,9 +368,12 @@ async def test_gate_full_update_resets_omitted_fields_and_partial_merges() -> No
             f"{V1}/gates/new_checkout",
             {"isEnabled": False, "description": "full", "rules": patched.data["rules"]},
         )
-        assert full.data["tags"] == [] and full.data["team"] is None
-        assert full.data["targetApps"] == [] and full.data["name"] == "New Checkout"
-        assert full.data["status"] == "Disabled" and full.data["version"] == 3
+        assert full.data["tags"] == []
+        assert full.data["team"] is None
+        assert full.data["targetApps"] == []
+        assert full.data["name"] == "New Checkout"
+        assert full.data["status"] == "Disabled"
+        assert full.data["version"] == 3
         assert full.data["rules"] == patched.data["rules"]  # same rules, same ids
         missing_gate = await api.patch(f"{V1}/gates/nope", {"description": "x"})
         assert missing_gate.status == 404
@@ -371,7 +392,8 @@ async def test_gate_status_actions_each_bump_the_version() -> None:
             ("unarchive", "In Progress"),
         ]:
             answer = await api.put(f"{V1}/gates/new_checkout/{action}")
-            assert answer.status == 200 and answer.data["status"] == status, action
+            assert answer.status == 200, action
+            assert answer.data["status"] == status, action
             seen.append(answer.data["version"])
         assert seen == [2, 3, 4, 5, 6]
         assert (await api.delete(f"{V1}/gates/new_checkout")).body == {
@@ -404,10 +426,12 @@ async def test_gate_overrides_replace_add_remove_with_201() -> None:
         await api.post(f"{V1}/gates", GATE)
         path = f"{V1}/gates/new_checkout/overrides"
         empty = await api.get(path)
-        assert empty.status == 201 and empty.data["environmentOverrides"] == []
+        assert empty.status == 201
+        assert empty.data["environmentOverrides"] == []
         await api.post(path, {"passingUserIDs": ["a"], "failingUserIDs": ["b"]})
         added = await api.patch(path, {"passingUserIDs": ["c"], "failingUserIDs": []})
-        assert added.status == 201 and added.data["passingUserIDs"] == ["a", "c"]
+        assert added.status == 201
+        assert added.data["passingUserIDs"] == ["a", "c"]
         env = await api.patch(
             path,
             {
@@ -423,13 +447,15 @@ async def test_gate_overrides_replace_add_remove_with_201() -> None:
         )
         assert env.data["environmentOverrides"][0]["passingIDs"] == ["d1"]
         removed = await api.delete(path, {"passingUserIDs": ["a"], "failingUserIDs": ["b"]})
-        assert removed.data["passingUserIDs"] == ["c"] and removed.data["failingUserIDs"] == []
+        assert removed.data["passingUserIDs"] == ["c"]
+        assert removed.data["failingUserIDs"] == []
         replaced = await api.post(path, {"passingUserIDs": ["z"], "failingUserIDs": []})
         assert replaced.data["environmentOverrides"] == []
         assert replaced.data["passingUserIDs"] == ["z"]
         assert (await api.get(f"{V1}/gates/new_checkout")).data["version"] == 6
         cleared = await api.delete(path)  # no body, as the current spec draws it
-        assert cleared.status == 201 and cleared.data["passingUserIDs"] == []
+        assert cleared.status == 201
+        assert cleared.data["passingUserIDs"] == []
 
 
 # -- dynamic configs ----------------------------------------------------------------------------
@@ -442,27 +468,34 @@ async def test_dynamic_config_create_update_and_shared_id_space() -> None:
         made = await api.post(
             f"{V1}/dynamic_configs", {"name": "Pricing Config", "defaultValue": {"a": 1}}
         )
-        assert made.status == 201 and made.data["id"] == "pricing_config"
-        assert made.data["defaultValueJson5"] == '{"a":1}' and made.data["status"] == "Enabled"
+        assert made.status == 201
+        assert made.data["id"] == "pricing_config"
+        assert made.data["defaultValueJson5"] == '{"a":1}'
+        assert made.data["status"] == "Enabled"
         clash = await api.post(f"{V1}/dynamic_configs", {"name": "bench_0001_exp"})
-        assert clash.status == 400 and clash.body["message"] == "Name is already in use"
+        assert clash.status == 400
+        assert clash.body["message"] == "Name is already in use"
         mismatch = await api.patch(
             f"{V1}/dynamic_configs/pricing_config",
             {"defaultValue": {"a": 2}, "defaultValueJson5": '{"a": 3}'},
         )
-        assert mismatch.status == 400 and mismatch.error_props() == ["defaultValueJson5"]
+        assert mismatch.status == 400
+        assert mismatch.error_props() == ["defaultValueJson5"]
         patched = await api.patch(
             f"{V1}/dynamic_configs/pricing_config",
             {"defaultValueJson5": '{"b": true}', "tags": ["growth"]},
         )
-        assert patched.data["defaultValue"] == {"b": True} and patched.data["tags"] == ["growth"]
+        assert patched.data["defaultValue"] == {"b": True}
+        assert patched.data["tags"] == ["growth"]
         full = await api.post(
             f"{V1}/dynamic_configs/pricing_config",
             {"description": "d", "isEnabled": True, "rules": []},
         )
-        assert full.data["tags"] == [] and full.data["defaultValue"] == {}
+        assert full.data["tags"] == []
+        assert full.data["defaultValue"] == {}
         disabled = await api.put(f"{V1}/dynamic_configs/pricing_config/disable")
-        assert disabled.data["status"] == "Disabled" and disabled.data["version"] == 4
+        assert disabled.data["status"] == "Disabled"
+        assert disabled.data["version"] == 4
         deleted = await api.delete(f"{V1}/dynamic_configs/pricing_config")
         assert deleted.body == {"message": "Dynamic Config deleted successfully."}
 
@@ -474,8 +507,10 @@ async def test_layers_explicit_and_implicit() -> None:
     """Explicit layers derive ids; experiments get implicit layers; parameters are enforced."""
     async with serve(small_world()) as api:
         made = await api.post(f"{V1}/layers", {"name": "Home Page", "idType": "userID"})
-        assert made.status == 201 and made.data["id"] == "home_page"
-        assert made.data["isImplicitLayer"] is False and made.data["parameters"] == []
+        assert made.status == 201
+        assert made.data["id"] == "home_page"
+        assert made.data["isImplicitLayer"] is False
+        assert made.data["parameters"] == []
         params = [{"name": "color", "type": "string", "defaultValue": "blue"}]
         bad = await api.post(
             f"{V1}/layers/home_page",
@@ -484,11 +519,13 @@ async def test_layers_explicit_and_implicit() -> None:
                 "parameters": [{"name": "color", "type": "number", "defaultValue": "blue"}],
             },
         )
-        assert bad.status == 400 and bad.error_props() == ["parameters.0.defaultValue"]
+        assert bad.status == 400
+        assert bad.error_props() == ["parameters.0.defaultValue"]
         updated = await api.post(
             f"{V1}/layers/home_page", {"description": "d", "parameters": params}
         )
-        assert updated.data["parameters"] == params and updated.data["version"] == 2
+        assert updated.data["parameters"] == params
+        assert updated.data["version"] == 2
         groups = [
             {"name": "Control", "size": 50, "parameterValues": {"color": "blue"}},
             {"name": "Test", "size": 50, "parameterValues": {"colour": "red"}},
@@ -496,18 +533,21 @@ async def test_layers_explicit_and_implicit() -> None:
         wrong = await api.post(
             f"{V1}/experiments", {"name": "in layer", "layerID": "home_page", "groups": groups}
         )
-        assert wrong.status == 400 and wrong.error_props() == ["groups.1.parameterValues.colour"]
+        assert wrong.status == 400
+        assert wrong.error_props() == ["groups.1.parameterValues.colour"]
         groups[1]["parameterValues"] = {"color": "red"}
         exp = await api.post(
             f"{V1}/experiments", {"name": "in layer", "layerID": "home_page", "groups": groups}
         )
-        assert exp.status == 201 and exp.data["layerID"] == "home_page"
+        assert exp.status == 201
+        assert exp.data["layerID"] == "home_page"
         members = await api.get(f"{V1}/layers/home_page/experiments")
         assert [e["id"] for e in members.data] == ["in_layer"]
         drop = await api.patch(f"{V1}/layers/home_page", {"parameters": []})
         assert drop.status == 400
         busy = await api.delete(f"{V1}/layers/home_page")
-        assert busy.status == 400 and "in_layer" in busy.body["message"]
+        assert busy.status == 400
+        assert "in_layer" in busy.body["message"]
         listed = await api.get(f"{V1}/layers")
         implicit = [layer for layer in listed.data if layer["isImplicitLayer"]]
         assert [layer["id"] for layer in implicit] == [
@@ -515,7 +555,8 @@ async def test_layers_explicit_and_implicit() -> None:
             "statsig::bench_0002_exp_layer",
         ]
         missing = await api.get(f"{V1}/layers/nope")
-        assert missing.status == 404 and missing.body["message"] == "Layer not found."
+        assert missing.status == 404
+        assert missing.body["message"] == "Layer not found."
 
 
 async def test_experiment_create_defaults_and_implicit_layer() -> None:
@@ -523,21 +564,27 @@ async def test_experiment_create_defaults_and_implicit_layer() -> None:
     world = small_world()
     async with serve(world) as api:
         made = await api.post(f"{V1}/experiments", {"name": "Big Test"})
-        assert made.status == 201 and made.body["message"] == "Experiment created successfully."
+        assert made.status == 201
+        assert made.body["message"] == "Experiment created successfully."
         exp = made.data
-        assert exp["id"] == "big_test" and exp["status"] == "setup"
+        assert exp["id"] == "big_test"
+        assert exp["status"] == "setup"
         assert [(g["name"], g["size"]) for g in exp["groups"]] == [("Control", 50), ("Test", 50)]
         assert all(BASE62_22.match(g["id"]) for g in exp["groups"])
         assert exp["controlGroupID"] == exp["groups"][0]["id"]
-        assert exp["layerID"] == "statsig::big_test_layer" and exp["allocation"] == 100
-        assert exp["duration"] == 14 and exp["defaultConfidenceInterval"] == "95"
-        assert exp["startTime"] is None and exp["launchedGroupID"] is None
+        assert exp["layerID"] == "statsig::big_test_layer"
+        assert exp["allocation"] == 100
+        assert exp["duration"] == 14
+        assert exp["defaultConfidenceInterval"] == "95"
+        assert exp["startTime"] is None
+        assert exp["launchedGroupID"] is None
         layer = await api.get(f"{V1}/layers/{seg('statsig::big_test_layer')}")
         assert layer.data["isImplicitLayer"] is True
         other = await api.post(f"{V1}/experiments", {"name": "Big Test"}, key=TARGET_KEY)
         assert {g["id"] for g in other.data["groups"]}.isdisjoint(g["id"] for g in exp["groups"])
         dup = await api.post(f"{V1}/experiments", {"name": "big_test"})
-        assert dup.status == 400 and dup.body["message"] == "Name is already in use"
+        assert dup.status == 400
+        assert dup.body["message"] == "Name is already in use"
 
 
 async def test_experiment_references_are_all_reported_at_once() -> None:
@@ -557,7 +604,8 @@ async def test_experiment_references_are_all_reported_at_once() -> None:
                 "layerID": "no_layer",
             },
         )
-        assert bad.status == 400 and bad.body["message"] == "Bad Request Exception"
+        assert bad.status == 400
+        assert bad.body["message"] == "Bad Request Exception"
         assert sorted(bad.error_props()) == sorted(
             [
                 "primaryMetrics.0",
@@ -570,7 +618,8 @@ async def test_experiment_references_are_all_reported_at_once() -> None:
             ]
         )
         hint = next(e for e in bad.body["errors"] if e["property"] == "tags.1")["errorMessage"]
-        assert "POST /console/v1/tags" in hint and "'source'" in hint
+        assert "POST /console/v1/tags" in hint
+        assert "'source'" in hint
         good = await api.post(
             f"{V1}/experiments",
             {
@@ -604,23 +653,31 @@ async def test_experiment_full_update_keeps_group_ids_and_guards_names_and_statu
             ],
         }
         full = await api.post(f"{V1}/experiments/full_one", body)
-        assert full.status == 200 and full.data["tags"] == []  # omitted → reset
+        assert full.status == 200
+        assert full.data["tags"] == []
         ids = {g["name"]: g["id"] for g in full.data["groups"]}
         old = {g["name"]: g["id"] for g in exp["groups"]}
-        assert ids["Test"] == old["Test"] and ids["Control"] == old["Control"]
-        assert ids["Extra"] not in old.values() and full.data["controlGroupID"] == old["Control"]
+        assert ids["Test"] == old["Test"]
+        assert ids["Control"] == old["Control"]
+        assert ids["Extra"] not in old.values()
+        assert full.data["controlGroupID"] == old["Control"]
         layer = await api.get(f"{V1}/layers/{seg('statsig::full_one_layer')}")
         assert [p["name"] for p in layer.data["parameters"]] == ["p"]
         renamed = await api.post(f"{V1}/experiments/full_one", {**body, "name": "bench_0001_exp"})
-        assert renamed.status == 400 and renamed.body["message"] == "Name is already in use"
+        assert renamed.status == 400
+        assert renamed.body["message"] == "Name is already in use"
         status = await api.post(f"{V1}/experiments/full_one", {**body, "status": "active"})
-        assert status.status == 400 and "start" in status.body["errors"][0]["errorMessage"]
+        assert status.status == 400
+        assert "start" in status.body["errors"][0]["errorMessage"]
         sizes = await api.patch(f"{V1}/experiments/full_one", {"groups": body["groups"][:2]})
-        assert sizes.status == 400 and "100" in sizes.body["errors"][0]["errorMessage"]
+        assert sizes.status == 400
+        assert "100" in sizes.body["errors"][0]["errorMessage"]
         patched = await api.patch(f"{V1}/experiments/full_one", {"hypothesis": "new"})
-        assert patched.data["allocation"] == 50 and patched.data["hypothesis"] == "new"
+        assert patched.data["allocation"] == 50
+        assert patched.data["hypothesis"] == "new"
         missing = await api.patch(f"{V1}/experiments/nope", {"hypothesis": "x"})
-        assert missing.status == 404 and missing.body["message"] == "Experiment not found."
+        assert missing.status == 404
+        assert missing.body["message"] == "Experiment not found."
 
 
 async def test_experiment_lifecycle() -> None:
@@ -629,19 +686,23 @@ async def test_experiment_lifecycle() -> None:
         await api.post(f"{V1}/experiments", {"name": "life"})
         path = f"{V1}/experiments/life"
         early = await api.put(f"{path}/abandon", {"decisionReason": "x"})
-        assert early.status == 400 and early.body["message"] == "Experiment has not yet started"
+        assert early.status == 400
+        assert early.body["message"] == "Experiment has not yet started"
         assert (await api.put(f"{path}/reset")).body["message"] == "Experiment has not yet started"
         started = await api.put(f"{path}/start", {})
         assert started.body == {"message": "Experiment successfully started."}
         assert (await api.put(f"{path}/start", {})).status == 400
         exp = (await api.get(path)).data
-        assert exp["status"] == "active" and exp["startTime"] is not None
+        assert exp["status"] == "active"
+        assert exp["startTime"] is not None
         decided = await api.put(f"{path}/make_decision", {"id": "Test", "decisionReason": "won"})
         assert decided.body == {"message": "Decision made for Experiment."}
         exp = (await api.get(path)).data
         test_id = next(g["id"] for g in exp["groups"] if g["name"] == "Test")
-        assert exp["status"] == "decision_made" and exp["launchedGroupID"] == test_id
-        assert exp["decisionReason"] == "won" and exp["decisionTime"] is not None
+        assert exp["status"] == "decision_made"
+        assert exp["launchedGroupID"] == test_id
+        assert exp["decisionReason"] == "won"
+        assert exp["decisionTime"] is not None
         assert (await api.put(f"{path}/archive", {"archiveReason": "old"})).status == 200
         assert (await api.get(path)).data["status"] == "archived"
         assert (await api.put(f"{path}/unarchive")).status == 200
@@ -649,12 +710,16 @@ async def test_experiment_lifecycle() -> None:
         restarted = await api.put(f"{path}/reset")
         assert restarted.body == {"message": "Experiment successfully restarted."}
         exp = (await api.get(path)).data
-        assert exp["status"] == "active" and exp["launchedGroupID"] is None
+        assert exp["status"] == "active"
+        assert exp["launchedGroupID"] is None
         abandoned = await api.put(f"{path}/abandon", {"decisionReason": "meh"})
-        assert abandoned.status == 200 and (await api.get(path)).data["status"] == "abandoned"
-        assert exp["version"] == 6 and (await api.get(path)).data["version"] == 7
+        assert abandoned.status == 200
+        assert (await api.get(path)).data["status"] == "abandoned"
+        assert exp["version"] == 6
+        assert (await api.get(path)).data["version"] == 7
         off = await api.post(f"{path}/disable_groups", {"group_names": ["Test"]})
-        assert off.status == 201 and off.data["groups"][1]["disabled"] is True
+        assert off.status == 201
+        assert off.data["groups"][1]["disabled"] is True
 
 
 async def test_experiment_list_filters() -> None:
@@ -674,7 +739,8 @@ async def test_experiment_list_filters() -> None:
         layer = seg("statsig::running_layer")
         assert ids(await api.get(f"{V1}/experiments?layerID={layer}")) == ["running"]
         bad = await api.get(f"{V1}/experiments?status=finished")
-        assert bad.status == 400 and bad.error_props() == ["status"]
+        assert bad.status == 400
+        assert bad.error_props() == ["status"]
 
 
 async def test_experiment_overrides_replace_add_remove() -> None:
@@ -740,12 +806,14 @@ async def test_experiment_delete_cleans_up_layer_and_holdouts() -> None:
         await api.post(f"{V1}/holdouts", {"name": "hold all"})
         await api.patch(f"{V1}/holdouts/hold_all", {"experimentIDs": ["bench_0001_exp"]})
         deleted = await api.delete(f"{V1}/experiments/bench_0001_exp")
-        assert deleted.status == 200 and deleted.data["id"] == "bench_0001_exp"
+        assert deleted.status == 200
+        assert deleted.data["id"] == "bench_0001_exp"
         assert deleted.body["message"] == "Experiment deleted successfully."
         layer = await api.get(f"{V1}/layers/{seg('statsig::bench_0001_exp_layer')}")
         assert layer.status == 404
         holdout = (await api.get(f"{V1}/holdouts/hold_all")).data
-        assert holdout["experimentIDs"] == [] and holdout["version"] == 3
+        assert holdout["experimentIDs"] == []
+        assert holdout["version"] == 3
 
 
 # -- holdouts -----------------------------------------------------------------------------------
@@ -755,10 +823,13 @@ async def test_holdout_membership_drives_holdout_ids() -> None:
     """Setting experimentIDs/gateIDs/layerIDs updates the members' holdoutIDs and versions."""
     async with serve(small_world()) as api:
         made = await api.post(f"{V1}/holdouts", {"name": "Q3 Holdout"})
-        assert made.status == 200 and made.data["id"] == "q3_holdout"
-        assert made.data["passPercentage"] == 0 and made.data["isGlobal"] is False
+        assert made.status == 200
+        assert made.data["id"] == "q3_holdout"
+        assert made.data["passPercentage"] == 0
+        assert made.data["isGlobal"] is False
         too_big = await api.patch(f"{V1}/holdouts/q3_holdout", {"passPercentage": 11})
-        assert too_big.status == 400 and too_big.error_props() == ["passPercentage"]
+        assert too_big.status == 400
+        assert too_big.error_props() == ["passPercentage"]
         gate_v = (await api.get(f"{V1}/gates/bench_0001_gate")).data["version"]
         joined = await api.patch(
             f"{V1}/holdouts/q3_holdout",
@@ -766,23 +837,28 @@ async def test_holdout_membership_drives_holdout_ids() -> None:
         )
         assert joined.data["experimentIDs"] == ["bench_0001_exp"]
         gate = (await api.get(f"{V1}/gates/bench_0001_gate")).data
-        assert gate["holdoutIDs"] == ["q3_holdout"] and gate["version"] == gate_v + 1
+        assert gate["holdoutIDs"] == ["q3_holdout"]
+        assert gate["version"] == gate_v + 1
         exp = (await api.get(f"{V1}/experiments/bench_0001_exp")).data
         assert exp["holdoutIDs"] == ["q3_holdout"]
         unknown = await api.patch(f"{V1}/holdouts/q3_holdout", {"layerIDs": ["nope"]})
-        assert unknown.status == 400 and unknown.error_props() == ["layerIDs.0"]
+        assert unknown.status == 400
+        assert unknown.error_props() == ["layerIDs.0"]
         left = await api.patch(f"{V1}/holdouts/q3_holdout", {"gateIDs": []})
         assert left.status == 200
         gate = (await api.get(f"{V1}/gates/bench_0001_gate")).data
-        assert gate["holdoutIDs"] == [] and gate["version"] == gate_v + 2
+        assert gate["holdoutIDs"] == []
+        assert gate["version"] == gate_v + 2
         full_missing = await api.post(f"{V1}/holdouts/q3_holdout", {"isEnabled": True})
-        assert full_missing.status == 400 and len(full_missing.error_props()) == 7
+        assert full_missing.status == 400
+        assert len(full_missing.error_props()) == 7
         deleted = await api.delete(f"{V1}/holdouts/q3_holdout")
         assert deleted.data["id"] == "q3_holdout"
         exp = (await api.get(f"{V1}/experiments/bench_0001_exp")).data
         assert exp["holdoutIDs"] == []
         gone = await api.patch(f"{V1}/holdouts/q3_holdout", {"isEnabled": False})
-        assert gone.status == 404 and gone.body["message"] == "Holdout not found."
+        assert gone.status == 404
+        assert gone.body["message"] == "Holdout not found."
 
 
 # -- versions, times, reviews, pipeline -----------------------------------------------------------
@@ -819,19 +895,24 @@ async def test_review_header_holds_changes_on_entities_that_require_review() -> 
         held = await api.patch(
             f"{V1}/gates/new_checkout", {"description": "reviewed"}, headers=REVIEW
         )
-        assert held.status == 200 and held.data["description"] == "a gate"
+        assert held.status == 200
+        assert held.data["description"] == "a gate"
         review = held.data["activeReview"]
-        assert review["reviewStatus"] == "pending" and review["description"]
+        assert review["reviewStatus"] == "pending"
+        assert review["description"]
         assert held.data["version"] == 1
         stored = (await api.get(f"{V1}/gates/new_checkout")).data
-        assert stored["description"] == "a gate" and stored["activeReview"] == review
+        assert stored["description"] == "a gate"
+        assert stored["activeReview"] == review
         commit = f"{V1}/gates/new_checkout/reviews/{review['reviewID']}/commit"
         assert (await api.put(commit)).body == {"message": "Gate review committed successfully"}
         stored = (await api.get(f"{V1}/gates/new_checkout")).data
-        assert stored["description"] == "reviewed" and "activeReview" not in stored
+        assert stored["description"] == "reviewed"
+        assert "activeReview" not in stored
         assert stored["version"] == 2
         direct = await api.patch(f"{V1}/gates/new_checkout", {"description": "direct"})
-        assert direct.data["description"] == "direct" and direct.data["version"] == 3
+        assert direct.data["description"] == "direct"
+        assert direct.data["version"] == 3
         empty = await api.patch(
             f"{V1}/gates/new_checkout",
             {"description": "e"},
@@ -840,7 +921,8 @@ async def test_review_header_holds_changes_on_entities_that_require_review() -> 
         assert empty.data["description"] == "e"  # an empty header value does not count
         set_review_required(world.project("source"), "experiments", "bench_0001_exp")
         start = await api.put(f"{V1}/experiments/bench_0001_exp/start", {}, headers=REVIEW)
-        assert start.status == 200 and start.data["status"] == "setup"
+        assert start.status == 200
+        assert start.data["status"] == "setup"
         assert start.data["activeReview"]["reviewStatus"] == "pending"
         config = await api.post(f"{V1}/dynamic_configs", {"name": "guarded config"})
         set_review_required(world.project("source"), "dynamic_configs", config.data["id"])
@@ -848,14 +930,16 @@ async def test_review_header_holds_changes_on_entities_that_require_review() -> 
         second = await api.patch(
             f"{V1}/dynamic_configs/guarded_config", {"description": "x"}, headers=REVIEW
         )
-        assert first.data["isEnabled"] is True and second.data["description"] == ""
+        assert first.data["isEnabled"] is True
+        assert second.data["description"] == ""
         stale = first.data["activeReview"]["reviewID"]
         replaced = await api.put(f"{V1}/dynamic_configs/guarded_config/reviews/{stale}/commit")
         assert replaced.status == 400  # a newer review replaced it
         latest = second.data["activeReview"]["reviewID"]
         await api.patch(f"{V1}/dynamic_configs/guarded_config", {"tags": ["growth"]})
         moved = await api.put(f"{V1}/dynamic_configs/guarded_config/reviews/{latest}/commit")
-        assert moved.status == 400 and "changed after" in moved.body["message"]
+        assert moved.status == 400
+        assert "changed after" in moved.body["message"]
         plain = await api.patch(
             f"{V1}/experiments/bench_0002_exp", {"hypothesis": "h"}, headers=REVIEW
         )
@@ -934,15 +1018,15 @@ def test_demo_world_is_deterministic_and_rich() -> None:
         "stableID",
         "companyID",
     ]
-    assert len(src.collection("teams")) == 2 and len(tgt.collection("teams")) == 1
+    assert len(src.collection("teams")) == 2
+    assert len(tgt.collection("teams")) == 1
     src_tags = {t["name"]: t["id"] for t in src.collection("tags").values()}
     tgt_tags = {t["name"]: t["id"] for t in tgt.collection("tags").values()}
-    assert set(tgt_tags) < set(src_tags) and all(tgt_tags[n] != src_tags[n] for n in tgt_tags)
+    assert set(tgt_tags) < set(src_tags)
+    assert all(tgt_tags[n] != src_tags[n] for n in tgt_tags)
     shared = tgt.collection("gates").values()
-    assert (
-        len(shared) == 1
-        and shared[0]["rules"] != src.collection("gates").get(shared[0]["id"])["rules"]
-    )  # type: ignore[index]
+    assert len(shared) == 1
+    assert shared[0]["rules"] != src.collection("gates").get(shared[0]["id"])["rules"]
     assert "companyID" not in tgt.collection("unit_id_types")
     assert len(src.collection("experiments_overrides")) > 0
 
@@ -951,9 +1035,11 @@ def test_populate_experiments_builds_n_complete_experiments() -> None:
     """Each bench experiment has a targeting gate, a segment, 2 metrics and overrides."""
     project = Project("bench", "console-bench-key")
     made = populate_experiments(project, 25, seed="s")
-    assert len(made) == 25 and made[0] == "bench_0001_exp"
+    assert len(made) == 25
+    assert made[0] == "bench_0001_exp"
     exp = project.collection("experiments").get(made[-1])
-    assert exp is not None and exp["targetingGateID"] in project.collection("gates")
+    assert exp is not None
+    assert exp["targetingGateID"] in project.collection("gates")
     assert len(exp["primaryMetrics"]) + len(exp["secondaryMetrics"]) == 2
     assert len(project.collection("segments")) == 25
     assert made[-1] in project.collection("experiments_overrides")

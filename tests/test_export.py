@@ -96,7 +96,8 @@ async def test_a_bad_key_aborts_with_exit_4_and_never_shows_the_key(
             await run_export(job, url, tmp_path / "state")
     assert rejected.value.exit_code == 4
     err = capsys.readouterr().err + redact.text(str(rejected.value))
-    assert "'source'" in err and "api_key_env" in err
+    assert "'source'" in err
+    assert "api_key_env" in err
     for path in (tmp_path / "state").rglob("*"):
         if path.is_file():
             assert secret not in path.read_text(errors="replace"), path

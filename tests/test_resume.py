@@ -83,7 +83,8 @@ async def test_sigkill_then_rerun_gives_the_same_export_without_refetching(
         process.communicate(timeout=10)
         assert process.returncode == -signal.SIGKILL
         finished = done_tasks(state)
-        assert finished and not (tmp_path / "killed" / "out" / "manifest.json").exists()
+        assert finished
+        assert not (tmp_path / "killed" / "out" / "manifest.json").exists()
         time.sleep(0.2)  # requests the dead process left in flight finish in the emulator
         before_rerun = len(world.requests())
 

@@ -134,14 +134,16 @@ def test_run_edits_acts_on_selected_rules_only_and_twice_changes_nothing(tmp_pat
     added, internal, everyone = (s.rule for s in slots)
     assert added == {"name": "Internal beta", "passPercentage": 5,
                      "conditions": [{"type": "public"}]}  # fmt: skip
-    assert internal["conditions"] == [EMAIL] and internal["passPercentage"] == 50
+    assert internal["conditions"] == [EMAIL]
+    assert internal["passPercentage"] == 50
     assert internal["baseID"] == "baseInternal"
     assert everyone == entity["rules"][1]
     again = run_edits({"id": "g", "rules": [s.rule for s in slots]}, spec.edits,
                       rule_name=spec.select.rule_name)  # fmt: skip
     assert [s.rule for s in again] == [s.rule for s in slots]
     edited = edit_entity(entity, spec.edits, rule_name=spec.select.rule_name)
-    assert edited.slots == slots and edited.idempotent
+    assert edited.slots == slots
+    assert edited.idempotent
 
 
 def test_delete_rule_and_python_edits(tmp_path) -> None:
@@ -206,7 +208,8 @@ def test_a_raising_python_edit_fails_with_its_index_and_traceback(tmp_path) -> N
     assert "edits.1 (python broken_edits:boom) raised ValueError: cannot edit gate_7" in str(
         failure.value
     )
-    assert "Traceback" in failure.value.traceback and "broken_edits.py" in failure.value.traceback
+    assert "Traceback" in failure.value.traceback
+    assert "broken_edits.py" in failure.value.traceback
     with pytest.raises(FunctionFailed, match=r"edits.2 \(python broken_edits:not_a_rule\) "
                        r"returned 42 \(an integer\), not a rule"):  # fmt: skip
         run_edits(entity, spec.edits, functions={1: lambda e, r: r, 2: functions[2]})
@@ -223,7 +226,8 @@ def test_edits_that_would_change_their_own_result_again_are_applied_once_and_fla
     spec = edits_of(tmp_path, '[[edits]]\nop = "python"\nfunction = "doubling:double"\n')
     entity = {"id": "gate_1", "rules": [rule()]}
     edited = edit_entity(entity, spec.edits, functions=load_functions(spec.edits, tmp_path))
-    assert not edited.idempotent and 'rule "Internal"' in edited.again
+    assert not edited.idempotent
+    assert 'rule "Internal"' in edited.again
     assert [slot.rule["passPercentage"] for slot in edited.slots] == [20]  # applied once
     spec = edits_of(
         tmp_path,
@@ -326,7 +330,8 @@ def test_the_example_job_file_is_valid() -> None:
     from pathlib import Path
 
     job = load(str(Path(__file__).resolve().parents[1] / "jobs" / "batch_rule_update.toml"))
-    assert job.kind == "batch_rule_update" and job.spec.edits
+    assert job.kind == "batch_rule_update"
+    assert job.spec.edits
 
 
 # -- the request body, the diff, undo -----------------------------------------------------------
@@ -380,5 +385,6 @@ def test_render_and_undo_of_a_planned_operation() -> None:
     assert undo is not None
     assert undo.precondition == {"version": 4, "lastModifiedTime": 10}
     assert undo.expected == {"rules": [rule()]}
-    assert undo.body["rules"][0]["passPercentage"] == 10 and undo.body["rules"][0]["baseID"]
+    assert undo.body["rules"][0]["passPercentage"] == 10
+    assert undo.body["rules"][0]["baseID"]
     assert (undo.method, undo.path) == ("PATCH", "/console/v1/gates/g1")

@@ -16,3 +16,13 @@ def _quiet_logs():
     logs.configure()
     yield
     logs.close_log_file()
+
+
+@pytest.fixture(autouse=True)
+def _no_registered_secrets():
+    """Each test starts with no secret registered: one test's keys cannot mask another's output."""
+    from bulkops import redact
+
+    redact.forget_all()
+    yield
+    redact.forget_all()

@@ -2,6 +2,9 @@ from __future__ import annotations
 
 import pytest
 
+#: The shared fixtures (``world``) live beside the helpers in tests/support.
+pytest_plugins = ["tests.support.worlds"]
+
 
 @pytest.fixture
 def anyio_backend() -> str:

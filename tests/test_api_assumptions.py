@@ -16,23 +16,20 @@ import pytest
 
 from bulkops.commands import planned
 from bulkops.commands.session import RunOptions
-from bulkops.emulator import EmulatorConfig, World, build_demo_world, running_emulator
+from bulkops.emulator import EmulatorConfig, World, running_emulator
 from bulkops.jobs import load
 from bulkops.jobs.semantics import differences, normalize
-from tests.clone_support import clone_job, keys_env
-from tests.helpers import FAST_RETRY
-from tests.openapi_spec import spec_or_skip
+from tests.support.commands import FAST_RETRY
+from tests.support.jobs import clone_job
+from tests.support.openapi_spec import spec_or_skip
 
 V1 = "/console/v1"
 HARSH = EmulatorConfig(full_update="replace", override_key="name", list_order="reversed")
 
 
 @pytest.fixture
-def world(monkeypatch: pytest.MonkeyPatch) -> World:
+def world(world: World) -> World:
     """The demo world, with the source layer in a target app (so a full update can lose it)."""
-    world = build_demo_world()
-    for name, value in keys_env(world).items():
-        monkeypatch.setenv(name, value)
     layers = world.project("source").collection("layers")
     layer = layers.get("checkout_layer")
     layers.replace("checkout_layer", {**layer, "targetApps": ["web"]})

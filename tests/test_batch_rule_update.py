@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import signal
 import textwrap
@@ -16,79 +15,31 @@ import orjson
 import pytest
 
 from bulkops.cli import main
-from bulkops.commands import planned
-from bulkops.commands.session import RunOptions
-from bulkops.emulator import EmulatorConfig, EmulatorThread, Project, World, running_emulator
+from bulkops.emulator import EmulatorThread, Project, World, running_emulator
 from bulkops.engine.plan import Plan
-from bulkops.jobs import load
 from bulkops.jobs.semantics import normalize
-from tests.helpers import FAST_RETRY, cli
-
-KEY_ENV = "BULKOPS_TEST_TARGET_KEY"
-KEY = "console-brt-target-key"
-#: High enough that no test waits for the quota (the benchmark script measures pacing).
-FAST_QUOTA = ("2000/10s",)
-FAMILIES = ("checkout", "search", "growth")
-PER_FAMILY = 100
-EMAIL = {"type": "email", "operator": "str_contains_any", "targetValue": ["@example.com"]}
-USERS = {"type": "user_id", "operator": "any", "targetValue": ["u1", "u2"]}
-BETA = {"type": "passes_segment", "targetValue": "beta_users"}
-PUBLIC = {"type": "public"}
-
-EMPLOYEES_EDITS = """
-[[edits]]
-op = "add_condition"
-condition = { type = "email", operator = "str_contains_any", targetValue = ["@example.com"] }
-[[edits]]
-op = "set_pass_percentage"
-value = 50
-"""
-CHECKOUT_INTERNAL = 'entity = "gates"\nid_pattern = "checkout_*"\nrule_name = "Internal"'
+from tests.support.batch import (
+    BETA,
+    EMAIL,
+    EMPLOYEES_EDITS,
+    KEY,
+    KEY_ENV,
+    PER_FAMILY,
+    USERS,
+    build_world,
+    changed_checkout_ids,
+    config,
+    job_file,
+    mutations,
+    outcomes,
+)
+from tests.support.commands import bulkops, cli
+from tests.support.waiting import wait_for
 
 
 # -- the world ---------------------------------------------------------------------------------
-def gate_rules(index: int) -> list[dict[str, Any]]:
-    """Every 5th gate has no Internal rule; every 10th (from 3) has it edited already."""
-    everyone = {"name": "Everyone", "passPercentage": 100, "conditions": [PUBLIC]}
-    beta = {"name": "Beta", "passPercentage": 20, "conditions": [BETA]}
-    if index % 5 == 4:
-        return [beta, everyone]
-    if index % 10 == 3:
-        internal = {"name": "Internal", "passPercentage": 50, "conditions": [USERS, EMAIL]}
-    else:
-        internal = {"name": "Internal", "passPercentage": 10, "conditions": [USERS]}
-    return [internal, beta, everyone]
-
-
-def build_world() -> World:
-    from bulkops.emulator.resources.gates import create_gate
-    from bulkops.emulator.resources.segments import create_segment
-    from bulkops.emulator.resources.tags import create_tag
-
-    project = Project("target", KEY)
-    now = 1_704_067_200_000
-    create_tag(project, {"name": "growth", "description": "growth team"})
-    for segment in ("beta_users", "beta_users_v2"):
-        create_segment(project, {"name": segment, "type": "id_list"}, now, ids=["u1"])
-    for family in FAMILIES:
-        for i in range(PER_FAMILY):
-            tags = ["growth"] if family == "growth" else []
-            fields = {"id": f"{family}_{i:03d}", "name": f"{family} {i:03d}",
-                      "rules": gate_rules(i), "tags": tags}  # fmt: skip
-            create_gate(project, fields, now + i)
-    return World([project])
-
-
-def changed_checkout_ids() -> set[str]:
-    return {f"checkout_{i:03d}" for i in range(PER_FAMILY) if i % 5 != 4 and i % 10 != 3}
-
-
 def gates(world: World) -> dict[str, dict[str, Any]]:
     return {g["id"]: copy.deepcopy(g) for g in world.project("target").collection("gates").values()}
-
-
-def mutations(world: World) -> int:
-    return world.count(is_mutation=True, project="target")
 
 
 @pytest.fixture
@@ -96,37 +47,6 @@ def world(monkeypatch) -> World:
     world = build_world()
     monkeypatch.setenv(KEY_ENV, KEY)
     return world
-
-
-def config(**kwargs: Any) -> EmulatorConfig:
-    return EmulatorConfig(mutation_windows=FAST_QUOTA, **kwargs)
-
-
-# -- jobs --------------------------------------------------------------------------------------
-def job_file(folder: Path, *, select: str = CHECKOUT_INTERNAL, edits: str = EMPLOYEES_EDITS,
-             extra: str = "", name: str = "brt", concurrency: int = 8) -> Path:  # fmt: skip
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{name}.toml"
-    path.write_text(
-        f'job = "batch_rule_update"\n[target]\napi_key_env = "{KEY_ENV}"\n[select]\n{select}\n'
-        f"{textwrap.dedent(edits)}\n{textwrap.dedent(extra)}\n"
-        f'[limits]\nconcurrency = {concurrency}\nmutation_rate = ["{FAST_QUOTA[0]}"]\n'
-    )
-    return path
-
-
-async def bulkops(command: str, job: Path | None, url: str, state: Path, **options: Any) -> int:
-    """One bulkops command in process (the CLI's dispatch without argument parsing)."""
-    opts = RunOptions(state_dir=state, base_url=url, retry=FAST_RETRY, progress=False,
-                      command=command, **options)  # fmt: skip
-    if command == "run":
-        return await planned.run_planned(load(str(job)), opts)
-    if command == "plan":
-        return await planned.plan_command(load(str(job)), opts)
-    if command == "apply":
-        return await planned.apply_command(opts)
-    assert command == "undo"
-    return await planned.undo_command(opts)
 
 
 async def human_edit(url: str, gate_id: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -197,7 +117,7 @@ async def test_plan_sends_nothing_then_apply_changes_only_the_selected_rules(
 
 async def test_request_bodies_match_the_spec(tmp_path, world) -> None:
     """Each planned body (sent verbatim by apply) validates against GatePartialUpdateDto."""
-    from tests.openapi_spec import spec_or_skip
+    from tests.support.openapi_spec import spec_or_skip
 
     spec = spec_or_skip()
     edits = (
@@ -379,25 +299,6 @@ async def test_dynamic_configs_with_add_rule_and_a_segment_swap(tmp_path, monkey
 
 
 # -- crash safety ------------------------------------------------------------------------------
-def outcomes(state: Path) -> int:
-    journal = state / "journal.jsonl"
-    if not journal.exists():
-        return 0
-    count = 0
-    for line in journal.read_bytes().splitlines():
-        with contextlib.suppress(orjson.JSONDecodeError):  # the torn last line of a killed writer
-            count += orjson.loads(line).get("type") == "outcome"
-    return count
-
-
-def wait_for(predicate, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting")
-        time.sleep(0.01)
-
-
 async def uninterrupted_end_state(tmp_path: Path) -> dict[str, Any]:
     reference = build_world()
     async with running_emulator(reference, config()) as url:

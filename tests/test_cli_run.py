@@ -5,7 +5,8 @@ from __future__ import annotations
 import orjson
 
 from bulkops.emulator import EmulatorConfig, EmulatorThread, build_demo_world
-from tests.helpers import KEY_ENV, cli, export_job
+from tests.support.commands import cli
+from tests.support.jobs import KEY_ENV, export_job
 
 
 def test_json_logs_carry_job_run_task_and_project_and_status_reports(tmp_path) -> None:
@@ -62,13 +63,13 @@ def test_status_without_a_run_explains_what_to_pass(tmp_path) -> None:
 
 
 def _clone_env(world, **overrides):
-    from tests.clone_support import keys_env
+    from tests.support.jobs import keys_env
 
     return {**keys_env(world), **overrides}
 
 
 def test_a_rejected_key_while_planning_aborts_with_exit_4_and_no_traceback(tmp_path) -> None:
-    from tests.clone_support import TARGET_ENV, clone_job
+    from tests.support.jobs import TARGET_ENV, clone_job
 
     world = build_demo_world()
     job = clone_job(tmp_path)
@@ -94,7 +95,7 @@ def test_sigterm_while_planning_exits_130(tmp_path) -> None:
     import signal
     import time
 
-    from tests.clone_support import clone_job
+    from tests.support.jobs import clone_job
 
     world = build_demo_world()
     job = clone_job(tmp_path)
@@ -121,7 +122,7 @@ def test_sigterm_while_planning_exits_130(tmp_path) -> None:
 
 
 def test_undo_of_a_clone_is_refused_with_a_reason(tmp_path) -> None:
-    from tests.clone_support import clone_job
+    from tests.support.jobs import clone_job
 
     world = build_demo_world()
     job = clone_job(tmp_path)

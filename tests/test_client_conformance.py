@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from bulkops.emulator import EmulatorConfig, build_demo_world, running_emulator
-from tests.helpers import KEY_ENV, export_job, run_export
-from tests.openapi_spec import spec_or_skip
+from tests.support.commands import run_export
+from tests.support.jobs import KEY_ENV, export_job
+from tests.support.openapi_spec import spec_or_skip
 
 
 async def test_every_export_request_is_a_documented_operation(tmp_path, monkeypatch) -> None:

@@ -7,21 +7,12 @@ import pytest
 
 from bulkops.commands import planned
 from bulkops.commands.session import RunOptions
-from bulkops.emulator import EmulatorConfig, build_demo_world, running_emulator
+from bulkops.emulator import EmulatorConfig, running_emulator
 from bulkops.jobs import load
 from bulkops.jobs.semantics import normalize
-from tests.clone_support import clone_job, dump, keys_env
-from tests.helpers import FAST_RETRY
-from tests.openapi_spec import spec_or_skip
-
-
-@pytest.fixture
-def world(monkeypatch):
-    world = build_demo_world()
-    for name, value in keys_env(world).items():
-        monkeypatch.setenv(name, value)
-    return world
-
+from tests.support.commands import FAST_RETRY
+from tests.support.jobs import clone_job, dump
+from tests.support.openapi_spec import spec_or_skip
 
 #: Entities the demo target already holds with other content; on_conflict=skip reuses them.
 PREEXISTING: set[str] = set()

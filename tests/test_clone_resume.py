@@ -12,8 +12,8 @@ from bulkops.commands import planned
 from bulkops.commands.session import RunOptions
 from bulkops.emulator import EmulatorConfig, EmulatorThread, build_demo_world, running_emulator
 from bulkops.jobs import load
-from tests.clone_support import clone_job, dump, keys_env
-from tests.helpers import FAST_RETRY, cli
+from tests.support.commands import FAST_RETRY, cli
+from tests.support.jobs import clone_job, dump, keys_env
 
 pytestmark = pytest.mark.slow
 

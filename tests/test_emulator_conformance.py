@@ -14,7 +14,6 @@ from urllib.parse import quote
 import aiohttp
 import orjson
 import pytest
-from openapi_spec import OpenApiSpec, SpecMismatch, spec_or_skip
 from yarl import URL
 
 from bulkops.emulator import (
@@ -25,6 +24,7 @@ from bulkops.emulator import (
     populate_metrics,
     running_emulator,
 )
+from tests.support.openapi_spec import OpenApiSpec, SpecMismatch, spec_or_skip
 
 KEY = "console-conformance-key"
 RO_KEY = "console-conformance-readonly-key"

@@ -6,9 +6,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from test_emulator_entities import REVIEW, V1, Api, seg, serve, small_world
-
 from bulkops.emulator import build_demo_world
+from tests.support.http import REVIEW, V1, Api, seg, serve
+from tests.support.worlds import entities_world
 
 RULE_ID = re.compile(r"^(?P<base>[0-9A-Za-z]{22}):(?P<pct>\d{1,3}\.\d{2}):(?P<n>[1-9]\d*)$")
 GATES = f"{V1}/gates"
@@ -55,7 +55,7 @@ def test_every_demo_rule_has_the_documented_id_form() -> None:
 
 async def test_new_rules_get_fresh_ids_and_ignore_client_ids() -> None:
     """Create assigns ids; POST /rule and /rules append rules with new ids whatever was sent."""
-    async with serve(small_world()) as api:
+    async with serve(entities_world()) as api:
         gate = await make_gate(api, rule("a", 12.5), rule("b", 100))
         (base_a, pct_a, n_a), (base_b, _, _) = (parts(r["id"]) for r in gate["rules"])
         assert (pct_a, n_a) == ("12.50", 1)
@@ -73,7 +73,7 @@ async def test_new_rules_get_fresh_ids_and_ignore_client_ids() -> None:
 
 async def test_pass_percentage_change_keeps_base_id_and_bumps_revision() -> None:
     """PATCH /rules/{ruleID}: new pct → new id, same baseID, n+1; matching by baseID works."""
-    async with serve(small_world()) as api:
+    async with serve(entities_world()) as api:
         gate = await make_gate(api, rule("a", 10))
         first = gate["rules"][0]
         base = first["baseID"]
@@ -94,7 +94,7 @@ async def test_pass_percentage_change_keeps_base_id_and_bumps_revision() -> None
 
 async def test_update_rules_list_only_updates_existing_rules() -> None:
     """PATCH /rules matches on id or baseID and never adds; unknown or missing ids are 400."""
-    async with serve(small_world()) as api:
+    async with serve(entities_world()) as api:
         gate = await make_gate(api, rule("a", 10), rule("b", 20), rule("c", 30))
         a, b, c = gate["rules"]
         updated = await api.patch(
@@ -123,7 +123,7 @@ async def test_update_rules_list_only_updates_existing_rules() -> None:
 
 async def test_full_rule_lists_match_client_ids_and_never_trust_foreign_ones() -> None:
     """A full rules list keeps baseIDs of matched rules, makes new ones for the rest."""
-    async with serve(small_world()) as api:
+    async with serve(entities_world()) as api:
         gate = await make_gate(api, rule("a", 10), rule("b", 20))
         a, b = gate["rules"]
         other = await api.post(GATES, {"name": "other gate", "rules": [rule("x", 1)]})
@@ -163,7 +163,7 @@ async def test_full_rule_lists_match_client_ids_and_never_trust_foreign_ones() -
 
 async def test_delete_rule_and_read_rules() -> None:
     """DELETE /rules/{ruleID} by id or baseID; GET /rules answers [{rules}]."""
-    async with serve(small_world()) as api:
+    async with serve(entities_world()) as api:
         gate = await make_gate(api, rule("a", 10), rule("b", 20))
         read = await api.get(f"{GATES}/rule_gate/rules")
         assert read.body["message"] == "Gate rules read successfully."
@@ -180,7 +180,7 @@ async def test_delete_rule_and_read_rules() -> None:
 
 async def test_rule_conditions_must_reference_existing_entities() -> None:
     """passes_gate / passes_segment / unit_id customID / target_app must exist; paths say where."""
-    async with serve(small_world()) as api:
+    async with serve(entities_world()) as api:
         await make_gate(api, rule("a", 10))
         bad = await api.post(
             f"{GATES}/rule_gate/rules",
@@ -244,7 +244,7 @@ async def test_rule_conditions_must_reference_existing_entities() -> None:
 
 async def test_rule_changes_are_held_for_review_with_the_header() -> None:
     """Rule endpoints respect the review header like every other gate change."""
-    async with serve(small_world()) as api:
+    async with serve(entities_world()) as api:
         await api.post(
             GATES,
             {
@@ -266,7 +266,7 @@ async def test_rule_changes_are_held_for_review_with_the_header() -> None:
 
 async def test_dynamic_config_rule_endpoints_of_the_current_spec() -> None:
     """GET rules (data [{rules}], 20000 per page), GET/PATCH/DELETE /rule/{ruleId}."""
-    async with serve(small_world()) as api:
+    async with serve(entities_world()) as api:
         config = await make_config(api, rule("a", 10, returnValue={"x": 1}), rule("b", 20))
         a, b = config["rules"]
         assert a["returnValue"] == {"x": 1}
@@ -295,7 +295,7 @@ async def test_dynamic_config_rule_endpoints_of_the_current_spec() -> None:
 
 async def test_dynamic_config_rule_endpoints_only_in_the_2025_03_spec() -> None:
     """POST /rule, POST and PATCH /rules, PATCH and DELETE /rule/name/{ruleName}."""
-    async with serve(small_world()) as api:
+    async with serve(entities_world()) as api:
         config = await make_config(api, rule("Internal", 100))
         added = await api.post(
             f"{CONFIGS}/rule_config/rule", rule("EU", 50, returnValueJson5='{"eu": true}')
@@ -321,7 +321,7 @@ async def test_dynamic_config_rule_endpoints_only_in_the_2025_03_spec() -> None:
 
 async def test_full_update_of_a_config_keeps_matched_rules() -> None:
     """POST /dynamic_configs/{id} with the rules read back keeps ids exactly."""
-    async with serve(small_world()) as api:
+    async with serve(entities_world()) as api:
         config = await make_config(api, rule("a", 10, returnValue={"v": 1}))
         again = await api.post(
             f"{CONFIGS}/rule_config",

@@ -6,16 +6,10 @@ import orjson
 import pytest
 
 from bulkops import redact
-from bulkops.emulator import EmulatorConfig, build_demo_world, running_emulator
+from bulkops.emulator import EmulatorConfig, running_emulator
 from bulkops.errors import AuthError
-from tests.helpers import KEY_ENV, export_job, run_export, snapshot
-
-
-@pytest.fixture
-def world(monkeypatch):
-    world = build_demo_world()
-    monkeypatch.setenv(KEY_ENV, world.project("source").console_key)
-    return world
+from tests.support.commands import run_export
+from tests.support.jobs import KEY_ENV, export_job, snapshot
 
 
 async def test_export_holds_every_metric_of_every_source(tmp_path, world) -> None:

@@ -11,22 +11,7 @@ from bulkops.api.governor import WINDOW_MARGIN, RateGovernor, SendTimeStore, Sli
 from bulkops.emulator._config import parse_window
 from bulkops.emulator._quota import SlidingWindowQuota
 from bulkops.jobs.spec import RateWindow
-
-
-class FakeClock:
-    """A clock that only moves when someone sleeps on it; records every sleep."""
-
-    def __init__(self, start: float = 1_000_000.0) -> None:
-        self.now = start
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += max(seconds, 0.0)
-        await anyio.lowlevel.checkpoint()
+from tests.support.clock import FakeClock
 
 
 def governor(clock: FakeClock, windows: list[str], **kwargs) -> RateGovernor:

@@ -20,7 +20,7 @@ from bulkops.errors import FunctionFailed
 from bulkops.jobs import load
 from bulkops.jobs.batch_rule_update import load_functions
 from bulkops.jobs.rule_edits import PythonEdit, checked_rule, run_edits
-from tests.helpers import FAST_RETRY
+from tests.support.commands import FAST_RETRY
 
 KEY_ENV = "BULKOPS_TEST_GUEST_KEY"
 KEY = "console-guest-target-key"

@@ -11,7 +11,8 @@ import structlog
 from bulkops import redact
 from bulkops.emulator import EmulatorConfig, build_demo_world
 from bulkops.human import count, duration, table, tally
-from tests.helpers import KEY_ENV, cli
+from tests.support.commands import cli
+from tests.support.jobs import KEY_ENV
 
 REPO_JOBS = Path(__file__).resolve().parents[1] / "jobs"
 #: Python reprs that must never reach a person.
@@ -78,7 +79,8 @@ async def test_a_failed_export_says_which_sources_failed_without_reprs(
 ) -> None:
     """The export's exit 3 (every read fails) names the failures and prints no repr."""
     from bulkops.emulator import running_emulator
-    from tests.helpers import export_job, run_export
+    from tests.support.commands import run_export
+    from tests.support.jobs import export_job
 
     world = build_demo_world()
     monkeypatch.setenv(KEY_ENV, world.project("source").console_key)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bulkops.cli import main
-from tests.helpers import cli
+from tests.support.commands import cli
 
 #: What must never reach a person: our internals, the validator's own words, Python reprs.
 NOISE = ("Traceback", "pydantic", "type=", "Input should", "Value error", "errors.pydantic.dev",

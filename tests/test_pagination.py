@@ -5,16 +5,10 @@ from __future__ import annotations
 import pytest
 
 from bulkops.api.client import check_total, pages_for, parse_page
-from bulkops.emulator import EmulatorConfig, build_demo_world, running_emulator
+from bulkops.emulator import EmulatorConfig, running_emulator
 from bulkops.errors import InconsistentListing, MalformedResponse
-from tests.helpers import KEY_ENV, export_job, run_export, snapshot
-
-
-@pytest.fixture
-def world(monkeypatch):
-    world = build_demo_world()
-    monkeypatch.setenv(KEY_ENV, world.project("source").console_key)
-    return world
+from tests.support.commands import run_export
+from tests.support.jobs import export_job, snapshot
 
 
 async def test_a_server_capping_limit_below_100_still_yields_every_row(tmp_path, world) -> None:

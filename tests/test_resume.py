@@ -11,7 +11,9 @@ import orjson
 import pytest
 
 from bulkops.emulator import EmulatorConfig, EmulatorThread, build_demo_world, running_emulator
-from tests.helpers import KEY_ENV, cli, export_job, run_export, snapshot
+from tests.support.commands import cli, run_export
+from tests.support.jobs import KEY_ENV, export_job, snapshot
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -40,14 +42,6 @@ def page_request(task_id: str) -> tuple[str, str] | None:
         name = prefix.removeprefix("metrics:")
         return f"/console/v1/metrics/metric_source/{name}/metrics", page
     return None
-
-
-def wait_for(predicate, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting")
-        time.sleep(0.02)
 
 
 async def baseline(tmp_path: Path, monkeypatch) -> dict:

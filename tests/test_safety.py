@@ -12,19 +12,18 @@ import orjson
 import pytest
 
 from bulkops.emulator import EmulatorThread, Project, World
-from tests.helpers import cli
-from tests.test_batch_rule_update import (
+from tests.support.batch import (
     KEY,
     KEY_ENV,
     build_world,
-    bulkops,
     changed_checkout_ids,
     config,
     job_file,
     mutations,
     outcomes,
-    wait_for,
 )
+from tests.support.commands import bulkops, cli
+from tests.support.waiting import wait_for
 
 OTHER_ENV = "BULKOPS_TEST_OTHER_KEY"
 OTHER_KEY = "console-another-project-key"

@@ -143,6 +143,7 @@ async def test_request_bodies_match_the_spec(tmp_path, world) -> None:
 async def test_a_concurrent_edit_is_a_conflict_not_overwritten_unless_forced(
     tmp_path, world, capsys
 ) -> None:
+    """A gate edited between plan and apply is a conflict (exit 3, not overwritten) until apply --force."""
     job = job_file(tmp_path)
     state = tmp_path / "state"
     async with running_emulator(world, config()) as url:
@@ -163,6 +164,7 @@ async def test_a_concurrent_edit_is_a_conflict_not_overwritten_unless_forced(
 
 
 async def test_undo_restores_the_exact_before_state_and_is_guarded(tmp_path, world) -> None:
+    """undo restores every gate's before-image, except one edited since, which it refuses unless forced."""
     before = gates(world)
     job = job_file(tmp_path)
     state = tmp_path / "state"
@@ -185,6 +187,7 @@ async def test_undo_restores_the_exact_before_state_and_is_guarded(tmp_path, wor
 
 
 async def test_a_python_edit_that_raises_fails_only_that_gate(tmp_path, world, capsys) -> None:
+    """A python edit raising on one gate fails that gate alone; the others are edited."""
     (tmp_path / "job").mkdir()
     (tmp_path / "job" / "brt_edits.py").write_text(textwrap.dedent("""
         def employees_only(entity, rule):
@@ -222,6 +225,7 @@ async def test_a_python_edit_that_raises_fails_only_that_gate(tmp_path, world, c
 
 
 async def test_a_bad_edit_in_the_job_file_exits_2_naming_its_index(tmp_path, world, capsys) -> None:
+    """An unknown op or bad condition type exits 2 naming edits.N and the expected values."""
     bad_op = job_file(tmp_path / "a", edits='[[edits]]\nop = "add_conditions"\n')
     bad_condition = job_file(tmp_path / "b", edits=EMPLOYEES_EDITS.replace('"email"', '"e-mail"'))
     async with running_emulator(world, config()) as url:
@@ -237,6 +241,7 @@ async def test_a_bad_edit_in_the_job_file_exits_2_naming_its_index(tmp_path, wor
 
 
 async def test_review_settings_turn_edits_into_pending_reviews(tmp_path, world) -> None:
+    """With respect_review, a gate that requires review gets a pending review instead of the edit."""
     from bulkops.emulator.resources._entities import set_review_required
 
     set_review_required(world.project("target"), "gates", "checkout_000")
@@ -257,6 +262,7 @@ async def test_review_settings_turn_edits_into_pending_reviews(tmp_path, world) 
 
 
 async def test_dynamic_configs_with_add_rule_and_a_segment_swap(tmp_path, monkeypatch) -> None:
+    """On dynamic configs, add_rule and a segment swap apply with return values kept."""
     from bulkops.emulator.resources.dynamic_configs import create_dynamic_config
     from bulkops.emulator.resources.segments import create_segment
 
@@ -310,6 +316,7 @@ async def uninterrupted_end_state(tmp_path: Path) -> dict[str, Any]:
 def test_sigkill_mid_apply_then_rerun_gives_the_uninterrupted_end_state(
     tmp_path, monkeypatch
 ) -> None:
+    """A batch edit killed mid-apply, then re-run, ends as an uninterrupted one, each gate written once."""
     monkeypatch.setenv(KEY_ENV, KEY)
     expected = anyio.run(uninterrupted_end_state, tmp_path)
 
@@ -359,6 +366,7 @@ REPO_JOBS = Path(__file__).resolve().parents[1] / "jobs"
 
 
 def test_the_example_job_runs_in_the_sandbox(tmp_path, capsys) -> None:
+    """The shipped example job runs in the sandbox, showing its diff and the applied count."""
     state = str(tmp_path / "state")
     assert main(["run", str(REPO_JOBS / "batch_rule_update.toml"), "--sandbox", "--state",
                  state]) == 0  # fmt: skip
@@ -369,6 +377,7 @@ def test_the_example_job_runs_in_the_sandbox(tmp_path, capsys) -> None:
 
 
 def test_the_example_python_edits_converge_on_every_demo_gate() -> None:
+    """The shipped example python edits change over 100 demo gates and are idempotent on every one."""
     from bulkops.emulator import build_demo_world
     from bulkops.jobs.batch_rule_update import load_functions
     from bulkops.jobs.rule_edits import PythonEdit, edit_entity

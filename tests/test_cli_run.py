@@ -10,6 +10,7 @@ from tests.support.jobs import KEY_ENV, export_job
 
 
 def test_json_logs_carry_job_run_task_and_project_and_status_reports(tmp_path) -> None:
+    """--log-format json writes events with job, run, task and project ids, and status reports the run."""
     world = build_demo_world()
     env = {KEY_ENV: world.project("source").console_key}
     job = export_job(tmp_path)
@@ -55,6 +56,7 @@ def test_json_logs_carry_job_run_task_and_project_and_status_reports(tmp_path) -
 
 
 def test_status_without_a_run_explains_what_to_pass(tmp_path) -> None:
+    """status with no run in the directory exits 2 and says to pass --state, without a traceback."""
     process = cli("status", cwd=tmp_path)
     _, err = process.communicate(timeout=30)
     assert process.returncode == 2
@@ -69,6 +71,7 @@ def _clone_env(world, **overrides):
 
 
 def test_a_rejected_key_while_planning_aborts_with_exit_4_and_no_traceback(tmp_path) -> None:
+    """A target key rejected while planning exits 4 with a message and no traceback."""
     from tests.support.jobs import TARGET_ENV, clone_job
 
     world = build_demo_world()
@@ -92,6 +95,7 @@ def test_a_rejected_key_while_planning_aborts_with_exit_4_and_no_traceback(tmp_p
 
 
 def test_sigterm_while_planning_exits_130(tmp_path) -> None:
+    """SIGTERM while a clone is planning exits 130."""
     import signal
     import time
 
@@ -122,6 +126,7 @@ def test_sigterm_while_planning_exits_130(tmp_path) -> None:
 
 
 def test_undo_of_a_clone_is_refused_with_a_reason(tmp_path) -> None:
+    """undo after a clone exits 2 and says a clone has no undo."""
     from tests.support.jobs import clone_job
 
     world = build_demo_world()

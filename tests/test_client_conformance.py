@@ -9,6 +9,7 @@ from tests.support.openapi_spec import spec_or_skip
 
 
 async def test_every_export_request_is_a_documented_operation(tmp_path, monkeypatch) -> None:
+    """Every request an export sends is a spec operation, with only documented query parameters."""
     spec = spec_or_skip()
     world = build_demo_world()
     monkeypatch.setenv(KEY_ENV, world.project("source").console_key)

@@ -38,11 +38,13 @@ def _dump(world: World) -> bytes:
 
 
 def test_demo_world_is_deterministic_per_seed() -> None:
+    """The same seed builds the same demo world; another seed builds another."""
     assert _dump(build_demo_world()) == _dump(build_demo_world())
     assert _dump(build_demo_world("other")) != _dump(build_demo_world())
 
 
 def test_demo_world_shape() -> None:
+    """The demo world has the sizes and awkward source names the tests and rehearsals rely on."""
     world = build_demo_world()
     source, target = world.project("source"), world.project("target")
     assert "demo" in source.console_key
@@ -65,6 +67,7 @@ def test_demo_world_shape() -> None:
 
 
 def test_populate_metrics_sizes() -> None:
+    """populate_metrics makes exactly the sources and metrics per source asked for."""
     project = Project("bench", "console-bench-key")
     names = populate_metrics(project, 3, 250, seed="x")
     assert len(names) == 3
@@ -73,6 +76,7 @@ def test_populate_metrics_sizes() -> None:
 
 
 def test_config_errors_name_the_field_and_the_fix() -> None:
+    """A bad EmulatorConfig names the field at fault and, for windows, an example of the right form."""
     with pytest.raises(ValueError, match=r"'100/10 sec'.*e\.g\. '100/10s'"):
         EmulatorConfig(mutation_windows=("100/10 sec",))
     with pytest.raises(ValueError, match="fail_rate"):
@@ -101,6 +105,7 @@ def test_emulator_thread_serves_blocking_callers() -> None:
 
 @pytest.mark.slow
 def test_serve_forever_prints_url_and_keys_and_stops_on_sigint() -> None:
+    """serve_forever prints its URL and keys, serves them, and exits cleanly on SIGINT."""
     code = "from bulkops.emulator import serve_forever; serve_forever('127.0.0.1', 0, 'demo', 1)"
     root = Path(__file__).resolve().parents[1]
     env = {**os.environ, "PYTHONPATH": str(root)}

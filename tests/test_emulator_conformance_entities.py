@@ -120,6 +120,7 @@ def old_spec() -> OpenApiSpec:
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 async def test_response_matches_spec(spec: OpenApiSpec, old_spec: OpenApiSpec, case: Case) -> None:
+    """Each config-entity case answers its expected status with a body its spec's schema accepts."""
     world = conformance_world()
     path, body = _fill(case.path, world), _fill_body(case.body, world)
     async with running_emulator(world, case.config) as base_url:

@@ -162,6 +162,7 @@ async def test_encoded_dots_address_the_source_named_dot_dot() -> None:
 
 
 async def test_names_differing_only_by_case_are_distinct() -> None:
+    """Source names are case-sensitive: Orders and orders are two sources."""
     async with serve(build_demo_world()) as api:
         upper = (await api.get(f"{SOURCES}/Orders/metrics")).body["pagination"]["totalItems"]
         lower = (await api.get(f"{SOURCES}/orders/metrics")).body["pagination"]["totalItems"]
@@ -187,6 +188,7 @@ async def test_metric_ids_with_slash_percent_and_colon() -> None:
 
 
 async def test_metric_lifecycle() -> None:
+    """A metric is created with its server fields, read, refused a duplicate name, renamed, deleted."""
     world = metrics_world()
     async with serve(world) as api:
         body = new_metric("Revenue (7d) / user", source="s source 0001")
@@ -212,6 +214,7 @@ async def test_metric_lifecycle() -> None:
 
 
 async def test_metric_validation_reports_every_error() -> None:
+    """A bad metric body gets one 400 listing every invalid or missing property."""
     async with serve(metrics_world()) as api:
         bad = await api.post(f"{V1}/metrics", {"name": "ab", "type": "nope", "isVerified": "yes"})
         assert bad.status == 400
@@ -227,6 +230,7 @@ async def test_metric_validation_reports_every_error() -> None:
 
 
 async def test_dry_run_validates_without_persisting() -> None:
+    """A create with dryRun answers as a create would and stores nothing."""
     world = metrics_world()
     async with serve(world) as api:
         answer = await api.post(f"{V1}/metrics", {**new_metric("dry metric"), "dryRun": True})
@@ -258,11 +262,13 @@ async def test_metric_source_lifecycle() -> None:
 
 
 async def test_create_status_switch() -> None:
+    """create_status="200" makes creates answer 200 instead of the spec's 201."""
     async with serve(metrics_world(), EmulatorConfig(create_status="200")) as api:
         assert (await api.post(f"{V1}/metrics", new_metric())).status == 200
 
 
 async def test_unknown_routes_and_methods_are_404() -> None:
+    """Unknown paths and unsupported methods get the documented 404 body."""
     async with serve(metrics_world()) as api:
         cases = [("GET", f"{V1}/nothing"), ("PATCH", f"{V1}/metrics/x::sum"), ("GET", "/")]
         for method, path in cases:

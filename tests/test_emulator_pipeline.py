@@ -41,6 +41,7 @@ async def test_missing_or_unknown_key_is_401_with_the_documented_text() -> None:
 
 
 async def test_read_only_key_reads_but_cannot_mutate() -> None:
+    """A read-only key reads, and its mutation gets 403 and changes nothing."""
     world = metrics_world()
     async with serve(world, key=SOURCE_RO_KEY) as api:
         assert (await api.get(f"{V1}/metrics/list")).status == 200
@@ -51,6 +52,7 @@ async def test_read_only_key_reads_but_cannot_mutate() -> None:
 
 
 async def test_each_key_sees_its_own_project() -> None:
+    """Each key opens its own project's data."""
     async with serve(metrics_world()) as api:
         source = await api.get(f"{V1}/metrics/list")
         target = await api.get(f"{V1}/metrics/list", key=TARGET_KEY)
@@ -62,6 +64,7 @@ async def test_each_key_sees_its_own_project() -> None:
 
 
 async def test_mutations_over_the_window_get_429() -> None:
+    """Mutations beyond the window's limit get 429 (no Retry-After by default) until the window slides."""
     clock = FakeClock()
     config = EmulatorConfig(mutation_windows=("3/10s",))
     async with serve(metrics_world(clock), config) as api:
@@ -91,6 +94,7 @@ async def test_rejected_attempts_count_toward_the_quota() -> None:
 
 
 async def test_invalid_and_forbidden_attempts_use_quota_too() -> None:
+    """A 400 and a 403 mutation attempt count against the quota as an accepted one does."""
     clock = FakeClock()
     config = EmulatorConfig(mutation_windows=("2/10s",))
     async with serve(metrics_world(clock), config) as api:
@@ -100,6 +104,7 @@ async def test_invalid_and_forbidden_attempts_use_quota_too() -> None:
 
 
 async def test_retry_after_header_is_behind_a_flag() -> None:
+    """Retry-After is sent only with retry_after=True, and says the full honest wait."""
     clock = FakeClock()
     config = EmulatorConfig(mutation_windows=("1/10s",), retry_after=True)
     async with serve(metrics_world(clock), config) as api:
@@ -117,6 +122,7 @@ async def test_retry_after_header_is_behind_a_flag() -> None:
 
 
 async def test_fifteen_minute_window_applies_after_the_burst_window_clears() -> None:
+    """The 15-minute window refuses mutations even when the 10-second window has room."""
     clock = FakeClock()
     config = EmulatorConfig(mutation_windows=("5/10s", "6/15min"))
     async with serve(metrics_world(clock), config) as api:
@@ -130,6 +136,7 @@ async def test_fifteen_minute_window_applies_after_the_burst_window_clears() -> 
 
 
 async def test_reads_are_not_limited_and_quotas_are_per_project() -> None:
+    """Reads never get 429, and one project's spent quota leaves another's alone."""
     clock = FakeClock()
     config = EmulatorConfig(mutation_windows=("1/10s",))
     async with serve(metrics_world(clock), config) as api:
@@ -145,6 +152,7 @@ async def test_reads_are_not_limited_and_quotas_are_per_project() -> None:
 
 
 async def test_server_errors_do_not_apply_mutations() -> None:
+    """An injected 5xx answers reads and mutations alike and applies nothing."""
     world = metrics_world()
     async with serve(world, EmulatorConfig(fail_rate=1.0)) as api:
         read = await api.get(f"{V1}/metrics/list")
@@ -156,6 +164,7 @@ async def test_server_errors_do_not_apply_mutations() -> None:
 
 
 async def test_dropped_connections_send_nothing_and_apply_nothing() -> None:
+    """A dropped connection gives no answer and applies no mutation."""
     world = metrics_world()
     async with serve(world, EmulatorConfig(drop_rate=1.0)) as api:
         with pytest.raises(aiohttp.ServerDisconnectedError):
@@ -169,6 +178,7 @@ async def test_dropped_connections_send_nothing_and_apply_nothing() -> None:
 
 
 async def test_truncated_bodies_fail_to_read_and_apply_nothing() -> None:
+    """A truncated body fails to read on the client and applies no mutation."""
     world = metrics_world()
     async with serve(world, EmulatorConfig(truncate_rate=1.0)) as api:
         with pytest.raises(aiohttp.ClientPayloadError):
@@ -180,6 +190,7 @@ async def test_truncated_bodies_fail_to_read_and_apply_nothing() -> None:
 
 
 async def test_lost_answer_applies_the_mutation_then_drops_the_connection() -> None:
+    """lost_answer applies the mutation and then drops the connection, so only reconciliation can tell."""
     world = metrics_world()
     async with serve(world, EmulatorConfig(lost_answer_rate=1.0)) as api:
         assert (await api.get(f"{V1}/metrics/list")).status == 200
@@ -190,6 +201,7 @@ async def test_lost_answer_applies_the_mutation_then_drops_the_connection() -> N
 
 
 async def test_latency_is_added_to_every_authenticated_request() -> None:
+    """Configured latency delays an authenticated request by at least latency_ms."""
     async with serve(metrics_world(), EmulatorConfig(latency_ms=60, latency_jitter_ms=20)) as api:
         started = time.monotonic()
         await api.get(f"{V1}/metrics/list")
@@ -236,6 +248,7 @@ async def test_faults_are_reproducible_from_the_seed() -> None:
 
 
 async def test_max_in_flight_is_observed_per_project() -> None:
+    """The world records the most requests each project had in flight at once."""
     world = metrics_world()
     async with serve(world, EmulatorConfig(latency_ms=100)) as api:
         await asyncio.gather(*(api.get(f"{V1}/metrics/list") for _ in range(6)))

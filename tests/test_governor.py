@@ -34,6 +34,7 @@ async def send(gov: RateGovernor, n: int, clock: FakeClock) -> list[float]:
 
 
 def test_rate_window_parsing_accepts_units_and_rejects_nonsense() -> None:
+    """Rate windows parse COUNT/DURATION with s, min and h units; anything else names the expected form."""
     assert RateWindow.parse("100/10s") == RateWindow(100, 10.0)
     assert RateWindow.parse("900/15min") == RateWindow(900, 900.0)
     assert RateWindow.parse("5/h") == RateWindow(5, 3600.0)
@@ -43,6 +44,7 @@ def test_rate_window_parsing_accepts_units_and_rejects_nonsense() -> None:
 
 
 async def test_every_window_holds_at_once() -> None:
+    """Sends are spaced so no span of any configured window ever holds more than its limit."""
     clock = FakeClock()
     gov = governor(clock, ["3/10s", "5/60s"])
     times = await send(gov, 7, clock)
@@ -62,6 +64,7 @@ async def test_every_window_holds_at_once() -> None:
 
 
 async def test_429_pauses_the_whole_project_including_reads() -> None:
+    """A 429 pauses the project's reads and mutations alike for the Retry-After time."""
     clock = FakeClock()
     gov = governor(clock, ["100/10s"])
     gov.on_rate_limited(retry_after=7.0, mutation=False)
@@ -73,6 +76,7 @@ async def test_429_pauses_the_whole_project_including_reads() -> None:
 
 
 async def test_429_halves_read_concurrency_and_successes_restore_it() -> None:
+    """A 429 halves read concurrency; successes bring it back to the configured level."""
     clock = FakeClock()
     gov = governor(clock, ["100/10s"], concurrency=8)
     gov.on_rate_limited(retry_after=0.0, mutation=False)
@@ -172,6 +176,7 @@ async def test_a_429_nothing_we_sent_explains_teaches_nothing() -> None:
 
 
 async def test_consecutive_429s_back_off_exponentially_with_jitter() -> None:
+    """Consecutive 429s without Retry-After pause for a jittered, doubling, capped time."""
     clock = FakeClock()
     gov = governor(clock, ["100/10s"], rng=random.Random(1))
     pauses = [gov.on_rate_limited(retry_after=None, mutation=False) for _ in range(6)]
@@ -181,6 +186,7 @@ async def test_consecutive_429s_back_off_exponentially_with_jitter() -> None:
 
 
 async def test_send_times_persist_so_a_resumed_run_honours_the_window(tmp_path) -> None:
+    """Send times are stored, so a resumed run waits for the previous run's sends to leave the window."""
     clock = FakeClock()
     store = SendTimeStore(tmp_path / "p.times")
     first = governor(clock, ["5/60s"], store=store)
@@ -193,6 +199,7 @@ async def test_send_times_persist_so_a_resumed_run_honours_the_window(tmp_path) 
 
 
 def test_sliding_window_repr_and_minimum_time() -> None:
+    """minimum_seconds is the least time the windows allow for N mutations; the reprs show the limits."""
     clock = FakeClock()
     gov = governor(clock, ["100/10s", "900/15min"])
     assert gov.minimum_seconds(100) == 0
@@ -203,6 +210,7 @@ def test_sliding_window_repr_and_minimum_time() -> None:
 
 
 async def test_concurrency_cap_bounds_requests_in_flight() -> None:
+    """No more reads are in flight at once than the governor's concurrency."""
     gov = RateGovernor("p", mutation_windows=[], concurrency=3)
     in_flight = peak = 0
 

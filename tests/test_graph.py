@@ -47,6 +47,7 @@ async def run_graph(journal: Journal, tasks: list[Task]) -> Scheduler:
 
 
 async def test_dependents_wait_for_the_whole_subtree(tmp_path) -> None:
+    """A task depending on another starts only after that task's whole subtree of children is done."""
     calls: list[str] = []
     scheduler = await run_graph(Journal.open(tmp_path / "j"), tree(calls))
     assert calls.index("report") > max(calls.index(f"a{n}") for n in (1, 2, 3))
@@ -55,6 +56,7 @@ async def test_dependents_wait_for_the_whole_subtree(tmp_path) -> None:
 
 
 async def test_a_failure_skips_only_its_dependents(tmp_path) -> None:
+    """A failing task skips its dependents and no other task."""
     calls: list[str] = []
     scheduler = await run_graph(Journal.open(tmp_path / "j"), tree(calls, failing="a2"))
     assert "report" not in calls
@@ -66,6 +68,7 @@ async def test_a_failure_skips_only_its_dependents(tmp_path) -> None:
 
 
 async def test_a_rerun_replays_finished_bodies_and_retries_only_failures(tmp_path) -> None:
+    """A re-run on the same journal replays finished tasks and runs only the failed ones and theirs."""
     calls: list[str] = []
     await run_graph(Journal.open(tmp_path / "j"), tree(calls, failing="a2"))
     again: list[str] = []
@@ -76,6 +79,7 @@ async def test_a_rerun_replays_finished_bodies_and_retries_only_failures(tmp_pat
 
 
 async def test_a_fatal_error_aborts_the_job(tmp_path) -> None:
+    """A fatal error raises Aborted out of the scheduler and starts no further task."""
     calls: list[str] = []
     scheduler = Scheduler(Journal.open(tmp_path / "j"), max_running=1)
     scheduler.add(Task(id="auth", body=body(calls, "auth", error=AuthError("bad key", status=401))))
@@ -86,6 +90,7 @@ async def test_a_fatal_error_aborts_the_job(tmp_path) -> None:
 
 
 async def test_stop_starts_nothing_new(tmp_path) -> None:
+    """After stop(), no further task starts; the rest stay pending."""
     calls: list[str] = []
     scheduler = Scheduler(Journal.open(tmp_path / "j"), max_running=1)
 
@@ -102,6 +107,7 @@ async def test_stop_starts_nothing_new(tmp_path) -> None:
 
 
 async def test_a_task_waiting_on_a_missing_dependency_fails_instead_of_hanging(tmp_path) -> None:
+    """A task whose dependency never exists fails, naming it, instead of waiting forever."""
     calls: list[str] = []
     scheduler = await run_graph(
         Journal.open(tmp_path / "j"), [Task(id="orphan", body=body(calls, "x"), deps=("ghost",))]

@@ -33,6 +33,7 @@ def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
 
 
 def test_validate_accepts_a_good_job_file(tmp_path, capsys) -> None:
+    """validate accepts a good job file and says its kind, name and the variable its key comes from."""
     code, out, err = run_cli(capsys, "validate", str(write(tmp_path, GOOD)))
     assert code == 0, err
     assert "valid export_metrics job 'nightly-metrics'" in out
@@ -40,6 +41,7 @@ def test_validate_accepts_a_good_job_file(tmp_path, capsys) -> None:
 
 
 def test_toml_syntax_error_names_file_line_and_column(tmp_path, capsys) -> None:
+    """A TOML syntax error exits 2 naming the file, line and column."""
     path = write(tmp_path, 'job = "export_metrics"\n[source\napi_key_env = "X"\n')
     code, _, err = run_cli(capsys, "validate", str(path))
     assert code == 2
@@ -50,6 +52,7 @@ def test_toml_syntax_error_names_file_line_and_column(tmp_path, capsys) -> None:
 
 
 def test_schema_errors_name_every_bad_field_with_its_path(tmp_path, capsys) -> None:
+    """Every invalid field is reported at once, each by its dotted path."""
     path = write(
         tmp_path,
         """
@@ -73,6 +76,7 @@ mutation_rate = ["100/10 parsecs"]
 
 
 def test_unknown_job_kind_lists_the_known_ones(tmp_path, capsys) -> None:
+    """An unknown job kind exits 2 and lists the kinds there are."""
     code, _, err = run_cli(capsys, "validate", str(write(tmp_path, 'job = "export_everything"\n')))
     assert code == 2
     assert "unknown job kind 'export_everything'" in err
@@ -80,6 +84,7 @@ def test_unknown_job_kind_lists_the_known_ones(tmp_path, capsys) -> None:
 
 
 def test_missing_job_key_and_missing_file(tmp_path, capsys) -> None:
+    """A file without `job`, and a file that does not exist, each exit 2 saying so."""
     code, _, err = run_cli(capsys, "validate", str(write(tmp_path, 'name = "x"\n')))
     assert code == 2
     assert "`job`" in err
@@ -89,6 +94,7 @@ def test_missing_job_key_and_missing_file(tmp_path, capsys) -> None:
 
 
 def test_run_names_the_missing_key_variable(tmp_path, capsys, monkeypatch) -> None:
+    """run with the key variable unset exits 2 naming it and --sandbox, and starts nothing."""
     monkeypatch.delenv("STATSIG_CONSOLE_API_KEY", raising=False)
     monkeypatch.chdir(tmp_path)
     code, _, err = run_cli(capsys, "run", str(write(tmp_path, GOOD)))
@@ -99,6 +105,7 @@ def test_run_names_the_missing_key_variable(tmp_path, capsys, monkeypatch) -> No
 
 
 def test_bad_usage_exits_2(capsys) -> None:
+    """Missing or out-of-range arguments exit 2."""
     with pytest.raises(SystemExit) as exit_info:
         main(["run"])
     assert exit_info.value.code == 2
@@ -108,6 +115,7 @@ def test_bad_usage_exits_2(capsys) -> None:
 
 
 def test_emulator_bad_options_are_user_errors(capsys) -> None:
+    """A bad emulator --mutation-rate exits 2 with the right form and no traceback."""
     code, _, err = run_cli(capsys, "emulator", "--mutation-rate", "100/10parsecs")
     assert code == 2
     assert "100/10s" in err
@@ -115,6 +123,7 @@ def test_emulator_bad_options_are_user_errors(capsys) -> None:
 
 
 def test_an_unusable_state_directory_is_a_user_error(tmp_path, capsys, monkeypatch) -> None:
+    """A --state that is a file exits 2 naming --state, without a traceback."""
     monkeypatch.setenv("STATSIG_CONSOLE_API_KEY", "console-x")
     blocker = tmp_path / "a-file"
     blocker.write_text("")
@@ -125,6 +134,7 @@ def test_an_unusable_state_directory_is_a_user_error(tmp_path, capsys, monkeypat
 
 
 def test_rate_windows_get_messages_that_show_the_right_form(tmp_path, capsys) -> None:
+    """Each malformed limits.mutation_rate exits 2 with a message showing the right form."""
     base = 'job = "export_metrics"\n[source]\napi_key_env = "K"\n[output]\ndir = "o"\n[limits]\n'
     for bad, hint in (
         ('mutation_rate = ["5/.s"]', "COUNT/DURATION"),
@@ -138,6 +148,7 @@ def test_rate_windows_get_messages_that_show_the_right_form(tmp_path, capsys) ->
 
 
 def test_a_job_key_that_is_not_a_string_is_named_as_such(tmp_path, capsys) -> None:
+    """A `job` that is not a string exits 2 saying it must be one."""
     code, _, err = run_cli(capsys, "validate", str(write(tmp_path, "job = 3\n")))
     assert code == 2
     assert "`job` must be a string" in err

@@ -63,6 +63,7 @@ def run_cli_to_end(job: Path, url: str, state: Path, env: dict) -> tuple[int, st
 async def test_sigkill_then_rerun_gives_the_same_export_without_refetching(
     tmp_path, monkeypatch, kill_after
 ) -> None:
+    """After SIGKILL, a re-run produces the uninterrupted export and refetches no finished page."""
     expected = await baseline(tmp_path, monkeypatch)
     world = build_demo_world()
     env = {KEY_ENV: world.project("source").console_key}
@@ -94,6 +95,7 @@ async def test_sigkill_then_rerun_gives_the_same_export_without_refetching(
 
 
 async def test_sigint_exits_130_and_the_rerun_resumes(tmp_path, monkeypatch) -> None:
+    """SIGINT exits 130 without a traceback, and the re-run resumes to the same export."""
     expected = await baseline(tmp_path, monkeypatch)
     world = build_demo_world()
     env = {KEY_ENV: world.project("source").console_key}

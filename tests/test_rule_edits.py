@@ -61,12 +61,14 @@ def test_add_condition_adds_once_and_leaves_its_input_alone() -> None:
 
 
 def test_set_pass_percentage_is_idempotent() -> None:
+    """set_pass_percentage sets the percentage, and setting it again changes nothing."""
     once = set_pass_percentage(rule(), 50)
     assert once["passPercentage"] == 50
     assert set_pass_percentage(once, 50) == once
 
 
 def test_remove_condition_removes_every_match_and_nothing_else() -> None:
+    """remove_condition removes every condition matching the pattern, keeps the others, and is idempotent."""
     other_email = {"type": "email", "operator": "any", "targetValue": ["a@b.c"]}
     edited = remove_condition(rule(conditions=[EMAIL, SEGMENT, other_email]),
                               {"type": "email", "operator": "str_contains_any"})  # fmt: skip
@@ -182,6 +184,7 @@ def test_delete_rule_and_python_edits(tmp_path) -> None:
 
 
 def test_a_raising_python_edit_fails_with_its_index_and_traceback(tmp_path) -> None:
+    """A python edit that raises, or returns a non-rule, fails the entity naming the edit's index."""
     (tmp_path / "broken_edits.py").write_text(
         "def boom(entity, rule):\n    raise ValueError(f'cannot edit {entity[\"id\"]}')\n"
         "def not_a_rule(entity, rule):\n    return 42\n"
@@ -249,6 +252,7 @@ def test_edits_that_would_change_their_own_result_again_are_applied_once_and_fla
 
 
 def test_python_functions_that_cannot_be_loaded_are_job_file_errors(tmp_path) -> None:
+    """A python edit whose module or function cannot be loaded is a job-file error with the cause."""
     (tmp_path / "has_no_fn.py").write_text("x = 1\n")
     (tmp_path / "syntax_error.py").write_text("def f(:\n")
     for reference, hint in [("has_no_fn:fix", "has no function 'fix'"),
@@ -296,6 +300,7 @@ to = "a"
 
 
 def test_bad_edits_are_reported_by_index_all_at_once(tmp_path) -> None:
+    """Every bad edit is reported at once, each by its index and field path."""
     with pytest.raises(JobFileError) as error:
         load(write_job(tmp_path, BAD_EDITS))
     text = str(error.value)
@@ -318,6 +323,7 @@ def test_bad_edits_are_reported_by_index_all_at_once(tmp_path) -> None:
 
 
 def test_delete_rule_needs_a_rule_name_and_unknown_keys_are_named(tmp_path) -> None:
+    """delete_rule without select.rule_name, unknown keys and a bad entity are errors naming the field."""
     with pytest.raises(JobFileError, match=r"edits.0: delete_rule without select.rule_name"):
         load(write_job(tmp_path, '[[edits]]\nop = "delete_rule"\n', select='entity = "gates"'))
     with pytest.raises(JobFileError, match=r"edits.0.conditon: unknown key"):
@@ -327,6 +333,7 @@ def test_delete_rule_needs_a_rule_name_and_unknown_keys_are_named(tmp_path) -> N
 
 
 def test_the_example_job_file_is_valid() -> None:
+    """jobs/batch_rule_update.toml, the example shipped, loads as a batch_rule_update job."""
     from pathlib import Path
 
     job = load(str(Path(__file__).resolve().parents[1] / "jobs" / "batch_rule_update.toml"))
@@ -336,6 +343,7 @@ def test_the_example_job_file_is_valid() -> None:
 
 # -- the request body, the diff, undo -----------------------------------------------------------
 def test_request_rules_keep_ids_and_drop_other_server_fields_and_nulls() -> None:
+    """A rule sent back keeps its ids and drops the other server fields and null values."""
     stored = rule(conditions=[{**EMAIL, "field": None, "customID": None}],
                   pendingAutomatedRollouts=[], returnValueJson5="{}")  # fmt: skip
     body = job_kind.request_rule(stored, config=False)
@@ -345,6 +353,7 @@ def test_request_rules_keep_ids_and_drop_other_server_fields_and_nulls() -> None
 
 
 def test_the_diff_names_each_changed_rule_and_field() -> None:
+    """The plan's diff names each added, changed and removed rule and each changed field."""
     before = [rule("Internal", conditions=[SEGMENT]), rule("Gone"), rule("Same")]
     edited = {**before[0], "passPercentage": 50, "conditions": [SEGMENT, EMAIL]}
     slots = [Slot(None, {"name": "New", "passPercentage": 5, "conditions": [{"type": "public"}]}),
@@ -361,6 +370,7 @@ def test_the_diff_names_each_changed_rule_and_field() -> None:
 
 
 def test_render_and_undo_of_a_planned_operation() -> None:
+    """A planned operation renders readably; its undo restores the before-image over the current version."""
     op = Operation(
         id="gate:g1", role="target", kind="gate", entity_id="g1", action="update rules",
         method="PATCH", path="/console/v1/gates/g1", body={"rules": []},

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bulkops import __version__, redact
+from bulkops import __version__, human, redact
 from bulkops.errors import BulkopsError, UserError
 
 if TYPE_CHECKING:  # the CLI imports what a command needs only once it runs, to start fast
@@ -234,20 +234,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             raise most_telling(group) from None
     except UserError as exc:
-        print(f"bulkops: error: {redact.text(str(exc))}", file=sys.stderr)
+        human.say(f"bulkops: error: {redact.text(str(exc))}", err=True)
         return EXIT_USAGE
     except BulkopsError as exc:
-        print(f"bulkops: {redact.text(str(exc))}", file=sys.stderr)
+        human.say(f"bulkops: {redact.text(str(exc))}", err=True)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("bulkops: interrupted", file=sys.stderr)
+        human.say("bulkops: interrupted", err=True)
         return 130
     except OSError as exc:  # disk full, permissions...: the run is resumable once fixed
         where = f" ({exc.filename})" if exc.filename else ""
-        print(
+        human.say(
             f"bulkops: I/O error{where}: {exc.strerror or exc}. Fix it and run the same "
             "command again to resume.",
-            file=sys.stderr,
+            err=True,
         )
         return 4
 
@@ -278,7 +278,7 @@ def _validate(args: argparse.Namespace) -> int:
         f"[{role}] key from ${spec.api_key_env} at {spec.base_url}"
         for role, spec in job.spec.projects().items()
     )
-    print(f"{job.path}: valid {job.kind} job {job.name!r}; {projects}")
+    human.say(f"{job.path}: valid {job.kind} job {job.name!r}; {projects}")
     return 0
 
 
@@ -400,7 +400,7 @@ def entry() -> None:
     try:
         code = main()
     except KeyboardInterrupt:  # before main could handle it: while importing, parsing
-        print("bulkops: interrupted before anything started", file=sys.stderr)
+        human.say("bulkops: interrupted before anything started", err=True)
         code = 130
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, signal.SIG_IGN)

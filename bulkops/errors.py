@@ -9,11 +9,18 @@
     │       └── WrongProject           a saved plan meets a project it was not made for
     ├── CheckpointError                the journal is corrupt beyond a torn last record
     ├── Interrupted                    SIGINT/SIGTERM outside the task graph: exit 130, resumable
+    │   └── StopRequested              a request not sent: the run is stopping; the task stays unfinished
+    ├── Aborted                        out of the scheduler: a fatal error (its ``cause``) stopped the job
     ├── LocalIOError                   disk full, I/O error, permissions on state or output: exit 4
+    ├── Conflict                       the target changed since the plan; that operation is not sent
+    ├── EditFailed                     the edits cannot be applied to one entity; it fails, the job goes on
+    │   └── FunctionFailed             a ``python`` edit raised, or returned something that is not a rule
+    ├── NotARule (also a TypeError)    a ``python`` edit returned a non-rule; FunctionFailed carries it
     └── ApiError                       anything the Console API (or the way to it) did wrong
         ├── TransportError             no usable HTTP answer: reset, timeout, truncated body   (retryable)
         │   ├── MalformedResponse      a 2xx whose body is not the JSON envelope we expect     (retryable)
         │   └── Unreachable            the first request of a run found no server at all        (fatal)
+        ├── InconsistentListing        the rows read do not add up to the announced totalItems (retryable)
         └── StatusError                the server answered with a non-2xx status
             ├── AuthError              401/403: fatal, never retried; names the project
             ├── NotFound               404
@@ -29,6 +36,7 @@ by ``outcome_unknown`` (the request may have been applied even though we saw no 
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -111,6 +119,59 @@ class Interrupted(BulkopsError):
         super().__init__(message)
 
 
+class StopRequested(Interrupted):
+    """Raised instead of starting a request after the run was asked to stop.
+
+    The task that hit it did not fail: it is left unfinished, and a resumed run does it again.
+    """
+
+
+class Aborted(BulkopsError):
+    """Raised out of ``Scheduler.run`` when a fatal error stopped the job; ``cause`` is that error."""
+
+    fatal = True
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+class Conflict(BulkopsError):
+    """The target changed since the plan; the operation was not sent."""
+
+
+class EditFailed(BulkopsError):
+    """The edits cannot be applied to one entity; that entity fails, the job goes on."""
+
+    index: int | None = None
+    traceback: str = ""
+
+
+class NotARule(BulkopsError, TypeError):
+    """What a python edit returned is neither a rule the API accepts nor None."""
+
+
+class FunctionFailed(EditFailed):
+    """A ``python`` edit raised (anything, SystemExit included), or returned something not a rule."""
+
+    def __init__(self, index: int, function: str, error: BaseException) -> None:
+        self.index = index
+        self.function = function
+        self.error = error
+        returned = isinstance(error, NotARule)  # our own check: its traceback shows only us
+        self.traceback = "" if returned else "".join(traceback.format_exception(error))
+        detail = f"returned {error}" if returned else _raised(error)
+        super().__init__(f"edits.{index} (python {function}) {detail}")
+
+
+def _raised(error: BaseException) -> str:
+    text = str(error)
+    if isinstance(error, SystemExit):
+        text = f"sys.exit({error.code!r})" if error.code is not None else "sys.exit()"
+        return f"raised SystemExit ({text}); a python edit must return, not exit"
+    return f"raised {type(error).__name__}: {text}" if text else f"raised {type(error).__name__}"
+
+
 class CheckpointError(BulkopsError):
     """The journal is damaged somewhere other than its last record."""
 
@@ -151,6 +212,12 @@ class Unreachable(TransportError):
     """No server answered the first request of a run (refused, unknown host, timeout): exit 4."""
 
     fatal = True
+
+
+class InconsistentListing(ApiError):
+    """The rows read do not add up to the ``totalItems`` the server announced."""
+
+    retryable = True
 
 
 class StatusError(ApiError):

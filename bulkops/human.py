@@ -8,11 +8,23 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 NONE = "none"
+
+
+def say(line: str, *, err: bool = False) -> None:
+    """Write one line for a person: results on stdout, messages about the run (``err``) on stderr.
+
+    The one place bulkops prints plain text (ruff's T20 keeps ``print`` out of the rest); the
+    stream is looked up at each call, so a redirected ``sys.stdout`` is honoured.
+    """
+    stream = sys.stderr if err else sys.stdout
+    stream.write(line + "\n")
+    stream.flush()
 
 
 def count(n: int | float) -> str:

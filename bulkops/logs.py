@@ -41,7 +41,7 @@ class _LiveLine:
 
     def print_above(self, line: str) -> None:
         if not self.active:
-            print(line, file=sys.stderr, flush=True)
+            human.say(line, err=True)
             return
         sys.stderr.write("\r\x1b[2K" + line + "\n" + self._shown)
         sys.stderr.flush()

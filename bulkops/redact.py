@@ -20,6 +20,11 @@ def register(secret: str) -> None:
         _secrets.add(secret)
 
 
+def forget_all() -> None:
+    """Forget every registered secret (the test suite starts each test from none)."""
+    _secrets.clear()
+
+
 def text(value: str) -> str:
     # Longest first: a key that contains another registered key is masked whole.
     for secret in sorted(_secrets, key=len, reverse=True):

@@ -18,12 +18,7 @@ from contextvars import ContextVar
 
 import anyio
 
-
-class StopRequested(Exception):
-    """Raised instead of starting a request after the run was asked to stop.
-
-    The task that hit it did not fail: it is left unfinished, and a resumed run does it again.
-    """
+from bulkops.errors import StopRequested
 
 
 class StopSwitch:

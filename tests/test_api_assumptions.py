@@ -16,23 +16,20 @@ import pytest
 
 from bulkops.commands import planned
 from bulkops.commands.session import RunOptions
-from bulkops.emulator import EmulatorConfig, World, build_demo_world, running_emulator
+from bulkops.emulator import EmulatorConfig, World, running_emulator
 from bulkops.jobs import load
 from bulkops.jobs.semantics import differences, normalize
-from tests.clone_support import clone_job, keys_env
-from tests.helpers import FAST_RETRY
-from tests.openapi_spec import spec_or_skip
+from tests.support.commands import FAST_RETRY
+from tests.support.jobs import clone_job
+from tests.support.openapi_spec import spec_or_skip
 
 V1 = "/console/v1"
 HARSH = EmulatorConfig(full_update="replace", override_key="name", list_order="reversed")
 
 
 @pytest.fixture
-def world(monkeypatch: pytest.MonkeyPatch) -> World:
+def world(world: World) -> World:
     """The demo world, with the source layer in a target app (so a full update can lose it)."""
-    world = build_demo_world()
-    for name, value in keys_env(world).items():
-        monkeypatch.setenv(name, value)
     layers = world.project("source").collection("layers")
     layer = layers.get("checkout_layer")
     layers.replace("checkout_layer", {**layer, "targetApps": ["web"]})
@@ -61,7 +58,8 @@ async def test_replace_semantics_and_name_identified_overrides_the_clone_verifie
     the clone verifies clean, and the layer keeps its target apps."""
     result = await clone(tmp_path, HARSH, world, on_conflict="update")
     assert result["code"] == 0
-    assert result["verify"]["differences"] == 0 and result["verify"]["checked"] > 0
+    assert result["verify"]["differences"] == 0
+    assert result["verify"]["checked"] > 0
     assert any(op["kind"] == "overrides" for op in result["plan"]["operations"])
     source, target = world.project("source"), world.project("target")
     assert target.collection("layers").get("checkout_layer")["targetApps"] == ["web"]
@@ -96,9 +94,11 @@ async def test_the_clone_verifies_clean_under_every_reading(
     """Whichever key names answered overrides, in whatever order, and whatever a full update
     does with omitted fields, a clone exits 0 and a second run plans nothing."""
     first = await clone(tmp_path, config, world, on_conflict="update")
-    assert first["code"] == 0 and first["verify"]["differences"] == 0
+    assert first["code"] == 0
+    assert first["verify"]["differences"] == 0
     again = await clone(tmp_path, config, world, on_conflict="update")
-    assert again["code"] == 0 and again["plan"]["operations"] == []
+    assert again["code"] == 0
+    assert again["plan"]["operations"] == []
 
 
 async def test_every_full_update_carries_every_field_of_its_dto_the_source_has(
@@ -147,7 +147,8 @@ async def test_a_difference_the_api_cannot_update_is_noted_not_retried(tmp_path,
     first = await clone(tmp_path, HARSH, world, on_conflict="update")
     notes = [n for n in first["plan"]["notes"] if n["kind"] == "cannot_update"]
     assert any(metric_id in n["message"] and "metricEvents" in n["message"] for n in notes)
-    assert first["code"] == 0 and first["verify"]["differences"] == 0
+    assert first["code"] == 0
+    assert first["verify"]["differences"] == 0
     again = await clone(tmp_path, HARSH, world, on_conflict="update")
     assert not any(op["entity_id"] == metric_id for op in again["plan"]["operations"])
 
@@ -157,7 +158,8 @@ async def test_a_difference_the_api_cannot_update_is_noted_not_retried(tmp_path,
 async def test_creates_answered_200_or_201_both_succeed(tmp_path, world, status: str) -> None:
     """The spec's create codes drift between versions (200 vs 201); the clone accepts either."""
     result = await clone(tmp_path, EmulatorConfig(create_status=status), world)
-    assert result["code"] == 0 and result["verify"]["differences"] == 0
+    assert result["code"] == 0
+    assert result["verify"]["differences"] == 0
     assert world.requests(project="target", status=int(status), method="POST")
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import signal
 import textwrap
@@ -16,79 +15,31 @@ import orjson
 import pytest
 
 from bulkops.cli import main
-from bulkops.commands import planned
-from bulkops.commands.session import RunOptions
-from bulkops.emulator import EmulatorConfig, EmulatorThread, Project, World, running_emulator
+from bulkops.emulator import EmulatorThread, Project, World, running_emulator
 from bulkops.engine.plan import Plan
-from bulkops.jobs import load
 from bulkops.jobs.semantics import normalize
-from tests.helpers import FAST_RETRY, cli
-
-KEY_ENV = "BULKOPS_TEST_TARGET_KEY"
-KEY = "console-brt-target-key"
-#: High enough that no test waits for the quota (the benchmark script measures pacing).
-FAST_QUOTA = ("2000/10s",)
-FAMILIES = ("checkout", "search", "growth")
-PER_FAMILY = 100
-EMAIL = {"type": "email", "operator": "str_contains_any", "targetValue": ["@example.com"]}
-USERS = {"type": "user_id", "operator": "any", "targetValue": ["u1", "u2"]}
-BETA = {"type": "passes_segment", "targetValue": "beta_users"}
-PUBLIC = {"type": "public"}
-
-EMPLOYEES_EDITS = """
-[[edits]]
-op = "add_condition"
-condition = { type = "email", operator = "str_contains_any", targetValue = ["@example.com"] }
-[[edits]]
-op = "set_pass_percentage"
-value = 50
-"""
-CHECKOUT_INTERNAL = 'entity = "gates"\nid_pattern = "checkout_*"\nrule_name = "Internal"'
+from tests.support.batch import (
+    BETA,
+    EMAIL,
+    EMPLOYEES_EDITS,
+    KEY,
+    KEY_ENV,
+    PER_FAMILY,
+    USERS,
+    build_world,
+    changed_checkout_ids,
+    config,
+    job_file,
+    mutations,
+    outcomes,
+)
+from tests.support.commands import bulkops, cli
+from tests.support.waiting import wait_for
 
 
 # -- the world ---------------------------------------------------------------------------------
-def gate_rules(index: int) -> list[dict[str, Any]]:
-    """Every 5th gate has no Internal rule; every 10th (from 3) has it edited already."""
-    everyone = {"name": "Everyone", "passPercentage": 100, "conditions": [PUBLIC]}
-    beta = {"name": "Beta", "passPercentage": 20, "conditions": [BETA]}
-    if index % 5 == 4:
-        return [beta, everyone]
-    if index % 10 == 3:
-        internal = {"name": "Internal", "passPercentage": 50, "conditions": [USERS, EMAIL]}
-    else:
-        internal = {"name": "Internal", "passPercentage": 10, "conditions": [USERS]}
-    return [internal, beta, everyone]
-
-
-def build_world() -> World:
-    from bulkops.emulator.resources.gates import create_gate
-    from bulkops.emulator.resources.segments import create_segment
-    from bulkops.emulator.resources.tags import create_tag
-
-    project = Project("target", KEY)
-    now = 1_704_067_200_000
-    create_tag(project, {"name": "growth", "description": "growth team"})
-    for segment in ("beta_users", "beta_users_v2"):
-        create_segment(project, {"name": segment, "type": "id_list"}, now, ids=["u1"])
-    for family in FAMILIES:
-        for i in range(PER_FAMILY):
-            tags = ["growth"] if family == "growth" else []
-            fields = {"id": f"{family}_{i:03d}", "name": f"{family} {i:03d}",
-                      "rules": gate_rules(i), "tags": tags}  # fmt: skip
-            create_gate(project, fields, now + i)
-    return World([project])
-
-
-def changed_checkout_ids() -> set[str]:
-    return {f"checkout_{i:03d}" for i in range(PER_FAMILY) if i % 5 != 4 and i % 10 != 3}
-
-
 def gates(world: World) -> dict[str, dict[str, Any]]:
     return {g["id"]: copy.deepcopy(g) for g in world.project("target").collection("gates").values()}
-
-
-def mutations(world: World) -> int:
-    return world.count(is_mutation=True, project="target")
 
 
 @pytest.fixture
@@ -96,37 +47,6 @@ def world(monkeypatch) -> World:
     world = build_world()
     monkeypatch.setenv(KEY_ENV, KEY)
     return world
-
-
-def config(**kwargs: Any) -> EmulatorConfig:
-    return EmulatorConfig(mutation_windows=FAST_QUOTA, **kwargs)
-
-
-# -- jobs --------------------------------------------------------------------------------------
-def job_file(folder: Path, *, select: str = CHECKOUT_INTERNAL, edits: str = EMPLOYEES_EDITS,
-             extra: str = "", name: str = "brt", concurrency: int = 8) -> Path:  # fmt: skip
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{name}.toml"
-    path.write_text(
-        f'job = "batch_rule_update"\n[target]\napi_key_env = "{KEY_ENV}"\n[select]\n{select}\n'
-        f"{textwrap.dedent(edits)}\n{textwrap.dedent(extra)}\n"
-        f'[limits]\nconcurrency = {concurrency}\nmutation_rate = ["{FAST_QUOTA[0]}"]\n'
-    )
-    return path
-
-
-async def bulkops(command: str, job: Path | None, url: str, state: Path, **options: Any) -> int:
-    """One bulkops command in process (the CLI's dispatch without argument parsing)."""
-    opts = RunOptions(state_dir=state, base_url=url, retry=FAST_RETRY, progress=False,
-                      command=command, **options)  # fmt: skip
-    if command == "run":
-        return await planned.run_planned(load(str(job)), opts)
-    if command == "plan":
-        return await planned.plan_command(load(str(job)), opts)
-    if command == "apply":
-        return await planned.apply_command(opts)
-    assert command == "undo"
-    return await planned.undo_command(opts)
 
 
 async def human_edit(url: str, gate_id: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -191,12 +111,13 @@ async def test_plan_sends_nothing_then_apply_changes_only_the_selected_rules(
     assert {r.method for r in patches} == {"PATCH"}
     assert {r.path.removeprefix("/console/v1/gates/") for r in patches} == changed
     summary = run_record(tmp_path / "state")["summary"]
-    assert summary["job"]["planned_mutations"] == 0 and summary["exit_code"] == 0
+    assert summary["job"]["planned_mutations"] == 0
+    assert summary["exit_code"] == 0
 
 
 async def test_request_bodies_match_the_spec(tmp_path, world) -> None:
     """Each planned body (sent verbatim by apply) validates against GatePartialUpdateDto."""
-    from tests.openapi_spec import spec_or_skip
+    from tests.support.openapi_spec import spec_or_skip
 
     spec = spec_or_skip()
     edits = (
@@ -222,6 +143,7 @@ async def test_request_bodies_match_the_spec(tmp_path, world) -> None:
 async def test_a_concurrent_edit_is_a_conflict_not_overwritten_unless_forced(
     tmp_path, world, capsys
 ) -> None:
+    """A gate edited between plan and apply is a conflict (exit 3, not overwritten) until apply --force."""
     job = job_file(tmp_path)
     state = tmp_path / "state"
     async with running_emulator(world, config()) as url:
@@ -233,7 +155,8 @@ async def test_a_concurrent_edit_is_a_conflict_not_overwritten_unless_forced(
         err = capsys.readouterr().err
         assert mutations(world) - sent_before_apply == len(changed_checkout_ids()) - 1
         assert gates(world)["checkout_001"] == human  # not overwritten
-        assert "conflict: gate 'checkout_001'" in err and "--force" in err
+        assert "conflict: gate 'checkout_001'" in err
+        assert "--force" in err
         assert await bulkops("apply", None, url, state, force=True) == 0
     forced = gates(world)["checkout_001"]
     assert [r["name"] for r in forced["rules"]] == ["Internal", "Beta", "Everyone"]
@@ -241,6 +164,7 @@ async def test_a_concurrent_edit_is_a_conflict_not_overwritten_unless_forced(
 
 
 async def test_undo_restores_the_exact_before_state_and_is_guarded(tmp_path, world) -> None:
+    """undo restores every gate's before-image, except one edited since, which it refuses unless forced."""
     before = gates(world)
     job = job_file(tmp_path)
     state = tmp_path / "state"
@@ -263,6 +187,7 @@ async def test_undo_restores_the_exact_before_state_and_is_guarded(tmp_path, wor
 
 
 async def test_a_python_edit_that_raises_fails_only_that_gate(tmp_path, world, capsys) -> None:
+    """A python edit raising on one gate fails that gate alone; the others are edited."""
     (tmp_path / "job").mkdir()
     (tmp_path / "job" / "brt_edits.py").write_text(textwrap.dedent("""
         def employees_only(entity, rule):
@@ -283,7 +208,8 @@ async def test_a_python_edit_that_raises_fails_only_that_gate(tmp_path, world, c
     out, err = capsys.readouterr()
     assert "FAILED gate 'search_007': edits.0 (python brt_edits:employees_only) raised " \
         "RuntimeError: search_007 is special" in out  # fmt: skip
-    assert "search_007" in err and "search_007 is special" in err
+    assert "search_007" in err
+    assert "search_007 is special" in err
     after = gates(world)
     assert after["search_007"] == before["search_007"]
     edited = {i for i in range(10) if i != 7 and i % 5 != 4 and i % 10 != 3}
@@ -291,13 +217,15 @@ async def test_a_python_edit_that_raises_fails_only_that_gate(tmp_path, world, c
         gate_id = f"search_{i:03d}"
         assert (after[gate_id]["version"] > before[gate_id]["version"]) == (i in edited), gate_id
     logged = (tmp_path / "state" / "log.jsonl").read_text()
-    assert "bulkops.plan.edit_failed" in logged and "Traceback" in logged
+    assert "bulkops.plan.edit_failed" in logged
+    assert "Traceback" in logged
     summary = run_record(tmp_path / "state")["summary"]
     assert any("search_007" in failure["error"] or failure["what"] == "search_007"
                for failure in summary["failures"])  # fmt: skip
 
 
 async def test_a_bad_edit_in_the_job_file_exits_2_naming_its_index(tmp_path, world, capsys) -> None:
+    """An unknown op or bad condition type exits 2 naming edits.N and the expected values."""
     bad_op = job_file(tmp_path / "a", edits='[[edits]]\nop = "add_conditions"\n')
     bad_condition = job_file(tmp_path / "b", edits=EMPLOYEES_EDITS.replace('"email"', '"e-mail"'))
     async with running_emulator(world, config()) as url:
@@ -313,6 +241,7 @@ async def test_a_bad_edit_in_the_job_file_exits_2_naming_its_index(tmp_path, wor
 
 
 async def test_review_settings_turn_edits_into_pending_reviews(tmp_path, world) -> None:
+    """With respect_review, a gate that requires review gets a pending review instead of the edit."""
     from bulkops.emulator.resources._entities import set_review_required
 
     set_review_required(world.project("target"), "gates", "checkout_000")
@@ -333,6 +262,7 @@ async def test_review_settings_turn_edits_into_pending_reviews(tmp_path, world) 
 
 
 async def test_dynamic_configs_with_add_rule_and_a_segment_swap(tmp_path, monkeypatch) -> None:
+    """On dynamic configs, add_rule and a segment swap apply with return values kept."""
     from bulkops.emulator.resources.dynamic_configs import create_dynamic_config
     from bulkops.emulator.resources.segments import create_segment
 
@@ -375,25 +305,6 @@ async def test_dynamic_configs_with_add_rule_and_a_segment_swap(tmp_path, monkey
 
 
 # -- crash safety ------------------------------------------------------------------------------
-def outcomes(state: Path) -> int:
-    journal = state / "journal.jsonl"
-    if not journal.exists():
-        return 0
-    count = 0
-    for line in journal.read_bytes().splitlines():
-        with contextlib.suppress(orjson.JSONDecodeError):  # the torn last line of a killed writer
-            count += orjson.loads(line).get("type") == "outcome"
-    return count
-
-
-def wait_for(predicate, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting")
-        time.sleep(0.01)
-
-
 async def uninterrupted_end_state(tmp_path: Path) -> dict[str, Any]:
     reference = build_world()
     async with running_emulator(reference, config()) as url:
@@ -405,6 +316,7 @@ async def uninterrupted_end_state(tmp_path: Path) -> dict[str, Any]:
 def test_sigkill_mid_apply_then_rerun_gives_the_uninterrupted_end_state(
     tmp_path, monkeypatch
 ) -> None:
+    """A batch edit killed mid-apply, then re-run, ends as an uninterrupted one, each gate written once."""
     monkeypatch.setenv(KEY_ENV, KEY)
     expected = anyio.run(uninterrupted_end_state, tmp_path)
 
@@ -454,15 +366,18 @@ REPO_JOBS = Path(__file__).resolve().parents[1] / "jobs"
 
 
 def test_the_example_job_runs_in_the_sandbox(tmp_path, capsys) -> None:
+    """The shipped example job runs in the sandbox, showing its diff and the applied count."""
     state = str(tmp_path / "state")
     assert main(["run", str(REPO_JOBS / "batch_rule_update.toml"), "--sandbox", "--state",
                  state]) == 0  # fmt: skip
     out, err = capsys.readouterr()
-    assert "~ rule 'Internal'" in out and "passPercentage: 100 -> 50" in out
+    assert "~ rule 'Internal'" in out
+    assert "passPercentage: 100 -> 50" in out
     assert "outcomes: 47 applied" in err
 
 
 def test_the_example_python_edits_converge_on_every_demo_gate() -> None:
+    """The shipped example python edits change over 100 demo gates and are idempotent on every one."""
     from bulkops.emulator import build_demo_world
     from bulkops.jobs.batch_rule_update import load_functions
     from bulkops.jobs.rule_edits import PythonEdit, edit_entity

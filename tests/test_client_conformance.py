@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from bulkops.emulator import EmulatorConfig, build_demo_world, running_emulator
-from tests.helpers import KEY_ENV, export_job, run_export
-from tests.openapi_spec import spec_or_skip
+from tests.support.commands import run_export
+from tests.support.jobs import KEY_ENV, export_job
+from tests.support.openapi_spec import spec_or_skip
 
 
 async def test_every_export_request_is_a_documented_operation(tmp_path, monkeypatch) -> None:
+    """Every request an export sends is a spec operation, with only documented query parameters."""
     spec = spec_or_skip()
     world = build_demo_world()
     monkeypatch.setenv(KEY_ENV, world.project("source").console_key)

@@ -7,21 +7,12 @@ import pytest
 
 from bulkops.commands import planned
 from bulkops.commands.session import RunOptions
-from bulkops.emulator import EmulatorConfig, build_demo_world, running_emulator
+from bulkops.emulator import EmulatorConfig, running_emulator
 from bulkops.jobs import load
 from bulkops.jobs.semantics import normalize
-from tests.clone_support import clone_job, dump, keys_env
-from tests.helpers import FAST_RETRY
-from tests.openapi_spec import spec_or_skip
-
-
-@pytest.fixture
-def world(monkeypatch):
-    world = build_demo_world()
-    for name, value in keys_env(world).items():
-        monkeypatch.setenv(name, value)
-    return world
-
+from tests.support.commands import FAST_RETRY
+from tests.support.jobs import clone_job, dump
+from tests.support.openapi_spec import spec_or_skip
 
 #: Entities the demo target already holds with other content; on_conflict=skip reuses them.
 PREEXISTING: set[str] = set()
@@ -36,6 +27,7 @@ def mutations(world) -> int:
 
 
 async def test_a_clone_carries_every_experiment_with_its_closure(tmp_path, world) -> None:
+    """A clone creates every source experiment in the target with what it refers to, one call per op."""
     job = clone_job(tmp_path)
     async with running_emulator(world, EmulatorConfig()) as url:
         assert await planned.run_planned(load(str(job)), options(tmp_path / "s", url)) == 0
@@ -81,10 +73,12 @@ async def test_a_clone_carries_every_experiment_with_its_closure(tmp_path, world
         if tag["name"] in source_tags:
             assert tag["id"] != source_tags[tag["name"]]  # tag ids are per project
     verify = orjson.loads((tmp_path / "s" / "verify.json").read_bytes())
-    assert verify["differences"] == 0 and verify["checked"] > 0
+    assert verify["differences"] == 0
+    assert verify["checked"] > 0
 
 
 async def test_gates_segments_and_overrides_arrive_intact(tmp_path, world) -> None:
+    """Cloned gates, segments and overrides equal the source's, server fields aside."""
     job = clone_job(tmp_path)
     async with running_emulator(world, EmulatorConfig()) as url:
         assert await planned.run_planned(load(str(job)), options(tmp_path / "s", url)) == 0
@@ -104,6 +98,7 @@ async def test_gates_segments_and_overrides_arrive_intact(tmp_path, world) -> No
 
 
 async def test_rerunning_a_finished_clone_sends_zero_mutations(tmp_path, world) -> None:
+    """Running a finished clone again sends no mutation and changes nothing."""
     job = clone_job(tmp_path)
     async with running_emulator(world, EmulatorConfig()) as url:
         assert await planned.run_planned(load(str(job)), options(tmp_path / "s", url)) == 0
@@ -116,16 +111,20 @@ async def test_rerunning_a_finished_clone_sends_zero_mutations(tmp_path, world) 
 async def test_plan_sends_no_mutation_and_reports_what_cannot_be_carried(
     tmp_path, world, capsys
 ) -> None:
+    """plan sends no mutation and reports what it would do and what it cannot carry."""
     job = clone_job(tmp_path)
     async with running_emulator(world, EmulatorConfig()) as url:
         assert await planned.plan_command(load(str(job)), options(tmp_path / "s", url)) == 0
     assert mutations(world) == 0
     out = capsys.readouterr().out
-    assert "mutation(s)" in out and "create experiment" in out
-    assert "implicit layer" in out and "setup in the target" in out
+    assert "mutation(s)" in out
+    assert "create experiment" in out
+    assert "implicit layer" in out
+    assert "setup in the target" in out
 
 
 async def test_a_concurrent_edit_between_plan_and_apply_is_a_conflict(tmp_path, world) -> None:
+    """An entity created by hand between plan and apply is a conflict (exit 3) and is not overwritten."""
     job = clone_job(tmp_path, on_conflict="update")
     state = tmp_path / "s"
     async with running_emulator(world, EmulatorConfig()) as url:
@@ -155,15 +154,18 @@ async def test_a_concurrent_edit_between_plan_and_apply_is_a_conflict(tmp_path, 
 
 
 async def test_on_conflict_fail_marks_the_experiment_failed(tmp_path, world) -> None:
+    """on_conflict=fail fails the experiments whose entities exist and differ (exit 3)."""
     job = clone_job(tmp_path, on_conflict="fail")
     async with running_emulator(world, EmulatorConfig()) as url:
         code = await planned.run_planned(load(str(job)), options(tmp_path / "s", url))
     plan = orjson.loads((tmp_path / "s" / "plan.json").read_bytes())
     failed = [n for n in plan["notes"] if n.get("fail")]
-    assert failed and code == 3
+    assert failed
+    assert code == 3
 
 
 async def test_request_bodies_validate_against_the_spec(tmp_path, world) -> None:
+    """Every body a clone plans to send validates against the spec's request schema."""
     spec = spec_or_skip()
     job = clone_job(tmp_path)
     async with running_emulator(world, EmulatorConfig()) as url:
@@ -176,6 +178,7 @@ async def test_request_bodies_validate_against_the_spec(tmp_path, world) -> None
 async def test_on_conflict_update_overwrites_what_differs_and_skip_reports_it(
     tmp_path, world, capsys
 ) -> None:
+    """on_conflict=skip reports entities that differ; update overwrites them, keeping a before-image."""
     async with running_emulator(world, EmulatorConfig()) as url:
         skip_state = tmp_path / "skip"
         assert (
@@ -196,10 +199,12 @@ async def test_on_conflict_update_overwrites_what_differs_and_skip_reports_it(
             assert normalize(target.collection("gates").get(op["entity_id"])["rules"]) == normalize(
                 source.collection("gates").get(op["entity_id"])["rules"]
             )
-        assert op["precondition"] != "absent" and op["before"] is not None
+        assert op["precondition"] != "absent"
+        assert op["before"] is not None
 
 
 async def test_apply_refuses_a_changed_job_file(tmp_path, world) -> None:
+    """apply refuses a plan whose job file changed since it was made."""
     from bulkops.errors import StateError
 
     job = clone_job(tmp_path)

@@ -12,8 +12,8 @@ from bulkops.commands import planned
 from bulkops.commands.session import RunOptions
 from bulkops.emulator import EmulatorConfig, EmulatorThread, build_demo_world, running_emulator
 from bulkops.jobs import load
-from tests.clone_support import clone_job, dump, keys_env
-from tests.helpers import FAST_RETRY, cli
+from tests.support.commands import FAST_RETRY, cli
+from tests.support.jobs import clone_job, dump, keys_env
 
 pytestmark = pytest.mark.slow
 
@@ -42,6 +42,7 @@ async def uninterrupted(tmp_path, monkeypatch) -> dict:
 async def test_sigkill_mid_apply_then_rerun_matches_an_uninterrupted_clone(
     tmp_path, monkeypatch, kill_after_intents
 ) -> None:
+    """A clone killed mid-apply, then re-run, leaves the target as an uninterrupted clone does."""
     expected = await uninterrupted(tmp_path, monkeypatch)
     world = build_demo_world()
     job = clone_job(tmp_path / "killed", concurrency=2)
@@ -66,6 +67,7 @@ async def test_sigkill_mid_apply_then_rerun_matches_an_uninterrupted_clone(
 async def test_lost_answers_and_server_errors_are_reconciled_not_duplicated(
     tmp_path, monkeypatch
 ) -> None:
+    """Lost answers and 5xx on creates are reconciled on the target, so nothing is created twice."""
     expected = await uninterrupted(tmp_path, monkeypatch)
     world = build_demo_world()
     for name, value in keys_env(world).items():

@@ -14,7 +14,6 @@ from urllib.parse import quote
 import aiohttp
 import orjson
 import pytest
-from openapi_spec import OpenApiSpec, SpecMismatch, spec_or_skip
 from yarl import URL
 
 from bulkops.emulator import (
@@ -25,6 +24,7 @@ from bulkops.emulator import (
     populate_metrics,
     running_emulator,
 )
+from tests.support.openapi_spec import OpenApiSpec, SpecMismatch, spec_or_skip
 
 KEY = "console-conformance-key"
 RO_KEY = "console-conformance-readonly-key"
@@ -197,6 +197,7 @@ def spec() -> OpenApiSpec:
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 async def test_response_matches_spec(spec: OpenApiSpec, case: Case) -> None:
+    """Each metrics case answers its expected status with a body the spec's schema for it accepts."""
     async with running_emulator(conformance_world(), EmulatorConfig()) as base_url:
         status, raw = await _send(base_url, case)
     assert status == case.status, raw
@@ -221,6 +222,7 @@ def test_request_bodies_sent_match_the_spec(spec: OpenApiSpec, case: Case) -> No
 
 
 async def test_rate_limited_and_server_error_bodies_have_the_error_shape(spec: OpenApiSpec) -> None:
+    """429 and 5xx bodies (but the HTML 502) have the spec's error shape."""
     config = EmulatorConfig(mutation_windows=("1/10s",))
     async with running_emulator(conformance_world(), config) as base_url:
         await _send(base_url, CASES[3])

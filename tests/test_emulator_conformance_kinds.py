@@ -14,7 +14,6 @@ from typing import Any
 
 import orjson
 import pytest
-from openapi_spec import OpenApiSpec, SpecMismatch, spec_or_skip
 from test_emulator_conformance_entities import Case, _fill, _fill_body, _send
 from test_emulator_conformance_entities import conformance_world as entities_world
 
@@ -22,6 +21,7 @@ from bulkops.emulator import World, running_emulator
 from bulkops.emulator._demo_kinds import add_source_kinds
 from bulkops.emulator._validation import validate
 from bulkops.emulator.resources import autotunes
+from tests.support.openapi_spec import OpenApiSpec, SpecMismatch, spec_or_skip
 
 V1 = "/console/v1"
 X = f"{V1}/experiments"

@@ -9,16 +9,16 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
-from test_emulator_conformance_kinds import (
+
+from bulkops.emulator import EmulatorConfig, World, build_demo_world, running_emulator
+from tests.support.worlds import SOURCE_KEY
+from tests.test_emulator_conformance_kinds import (
     ASSIGNMENT,
     AUTOTUNE,
     PROPERTY,
     TEAM,
     conformance_world,
 )
-from test_emulator_entities import SOURCE_KEY
-
-from bulkops.emulator import EmulatorConfig, World, build_demo_world, running_emulator
 
 V1 = "/console/v1"
 
@@ -58,7 +58,8 @@ async def test_a_team_is_created_read_renamed_and_deleted(api: Api) -> None:
     ]
     assert (await api("POST", "users/teams", TEAM))[0] == 400  # name in use
     status, body = await api("PATCH", f"users/teams/{team['id']}", {"name": "Data Eng"})
-    assert status == 200 and body["data"]["id"] == team["id"]
+    assert status == 200
+    assert body["data"]["id"] == team["id"]
     assert (await api("GET", f"users/teams/{team['id']}"))[1]["data"]["name"] == "Data Eng"
     assert (await api("DELETE", f"users/teams/{team['id']}"))[0] == 200
     assert (await api("GET", f"users/teams/{team['id']}"))[0] == 404
@@ -67,9 +68,11 @@ async def test_a_team_is_created_read_renamed_and_deleted(api: Api) -> None:
 async def test_a_unit_id_type_in_use_cannot_be_deleted(api: Api) -> None:
     """PATCH sets the description; DELETE refuses a type entities use and removes an unused one."""
     status, body = await api("PATCH", "unit_id_types/stableID", {"description": "devices"})
-    assert status == 200 and body["data"] == {"name": "stableID", "description": "devices"}
+    assert status == 200
+    assert body["data"] == {"name": "stableID", "description": "devices"}
     status, body = await api("DELETE", "unit_id_types/userID")
-    assert status == 400 and "userID" in body["message"]
+    assert status == 400
+    assert "userID" in body["message"]
     assert (await api("DELETE", "unit_id_types/stableID"))[0] == 200
     names = [u["name"] for u in (await api("GET", "unit_id_types"))[1]["data"]]
     assert names == ["userID"]
@@ -88,7 +91,8 @@ async def test_environments_are_written_as_one_list(api: Api) -> None:
     assert status == 200
     after = body["data"]["environments"]
     assert [e["name"] for e in after] == ["production", "qa"]
-    assert after[0] == prod and after[1]["id"] not in {e["id"] for e in before.values()}
+    assert after[0] == prod
+    assert after[1]["id"] not in {e["id"] for e in before.values()}
     assert (await api("GET", "environments"))[1]["data"]["environments"] == after
     bad_id = {**new, "id": "nope"}
     assert (await api("POST", "environments", {"environments": [bad_id]}))[0] == 400
@@ -108,9 +112,11 @@ async def test_assignment_sources_create_dry_run_update_and_delete(api: Api) -> 
     one = "experiments/assignment_source/new%20assignments"
     full = {k: v for k, v in ASSIGNMENT.items() if k != "name"}
     status, answer = await api("POST", one, {**full, "sql": "SELECT 2"})
-    assert status == 200 and answer["data"]["description"] == ""
+    assert status == 200
+    assert answer["data"]["description"] == ""
     status, answer = await api("PATCH", one, {"sql": "DROP TABLE x", "isVerified": True})
-    assert answer["data"]["sql"] == "SELECT 2" and answer["data"]["isVerified"] is True
+    assert answer["data"]["sql"] == "SELECT 2"
+    assert answer["data"]["isVerified"] is True
     assert (await api("GET", one))[0] == 404  # no such route
     assert (await api("DELETE", one))[0] == 200
     assert (await api("DELETE", one))[0] == 404
@@ -122,7 +128,8 @@ async def test_entity_properties_and_qualifying_events_are_keyed_by_exact_name(a
         status, _ = await api("POST", "experiments/entity_properties", {**PROPERTY, "name": name})
         assert status == 201
     status, body = await api("GET", "experiments/entity_property/A%2Fb%20c")
-    assert status == 200 and body["data"]["name"] == "A/b c"
+    assert status == 200
+    assert body["data"]["name"] == "A/b c"
     _, body = await api("GET", "experiments/qualifying_events/Search%20%25%20sessions")
     assert body["data"]["name"] == "Search % sessions"
     assert (await api("GET", "experiments/qualifying_events/search%20%25%20sessions"))[0] == 404
@@ -133,10 +140,12 @@ async def test_param_store_parameters_must_reference_existing_entities(api: Api)
     bad = {"parameters": [{"ref_type": "gate", "name": "g", "gate_name": "no_gate",
                            "param_type": "boolean", "pass_value": True, "fail_value": False}]}  # fmt: skip
     status, body = await api("POST", "param_stores/empty_store", bad)
-    assert status == 400 and body["errors"][0]["property"] == "parameters.0.gate_name"
+    assert status == 400
+    assert body["errors"][0]["property"] == "parameters.0.gate_name"
     good = {"parameters": [{**bad["parameters"][0], "gate_name": "bench_0001_gate"}]}
     status, body = await api("POST", "param_stores/empty_store", good)
-    assert status == 200 and body["data"]["parameters"] == good["parameters"]
+    assert status == 200
+    assert body["data"]["parameters"] == good["parameters"]
     assert (await api("GET", "param_stores/empty_store"))[1]["data"] == body["data"]
 
 
@@ -146,18 +155,21 @@ async def test_an_autotune_runs_decides_and_resets(api: Api) -> None:
     status, body = await api("POST", "autotunes", {**AUTOTUNE, "goalRichText": "more clicks"})
     assert status == 201
     tune = body["data"]
-    assert [v["id"] for v in tune["variants"]] == ["a", "b"] and tune["version"] == 1
+    assert [v["id"] for v in tune["variants"]] == ["a", "b"]
+    assert tune["version"] == 1
     decide = {"id": "b", "decisionReason": "best"}
     assert (await api("PUT", "autotunes/new_tune/make_decision", decide))[0] == 400
     assert (await api("PUT", "autotunes/new_tune/start", None))[0] == 200
     assert (await api("PUT", "autotunes/new_tune/make_decision", decide))[0] == 200
     _, body = await api("GET", "autotunes/new_tune")
-    assert body["data"]["winner"] == {"id": "b", "name": "b"} and body["data"]["version"] == 3
+    assert body["data"]["winner"] == {"id": "b", "name": "b"}
+    assert body["data"]["version"] == 3
     assert body["data"]["isStarted"] is False
     assert (await api("PUT", "autotunes/new_tune/reset", None))[0] == 200
     full = {k: v for k, v in AUTOTUNE.items() if k != "name"}
     _, body = await api("POST", "autotunes/new_tune", full)
-    assert "goalRichText" not in body["data"] and body["data"]["version"] == 5
+    assert "goalRichText" not in body["data"]
+    assert body["data"]["version"] == 5
     assert (await api("DELETE", "autotunes/new_tune"))[0] == 200
     assert (await api("GET", "autotunes/new_tune"))[0] == 404
 
@@ -166,7 +178,8 @@ async def test_new_kind_lists_page_like_the_others(api: Api) -> None:
     """``limit`` pages the new lists, with totals and a next link."""
     for path in ("autotunes", "param_stores", "experiments/assignment_sources"):
         _, body = await api("GET", f"{path}?limit=1")
-        assert len(body["data"]) == 1 and body["pagination"]["totalItems"] == 2
+        assert len(body["data"]) == 1
+        assert body["pagination"]["totalItems"] == 2
         assert body["pagination"]["nextPage"] == f"{V1}/{path}?limit=1&page=2"
 
 

@@ -27,7 +27,7 @@ from bulkops.emulator import (
     world_from_snapshots,
 )
 from bulkops.emulator._snapshot import ENTITY_KINDS
-from tests.helpers import cli
+from tests.support.commands import cli
 
 V1 = "/console/v1"
 PROJECT_ID = "proj_5nAp5h0t"
@@ -239,10 +239,12 @@ def test_a_snapshot_project_keeps_its_id_and_gets_a_deterministic_key(tmp_path: 
     again = project_from_snapshot(tmp_path)
     other = project_from_snapshot(tmp_path, name="copy")
     assert first.id == other.id == PROJECT_ID
-    assert first.name == "prod snapshot" and other.name == "copy"
+    assert first.name == "prod snapshot"
+    assert other.name == "copy"
     assert first.console_key == again.console_key == snapshot_key("prod snapshot", PROJECT_ID)
     assert first.console_key.startswith("console-snapshot-prod-snapshot-")
-    assert first.console_key.isascii() and " " not in first.console_key
+    assert first.console_key.isascii()
+    assert " " not in first.console_key
     assert other.console_key != first.console_key
 
 
@@ -361,5 +363,7 @@ def test_bulkops_emulator_from_a_damaged_snapshot_exits_2_with_one_message(
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 2
     text = err.decode()
-    assert "--from: snapshot" in text and '"complete": true' in text
-    assert "Traceback" not in text and out == b""
+    assert "--from: snapshot" in text
+    assert '"complete": true' in text
+    assert "Traceback" not in text
+    assert out == b""

@@ -6,19 +6,14 @@ import orjson
 import pytest
 
 from bulkops import redact
-from bulkops.emulator import EmulatorConfig, build_demo_world, running_emulator
+from bulkops.emulator import EmulatorConfig, running_emulator
 from bulkops.errors import AuthError
-from tests.helpers import KEY_ENV, export_job, run_export, snapshot
-
-
-@pytest.fixture
-def world(monkeypatch):
-    world = build_demo_world()
-    monkeypatch.setenv(KEY_ENV, world.project("source").console_key)
-    return world
+from tests.support.commands import run_export
+from tests.support.jobs import KEY_ENV, export_job, snapshot
 
 
 async def test_export_holds_every_metric_of_every_source(tmp_path, world) -> None:
+    """An export writes every source and every metric of each, and a complete manifest."""
     job = export_job(tmp_path)
     async with running_emulator(world, EmulatorConfig()) as url:
         assert await run_export(job, url, tmp_path / "state") == 0
@@ -50,6 +45,7 @@ async def test_export_holds_every_metric_of_every_source(tmp_path, world) -> Non
 
 
 async def test_injected_faults_do_not_change_the_export(tmp_path, world) -> None:
+    """5xx, dropped and truncated answers (seeded) leave the export byte-identical to a clean one."""
     job = export_job(tmp_path / "clean", concurrency=8)
     async with running_emulator(world, EmulatorConfig()) as url:
         assert await run_export(job, url, tmp_path / "clean-state") == 0
@@ -64,6 +60,7 @@ async def test_injected_faults_do_not_change_the_export(tmp_path, world) -> None
 
 
 async def test_a_finished_run_is_not_resumed_but_replaced(tmp_path, world) -> None:
+    """Running a finished export again reads everything anew and keeps the old journal under previous/."""
     job = export_job(tmp_path)
     async with running_emulator(world, EmulatorConfig()) as url:
         assert await run_export(job, url, tmp_path / "state") == 0
@@ -74,6 +71,7 @@ async def test_a_finished_run_is_not_resumed_but_replaced(tmp_path, world) -> No
 
 
 async def test_failed_items_exit_3_then_a_rerun_retries_only_those(tmp_path, world, capsys) -> None:
+    """Failed items give exit 3 and no manifest; the re-run completes them and publishes."""
     job = export_job(tmp_path)
     broken = EmulatorConfig(fail_rate=1.0, fault_paths=("/console/v1/metrics",))
     async with running_emulator(world, broken) as url:
@@ -88,6 +86,7 @@ async def test_failed_items_exit_3_then_a_rerun_retries_only_those(tmp_path, wor
 async def test_a_bad_key_aborts_with_exit_4_and_never_shows_the_key(
     tmp_path, world, monkeypatch, capsys
 ) -> None:
+    """A rejected key aborts with exit 4, names the project and api_key_env, and the key appears nowhere."""
     secret = "console-NotARealKeyButSecret0123456789"
     monkeypatch.setenv(KEY_ENV, secret)
     job = export_job(tmp_path)
@@ -96,7 +95,8 @@ async def test_a_bad_key_aborts_with_exit_4_and_never_shows_the_key(
             await run_export(job, url, tmp_path / "state")
     assert rejected.value.exit_code == 4
     err = capsys.readouterr().err + redact.text(str(rejected.value))
-    assert "'source'" in err and "api_key_env" in err
+    assert "'source'" in err
+    assert "api_key_env" in err
     for path in (tmp_path / "state").rglob("*"):
         if path.is_file():
             assert secret not in path.read_text(errors="replace"), path
@@ -104,6 +104,7 @@ async def test_a_bad_key_aborts_with_exit_4_and_never_shows_the_key(
 
 
 async def test_a_changed_job_file_refuses_to_resume_unless_fresh(tmp_path, world) -> None:
+    """An unfinished run whose job file changed is not resumed, unless --fresh discards it."""
     from bulkops.errors import StateError
 
     job = export_job(tmp_path)

@@ -5,27 +5,13 @@ from __future__ import annotations
 import random
 
 import anyio
+import pytest
 
 from bulkops.api.governor import WINDOW_MARGIN, RateGovernor, SendTimeStore, SlidingWindow
 from bulkops.emulator._config import parse_window
 from bulkops.emulator._quota import SlidingWindowQuota
 from bulkops.jobs.spec import RateWindow
-
-
-class FakeClock:
-    """A clock that only moves when someone sleeps on it; records every sleep."""
-
-    def __init__(self, start: float = 1_000_000.0) -> None:
-        self.now = start
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += max(seconds, 0.0)
-        await anyio.lowlevel.checkpoint()
+from tests.support.clock import FakeClock
 
 
 def governor(clock: FakeClock, windows: list[str], **kwargs) -> RateGovernor:
@@ -48,19 +34,17 @@ async def send(gov: RateGovernor, n: int, clock: FakeClock) -> list[float]:
 
 
 def test_rate_window_parsing_accepts_units_and_rejects_nonsense() -> None:
+    """Rate windows parse COUNT/DURATION with s, min and h units; anything else names the expected form."""
     assert RateWindow.parse("100/10s") == RateWindow(100, 10.0)
     assert RateWindow.parse("900/15min") == RateWindow(900, 900.0)
     assert RateWindow.parse("5/h") == RateWindow(5, 3600.0)
     for bad in ("100", "0/10s", "10/10 parsecs", "/10s"):
-        try:
+        with pytest.raises(ValueError, match="COUNT/DURATION"):
             RateWindow.parse(bad)
-        except ValueError as exc:
-            assert "COUNT/DURATION" in str(exc)
-        else:
-            raise AssertionError(bad)
 
 
 async def test_every_window_holds_at_once() -> None:
+    """Sends are spaced so no span of any configured window ever holds more than its limit."""
     clock = FakeClock()
     gov = governor(clock, ["3/10s", "5/60s"])
     times = await send(gov, 7, clock)
@@ -71,7 +55,8 @@ async def test_every_window_holds_at_once() -> None:
     # 3 at once, then the short window lets 2 more after 10s, then the long window holds the rest.
     assert offsets[:3] == [0, 0, 0]
     assert offsets[3:5] == [span10, span10]
-    assert offsets[5] == span60 and offsets[6] == span60
+    assert offsets[5] == span60
+    assert offsets[6] == span60
     for window in gov.windows:  # no span of the window's length ever holds more than its limit
         for i, t in enumerate(times):
             inside = [u for u in times if t <= u < t + window.configured.seconds]
@@ -79,6 +64,7 @@ async def test_every_window_holds_at_once() -> None:
 
 
 async def test_429_pauses_the_whole_project_including_reads() -> None:
+    """A 429 pauses the project's reads and mutations alike for the Retry-After time."""
     clock = FakeClock()
     gov = governor(clock, ["100/10s"])
     gov.on_rate_limited(retry_after=7.0, mutation=False)
@@ -90,6 +76,7 @@ async def test_429_pauses_the_whole_project_including_reads() -> None:
 
 
 async def test_429_halves_read_concurrency_and_successes_restore_it() -> None:
+    """A 429 halves read concurrency; successes bring it back to the configured level."""
     clock = FakeClock()
     gov = governor(clock, ["100/10s"], concurrency=8)
     gov.on_rate_limited(retry_after=0.0, mutation=False)
@@ -189,6 +176,7 @@ async def test_a_429_nothing_we_sent_explains_teaches_nothing() -> None:
 
 
 async def test_consecutive_429s_back_off_exponentially_with_jitter() -> None:
+    """Consecutive 429s without Retry-After pause for a jittered, doubling, capped time."""
     clock = FakeClock()
     gov = governor(clock, ["100/10s"], rng=random.Random(1))
     pauses = [gov.on_rate_limited(retry_after=None, mutation=False) for _ in range(6)]
@@ -198,6 +186,7 @@ async def test_consecutive_429s_back_off_exponentially_with_jitter() -> None:
 
 
 async def test_send_times_persist_so_a_resumed_run_honours_the_window(tmp_path) -> None:
+    """Send times are stored, so a resumed run waits for the previous run's sends to leave the window."""
     clock = FakeClock()
     store = SendTimeStore(tmp_path / "p.times")
     first = governor(clock, ["5/60s"], store=store)
@@ -210,6 +199,7 @@ async def test_send_times_persist_so_a_resumed_run_honours_the_window(tmp_path) 
 
 
 def test_sliding_window_repr_and_minimum_time() -> None:
+    """minimum_seconds is the least time the windows allow for N mutations; the reprs show the limits."""
     clock = FakeClock()
     gov = governor(clock, ["100/10s", "900/15min"])
     assert gov.minimum_seconds(100) == 0
@@ -220,6 +210,7 @@ def test_sliding_window_repr_and_minimum_time() -> None:
 
 
 async def test_concurrency_cap_bounds_requests_in_flight() -> None:
+    """No more reads are in flight at once than the governor's concurrency."""
     gov = RateGovernor("p", mutation_windows=[], concurrency=3)
     in_flight = peak = 0
 
@@ -247,5 +238,6 @@ async def test_a_lower_long_window_is_learned_and_the_short_one_kept() -> None:
     assert rejected <= 10
     assert clock.now - start <= 1.5 * 900
     long = [w for w in gov.learned if w.rules[0][1] >= 600]
-    assert long and long[0].rules[0][0] >= 850
+    assert long
+    assert long[0].rules[0][0] >= 850
     assert all(w.rules[0][1] >= 600 for w in gov.learned)  # nothing blamed on a short window

@@ -194,5 +194,6 @@ def test_the_learned_windows_show_in_repr_and_minimum_seconds() -> None:
     )
     gov = outcome.governor
     assert len(gov.learned) == 2, repr(gov)
-    assert "learned=[" in repr(gov) and "100 per" in repr(gov)
+    assert "learned=[" in repr(gov)
+    assert "100 per" in repr(gov)
     assert gov.minimum_seconds(400) >= 90  # 100 per ~30 s: at least three more windows

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import anyio
 import anyio.lowlevel
+import pytest
 
 from bulkops.engine.graph import Scheduler, Task
 from bulkops.engine.journal import Journal
-from bulkops.errors import AuthError, TransportError
+from bulkops.errors import Aborted, AuthError, TransportError
 
 
 def body(calls: list[str], task_id: str, result=None, error: Exception | None = None):
@@ -46,6 +47,7 @@ async def run_graph(journal: Journal, tasks: list[Task]) -> Scheduler:
 
 
 async def test_dependents_wait_for_the_whole_subtree(tmp_path) -> None:
+    """A task depending on another starts only after that task's whole subtree of children is done."""
     calls: list[str] = []
     scheduler = await run_graph(Journal.open(tmp_path / "j"), tree(calls))
     assert calls.index("report") > max(calls.index(f"a{n}") for n in (1, 2, 3))
@@ -54,15 +56,19 @@ async def test_dependents_wait_for_the_whole_subtree(tmp_path) -> None:
 
 
 async def test_a_failure_skips_only_its_dependents(tmp_path) -> None:
+    """A failing task skips its dependents and no other task."""
     calls: list[str] = []
     scheduler = await run_graph(Journal.open(tmp_path / "j"), tree(calls, failing="a2"))
-    assert "report" not in calls and "other" in calls
+    assert "report" not in calls
+    assert "other" in calls
     assert [f[0] for f in scheduler.failures()] == ["a2"]
     counts = scheduler.counts()
-    assert counts["skipped"] == 1 and counts["failed"] == 2  # a2 itself and root's subtree
+    assert counts["skipped"] == 1
+    assert counts["failed"] == 2
 
 
 async def test_a_rerun_replays_finished_bodies_and_retries_only_failures(tmp_path) -> None:
+    """A re-run on the same journal replays finished tasks and runs only the failed ones and theirs."""
     calls: list[str] = []
     await run_graph(Journal.open(tmp_path / "j"), tree(calls, failing="a2"))
     again: list[str] = []
@@ -73,20 +79,18 @@ async def test_a_rerun_replays_finished_bodies_and_retries_only_failures(tmp_pat
 
 
 async def test_a_fatal_error_aborts_the_job(tmp_path) -> None:
+    """A fatal error raises Aborted out of the scheduler and starts no further task."""
     calls: list[str] = []
     scheduler = Scheduler(Journal.open(tmp_path / "j"), max_running=1)
     scheduler.add(Task(id="auth", body=body(calls, "auth", error=AuthError("bad key", status=401))))
     scheduler.add(Task(id="later", body=body(calls, "later")))
-    try:
+    with pytest.raises(Aborted, match="bad key"):
         await scheduler.run()
-    except Exception as exc:  # Aborted
-        assert "bad key" in str(exc)
-    else:
-        raise AssertionError("expected the run to abort")
     assert "later" not in calls
 
 
 async def test_stop_starts_nothing_new(tmp_path) -> None:
+    """After stop(), no further task starts; the rest stay pending."""
     calls: list[str] = []
     scheduler = Scheduler(Journal.open(tmp_path / "j"), max_running=1)
 
@@ -98,16 +102,19 @@ async def test_stop_starts_nothing_new(tmp_path) -> None:
     scheduler.add(Task(id="second", body=body(calls, "second")))
     await scheduler.run()
     assert calls == ["first"]
-    assert "pending" in repr(scheduler) and scheduler.counts()["pending"] == 1
+    assert "pending" in repr(scheduler)
+    assert scheduler.counts()["pending"] == 1
 
 
 async def test_a_task_waiting_on_a_missing_dependency_fails_instead_of_hanging(tmp_path) -> None:
+    """A task whose dependency never exists fails, naming it, instead of waiting forever."""
     calls: list[str] = []
     scheduler = await run_graph(
         Journal.open(tmp_path / "j"), [Task(id="orphan", body=body(calls, "x"), deps=("ghost",))]
     )
     assert calls == []
-    assert scheduler.failures()[0][0] == "orphan" and "ghost" in scheduler.failures()[0][2]
+    assert scheduler.failures()[0][0] == "orphan"
+    assert "ghost" in scheduler.failures()[0][2]
 
 
 async def test_a_skipped_child_settles_its_parent_as_failed(tmp_path) -> None:
@@ -124,4 +131,5 @@ async def test_a_skipped_child_settles_its_parent_as_failed(tmp_path) -> None:
     counts = scheduler.counts()
     assert calls == ["first", "root"]
     assert counts["waiting for children"] == 0
-    assert counts["skipped"] == 1 and counts["failed"] == 2
+    assert counts["skipped"] == 1
+    assert counts["failed"] == 2

@@ -16,10 +16,11 @@ from bulkops.commands import planned
 from bulkops.commands.session import RunOptions
 from bulkops.emulator import EmulatorConfig, EmulatorThread, Project, World, running_emulator
 from bulkops.engine.plan import Plan
+from bulkops.errors import FunctionFailed
 from bulkops.jobs import load
 from bulkops.jobs.batch_rule_update import load_functions
-from bulkops.jobs.rule_edits import FunctionFailed, PythonEdit, checked_rule, run_edits
-from tests.helpers import FAST_RETRY
+from bulkops.jobs.rule_edits import PythonEdit, checked_rule, run_edits
+from tests.support.commands import FAST_RETRY
 
 KEY_ENV = "BULKOPS_TEST_GUEST_KEY"
 KEY = "console-guest-target-key"
@@ -90,8 +91,10 @@ async def test_a_module_named_like_a_real_one_beside_the_job_file_shadows_nothin
     async with running_emulator(world, EmulatorConfig()) as url:
         code, plan = await plan_of(job, url, tmp_path / "state")
     assert code == 0
-    assert planned_ids(plan) == set(GATES) and not failures(plan)
-    assert sys.modules["json"] is json and sys.modules["bulkops"].__file__.endswith("__init__.py")
+    assert planned_ids(plan) == set(GATES)
+    assert not failures(plan)
+    assert sys.modules["json"] is json
+    assert sys.modules["bulkops"].__file__.endswith("__init__.py")
     assert not any(name.startswith(f"{module}.") and "guest" in name for name in sys.modules)
     functions = load_functions(load(str(job)).spec.edits, job.parent)
     assert functions[0].__module__.startswith("_bulkops_guest_")
@@ -158,7 +161,8 @@ async def test_whatever_a_function_raises_fails_only_that_entity(
     assert f"edits.0 (python raising_edits:edit) {said}" in message
     assert "the traceback is in the log" in message
     logged = (tmp_path / "state" / "log.jsonl").read_text()
-    assert "Traceback" in logged and "raising_edits.py" in logged
+    assert "Traceback" in logged
+    assert "raising_edits.py" in logged
 
 
 def test_a_run_with_a_raising_function_ends_with_exit_3(tmp_path, world, capsys) -> None:
@@ -175,7 +179,8 @@ def test_a_run_with_a_raising_function_ends_with_exit_3(tmp_path, world, capsys)
                      str(tmp_path / "state")])  # fmt: skip
     assert code == 3
     out, err = capsys.readouterr()
-    assert "FAILED gate 'g_raise'" in out and "raised SystemExit (sys.exit(0))" in out
+    assert "FAILED gate 'g_raise'" in out
+    assert "raised SystemExit (sys.exit(0))" in out
     assert "Traceback" not in out + err
     rules = {g["id"]: g["rules"][0]["passPercentage"]
              for g in world.project("target").collection("gates").values()}  # fmt: skip
@@ -292,7 +297,8 @@ async def test_a_halving_edit_is_planned_once_with_a_warning(tmp_path, world, ca
     async with running_emulator(world, EmulatorConfig()) as url:
         code, plan = await plan_of(job, url, tmp_path / "state")
     assert code == 0
-    assert planned_ids(plan) == set(GATES) and not failures(plan)
+    assert planned_ids(plan) == set(GATES)
+    assert not failures(plan)
     for op in plan.operations:
         assert [rule["passPercentage"] for rule in op.body["rules"]] == [20]
     notes = [n for n in plan.notes if n["kind"] == "not_idempotent"]
@@ -319,4 +325,5 @@ def test_an_edit_that_fails_only_when_applied_again_is_planned_and_flagged() -> 
     halve = {0: lambda e, r: {**r, "passPercentage": r["passPercentage"] / 2}}
     edited = edit_entity(entity, [edit], functions=halve)
     assert [slot.rule["passPercentage"] for slot in edited.slots] == [0.25]
-    assert not edited.idempotent and "at most two decimals" in edited.again
+    assert not edited.idempotent
+    assert "at most two decimals" in edited.again

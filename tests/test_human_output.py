@@ -11,7 +11,8 @@ import structlog
 from bulkops import redact
 from bulkops.emulator import EmulatorConfig, build_demo_world
 from bulkops.human import count, duration, table, tally
-from tests.helpers import KEY_ENV, cli
+from tests.support.commands import cli
+from tests.support.jobs import KEY_ENV
 
 REPO_JOBS = Path(__file__).resolve().parents[1] / "jobs"
 #: Python reprs that must never reach a person.
@@ -36,7 +37,8 @@ def _assert_readable(out: bytes, err: bytes, what: str) -> None:
     text = out.decode() + err.decode()
     found = [r for r in REPRS if r in text]
     assert not found, f"{what}: Python repr {found} in output:\n{text}"
-    assert "Traceback" not in text and "1e9" not in text, text
+    assert "Traceback" not in text, text
+    assert "1e9" not in text, text
     assert not any(key in text for key in DEMO_KEYS), f"{what}: a key was shown"
 
 
@@ -77,7 +79,8 @@ async def test_a_failed_export_says_which_sources_failed_without_reprs(
 ) -> None:
     """The export's exit 3 (every read fails) names the failures and prints no repr."""
     from bulkops.emulator import running_emulator
-    from tests.helpers import export_job, run_export
+    from tests.support.commands import run_export
+    from tests.support.jobs import export_job
 
     world = build_demo_world()
     monkeypatch.setenv(KEY_ENV, world.project("source").console_key)
@@ -87,7 +90,8 @@ async def test_a_failed_export_says_which_sources_failed_without_reprs(
         assert await run_export(export_job(tmp_path), url, tmp_path / "state") == 3
     out, err = capsys.readouterr()
     _assert_readable(out.encode(), err.encode(), "export exit 3")
-    assert "1 item failed:\n    metric sources page 1: GET" in err and "503" in err
+    assert "1 item failed:\n    metric sources page 1: GET" in err
+    assert "503" in err
     assert "nothing published" in err
 
 
@@ -99,7 +103,9 @@ def test_an_id_that_looks_like_a_key_is_shown_while_the_registered_key_is_masked
     assert redact.text(message) == f"gate 'console-looking-id' was refused for {redact.MASK}"
     structlog.get_logger("test").warning("bulkops.task.failed", error=message)
     err = capsys.readouterr().err
-    assert "console-looking-id" in err and key not in err and redact.MASK in err
+    assert "console-looking-id" in err
+    assert key not in err
+    assert redact.MASK in err
 
 
 @pytest.mark.parametrize(
@@ -125,8 +131,10 @@ def test_console_log_lines_flatten_fields_and_drop_empty_ones(capsys) -> None:
     log.info("bulkops.plan.written", estimate={"target": {"minimum_seconds": 9960.0}},
              pending=[], fatal=None, tasks={"done": 65})  # fmt: skip
     err = capsys.readouterr().err
-    assert 'estimate.target.minimum_seconds="2 h 46 min"' in err and "tasks.done=65" in err
-    assert "pending" not in err and "fatal" not in err
+    assert 'estimate.target.minimum_seconds="2 h 46 min"' in err
+    assert "tasks.done=65" in err
+    assert "pending" not in err
+    assert "fatal" not in err
 
 
 def test_progress_speaks_the_jobs_units_and_estimates_only_when_it_means_something() -> None:
@@ -139,12 +147,15 @@ def test_progress_speaks_the_jobs_units_and_estimates_only_when_it_means_somethi
     now = {"units": Count(0, None, "metrics", note="3 of 24 sources announced")}
     progress = Progress(None, [], units=lambda: now["units"], live=False)  # type: ignore[arg-type]
     assert progress.line().startswith("metrics 0 (3 of 24 sources announced), 0 requests")
-    assert progress.snapshot()["eta_s"] is None and "more" not in progress.line()
+    assert progress.snapshot()["eta_s"] is None
+    assert "more" not in progress.line()
     now["units"] = Count(1000, 2553, "metrics")
     assert "more" not in progress.line()  # a fraction of a second in: too early to extrapolate
     progress.started = time.monotonic() - 10
-    assert "metrics 1,000 of 2,553" in progress.line() and "about 16 s more" in progress.line()
+    assert "metrics 1,000 of 2,553" in progress.line()
+    assert "about 16 s more" in progress.line()
     now["units"] = Count(10, 1000, "mutations", at_least_seconds=9960.0, note="10 sent")
     line = progress.line()
     assert "mutations 10 of 1,000 (10 sent)" in line
-    assert "quota needs at least 2 h 46 min more" in line and "1e9" not in line
+    assert "quota needs at least 2 h 46 min more" in line
+    assert "1e9" not in line

@@ -10,7 +10,9 @@ from pathlib import Path
 import orjson
 
 from bulkops.emulator import EmulatorConfig, EmulatorThread, World, build_demo_world
-from tests.helpers import KEY_ENV, cli, export_job
+from tests.support.commands import cli
+from tests.support.jobs import KEY_ENV, export_job
+from tests.support.waiting import wait_for
 
 LATENCY = 0.3
 #: How late after the signal a request may still reach the emulator: the child sees the signal
@@ -29,11 +31,9 @@ def _rules_job(folder: Path) -> Path:
     return path
 
 
-def _wait_for(world: World, deadline_s: float, **filters: object) -> None:
-    deadline = time.monotonic() + deadline_s
-    while not world.requests(**filters) and time.monotonic() < deadline:  # type: ignore[arg-type]
-        time.sleep(0.01)
-    assert world.requests(**filters), "the job never got that far"  # type: ignore[arg-type]
+def _requested(world: World, deadline_s: float, **filters: object) -> None:
+    """Wait until ``world`` has seen a request matching ``filters``."""
+    wait_for(lambda: world.requests(**filters), deadline_s, "the job to get that far")  # type: ignore[arg-type]
 
 
 def test_first_sigint_stops_promptly_sends_nothing_new_and_the_rerun_completes(tmp_path) -> None:
@@ -44,7 +44,7 @@ def test_first_sigint_stops_promptly_sends_nothing_new_and_the_rerun_completes(t
     with EmulatorThread(world, EmulatorConfig(latency_ms=LATENCY * 1000)) as emulator:
         args = ("run", str(job), "--base-url", emulator.base_url, "--state", str(tmp_path / "s"))
         process = cli(*args, env=env)
-        _wait_for(world, 60, is_mutation=True)
+        _requested(world, 60, is_mutation=True)
         signalled = time.monotonic()
         process.send_signal(signal.SIGINT)
         _, err = process.communicate(timeout=30)
@@ -55,7 +55,8 @@ def test_first_sigint_stops_promptly_sends_nothing_new_and_the_rerun_completes(t
         assert process.returncode == 130, err.decode()
         assert stopped_after < LATENCY + 1.0, f"took {stopped_after:.2f} s to stop"
         assert not late, f"{len(late)} requests started after the signal: {late[:3]}"
-        assert b"interrupted" in err and b"re-run the same command to resume" in err
+        assert b"interrupted" in err
+        assert b"re-run the same command to resume" in err
         assert b"Traceback" not in err
         run = orjson.loads((tmp_path / "s" / "run.json").read_bytes())
         assert run["status"] == "interrupted"
@@ -74,7 +75,8 @@ def test_first_sigint_stops_promptly_sends_nothing_new_and_the_rerun_completes(t
         for rule in gates.get(key)["rules"]
         if rule["name"] == "Internal"
     ]
-    assert internal and set(internal) == {50}
+    assert internal
+    assert set(internal) == {50}
 
 
 def test_a_second_sigint_exits_at_once_without_waiting_for_requests_on_the_wire(tmp_path) -> None:
@@ -92,7 +94,7 @@ def test_a_second_sigint_exits_at_once_without_waiting_for_requests_on_the_wire(
             env=env,
         )
         # The source list is in: the sources' first pages are on the wire.
-        _wait_for(world, 60, path_prefix="/console/v1/metrics/metric_source/list")
+        _requested(world, 60, path_prefix="/console/v1/metrics/metric_source/list")
         time.sleep(0.3)
         process.send_signal(signal.SIGINT)
         time.sleep(0.1)

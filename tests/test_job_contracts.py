@@ -12,7 +12,7 @@ import pytest
 
 from bulkops.jobs import PLANNED, READING, is_planned, kind_of, planned_kind, reading_kind
 from bulkops.jobs.entity_kinds import ENTITY_KINDS, EntityKind
-from tests.openapi_spec import spec_or_skip
+from tests.support.openapi_spec import spec_or_skip
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -21,9 +21,11 @@ def test_each_kind_is_registered_once_under_its_own_name() -> None:
     """Every registered kind's spec model carries the name it is registered by, in one registry."""
     assert not READING.keys() & PLANNED.keys()
     for name in READING:
-        assert reading_kind(name).spec_model.kind == name and not is_planned(name)
+        assert reading_kind(name).spec_model.kind == name
+        assert not is_planned(name)
     for name in PLANNED:
-        assert planned_kind(name).spec_model.kind == name and is_planned(name)
+        assert planned_kind(name).spec_model.kind == name
+        assert is_planned(name)
     assert kind_of("batch_rule_update").sandbox_projects == {"target": "source"}
 
 
@@ -39,7 +41,8 @@ def test_validate_imports_only_the_kind_of_its_job_file(tmp_path: Path) -> None:
         [sys.executable, "-c", code, str(job)], capture_output=True, text=True, check=True
     ).stdout
     assert "bulkops.jobs.export_metrics" in out
-    assert "batch_rule_update" not in out and "clone_experiments" not in out
+    assert "batch_rule_update" not in out
+    assert "clone_experiments" not in out
 
 
 def test_a_kind_with_a_misnamed_hook_fails_the_type_check(tmp_path: Path) -> None:
@@ -93,7 +96,8 @@ def test_a_kind_with_a_misnamed_hook_fails_the_type_check(tmp_path: Path) -> Non
     )
     errors = [line for line in result.stdout.splitlines() if ": error:" in line]
     assert result.returncode == 1, result.stdout + result.stderr
-    assert len(errors) == 1 and "Misnamed" in errors[0], result.stdout
+    assert len(errors) == 1, result.stdout
+    assert "Misnamed" in errors[0], result.stdout
     assert "root_tasks" in result.stdout
 
 

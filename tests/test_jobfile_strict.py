@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bulkops.cli import main
-from tests.helpers import cli
+from tests.support.commands import cli
 
 #: What must never reach a person: our internals, the validator's own words, Python reprs.
 NOISE = ("Traceback", "pydantic", "type=", "Input should", "Value error", "errors.pydantic.dev",
@@ -195,7 +195,8 @@ def test_a_bad_job_file_is_refused_with_a_message_for_people(
 def test_the_table_has_at_least_30_files_of_every_kind() -> None:
     """The table covers the three kinds, at least 30 bad files in all."""
     kinds = {text.split('"')[1] for text, _ in CASES if text.startswith("job")}
-    assert len(CASES) >= 30 and kinds == {
+    assert len(CASES) >= 30
+    assert kinds == {
         "export_metrics",
         "clone_experiments",
         "batch_rule_update",
@@ -209,7 +210,9 @@ def test_every_error_of_a_file_is_reported_at_once(tmp_path, capsys) -> None:
     assert main(["validate", str(path)]) == 2
     err = capsys.readouterr().err
     assert "has 3 invalid field(s)" in err
-    assert "source.base_url:" in err and "limits.concurrency:" in err and "limits.x:" in err
+    assert "source.base_url:" in err
+    assert "limits.concurrency:" in err
+    assert "limits.x:" in err
 
 
 def test_good_values_of_the_same_fields_pass(tmp_path, capsys) -> None:
@@ -244,4 +247,5 @@ def test_the_real_cli_refuses_a_coerced_value_with_exit_2(tmp_path) -> None:
     _, err = process.communicate(timeout=60)
     assert process.returncode == 2
     assert b'limits.concurrency: expected an integer from 1 to 256, got "8" (a string)' in err
-    assert b"Traceback" not in err and b"pydantic" not in err
+    assert b"Traceback" not in err
+    assert b"pydantic" not in err

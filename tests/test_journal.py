@@ -9,6 +9,7 @@ from bulkops.errors import CheckpointError
 
 
 def test_records_round_trip(tmp_path) -> None:
+    """Appended records are read back in order."""
     journal = Journal.open(tmp_path / "j.jsonl")
     journal.append({"type": "task_done", "task": "a", "result": {"n": 1}})
     journal.append({"type": "task_done", "task": "b", "result": None})
@@ -18,6 +19,7 @@ def test_records_round_trip(tmp_path) -> None:
 
 
 def test_a_torn_last_record_is_dropped_and_truncated(tmp_path) -> None:
+    """A torn last record (a killed writer) is dropped and cut off, and appends continue after it."""
     path = tmp_path / "j.jsonl"
     journal = Journal.open(path)
     journal.append({"type": "task_done", "task": "a", "result": 1})
@@ -33,6 +35,7 @@ def test_a_torn_last_record_is_dropped_and_truncated(tmp_path) -> None:
 
 
 def test_a_complete_record_without_its_newline_counts_as_torn(tmp_path) -> None:
+    """A last record without its newline counts as torn and is cut off."""
     path = tmp_path / "j.jsonl"
     path.write_bytes(b'{"type":"x","task":"a"}\n{"type":"x","task":"b"}')
     journal = Journal.open(path)
@@ -42,6 +45,7 @@ def test_a_complete_record_without_its_newline_counts_as_torn(tmp_path) -> None:
 
 
 def test_damage_before_the_last_record_is_an_error_that_says_what_to_do(tmp_path) -> None:
+    """Damage before the last record is a CheckpointError naming the line and --fresh."""
     path = tmp_path / "j.jsonl"
     path.write_bytes(b'{"type":"x"}\nnot json\n{"type":"y"}\n')
     with pytest.raises(CheckpointError, match=r"line 2.*--fresh"):

@@ -4,17 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from bulkops.api.client import InconsistentListing, check_total, pages_for, parse_page
-from bulkops.emulator import EmulatorConfig, build_demo_world, running_emulator
-from bulkops.errors import MalformedResponse
-from tests.helpers import KEY_ENV, export_job, run_export, snapshot
-
-
-@pytest.fixture
-def world(monkeypatch):
-    world = build_demo_world()
-    monkeypatch.setenv(KEY_ENV, world.project("source").console_key)
-    return world
+from bulkops.api.client import check_total, pages_for, parse_page
+from bulkops.emulator import EmulatorConfig, running_emulator
+from bulkops.errors import InconsistentListing, MalformedResponse
+from tests.support.commands import run_export
+from tests.support.jobs import export_job, snapshot
 
 
 async def test_a_server_capping_limit_below_100_still_yields_every_row(tmp_path, world) -> None:
@@ -31,6 +25,7 @@ async def test_a_server_capping_limit_below_100_still_yields_every_row(tmp_path,
 
 
 def test_page_parsing_trusts_items_per_page_and_next_page() -> None:
+    """A page's itemsPerPage, totalItems and nextPage are what the client goes by."""
     body = {
         "message": "ok",
         "data": [{"id": 1}] * 7,
@@ -48,6 +43,7 @@ def test_page_parsing_trusts_items_per_page_and_next_page() -> None:
 
 
 def test_missing_total_and_empty_next_page_mean_a_single_last_page() -> None:
+    """No totalItems and an empty nextPage (or no pagination block) make the page the last."""
     page = parse_page({"data": [], "pagination": {"nextPage": ""}}, 3, 100, "GET /x", "p")
     assert (page.total, page.has_next, page.items_per_page) == (None, False, 100)
     page = parse_page({"data": [1, 2]}, 1, 100, "GET /x", "p")  # some examples omit pagination
@@ -55,11 +51,13 @@ def test_missing_total_and_empty_next_page_mean_a_single_last_page() -> None:
 
 
 def test_a_body_without_a_data_list_is_malformed() -> None:
+    """A list answer whose data is not a list is a MalformedResponse."""
     with pytest.raises(MalformedResponse):
         parse_page({"data": {"rules": []}}, 1, 100, "GET /x", "p")
 
 
 def test_rows_read_must_match_total_items() -> None:
+    """Reading fewer rows than the announced totalItems raises InconsistentListing; no total is fine."""
     check_total(rows_read=5, total=5, what="x")
     check_total(rows_read=5, total=None, what="x")
     with pytest.raises(InconsistentListing, match="totalItems=6"):

@@ -11,7 +11,9 @@ import orjson
 import pytest
 
 from bulkops.emulator import EmulatorConfig, EmulatorThread, build_demo_world, running_emulator
-from tests.helpers import KEY_ENV, cli, export_job, run_export, snapshot
+from tests.support.commands import cli, run_export
+from tests.support.jobs import KEY_ENV, export_job, snapshot
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -42,14 +44,6 @@ def page_request(task_id: str) -> tuple[str, str] | None:
     return None
 
 
-def wait_for(predicate, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting")
-        time.sleep(0.02)
-
-
 async def baseline(tmp_path: Path, monkeypatch) -> dict:
     world = build_demo_world()
     monkeypatch.setenv(KEY_ENV, world.project("source").console_key)
@@ -69,6 +63,7 @@ def run_cli_to_end(job: Path, url: str, state: Path, env: dict) -> tuple[int, st
 async def test_sigkill_then_rerun_gives_the_same_export_without_refetching(
     tmp_path, monkeypatch, kill_after
 ) -> None:
+    """After SIGKILL, a re-run produces the uninterrupted export and refetches no finished page."""
     expected = await baseline(tmp_path, monkeypatch)
     world = build_demo_world()
     env = {KEY_ENV: world.project("source").console_key}
@@ -83,7 +78,8 @@ async def test_sigkill_then_rerun_gives_the_same_export_without_refetching(
         process.communicate(timeout=10)
         assert process.returncode == -signal.SIGKILL
         finished = done_tasks(state)
-        assert finished and not (tmp_path / "killed" / "out" / "manifest.json").exists()
+        assert finished
+        assert not (tmp_path / "killed" / "out" / "manifest.json").exists()
         time.sleep(0.2)  # requests the dead process left in flight finish in the emulator
         before_rerun = len(world.requests())
 
@@ -99,6 +95,7 @@ async def test_sigkill_then_rerun_gives_the_same_export_without_refetching(
 
 
 async def test_sigint_exits_130_and_the_rerun_resumes(tmp_path, monkeypatch) -> None:
+    """SIGINT exits 130 without a traceback, and the re-run resumes to the same export."""
     expected = await baseline(tmp_path, monkeypatch)
     world = build_demo_world()
     env = {KEY_ENV: world.project("source").console_key}

@@ -8,15 +8,13 @@ import textwrap
 import pytest
 
 from bulkops.engine.plan import Operation, Plan
-from bulkops.errors import JobFileError
+from bulkops.errors import FunctionFailed, JobFileError
 from bulkops.jobs import batch_rule_update as job_kind
 from bulkops.jobs import load
 from bulkops.jobs.batch_rule_update import load_functions
 from bulkops.jobs.rule_edits import (
-    FunctionFailed,
     Slot,
     add_condition,
-    add_rule,
     edit_entity,
     remove_condition,
     replace_target_value,
@@ -63,12 +61,14 @@ def test_add_condition_adds_once_and_leaves_its_input_alone() -> None:
 
 
 def test_set_pass_percentage_is_idempotent() -> None:
+    """set_pass_percentage sets the percentage, and setting it again changes nothing."""
     once = set_pass_percentage(rule(), 50)
     assert once["passPercentage"] == 50
     assert set_pass_percentage(once, 50) == once
 
 
 def test_remove_condition_removes_every_match_and_nothing_else() -> None:
+    """remove_condition removes every condition matching the pattern, keeps the others, and is idempotent."""
     other_email = {"type": "email", "operator": "any", "targetValue": ["a@b.c"]}
     edited = remove_condition(rule(conditions=[EMAIL, SEGMENT, other_email]),
                               {"type": "email", "operator": "str_contains_any"})  # fmt: skip
@@ -92,13 +92,23 @@ def test_replace_target_value_in_strings_and_lists() -> None:
         "targetValue"] == 40  # fmt: skip
 
 
-def test_add_rule_adds_by_name_once() -> None:
-    rules = [rule("A"), rule("B")]
-    new = {"name": "Employees", "passPercentage": 100, "conditions": [EMAIL]}
-    first = add_rule(rules, new, "first")
-    assert [r["name"] for r in first] == ["Employees", "A", "B"]
-    assert add_rule(first, new, "last") == first
-    assert [r["name"] for r in add_rule(rules, new, "last")] == ["A", "B", "Employees"]
+@pytest.mark.parametrize(("position", "names"), [
+    ("first", ["Employees", "A", "B"]),
+    ("last", ["A", "B", "Employees"]),
+])  # fmt: skip
+def test_add_rule_adds_by_name_once(tmp_path, position: str, names: list[str]) -> None:
+    """add_rule puts its rule first or last, and not again when a rule of that name exists."""
+    spec = edits_of(tmp_path, f"""
+        [[edits]]
+        op = "add_rule"
+        rule = {{ name = "Employees", passPercentage = 100, conditions = [] }}
+        position = "{position}"
+    """)  # fmt: skip
+    entity = {"id": "g", "rules": [rule("A"), rule("B")]}
+    once = [s.rule for s in run_edits(entity, spec.edits, rule_name=spec.select.rule_name)]
+    assert [r["name"] for r in once] == names
+    again = run_edits({"id": "g", "rules": once}, spec.edits, rule_name=spec.select.rule_name)
+    assert [s.rule for s in again] == once
 
 
 # -- a job's edits in order over one entity -----------------------------------------------------
@@ -126,14 +136,16 @@ def test_run_edits_acts_on_selected_rules_only_and_twice_changes_nothing(tmp_pat
     added, internal, everyone = (s.rule for s in slots)
     assert added == {"name": "Internal beta", "passPercentage": 5,
                      "conditions": [{"type": "public"}]}  # fmt: skip
-    assert internal["conditions"] == [EMAIL] and internal["passPercentage"] == 50
+    assert internal["conditions"] == [EMAIL]
+    assert internal["passPercentage"] == 50
     assert internal["baseID"] == "baseInternal"
     assert everyone == entity["rules"][1]
     again = run_edits({"id": "g", "rules": [s.rule for s in slots]}, spec.edits,
                       rule_name=spec.select.rule_name)  # fmt: skip
     assert [s.rule for s in again] == [s.rule for s in slots]
     edited = edit_entity(entity, spec.edits, rule_name=spec.select.rule_name)
-    assert edited.slots == slots and edited.idempotent
+    assert edited.slots == slots
+    assert edited.idempotent
 
 
 def test_delete_rule_and_python_edits(tmp_path) -> None:
@@ -172,6 +184,7 @@ def test_delete_rule_and_python_edits(tmp_path) -> None:
 
 
 def test_a_raising_python_edit_fails_with_its_index_and_traceback(tmp_path) -> None:
+    """A python edit that raises, or returns a non-rule, fails the entity naming the edit's index."""
     (tmp_path / "broken_edits.py").write_text(
         "def boom(entity, rule):\n    raise ValueError(f'cannot edit {entity[\"id\"]}')\n"
         "def not_a_rule(entity, rule):\n    return 42\n"
@@ -198,7 +211,8 @@ def test_a_raising_python_edit_fails_with_its_index_and_traceback(tmp_path) -> N
     assert "edits.1 (python broken_edits:boom) raised ValueError: cannot edit gate_7" in str(
         failure.value
     )
-    assert "Traceback" in failure.value.traceback and "broken_edits.py" in failure.value.traceback
+    assert "Traceback" in failure.value.traceback
+    assert "broken_edits.py" in failure.value.traceback
     with pytest.raises(FunctionFailed, match=r"edits.2 \(python broken_edits:not_a_rule\) "
                        r"returned 42 \(an integer\), not a rule"):  # fmt: skip
         run_edits(entity, spec.edits, functions={1: lambda e, r: r, 2: functions[2]})
@@ -215,7 +229,8 @@ def test_edits_that_would_change_their_own_result_again_are_applied_once_and_fla
     spec = edits_of(tmp_path, '[[edits]]\nop = "python"\nfunction = "doubling:double"\n')
     entity = {"id": "gate_1", "rules": [rule()]}
     edited = edit_entity(entity, spec.edits, functions=load_functions(spec.edits, tmp_path))
-    assert not edited.idempotent and 'rule "Internal"' in edited.again
+    assert not edited.idempotent
+    assert 'rule "Internal"' in edited.again
     assert [slot.rule["passPercentage"] for slot in edited.slots] == [20]  # applied once
     spec = edits_of(
         tmp_path,
@@ -237,6 +252,7 @@ def test_edits_that_would_change_their_own_result_again_are_applied_once_and_fla
 
 
 def test_python_functions_that_cannot_be_loaded_are_job_file_errors(tmp_path) -> None:
+    """A python edit whose module or function cannot be loaded is a job-file error with the cause."""
     (tmp_path / "has_no_fn.py").write_text("x = 1\n")
     (tmp_path / "syntax_error.py").write_text("def f(:\n")
     for reference, hint in [("has_no_fn:fix", "has no function 'fix'"),
@@ -284,6 +300,7 @@ to = "a"
 
 
 def test_bad_edits_are_reported_by_index_all_at_once(tmp_path) -> None:
+    """Every bad edit is reported at once, each by its index and field path."""
     with pytest.raises(JobFileError) as error:
         load(write_job(tmp_path, BAD_EDITS))
     text = str(error.value)
@@ -306,6 +323,7 @@ def test_bad_edits_are_reported_by_index_all_at_once(tmp_path) -> None:
 
 
 def test_delete_rule_needs_a_rule_name_and_unknown_keys_are_named(tmp_path) -> None:
+    """delete_rule without select.rule_name, unknown keys and a bad entity are errors naming the field."""
     with pytest.raises(JobFileError, match=r"edits.0: delete_rule without select.rule_name"):
         load(write_job(tmp_path, '[[edits]]\nop = "delete_rule"\n', select='entity = "gates"'))
     with pytest.raises(JobFileError, match=r"edits.0.conditon: unknown key"):
@@ -315,14 +333,17 @@ def test_delete_rule_needs_a_rule_name_and_unknown_keys_are_named(tmp_path) -> N
 
 
 def test_the_example_job_file_is_valid() -> None:
+    """jobs/batch_rule_update.toml, the example shipped, loads as a batch_rule_update job."""
     from pathlib import Path
 
     job = load(str(Path(__file__).resolve().parents[1] / "jobs" / "batch_rule_update.toml"))
-    assert job.kind == "batch_rule_update" and job.spec.edits
+    assert job.kind == "batch_rule_update"
+    assert job.spec.edits
 
 
 # -- the request body, the diff, undo -----------------------------------------------------------
 def test_request_rules_keep_ids_and_drop_other_server_fields_and_nulls() -> None:
+    """A rule sent back keeps its ids and drops the other server fields and null values."""
     stored = rule(conditions=[{**EMAIL, "field": None, "customID": None}],
                   pendingAutomatedRollouts=[], returnValueJson5="{}")  # fmt: skip
     body = job_kind.request_rule(stored, config=False)
@@ -332,6 +353,7 @@ def test_request_rules_keep_ids_and_drop_other_server_fields_and_nulls() -> None
 
 
 def test_the_diff_names_each_changed_rule_and_field() -> None:
+    """The plan's diff names each added, changed and removed rule and each changed field."""
     before = [rule("Internal", conditions=[SEGMENT]), rule("Gone"), rule("Same")]
     edited = {**before[0], "passPercentage": 50, "conditions": [SEGMENT, EMAIL]}
     slots = [Slot(None, {"name": "New", "passPercentage": 5, "conditions": [{"type": "public"}]}),
@@ -348,6 +370,7 @@ def test_the_diff_names_each_changed_rule_and_field() -> None:
 
 
 def test_render_and_undo_of_a_planned_operation() -> None:
+    """A planned operation renders readably; its undo restores the before-image over the current version."""
     op = Operation(
         id="gate:g1", role="target", kind="gate", entity_id="g1", action="update rules",
         method="PATCH", path="/console/v1/gates/g1", body={"rules": []},
@@ -372,5 +395,6 @@ def test_render_and_undo_of_a_planned_operation() -> None:
     assert undo is not None
     assert undo.precondition == {"version": 4, "lastModifiedTime": 10}
     assert undo.expected == {"rules": [rule()]}
-    assert undo.body["rules"][0]["passPercentage"] == 10 and undo.body["rules"][0]["baseID"]
+    assert undo.body["rules"][0]["passPercentage"] == 10
+    assert undo.body["rules"][0]["baseID"]
     assert (undo.method, undo.path) == ("PATCH", "/console/v1/gates/g1")

@@ -12,19 +12,18 @@ import orjson
 import pytest
 
 from bulkops.emulator import EmulatorThread, Project, World
-from tests.helpers import cli
-from tests.test_batch_rule_update import (
+from tests.support.batch import (
     KEY,
     KEY_ENV,
     build_world,
-    bulkops,
     changed_checkout_ids,
     config,
     job_file,
     mutations,
     outcomes,
-    wait_for,
 )
+from tests.support.commands import bulkops, cli
+from tests.support.waiting import wait_for
 
 OTHER_ENV = "BULKOPS_TEST_OTHER_KEY"
 OTHER_KEY = "console-another-project-key"
@@ -64,7 +63,8 @@ def test_two_concurrent_applies_of_one_plan_send_each_mutation_once(tmp_path, mo
         assert (
             f"state directory {state} is in use by bulkops (pid {first.pid}, command apply)" in err
         )
-        assert "wait for it or use another --state" in err and "Traceback" not in err
+        assert "wait for it or use another --state" in err
+        assert "Traceback" not in err
         assert finish(first)[0] == 0
     assert mutations(world) == len(changed_checkout_ids())
 
@@ -131,15 +131,16 @@ async def test_a_plan_is_refused_for_a_key_that_opens_another_project(
         assert await bulkops("plan", job_file(tmp_path / "job"), url, state) == 0
         monkeypatch.setenv(KEY_ENV, OTHER_KEY)
         for command in ("apply", "run"):
+            job = None
+            if command == "run":  # a resumed run applies the saved plan: the same guard
+                run = orjson.loads((state / "run.json").read_bytes())
+                (state / "run.json").write_bytes(orjson.dumps({**run, "status": "running"}))
+                job = job_file(tmp_path / "job")
             with pytest.raises(WrongProject) as refused:
-                if command == "apply":
-                    await bulkops("apply", None, url, state)
-                else:  # a resumed run applies the saved plan: the same guard
-                    run = orjson.loads((state / "run.json").read_bytes())
-                    (state / "run.json").write_bytes(orjson.dumps({**run, "status": "running"}))
-                    await bulkops("run", job_file(tmp_path / "job"), url, state)
+                await bulkops(command, job, url, state)
             message = str(refused.value)
-            assert world.project("target").id in message and world.project("other").id in message
+            assert world.project("target").id in message
+            assert world.project("other").id in message
             assert f"${KEY_ENV}" in message
     assert world.count(is_mutation=True) == 0
 
@@ -197,7 +198,8 @@ def test_a_clone_from_a_project_into_itself_is_refused_before_planning(
                     )
                 )
                 assert code == 2, (what, err)
-                assert "same project" in err and "Traceback" not in err, (what, err)
+                assert "same project" in err, (what, err)
+                assert "Traceback" not in err, (what, err)
             assert not (tmp_path / "s" / what / "plan.json").exists()
     assert world.count(is_mutation=True) == 0
 
@@ -220,7 +222,9 @@ def test_a_server_that_cannot_be_reached_ends_the_run_within_seconds(
                            str(tmp_path / "s")))  # fmt: skip
     assert code == 4, err
     assert time.monotonic() - started < 15
-    assert f"cannot reach {url}: " in err and "Traceback" not in err and "('" not in err
+    assert f"cannot reach {url}: " in err
+    assert "Traceback" not in err
+    assert "('" not in err
 
 
 def test_the_demo_world_is_the_same_in_every_process() -> None:
@@ -295,7 +299,9 @@ def test_a_non_idempotent_edit_is_applied_exactly_once_through_a_sigkill(
         assert mutations(world) == len(before)  # each gate written exactly once
         code, err = finish(cli(*args))
         assert code == 2, err
-        assert "not idempotent" in err and "--again" in err and "Traceback" not in err
+        assert "not idempotent" in err
+        assert "--again" in err
+        assert "Traceback" not in err
         assert mutations(world) == len(before)
         code, err = finish(cli(*args, "--again"))
         assert code == 0, err
@@ -318,7 +324,8 @@ def test_a_signal_between_phases_ends_the_command_as_interrupted() -> None:
     started = time.monotonic()
     with pytest.raises(Interrupted) as stopped:
         anyio.run(guarded, between_phases)
-    assert stopped.value.exit_code == 130 and time.monotonic() - started < 2
+    assert stopped.value.exit_code == 130
+    assert time.monotonic() - started < 2
 
     seen: list[int] = []
 

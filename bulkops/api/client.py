@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import aiohttp
 import anyio
@@ -30,6 +30,7 @@ from bulkops.api.governor import RateGovernor
 from bulkops.errors import (
     ApiError,
     AuthError,
+    InconsistentListing,
     MalformedResponse,
     NameInUse,
     NotFound,
@@ -255,20 +256,31 @@ class ConsoleClient:
                 raw = await response.read()
                 return response.status, raw, _retry_after(response.headers.get("Retry-After"))
         except aiohttp.ClientConnectorError as exc:
+            reason = _os_reason(exc.os_error)
             error = TransportError(
-                f"cannot connect to {self.base_url} for project {self.project!r}: "
-                f"{_os_reason(exc.os_error)}",
+                redact.text(
+                    f"cannot connect to {self.base_url} for project {self.project!r}: {reason}. "
+                    f"{self._check_base_url()}"
+                ),
                 project=self.project,
                 sent=False,
             )
-            error.reason = _os_reason(exc.os_error)
+            error.reason = reason
             raise error from exc
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise TransportError(
-                f"{method} {path} on project {self.project!r} got no complete answer: "
-                f"{type(exc).__name__} {redact.text(str(exc))}".rstrip(),
+                redact.text(
+                    f"{method} {path} on project {self.project!r} got no complete answer: "
+                    f"{(type(exc).__name__ + ' ' + str(exc)).strip()}. {self._check_base_url()}"
+                ),
                 project=self.project,
-            ) from None
+            ) from exc
+
+    def _check_base_url(self) -> str:
+        return (
+            f"Check the base_url of [{self.project}] in the job file (or --base-url; now "
+            f"{self.base_url}) and the network."
+        )
 
     def _decode(self, raw: bytes, method: str, path: str) -> dict[str, Any]:
         try:
@@ -297,7 +309,12 @@ class ConsoleClient:
         if status in (401, 403):
             return AuthError(_auth_message(self.project, status, server_says), **kwargs)
         if status == 404:
-            return NotFound(f"{where}: 404 not found ({server_says})", **kwargs)
+            return NotFound(
+                f"{where}: 404 not found ({server_says}). Check the id or name in "
+                f"{unquote(path)}: project {self.project!r} has no such entity (it was deleted, "
+                "or it belongs to another project)",
+                **kwargs,
+            )
         if status == 429:
             return RateLimited(f"{where}: 429 rate limited", retry_after=retry_after, **kwargs)
         if status >= 500:
@@ -422,12 +439,6 @@ def _identity(body: dict[str, Any], where: str) -> ProjectIdentity:
 
 def pages_for(total: int, items_per_page: int) -> int:
     return max(1, math.ceil(total / max(1, items_per_page)))
-
-
-class InconsistentListing(ApiError):
-    """The rows read do not add up to the ``totalItems`` the server announced."""
-
-    retryable = True
 
 
 def check_total(*, rows_read: int, total: int | None, what: str) -> None:

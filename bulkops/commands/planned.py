@@ -11,14 +11,13 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import structlog
 
-from bulkops import redact
+from bulkops import human, redact
 from bulkops.api.client import ConsoleClient, read_entity
 from bulkops.commands.progress import mutation_units
 from bulkops.commands.run import EXIT_ABORTED, EXIT_INTERRUPTED, aborted_summary, execute, finish
@@ -89,7 +88,9 @@ async def plan_command(job: JobDefinition[JobSpec], options: RunOptions) -> int:
                     return _stopped(session, exc)
         run.update(status=PLANNED, mutations_planned=plan.mutation_count())
         state.write_run(run)
-    print(f"plan written to {state.plan_file}; apply it with: bulkops apply --state {state.root}")
+    human.say(
+        f"plan written to {state.plan_file}; apply it with: bulkops apply --state {state.root}"
+    )
     return 0
 
 
@@ -169,7 +170,7 @@ async def undo_command(options: RunOptions) -> int:
             if not resumed or not undo_state.plan_file.exists():
                 _undo_plan(job, state, plan).save(undo_state.plan_file)
             undo_plan = Plan.load(undo_state.plan_file)
-            print(f"undo: {undo_plan.mutation_count()} entities to restore", file=sys.stderr)
+            human.say(f"undo: {undo_plan.mutation_count()} entities to restore", err=True)
             with started(connection, undo_run, resumed=resumed) as session:
                 exit_code, summary = await _apply(session, undo_plan)
         return finish(undo_state, undo_run, exit_code, summary)
@@ -289,7 +290,7 @@ async def _make_plan(session: Session) -> Plan:
     plan.projects = _planned_projects(session)
     plan.save(session.state.plan_file)
     for line in kind.render_plan(plan):
-        print(line)
+        human.say(line)
     log.info("bulkops.plan.written", mutations=plan.mutation_count(), estimate=plan.estimate)
     return plan
 
@@ -326,17 +327,10 @@ async def _apply(session: Session, plan: Plan) -> tuple[int, dict[str, Any]]:
     session.run["status"] = "running"
     session.state.write_run(session.run)
     apply_options = _apply_options(session.job, session.options)
-    results: dict[str, dict[str, Any]] = {}
 
     def tasks(ctx: RunContext[JobSpec]) -> list[Task]:
         return [
-            operation_task(
-                op,
-                session.clients,
-                ctx.journal,
-                apply_options,
-                on_done=lambda op, result: results.__setitem__(op.id, result),
-            )
+            operation_task(op, session.clients, ctx.journal, apply_options)
             for op in plan.operations
         ]
 

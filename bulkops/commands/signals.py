@@ -18,8 +18,8 @@ from anyio.abc import TaskStatus
 
 from bulkops import human, stopping
 from bulkops.engine.concurrency import most_telling
-from bulkops.engine.graph import Aborted, Scheduler
-from bulkops.errors import Interrupted
+from bulkops.engine.graph import Scheduler
+from bulkops.errors import Aborted, Interrupted, StopRequested
 
 log = structlog.get_logger("bulkops.run")
 
@@ -169,7 +169,7 @@ async def interruptible(phase: Callable[[], Awaitable[T]]) -> T:
         if interrupted:
             raise Interrupted from None
         raise most_telling(errors) from None
-    except stopping.StopRequested:
+    except StopRequested:
         raise Interrupted from None
     if interrupted or not results:
         raise Interrupted

@@ -180,7 +180,9 @@ async def _serve(world: World, config: EmulatorConfig, host: str, port: int) -> 
                     f"project {project.name} read-only-key {key}"
                     for key in sorted(project.read_only_keys)
                 )
-            print("\n".join(lines), flush=True)
+            # `bulkops emulator` prints its URL and keys for the user to export; the emulator
+            # imports nothing from bulkops (not even bulkops.human), so this is its one print.
+            print("\n".join(lines), flush=True)  # noqa: T201
             await stop.wait()
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):

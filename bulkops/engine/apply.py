@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,16 +25,12 @@ from bulkops.engine.compare import PLAIN, Semantics, differences, precondition_h
 from bulkops.engine.graph import Task
 from bulkops.engine.journal import Journal
 from bulkops.engine.plan import Operation
-from bulkops.errors import ApiError, BulkopsError
+from bulkops.errors import ApiError, Conflict
 
 log = structlog.get_logger("bulkops.apply")
 
 REVIEW_HEADER = "x-respect-review-settings"
 _rng = random.Random()
-
-
-class Conflict(BulkopsError):
-    """The target changed since the plan; the operation was not sent."""
 
 
 @dataclass(frozen=True)
@@ -53,14 +48,9 @@ def operation_task(
     clients: dict[str, ConsoleClient],
     journal: Journal,
     options: ApplyOptions,
-    *,
-    on_done: Callable[[Operation, dict[str, Any]], None] | None = None,
 ) -> Task:
     async def body() -> dict[str, Any]:
-        result = await apply_operation(op, clients[op.role], journal, options)
-        if on_done is not None:
-            on_done(op, result)
-        return result
+        return await apply_operation(op, clients[op.role], journal, options)
 
     return Task(
         id=f"op:{op.id}",

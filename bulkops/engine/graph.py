@@ -21,8 +21,7 @@ import anyio
 import structlog
 
 from bulkops.engine.journal import Journal
-from bulkops.errors import BulkopsError, LocalIOError
-from bulkops.stopping import StopRequested
+from bulkops.errors import Aborted, BulkopsError, LocalIOError, StopRequested
 
 log = structlog.get_logger("bulkops.graph")
 
@@ -66,14 +65,6 @@ class _Node:
     failed_itself: bool = False
     #: Dependencies not yet complete; the task is ready when this reaches 0.
     unmet: int = 0
-
-
-class Aborted(Exception):
-    """Raised out of ``Scheduler.run`` when a fatal error stopped the job."""
-
-    def __init__(self, cause: BaseException) -> None:
-        super().__init__(str(cause))
-        self.cause = cause
 
 
 class Scheduler:

@@ -41,13 +41,12 @@ from pydantic_core import ErrorDetails
 from bulkops.api.client import ConsoleClient, read_entity
 from bulkops.engine.concurrency import gather
 from bulkops.engine.plan import Operation, Plan, estimate_lines
-from bulkops.errors import JobFileError
+from bulkops.errors import EditFailed, JobFileError
 from bulkops.jobs.entity_kinds import DYNAMIC_CONFIG, GATE, EntityKind
 from bulkops.jobs.rule_edits import (
     DeleteRule,
     Edit,
     Edited,
-    EditFailed,
     PythonEdit,
     Rule,
     RuleFunction,

@@ -31,7 +31,6 @@ import copy
 import fnmatch
 import math
 import re
-import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, TypeGuard
@@ -47,6 +46,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails, PydanticCustomError
 
+from bulkops.errors import FunctionFailed, NotARule
 from bulkops.jobs.semantics import normalize
 from bulkops.jobs.spec import Items, NonEmpty, Strict, expect, explain_all, quoted, show
 
@@ -406,17 +406,6 @@ def _replaced(target: Any, old: Scalar, new: Scalar) -> Any:
     return new if target is not None and _same(target, old) else target
 
 
-def add_rule(rules: Sequence[Rule], rule: Rule, position: str) -> list[Rule]:
-    kept = copy.deepcopy(list(rules))
-    if any(existing.get("name") == rule.get("name") for existing in kept):
-        return kept
-    return [copy.deepcopy(rule), *kept] if position == "first" else [*kept, copy.deepcopy(rule)]
-
-
-class NotARule(TypeError):
-    """What a python edit returned is neither a rule the API accepts nor None."""
-
-
 class _RolloutStep(Strict):
     time: float
     passPercent: float
@@ -532,34 +521,6 @@ class Edited:
     #: again after it finishes would apply them again. ``again`` says what happened.
     idempotent: bool = True
     again: str = ""
-
-
-class EditFailed(Exception):
-    """The edits cannot be applied to one entity; that entity fails, the job goes on."""
-
-    index: int | None = None
-    traceback: str = ""
-
-
-class FunctionFailed(EditFailed):
-    """A ``python`` edit raised (anything, SystemExit included), or returned something not a rule."""
-
-    def __init__(self, index: int, function: str, error: BaseException) -> None:
-        self.index = index
-        self.function = function
-        self.error = error
-        returned = isinstance(error, NotARule)  # our own check: its traceback shows only us
-        self.traceback = "" if returned else "".join(traceback.format_exception(error))
-        detail = f"returned {error}" if returned else _raised(error)
-        super().__init__(f"edits.{index} (python {function}) {detail}")
-
-
-def _raised(error: BaseException) -> str:
-    text = str(error)
-    if isinstance(error, SystemExit):
-        text = f"sys.exit({error.code!r})" if error.code is not None else "sys.exit()"
-        return f"raised SystemExit ({text}); a python edit must return, not exit"
-    return f"raised {type(error).__name__}: {text}" if text else f"raised {type(error).__name__}"
 
 
 def rule_selected(rule: Rule, rule_name: str | None) -> bool:

@@ -1,15 +1,21 @@
-"""Helpers for clone tests: job files and a comparable dump of a project's state."""
+"""Job files for the tests, the environment that holds their keys, and comparable snapshots."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from bulkops.emulator import World
 from bulkops.jobs.semantics import normalize
 
 SOURCE_ENV = "BULKOPS_TEST_SOURCE_KEY"
 TARGET_ENV = "BULKOPS_TEST_TARGET_KEY"
+#: The variable an export job reads its (source) key from.
+KEY_ENV = SOURCE_ENV
+#: Manifest fields that legitimately differ between two runs over the same data.
+RUN_FIELDS = ("run_id", "started_at", "published_at")
 KINDS = (
     "tags",
     "target_apps",
@@ -22,6 +28,16 @@ KINDS = (
     "holdouts",
     "experiments_overrides",
 )
+
+
+def export_job(folder: Path, *, out: str = "out", concurrency: int = 4, name: str = "exp") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.toml"
+    path.write_text(
+        f'job = "export_metrics"\n[source]\napi_key_env = "{KEY_ENV}"\n'
+        f'[output]\ndir = "{out}"\n[limits]\nconcurrency = {concurrency}\n'
+    )
+    return path
 
 
 def clone_job(
@@ -43,10 +59,24 @@ def clone_job(
 
 
 def keys_env(world: World) -> dict[str, str]:
+    """The source and target keys of ``world``, by the variables the test jobs name."""
     return {
         SOURCE_ENV: world.project("source").console_key,
         TARGET_ENV: world.project("target").console_key,
     }
+
+
+def snapshot(out: Path) -> dict[str, Any]:
+    """Every exported file's bytes, and the manifest without its per-run fields."""
+    files = {
+        str(p.relative_to(out)): p.read_bytes()
+        for p in sorted(out.rglob("*"))
+        if p.is_file() and p.name != "manifest.json"
+    }
+    manifest = orjson.loads((out / "manifest.json").read_bytes())
+    for field in RUN_FIELDS:
+        manifest.pop(field, None)
+    return {"files": files, "manifest": manifest}
 
 
 def dump(world: World, project: str = "target") -> dict[str, Any]:

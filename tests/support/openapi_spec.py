@@ -22,9 +22,7 @@ from openapi_schema_validator import (
     OAS31Validator,
 )
 
-SPEC_PATH = (
-    Path(__file__).resolve().parents[1].parent / "shared/spec/statsig-console-api.openapi.json"
-)
+SPEC_PATH = Path(__file__).resolve().parents[3] / "shared/spec/statsig-console-api.openapi.json"
 # The 2025-03-12 live download keeps operations the current spec dropped (dynamic-config rules).
 SPEC_2025_03_PATH = SPEC_PATH.with_name("statsig-console-api.openapi.2025-03-12.json")
 

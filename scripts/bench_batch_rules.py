@@ -43,6 +43,7 @@ from typing import Any
 
 import anyio
 
+from bulkops.api.governor import least_seconds
 from bulkops.commands import planned
 from bulkops.commands.session import RunOptions
 from bulkops.emulator import EmulatorConfig, Project, World, running_emulator
@@ -99,6 +100,12 @@ def build_world(gates: int) -> World:
 
 
 def minimum_seconds(count: int, windows: list[str]) -> float:
+    """The least time ``count`` mutations take under all ``windows`` at once, from idle."""
+    return least_seconds(count, [(w.limit, w.seconds) for w in map(RateWindow.parse, windows)])
+
+
+def naive_minimum(count: int, windows: list[str]) -> float:
+    """The slowest window alone (what earlier reports compared against): a lower bound only."""
     parsed = [RateWindow.parse(text) for text in windows]
     return max((max(0, math.ceil(count / w.limit) - 1) * w.seconds for w in parsed), default=0.0)
 

@@ -6,7 +6,7 @@ Two scenarios, each on a fresh emulator world of N gates whose "Internal" rule t
 
 * **known quota**: the job's ``mutation_rate`` equals the server's windows. Targets: zero 429s, and
   the wall time of ``bulkops apply`` within 1.1x of the minimum the windows allow for N mutations
-  (from an idle start: ``max over windows of (ceil(N / limit) - 1) * span``).
+  (from an idle start, every window at once: each send as early as all windows allow).
 * **unknown quota**: the job's windows are set higher than the server's (``--higher-windows``), so
   the governor must learn the real limit from 429s. Targets: under 5% of mutation attempts rejected,
   and the job still completes (exit 0, every gate changed).
@@ -43,6 +43,7 @@ from typing import Any
 
 import anyio
 
+from bulkops.api.governor import least_seconds
 from bulkops.commands import planned
 from bulkops.commands.session import RunOptions
 from bulkops.emulator import EmulatorConfig, Project, World, running_emulator
@@ -99,6 +100,12 @@ def build_world(gates: int) -> World:
 
 
 def minimum_seconds(count: int, windows: list[str]) -> float:
+    """The least time ``count`` mutations take under all ``windows`` at once, from idle."""
+    return least_seconds(count, [(w.limit, w.seconds) for w in map(RateWindow.parse, windows)])
+
+
+def naive_minimum(count: int, windows: list[str]) -> float:
+    """The slowest window alone (what earlier reports compared against): a lower bound only."""
     parsed = [RateWindow.parse(text) for text in windows]
     return max((max(0, math.ceil(count / w.limit) - 1) * w.seconds for w in parsed), default=0.0)
 
@@ -150,6 +157,7 @@ async def scenario(
         "rejected_fraction": round(rejected / attempts, 4) if attempts else 0.0,
         "wall_s": round(wall, 3),
         "minimum_s": minimum,
+        "slowest_window_alone_s": naive_minimum(gates, server),
         "ratio_to_minimum": round(wall / minimum, 3) if minimum else None,
         "ok": plan_code == 0 and apply_code == 0 and changed == gates,
         "output_tail": captured.getvalue().splitlines()[-8:],
@@ -201,7 +209,8 @@ def guess_report(results: list[dict[str, Any]]) -> list[str]:
         lines.append(
             f"{name}: {runs[0]['gates']} gates, server {runs[0]['server_windows']}, job "
             f"{runs[0]['job_windows']}, {len(runs)} runs: wall median {median(walls):.2f}s "
-            f"(max {max(walls):.2f}s), minimum {runs[0]['minimum_s']:.2f}s, ratio median "
+            f"(max {max(walls):.2f}s), minimum {runs[0]['minimum_s']:.2f}s (slowest window alone "
+            f"{runs[0]['slowest_window_alone_s']:.2f}s), ratio median "
             f"{median(ratios):.2f} (max {max(ratios):.2f}), rejected median "
             f"{100 * median(rejected):.2f}% (max {100 * max(rejected):.2f}%), attempts "
             f"{[r['mutation_attempts'] for r in runs]}"

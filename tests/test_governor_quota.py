@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from bulkops.api.governor import RateGovernor
+from bulkops.api.governor import RateGovernor, least_seconds
 from bulkops.emulator._config import parse_window
 from bulkops.emulator._quota import SlidingWindowQuota
 from bulkops.jobs.spec import RateWindow
@@ -145,7 +145,7 @@ async def drive(
         counts["attempts"],
         counts["rejected"],
         finished - start,
-        quota.minimum_seconds(mutations),
+        least_seconds(mutations, [(w.limit, w.seconds) for w in quota.windows]),
         gov,
     )
 
@@ -155,7 +155,7 @@ def check(
 ) -> Outcome:
     # The configured windows stay a ceiling (the job's own limit); the sizes are chosen so they
     # never bind harder than the real ones, so the minimum is the real windows' minimum.
-    ours = SlidingWindowQuota([parse_window(w) for w in config]).minimum_seconds(mutations)
+    ours = least_seconds(mutations, [(w.limit, w.seconds) for w in map(parse_window, config)])
     outcome: Outcome = run_virtual(drive(server, config, mutations, **kwargs))
     assert ours < outcome.minimum
     assert outcome.rejected_fraction <= MAX_REJECTED, str(outcome)
@@ -197,3 +197,89 @@ def test_the_learned_windows_show_in_repr_and_minimum_seconds() -> None:
     assert "learned=[" in repr(gov)
     assert "100 per" in repr(gov)
     assert gov.minimum_seconds(400) >= 90  # 100 per ~30 s: at least three more windows
+
+
+# Real-time-like conditions: 200 mutations, concurrency 8, 50 ms and 300 ms round trips (what
+# scripts/bench_batch_rules.py runs). The cap on mutations in flight keeps a window's first fill
+# to about 2 rejected attempts, but the 3% / 1.5x targets are not all met at this size yet (the
+# duration probes cost one rejection each, and waiting out an unbounded window overshoots): the
+# bounds below guard what is met, and the strict xfail marks what is still open.
+SHAPES = {
+    "burst": ("20/2s",),
+    "two-short": ("30/5s", "100/30s"),
+    "long-tighter": ("100/10s", "150/1min"),
+}
+#: (latency) -> (most rejected, largest ratio) met today by every shape and seed, with margin.
+REAL_TIME_BOUNDS = {0.05: (0.04, 2.3), 0.3: (0.08, 2.6)}
+
+
+@pytest.mark.parametrize("latency", [0.05, 0.3], ids=["50ms", "300ms"])
+@pytest.mark.parametrize("shape", list(SHAPES))
+@pytest.mark.parametrize("seed", SEEDS)
+def test_200_mutations_at_real_time_latencies_stay_bounded(
+    seed: int, shape: str, latency: float
+) -> None:
+    """200 mutations at concurrency 8 against a wrong guess: few rejections and no trap."""
+    outcome = run_virtual(
+        drive(SHAPES[shape], DEFAULT_CONFIG, 200, seed=seed, retry_after=False, latency=latency)
+    )
+    most_rejected, largest_ratio = REAL_TIME_BOUNDS[latency]
+    assert outcome.rejected_fraction <= most_rejected, str(outcome)
+    assert outcome.ratio <= largest_ratio, str(outcome)
+    assert outcome.governor.mutation_cap() < 8, repr(outcome.governor)
+
+
+@pytest.mark.xfail(strict=True, reason="open: 3% / 1.5x at 200 mutations (see docs/benchmarks.md)")
+@pytest.mark.parametrize("shape", ["two-short", "long-tighter"])
+def test_200_mutations_at_50ms_meet_the_targets(shape: str) -> None:
+    """The requirement at the bench's size: at most 3% rejected and within 1.5x, seeds 1 to 3."""
+    for seed in SEEDS:
+        outcome = run_virtual(
+            drive(SHAPES[shape], DEFAULT_CONFIG, 200, seed=seed, retry_after=False)
+        )
+        assert outcome.rejected_fraction <= MAX_REJECTED, str(outcome)
+        assert outcome.ratio <= MAX_RATIO, str(outcome)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_200_mutations_in_a_short_burst_window_meet_the_targets(seed: int) -> None:
+    """Server 20/2s, 200 mutations at 50 ms: at most 3% rejected and within 1.5x."""
+    outcome = run_virtual(drive(("20/2s",), DEFAULT_CONFIG, 200, seed=seed, retry_after=False))
+    assert outcome.rejected_fraction <= MAX_REJECTED, str(outcome)
+    assert outcome.ratio <= MAX_RATIO, str(outcome)
+
+
+def test_the_mutation_cap_follows_latency() -> None:
+    """Mutations in flight are ceil(pace * round trip) + 1: 2 at 50 ms, more at 300 ms, under 8."""
+    caps = {}
+    for latency in (0.05, 0.3):
+        gov = run_virtual(
+            drive(("100/10s",), ("100/10s",), 150, seed=1, retry_after=False, latency=latency)
+        ).governor
+        rtt = gov.round_trip()
+        assert rtt is not None and latency * 0.5 <= rtt <= latency * 1.5, repr(gov)
+        assert gov.mutation_cap() == math.ceil(gov.pace() * rtt) + 1, repr(gov)
+        assert f"mutations<={gov.mutation_cap()}" in repr(gov)
+        caps[latency] = gov.mutation_cap()
+    assert caps[0.05] == 2
+    assert 2 < caps[0.3] < 8
+
+
+async def test_mutations_go_one_at_a_time_until_a_round_trip_is_measured() -> None:
+    """Before any answer the cap is 1, and repr says the round trip is unmeasured."""
+    gov = RateGovernor("p", mutation_windows=[RateWindow.parse("10/10s")], concurrency=8)
+    assert gov.mutation_cap() == 1 and "unmeasured" in repr(gov)
+    in_flight = peak = 0
+
+    async def one() -> None:
+        nonlocal in_flight, peak
+        async with gov.mutation_slot():
+            in_flight += 1
+            peak = max(peak, in_flight)
+            await asyncio.sleep(0.01)
+            in_flight -= 1
+        gov.on_success()
+
+    await asyncio.gather(*(one() for _ in range(6)))
+    assert peak == 2  # one alone, then ceil(1/s * ~10 ms) + 1
+    assert gov.mutation_cap() == 2 and "ms)" in repr(gov)

@@ -1,6 +1,12 @@
 """The rate governor of one project: a read lane, a mutation lane, and a pause they share.
 
 - Every request holds one of ``concurrency`` in-flight slots.
+- Mutations need far fewer: the windows pace them, so attempts in flight only cover the latency.
+  At most ``ceil(pace * round_trip) + 1`` go at once, where ``pace`` is the tightest rate the
+  windows (configured and learned) allow over the next minute and ``round_trip`` the p90 of the
+  recent mutations' round trips; one at a time until the first is measured. At 100/10s and 50 ms
+  that is 2, so a server window we do not know yet costs about 2 rejected attempts when it first
+  fills, not ``concurrency``. Reads keep the full concurrency.
 - Mutations obey every configured sliding window at once (e.g. 100/10s *and* 900/15min). A send
   time is recorded when the attempt goes out, whatever its answer, because the server counts rejected
   attempts too; send times can be persisted so a resumed run still honours the 15-minute window.
@@ -8,39 +14,7 @@
 - A 429 pauses the whole project (both lanes, every task): the read lane halves its concurrency and
   climbs back one step per success; the mutation lane learns the server's real windows.
 
-How the mutation lane learns. The configured windows are a guess (Statsig's limits "can vary by
-project and endpoint"): they stay a ceiling, the job's own limit, and are never rewritten. What
-the server really enforces is learned beside them, in count *and* duration:
-
-- A 429 says only "some server window is full now". The evidence kept is the send time of every
-  attempt and, for each candidate duration ``D`` of a geometric grid (0.5 s up to twice the
-  longest configured window): ``accepted[D]``, the most attempts the server let through within
-  ``D`` (counted at each accepted attempt, itself included); and, per learned window,
-  ``upper[D]``, the fewest attempts a rejected attempt it explains saw before it within ``D``. A
-  server window of duration ``D`` and limit ``M`` needs ``accepted[D] <= M <= upper[D]``; its
-  possible durations are the grid points where that can hold.
-- Counts are only as good as the order the server saw: attempts in flight together may arrive in
-  another order than we sent them. So every count exists twice: at face value (off by up to
-  ``concurrency - 1``, used with that slack) and from attempts that were alone in flight (exact).
-  A possible duration is only ruled out by sound evidence, so jitter cannot rule out the truth.
-- A rejection that no learned window explains starts one, unless the attempt was already in
-  flight when the last 429 taught us something (those only refine). Nothing is blamed on a
-  configured window, so a wrong blame cannot shrink the 15-minute window to a trickle.
-- A learned window enforces one rule: the count it had at its longest possible duration, per
-  that duration (+ a jitter margin). While that duration is uncertain, the governor *probes*:
-  when the window holds the next send back, one attempt goes single file as soon as the same
-  count would fit under a shorter duration (the geometric mid-point of the possible ones; at
-  most ``PROBE_STRETCH`` times the shortest while the longest is unbounded). If the server takes
-  it, longer durations are ruled out; if not, shorter ones, for the cost of one rejected attempt.
-  A probe that could not tell (sent late, after a pause) is not sent. A wrong guess therefore
-  costs a few rejected probes and about one real window of waiting, not hours. With
-  ``Retry-After``, the first attempt goes when the server says a slot frees.
-- After a quiet spell (``QUIET_SPANS`` of its duration, at least ``QUIET_MIN_S``), a learned window
-  lets one more attempt through as a single-file probe; if it is taken, the count stays one
-  higher (additive increase), so a count learned too low recovers. A learned window that the
-  evidence later contradicts is dropped.
-- After any 429 the next mutation goes single file; attempts already in flight are not stopped,
-  and their 429s neither escalate the backoff nor start new learned windows.
+How the mutation lane learns the server's windows is told in :mod:`bulkops.api._learning`.
 """
 
 from __future__ import annotations
@@ -53,12 +27,28 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
-from pathlib import Path
 
 import anyio
 import structlog
 from aiolimiter import AsyncLimiter
 
+from bulkops.api._learning import (
+    EVIDENCE_MARGIN,
+    PINNED_RATIO,
+    PINNED_SECONDS,
+    PROBE_OVERSHOOT_S,
+    PROBE_STRETCH,
+    QUIET_MIN_S,
+    QUIET_SPANS,
+    WINDOW_MARGIN,
+    LearnedWindow,
+    Probe,
+    Rule,
+    SendTimeStore,
+    SlidingWindow,
+    grid_for,
+    least_seconds,
+)
 from bulkops.api.windows import RateWindow
 
 log = structlog.get_logger("bulkops.governor")
@@ -66,140 +56,17 @@ log = structlog.get_logger("bulkops.governor")
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 
-#: Seconds added to every mutation window, so sends spread by network jitter cannot make the
-#: server see one more request in its window than we counted in ours.
-WINDOW_MARGIN = 0.25
-#: Our send times are not the server's arrival times: evidence is counted this much the safe way.
-EVIDENCE_MARGIN = 0.1
 PAUSE_BASE = 1.0
 PAUSE_CAP = 60.0
-#: Candidate server window durations: a geometric grid from GRID_MIN_S, this ratio apart.
-GRID_RATIO = 1.05
-GRID_MIN_S = 0.5
-#: A learned window's duration is pinned once its upper bound is within this ratio of its lower.
-PINNED_RATIO = 1.1
-#: ... or within this many seconds (what a probe can resolve, given the evidence margins).
-PINNED_SECONDS = 0.4
-#: While a learned window's upper bound is unknown, probe at most this many times its lower bound.
-PROBE_STRETCH = 2.0
-#: Duration probes a learned window may spend without learning anything from them.
-DURATION_PROBES = 24
-#: Additive increase after this many of a learned window's durations without a 429 ...
-QUIET_SPANS = 3.0
-#: ... and at least this many seconds.
-QUIET_MIN_S = 60.0
+#: The pace that sets how many mutations may be in flight is the windows' over this horizon.
+PACE_HORIZON_S = 60.0
+#: Mutation round trips kept to estimate the latency (their p90).
+ROUND_TRIP_SAMPLES = 32
 #: Longest single sleep while waiting for a window, so new evidence is looked at soon.
 WAIT_SLICE_S = 2.0
 
 #: (governor, sequence number) of the mutation the current task sent last; None after a read.
 _ATTEMPT: ContextVar[tuple[RateGovernor, int] | None] = ContextVar("bulkops_attempt", default=None)
-
-
-class SlidingWindow:
-    """Send times within the last ``seconds`` (+ margin); at most ``limit`` of them."""
-
-    def __init__(self, window: RateWindow, margin: float = WINDOW_MARGIN) -> None:
-        self.configured = window
-        self.limit = window.limit
-        self.span = window.seconds + margin
-        self._times: deque[float] = deque()
-
-    def _trim(self, now: float) -> None:
-        while self._times and self._times[0] <= now - self.span:
-            self._times.popleft()
-
-    def count(self, now: float) -> int:
-        self._trim(now)
-        return len(self._times)
-
-    def wait_time(self, now: float) -> float:
-        """Seconds until one more send fits."""
-        self._trim(now)
-        if len(self._times) < self.limit:
-            return 0.0
-        # The send that must leave the window before ours fits.
-        return self._times[len(self._times) - self.limit] + self.span - now
-
-    def record(self, when: float) -> None:
-        self._times.append(when)
-
-    def __repr__(self) -> str:
-        return f"<SlidingWindow {len(self._times)}/{self.limit} per {self.span:g}s>"
-
-
-class LearnedWindow:
-    """A server window inferred from 429s; ``upper[k]`` bounds its limit if its duration is grid[k].
-
-    ``low``/``high`` index the grid points its duration may have (``high`` is the last one; the
-    duration is below ``grid[high + 1]``); ``bounded`` says an acceptance has capped it from above.
-    """
-
-    def __init__(self, upper: list[int], upper_exact: list[int], now: float) -> None:
-        self.upper = upper  # at face value: the fewest attempts any rejected one saw before it
-        self.upper_exact = upper_exact  # the same, from attempts that were alone in flight
-        self.low = 0
-        self.high = len(upper) - 1
-        self.bounded = False
-        self.extra = 0  # additive increase: probes above the evidence the server accepted
-        self.bonus_due = False  # a quiet spell has passed: the next probe tries one more
-        self.probes_left = DURATION_PROBES  # duration probes that taught nothing are limited
-        self.quiet_since = now
-        #: The (limit, seconds) rule it enforces (a list, so probes can swap in another).
-        self.rules: list[tuple[int, float]] = []
-
-    def describe(self, grid: list[float]) -> str:
-        top = f"<{grid[self.high + 1]:.3g}s" if self.bounded else "unbounded"
-        limit = self.rules[-1][0] if self.rules else 0
-        return f"{limit} per {grid[self.low]:.3g}s..{top}"
-
-
-class SendTimeStore:
-    """Mutation send times of one project, appended to a file in the state directory."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def load(self, since: float) -> list[float]:
-        try:
-            lines = self.path.read_text().split()
-        except FileNotFoundError:
-            return []
-        times = []
-        for line in lines:
-            try:
-                value = float(line)
-            except ValueError:
-                continue  # a torn last line after a crash
-            if value > since:
-                times.append(value)
-        return times
-
-    def compact(self, keep: Iterable[float]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text("".join(f"{t:.3f}\n" for t in keep))
-        tmp.replace(self.path)
-
-    def append(self, when: float) -> None:
-        with self.path.open("a") as handle:
-            handle.write(f"{when:.3f}\n")
-
-
-def _grid(windows: list[SlidingWindow]) -> list[float]:
-    longest = max((w.configured.seconds for w in windows), default=60.0)
-    points = {w.configured.seconds for w in windows}
-    value = GRID_MIN_S
-    while value < 2 * longest:
-        points.add(round(value, 3))
-        value *= GRID_RATIO
-    points.add(2 * longest)
-    return sorted(points)
-
-
-Rule = tuple[int, float]  # at most ``limit`` attempts per ``seconds`` (margin not included)
-#: Why a mutation goes single file ("after-429", "retry-after", "duration", "count") and the
-#: learned window it probes, if any.
-Probe = tuple[str, LearnedWindow | None]
 
 
 class RateGovernor:
@@ -234,7 +101,7 @@ class RateGovernor:
         self.rejections = 0
         # The evidence: send times of recent attempts (in send order; _base is the sequence
         # number of the first one) and, per grid duration, the most attempts ever accepted in it.
-        self.grid = _grid(self.windows)
+        self.grid = grid_for(self.windows)
         self._horizon = self.grid[-1] + WINDOW_MARGIN
         self._times: list[float] = []
         self._base = 0
@@ -242,7 +109,11 @@ class RateGovernor:
         self.accepted_exact = [0] * len(self.grid)  # from attempts that were alone in flight
         # Attempts in flight together may reach the server in another order than we sent them,
         # so a count at face value may be off by up to this much; one alone in flight is exact.
-        self._slack = max(0, concurrency - 1)
+        # (the most mutations ever in flight together, less one).
+        self._mutations_in_flight = 0
+        self._peak_in_flight = 1
+        self._mutation_freed: anyio.Event | None = None
+        self._round_trips: deque[float] = deque(maxlen=ROUND_TRIP_SAMPLES)
         self._alone: dict[int, bool] = {}
         self._probes: dict[
             int, Probe
@@ -277,12 +148,18 @@ class RateGovernor:
     @asynccontextmanager
     async def mutation_slot(self) -> AsyncIterator[None]:
         probe_done: anyio.Event | None = None
+        sent: float | None = None
         try:
             async with self._slot(lambda: self.max_concurrency):
                 # One waiter at a time, so mutations leave in arrival order and windows stay exact.
                 async with self._mutation_lock:
+                    while self._mutations_in_flight >= self.mutation_cap():
+                        self._mutation_freed = freed = anyio.Event()
+                        await freed.wait()
                     probe = await self._wait_for_windows()
-                    now = self._clock()
+                    now = sent = self._clock()
+                    self._mutations_in_flight += 1
+                    self._peak_in_flight = max(self._peak_in_flight, self._mutations_in_flight)
                     for window in self.windows:
                         window.record(now)
                     seq = self._base + len(self._times)
@@ -302,11 +179,49 @@ class RateGovernor:
                         probe_done = self._probe_done = anyio.Event()
                 yield
         finally:
+            # Released last, with no await after it: the caller's on_success or on_rate_limited
+            # runs before the next mutation looks at the state.
+            if sent is not None:
+                self._mutations_in_flight -= 1
+                self._round_trips.append(self._clock() - sent)
+                if self._mutation_freed is not None:
+                    self._mutation_freed.set()
+                    self._mutation_freed = None
             if probe_done is not None:
-                # Released last, with no await after it: the caller's on_success or
-                # on_rate_limited runs before the next mutation looks at the state.
                 self._probe_done = None
                 probe_done.set()
+
+    def round_trip(self) -> float | None:
+        """A mutation's round trip (send to answer): the p90 of the recent ones; None before any."""
+        if not self._round_trips:
+            return None
+        ordered = sorted(self._round_trips)
+        return ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))]
+
+    def pace(self) -> float:
+        """Attempts per second the windows allow over the next ``PACE_HORIZON_S`` (the tightest)."""
+        rules = [(w.limit, w.configured.seconds) for w in self.windows]
+        rules += [rule for w in self.learned for rule in w.rules]
+        horizon = PACE_HORIZON_S
+        return min(
+            (limit * max(1, math.ceil(horizon / seconds)) / horizon for limit, seconds in rules),
+            default=math.inf,
+        )
+
+    def mutation_cap(self) -> int:
+        """Mutations allowed in flight: enough to keep up the pace over one round trip, no more.
+
+        The windows pace the sends; attempts in flight only cover latency, and each one is an
+        attempt a server window we do not know yet can reject when it fills. One at a time until
+        a round trip has been measured.
+        """
+        rtt = self.round_trip()
+        if rtt is None:
+            return 1
+        pace = self.pace()
+        if math.isinf(pace):
+            return self.max_concurrency
+        return max(1, min(self.max_concurrency, math.ceil(pace * rtt) + 1))
 
     @asynccontextmanager
     async def _slot(self, limit: Callable[[], int]) -> AsyncIterator[None]:
@@ -399,7 +314,8 @@ class RateGovernor:
             if top is not None:
                 target = math.sqrt(low * top)
             else:
-                target = min(PROBE_STRETCH * low, math.sqrt(low * grid[-1]))
+                stretch = min(PROBE_STRETCH * low, low + max(low, PROBE_OVERSHOOT_S))
+                target = min(stretch, math.sqrt(low * grid[-1]))
             # "Same limits, shorter duration": if the server takes it, the longer durations are
             # ruled out; if not, the shorter ones are.
             return "duration", [(limit, min(seconds, target)) for limit, seconds in w.rules]
@@ -446,7 +362,7 @@ class RateGovernor:
 
     def _feasible(self, w: LearnedWindow, k: int) -> bool:
         """Could ``w`` last grid[k] seconds? Sound bounds: exact counts, or face value +- slack."""
-        slack = self._slack
+        slack = self._peak_in_flight - 1
         least = max(self.accepted_exact[k], self.accepted[k] - slack)
         most = min(w.upper_exact[k], w.upper[k] + slack)
         return least <= most and min(self.accepted[k], w.upper[k]) >= 1
@@ -573,11 +489,13 @@ class RateGovernor:
             # Sent before the last 429 came back: the pause already covers it; do not escalate.
             pause = max(0.0, self.paused_until - now)
         else:
-            self._consecutive_429 += 1
+            probe = self._probes.get(seq) if attempt is not None else None
+            if probe is None or probe[0] not in ("duration", "count"):
+                self._consecutive_429 += 1  # a probe of ours that failed is no sign of trouble
             if retry_after is not None:
                 pause = retry_after
             else:
-                ceiling = min(PAUSE_CAP, PAUSE_BASE * 2 ** (self._consecutive_429 - 1))
+                ceiling = min(PAUSE_CAP, PAUSE_BASE * 2 ** max(0, self._consecutive_429 - 1))
                 pause = ceiling / 2 + self._rng.uniform(0, ceiling / 2)
             self.read_concurrency = max(1, self.read_concurrency // 2)
         self._last_429_at = now
@@ -607,16 +525,16 @@ class RateGovernor:
         """The least time ``mutations`` sends can take under the windows, from an idle start."""
         rules = [(w.limit, w.configured.seconds) for w in self.windows]
         rules += [rule for w in self.learned for rule in w.rules]
-        return max(
-            (max(0, math.ceil(mutations / limit) - 1) * seconds for limit, seconds in rules),
-            default=0.0,
-        )
+        return least_seconds(mutations, rules)
 
     def __repr__(self) -> str:
         learned = ", ".join(w.describe(self.grid) for w in self.learned) or "none"
+        measured = self.round_trip()
+        rtt = "unmeasured" if measured is None else f"{1000 * measured:.0f} ms"
         return (
             f"<RateGovernor {self.project} in_flight={self._in_flight} "
-            f"reads<={self.read_concurrency}/{self.max_concurrency} windows={self.windows} "
+            f"reads<={self.read_concurrency}/{self.max_concurrency} "
+            f"mutations<={self.mutation_cap()} (round trip {rtt}) windows={self.windows} "
             f"learned=[{learned}] probes={self.probes_sent} rejections={self.rejections} "
             f"paused_for={max(0.0, self.paused_until - self._clock()):.1f}s>"
         )

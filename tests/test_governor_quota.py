@@ -257,7 +257,8 @@ def test_the_mutation_cap_follows_latency() -> None:
             drive(("100/10s",), ("100/10s",), 150, seed=1, retry_after=False, latency=latency)
         ).governor
         rtt = gov.round_trip()
-        assert rtt is not None and latency * 0.5 <= rtt <= latency * 1.5, repr(gov)
+        assert rtt is not None, repr(gov)
+        assert latency * 0.5 <= rtt <= latency * 1.5, repr(gov)
         assert gov.mutation_cap() == math.ceil(gov.pace() * rtt) + 1, repr(gov)
         assert f"mutations<={gov.mutation_cap()}" in repr(gov)
         caps[latency] = gov.mutation_cap()
@@ -268,7 +269,8 @@ def test_the_mutation_cap_follows_latency() -> None:
 async def test_mutations_go_one_at_a_time_until_a_round_trip_is_measured() -> None:
     """Before any answer the cap is 1, and repr says the round trip is unmeasured."""
     gov = RateGovernor("p", mutation_windows=[RateWindow.parse("10/10s")], concurrency=8)
-    assert gov.mutation_cap() == 1 and "unmeasured" in repr(gov)
+    assert gov.mutation_cap() == 1
+    assert "unmeasured" in repr(gov)
     in_flight = peak = 0
 
     async def one() -> None:
@@ -282,4 +284,5 @@ async def test_mutations_go_one_at_a_time_until_a_round_trip_is_measured() -> No
 
     await asyncio.gather(*(one() for _ in range(6)))
     assert peak == 2  # one alone, then ceil(1/s * ~10 ms) + 1
-    assert gov.mutation_cap() == 2 and "ms)" in repr(gov)
+    assert gov.mutation_cap() == 2
+    assert "ms)" in repr(gov)

@@ -19,8 +19,9 @@ import aiohttp
 import structlog
 
 from bulkops import logs
+from bulkops.api._learning import SendTimeStore
 from bulkops.api.client import ConsoleClient, ProjectIdentity, RetryPolicy
-from bulkops.api.governor import RateGovernor, SendTimeStore
+from bulkops.api.governor import RateGovernor
 from bulkops.commands.sandbox import sandbox_projects
 from bulkops.commands.signals import interruptible
 from bulkops.engine.concurrency import gather

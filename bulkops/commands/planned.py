@@ -33,7 +33,7 @@ from bulkops.commands.session import (
 )
 from bulkops.commands.signals import interruptible
 from bulkops.engine.apply import ApplyOptions, operation_task
-from bulkops.engine.journal import read_journal
+from bulkops.engine.journal import Intent, Outcome, Record, read_journal
 from bulkops.engine.plan import Operation, Plan
 from bulkops.engine.state import StateDir
 from bulkops.errors import (
@@ -381,25 +381,27 @@ async def _apply(session: Session, plan: Plan) -> tuple[int, dict[str, Any]]:
 
 
 def _apply_summary(ctx: RunContext, plan: Plan) -> dict[str, Any]:
-    outcomes: dict[str, dict[str, Any]] = {}
-    for record in ctx.journal.records:
-        if record.get("type") == "outcome":
-            outcomes[record["op"]] = record
+    outcomes = _outcomes(ctx.journal.records)
     counts: dict[str, int] = {}
     for outcome in outcomes.values():
-        counts[outcome["status"]] = counts.get(outcome["status"], 0) + 1
+        counts[outcome.status] = counts.get(outcome.status, 0) + 1
     pending = [
         op.entity_id
         for op in plan.operations
-        if outcomes.get(op.id, {}).get("status") == "pending_review"
+        if op.id in outcomes and outcomes[op.id].status == "pending_review"
     ]
     return {
         "planned_mutations": plan.mutation_count(),
-        "mutations_sent": sum(1 for o in outcomes.values() if o.get("sent")),
+        "mutations_sent": sum(1 for o in outcomes.values() if o.sent),
         "outcomes": counts,
         "pending_review": pending,
         "notes": _notes_by_kind(plan),
     }
+
+
+def _outcomes(records: list[Record]) -> dict[str, Outcome]:
+    """The last outcome of each operation."""
+    return {record.op: record for record in records if isinstance(record, Outcome)}
 
 
 def _notes_by_kind(plan: Plan) -> dict[str, list[str]]:
@@ -454,7 +456,7 @@ def _refuse_replanning_over_an_apply(state: StateDir, options: RunOptions) -> No
     run = state.read_run()
     if run is None or run.get("status") not in CUT_SHORT or options.fresh:
         return
-    if any(r.get("type") == "intent" for r in read_journal(state.journal_file)):
+    if any(isinstance(r, Intent) for r in read_journal(state.journal_file)):
         raise StateError(
             f"{state.root} holds a plan whose apply began but did not finish. Finish it with "
             f"`bulkops apply --state {state.root}`, or pass --fresh to discard it and plan anew."
@@ -485,7 +487,7 @@ def _saved_run(state: StateDir, *, for_undo: bool = False) -> tuple[dict[str, An
 
 
 def _sent_anything(journal: Path) -> bool:
-    return any(r.get("type") == "outcome" and r.get("sent") for r in read_journal(journal))
+    return any(isinstance(r, Outcome) and r.sent for r in read_journal(journal))
 
 
 def _undo_plan(job: JobDefinition, state: StateDir, plan: Plan) -> Plan:
@@ -493,14 +495,14 @@ def _undo_plan(job: JobDefinition, state: StateDir, plan: Plan) -> Plan:
     records = read_journal(state.journal_file)
     # An op whose answer was lost (or whose run was killed after sending) ends "already_applied"
     # with sent=False when reconciled; its intent record shows the change was still ours.
-    intended = {r["op"] for r in records if r.get("type") == "intent"}
+    intended = {r.op for r in records if isinstance(r, Intent)}
     sent = {
-        r["op"]: r.get("after") or {}
+        r.op: r.after
         for r in records
-        if r.get("type") == "outcome"
+        if isinstance(r, Outcome)
         and (
-            (r.get("sent") and r.get("status") == "applied")
-            or (r.get("status") == "already_applied" and r["op"] in intended)
+            (r.sent and r.status == "applied")
+            or (r.status == "already_applied" and r.op in intended)
         )
     }
     operations = []

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import anyio
 import structlog
 
 from bulkops import logs, redact
@@ -65,7 +66,7 @@ async def execute(
     from bulkops.commands.progress import Progress, units_for
 
     job, options, state, clients = session.job, session.options, session.state, session.clients
-    journal = Journal.open(journal_file or state.journal_file)
+    journal = await Journal.open_async(journal_file or state.journal_file)
     concurrency = options.concurrency or job.spec.limits.concurrency
     scheduler = Scheduler(journal, max_running=max(16, 4 * concurrency * len(clients)))
     ctx = RunContext(
@@ -88,7 +89,8 @@ async def execute(
     try:
         interrupted, aborted = await run_with_signals(scheduler, progress)
     finally:
-        journal.close()
+        with anyio.CancelScope(shield=True):  # what was appended reaches the disk, even now
+            await journal.aclose()
     if aborted is not None:
         exit_code, fatal = EXIT_ABORTED, redact.text(str(aborted.cause))
     elif interrupted:

@@ -44,12 +44,17 @@ class AppendFile:
 
     ``fd``: an already open descriptor to use (the journal opens and repairs its file first);
     otherwise the file (and its folder) is created on the first append, on the writer thread.
+    ``keep_open=False``: the writer closes the file after each batch, for files nobody closes
+    (a governor's send times), so no descriptor outlives its use.
     """
 
-    def __init__(self, path: Path, *, fd: int | None = None, mode: int = 0o600) -> None:
+    def __init__(
+        self, path: Path, *, fd: int | None = None, mode: int = 0o600, keep_open: bool = True
+    ) -> None:
         self.path = path
         self._fd = -1 if fd is None else fd
         self._mode = mode
+        self._keep_open = keep_open
         self._unsynced = False
         self._closed = False
         #: The first OSError a write of this file met; every later append raises it.
@@ -95,6 +100,12 @@ class AppendFile:
             done.result()
         if self.error is not None:
             raise self.error
+
+    def close_soon(self) -> None:
+        """Queue the close (after what is queued) and return at once; errors are dropped."""
+        if not self._closed:
+            self._closed = True
+            _writer().put(_Item(self, b"", close=True))
 
     async def aclose(self) -> None:
         """``close_sync`` with the event loop free meanwhile."""
@@ -190,7 +201,7 @@ class _Writer:
                     file._write(data)
                 if any(item.durable or item.close for item in run):
                     file._sync()
-            if run[-1].close:
+            if run[-1].close or not file._keep_open:
                 _close_quietly(file)
         except OSError as exc:
             file.error = exc
@@ -242,7 +253,10 @@ def _writer() -> _Writer:
     return writer
 
 
-@atexit.register
-def _drain_at_exit() -> None:
+def wait_for_queued() -> None:
+    """Block until everything queued so far, to any file, is written (not fsync'ed)."""
     if _the_writer is not None and _the_writer.pid == os.getpid():
         _the_writer.drain()
+
+
+atexit.register(wait_for_queued)

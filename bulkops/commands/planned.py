@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any, Protocol
 
+import anyio
 import structlog
 
 from bulkops import redact
@@ -48,7 +49,7 @@ from bulkops.jobs import kind_module, load
 from bulkops.jobs.base import RunContext
 from bulkops.jobs.semantics import SEMANTICS, differences
 from bulkops.jobs.spec import JobDefinition
-from bulkops.output.files import write_json_atomic
+from bulkops.output.files import write_json_atomic_async
 
 log = structlog.get_logger("bulkops.planned")
 
@@ -97,9 +98,9 @@ async def plan_command(job: JobDefinition, options: RunOptions) -> int:
                 try:
                     plan = await interruptible(lambda: _make_plan(session))
                 except (BulkopsError, Interrupted) as exc:
-                    return _stopped(session, exc)
+                    return await _stopped(session, exc)
         run.update(status=PLANNED, mutations_planned=plan.mutation_count())
-        state.write_run(run)
+        await state.write_run_async(run)
     print(f"plan written to {state.plan_file}; apply it with: bulkops apply --state {state.root}")
     return 0
 
@@ -118,7 +119,7 @@ async def apply_command(options: RunOptions) -> int:
             run["command"] = "apply"
             with started(connection, run, resumed=True) as session:
                 exit_code, summary = await _apply(session, plan)
-        return finish(state, run, exit_code, summary)
+        return await finish(state, run, exit_code, summary)
 
 
 async def run_planned(job: JobDefinition, options: RunOptions) -> int:
@@ -128,9 +129,7 @@ async def run_planned(job: JobDefinition, options: RunOptions) -> int:
     with state.exclusive("run"):
         # An apply cut short (kill, interrupt, fatal error) is finished as planned, never re-planned;
         # otherwise plan anew: a new plan sees edits made since.
-        previous = state.read_run() or {}
-        cut_short = previous.get("status") in CUT_SHORT and not options.fresh
-        saved = Plan.load(state.plan_file) if cut_short and state.plan_file.exists() else None
+        cut_short, saved = await anyio.to_thread.run_sync(_cut_short_plan, state, options)
         if saved is None:
             _refuse_repeating(state, options)
         else:
@@ -148,9 +147,18 @@ async def run_planned(job: JobDefinition, options: RunOptions) -> int:
                     try:
                         plan = await interruptible(lambda: _make_plan(session))
                     except (BulkopsError, Interrupted) as exc:
-                        return _stopped(session, exc)
+                        return await _stopped(session, exc)
                 exit_code, summary = await _apply(session, plan)
-        return finish(state, run, exit_code, summary)
+        return await finish(state, run, exit_code, summary)
+
+
+def _cut_short_plan(state: StateDir, options: RunOptions) -> tuple[bool, Plan | None]:
+    """Was the last apply cut short, and if so its saved plan (None: there is none)."""
+    previous = state.read_run() or {}
+    cut_short = previous.get("status") in CUT_SHORT and not options.fresh
+    return cut_short, (
+        Plan.load(state.plan_file) if cut_short and state.plan_file.exists() else None
+    )
 
 
 async def undo_command(options: RunOptions) -> int:
@@ -176,14 +184,14 @@ async def undo_command(options: RunOptions) -> int:
                 job, fresh=parent not in (None, run["run_id"]), command="undo"
             )
             undo_run["parent_run_id"] = run["run_id"]
-            undo_state.write_run(undo_run)
-            if not resumed or not undo_state.plan_file.exists():
-                _undo_plan(job, state, plan).save(undo_state.plan_file)
+            await undo_state.write_run_async(undo_run)
+            if not resumed or not await anyio.to_thread.run_sync(undo_state.plan_file.exists):
+                await _undo_plan(job, state, plan).save_async(undo_state.plan_file)
             undo_plan = Plan.load(undo_state.plan_file)
             print(f"undo: {undo_plan.mutation_count()} entities to restore", file=sys.stderr)
             with started(connection, undo_run, resumed=resumed) as session:
                 exit_code, summary = await _apply(session, undo_plan)
-        return finish(undo_state, undo_run, exit_code, summary)
+        return await finish(undo_state, undo_run, exit_code, summary)
 
 
 # -- refusals: each before anything is sent or any state changes ----------------------------
@@ -282,13 +290,15 @@ def _describe_planned(project: dict[str, Any]) -> str:
     return f"{name} at {project.get('base_url')}"
 
 
-def _stopped(session: Session, exc: BaseException) -> int:
+async def _stopped(session: Session, exc: BaseException) -> int:
     """A phase outside the task graph stopped: record why in the run, say it, exit."""
     if isinstance(exc, Interrupted):
         code, message = EXIT_INTERRUPTED, "interrupted while planning; nothing was sent"
     else:
         code, message = getattr(exc, "exit_code", EXIT_ABORTED), str(exc)
-    return finish(session.state, session.run, code, aborted_summary(code, message, session.clients))
+    return await finish(
+        session.state, session.run, code, aborted_summary(code, message, session.clients)
+    )
 
 
 # -- phases ---------------------------------------------------------------------------------
@@ -297,7 +307,7 @@ async def _make_plan(session: Session) -> Plan:
     plan = await kind.build_plan(session.job, session.clients)
     plan.estimate = _estimate(plan, session.clients)
     plan.projects = _planned_projects(session)
-    plan.save(session.state.plan_file)
+    await plan.save_async(session.state.plan_file)
     for line in kind.render_plan(plan):
         print(line)
     log.info("bulkops.plan.written", mutations=plan.mutation_count(), estimate=plan.estimate)
@@ -334,7 +344,7 @@ def _estimate(plan: Plan, clients: dict[str, ConsoleClient]) -> dict[str, Any]:
 
 async def _apply(session: Session, plan: Plan) -> tuple[int, dict[str, Any]]:
     session.run["status"] = "running"
-    session.state.write_run(session.run)
+    await session.state.write_run_async(session.run)
     apply_options = _apply_options(session.job, session.options)
     results: dict[str, dict[str, Any]] = {}
 
@@ -447,7 +457,7 @@ async def _verify(session: Session, plan: Plan) -> dict[str, Any]:
         "differences": sum(1 for e in entities if e["differences"]),
         "entities": entities,
     }
-    write_json_atomic(session.state.root / "verify.json", report)
+    await write_json_atomic_async(session.state.root / "verify.json", report)
     return report
 
 

@@ -52,7 +52,7 @@ async def run_job(job: JobDefinition, options: RunOptions) -> int:
             run, resumed = state.begin(job, fresh=options.fresh, command=options.command)
             with started(connection, run, resumed=resumed) as session:
                 exit_code, summary = await execute(session, kind.root_tasks, kind.summary)
-        return finish(state, run, exit_code, summary)
+        return await finish(state, run, exit_code, summary)
 
 
 async def execute(
@@ -128,7 +128,9 @@ def aborted_summary(
     }
 
 
-def finish(state: StateDir, run: dict[str, Any], exit_code: int, summary: dict[str, Any]) -> int:
+async def finish(
+    state: StateDir, run: dict[str, Any], exit_code: int, summary: dict[str, Any]
+) -> int:
     status = {
         EXIT_OK: COMPLETE,
         EXIT_USAGE: "invalid",
@@ -137,7 +139,7 @@ def finish(state: StateDir, run: dict[str, Any], exit_code: int, summary: dict[s
         EXIT_INTERRUPTED: "interrupted",
     }[exit_code]
     run.update(status=status, finished_at=time.time(), exit_code=exit_code, summary=summary)
-    state.write_run(redact.deep(run))
+    await state.write_run_async(redact.deep(run))
     log.info(
         "bulkops.run.finished",
         job=run["job"],
@@ -150,7 +152,7 @@ def finish(state: StateDir, run: dict[str, Any], exit_code: int, summary: dict[s
                  summary=summary)  # fmt: skip
     else:
         print_summary(run, file=sys.stderr, state=state.root)
-    logs.close_log_file()
+    await logs.aclose_log_file()
     return exit_code
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from bulkops.errors import StateError
-from bulkops.output.files import write_json_atomic
+from bulkops.output.files import write_json_atomic, write_json_atomic_async
 
 PLAN_FORMAT = 2
 
@@ -75,6 +75,9 @@ class Plan:
 
     def save(self, path: Path) -> None:
         write_json_atomic(path, self.to_json())
+
+    async def save_async(self, path: Path) -> None:
+        await write_json_atomic_async(path, self.to_json())
 
     @classmethod
     def load(cls, path: Path) -> Plan:

@@ -35,7 +35,7 @@ from bulkops.commands.session import (
 from bulkops.commands.signals import interruptible
 from bulkops.engine.apply import ApplyOptions, operation_task
 from bulkops.engine.journal import Intent, Outcome, Record, read_journal
-from bulkops.engine.plan import Operation, Plan
+from bulkops.engine.plan import Note, Operation, Plan
 from bulkops.engine.state import StateDir
 from bulkops.errors import (
     ApiError,
@@ -243,7 +243,7 @@ def _non_idempotent(plan_file: Path) -> list[str]:
         plan = Plan.load(plan_file)
     except StateError:
         return []
-    return [str(n.get("entity")) for n in plan.notes if n.get("kind") == NOT_IDEMPOTENT]
+    return [note.subject for note in plan.notes if note.kind == NOT_IDEMPOTENT]
 
 
 def _check_rehearsal(plan: Plan, options: RunOptions) -> None:
@@ -366,14 +366,10 @@ async def _apply(session: Session, plan: Plan) -> tuple[int, dict[str, Any]]:
     exit_code, summary_data = await execute(session, tasks, summary)
     if exit_code == EXIT_INTERRUPTED:
         return exit_code, summary_data
-    planned_failures = [note for note in plan.notes if note.get("fail")]
+    planned_failures = [note for note in plan.notes if isinstance(note, Note) and note.fail]
     if planned_failures:
         summary_data["failures"] += [
-            {
-                "task": "plan",
-                "what": note.get("experiment") or note.get("entity") or "plan",
-                "error": note["message"],
-            }
+            {"task": "plan", "what": note.subject or "plan", "error": note.message}
             for note in planned_failures
         ]
         if exit_code == 0:
@@ -418,10 +414,9 @@ def _notes_by_kind(plan: Plan) -> dict[str, list[str]]:
     """What the plan noted, by kind, naming the items (e.g. experiments active in the source)."""
     grouped: dict[str, list[str]] = {}
     for note in plan.notes:
-        item = note.get("experiment") or note.get("entity") or note.get("id") or "?"
-        names = grouped.setdefault(note.get("kind", "note"), [])
-        if item not in names:
-            names.append(item)
+        names = grouped.setdefault(note.kind, [])
+        if note.subject not in names:
+            names.append(note.subject)
     return grouped
 
 
@@ -528,5 +523,11 @@ def _undo_plan(job: JobDefinition, state: StateDir, plan: Plan) -> Plan:
         job_digest=plan.job_digest,
         projects=plan.projects,
         operations=operations,
-        notes=[{"kind": "undo", "id": f"restores the plan made at {time.ctime(plan.created_at)}"}],
+        notes=[
+            Note(
+                kind="undo",
+                subject=f"restores the plan made at {time.ctime(plan.created_at)}",
+                subject_kind="plan",
+            )
+        ],
     )

@@ -2,21 +2,24 @@
 
 Events have dotted names (``bulkops.task.failed``) and flat fields. ``job``, ``run_id``, ``task_id``
 and ``project`` are on every event (null where they do not apply); the first three are bound through
-``structlog.contextvars``. Secrets are masked before any sink sees an event.
+``structlog.contextvars``. Secrets are masked before any sink sees an event. The log file is
+appended through the writer thread (``bulkops.writer``), so logging never waits for the disk.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 from collections.abc import Iterator, Mapping, MutableMapping
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import orjson
 import structlog
 
 from bulkops import human, redact
+from bulkops.writer import AppendFile
 
 _LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50, "exception": 40}
 _CONTEXT_FIELDS = ("job", "run_id", "task_id", "project")
@@ -54,15 +57,16 @@ class _Sinks:
     """The last processor: write the event to the file and stderr, then drop it."""
 
     def __init__(self) -> None:
-        self.file: TextIO | None = None
+        self.file: AppendFile | None = None
         self.stderr_format = "console"
         self.stderr_level = logging.INFO
 
     def __call__(self, logger: Any, name: str, event: MutableMapping[str, Any]) -> Any:
         level = _LEVELS.get(event.get("level", "info"), 20)
-        if self.file is not None:
-            self.file.write(orjson.dumps(event, default=str).decode() + "\n")
-            self.file.flush()
+        if self.file is not None and self.file.error is None:
+            # A log file that cannot be written (disk full) drops its lines: the journal and
+            # run.json live on the same disk and report it, with a message that says what to do.
+            self.file.append(orjson.dumps(event, default=str) + b"\n")
         if level >= self.stderr_level:
             if self.stderr_format == "json":
                 line = orjson.dumps(event, default=str).decode()
@@ -155,12 +159,23 @@ def stderr_is_json() -> bool:
 
 
 def open_log_file(path: Path) -> None:
-    close_log_file()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _sinks.file = path.open("a", encoding="utf-8")
+    """Log to ``path`` too, from now on (the writer thread creates it on the first line)."""
+    if _sinks.file is not None:
+        _sinks.file.close_soon()
+    _sinks.file = AppendFile(path, mode=0o644)
 
 
 def close_log_file() -> None:
-    if _sinks.file is not None:
-        _sinks.file.close()
-        _sinks.file = None
+    """Stop logging to the file; blocks until its lines are written (outside a loop only)."""
+    file, _sinks.file = _sinks.file, None
+    if file is not None:
+        with contextlib.suppress(OSError):
+            file.close_sync()
+
+
+async def aclose_log_file() -> None:
+    """``close_log_file`` with the event loop free meanwhile."""
+    file, _sinks.file = _sinks.file, None
+    if file is not None:
+        with contextlib.suppress(OSError):
+            await file.aclose()

@@ -43,13 +43,14 @@ async def run_graph(journal: Journal, tasks: list[Task]) -> Scheduler:
     for task in tasks:
         scheduler.add(task)
     await scheduler.run()
+    await journal.aclose()
     return scheduler
 
 
 async def test_dependents_wait_for_the_whole_subtree(tmp_path) -> None:
     """A task depending on another starts only after that task's whole subtree of children is done."""
     calls: list[str] = []
-    scheduler = await run_graph(Journal.open(tmp_path / "j"), tree(calls))
+    scheduler = await run_graph(await Journal.open_async(tmp_path / "j"), tree(calls))
     assert calls.index("report") > max(calls.index(f"a{n}") for n in (1, 2, 3))
     assert scheduler.counts()["done"] == 6
     assert not scheduler.failures()
@@ -58,7 +59,7 @@ async def test_dependents_wait_for_the_whole_subtree(tmp_path) -> None:
 async def test_a_failure_skips_only_its_dependents(tmp_path) -> None:
     """A failing task skips its dependents and no other task."""
     calls: list[str] = []
-    scheduler = await run_graph(Journal.open(tmp_path / "j"), tree(calls, failing="a2"))
+    scheduler = await run_graph(await Journal.open_async(tmp_path / "j"), tree(calls, failing="a2"))
     assert "report" not in calls
     assert "other" in calls
     assert [f[0] for f in scheduler.failures()] == ["a2"]
@@ -70,9 +71,9 @@ async def test_a_failure_skips_only_its_dependents(tmp_path) -> None:
 async def test_a_rerun_replays_finished_bodies_and_retries_only_failures(tmp_path) -> None:
     """A re-run on the same journal replays finished tasks and runs only the failed ones and theirs."""
     calls: list[str] = []
-    await run_graph(Journal.open(tmp_path / "j"), tree(calls, failing="a2"))
+    await run_graph(await Journal.open_async(tmp_path / "j"), tree(calls, failing="a2"))
     again: list[str] = []
-    scheduler = await run_graph(Journal.open(tmp_path / "j"), tree(again))
+    scheduler = await run_graph(await Journal.open_async(tmp_path / "j"), tree(again))
     assert sorted(again) == ["a2", "report"]
     assert scheduler.replayed == 4  # root, a1, a3, other
     assert not scheduler.failures()
@@ -81,7 +82,7 @@ async def test_a_rerun_replays_finished_bodies_and_retries_only_failures(tmp_pat
 async def test_a_fatal_error_aborts_the_job(tmp_path) -> None:
     """A fatal error raises Aborted out of the scheduler and starts no further task."""
     calls: list[str] = []
-    scheduler = Scheduler(Journal.open(tmp_path / "j"), max_running=1)
+    scheduler = Scheduler(await Journal.open_async(tmp_path / "j"), max_running=1)
     scheduler.add(Task(id="auth", body=body(calls, "auth", error=AuthError("bad key", status=401))))
     scheduler.add(Task(id="later", body=body(calls, "later")))
     with pytest.raises(Aborted, match="bad key"):
@@ -92,7 +93,7 @@ async def test_a_fatal_error_aborts_the_job(tmp_path) -> None:
 async def test_stop_starts_nothing_new(tmp_path) -> None:
     """After stop(), no further task starts; the rest stay pending."""
     calls: list[str] = []
-    scheduler = Scheduler(Journal.open(tmp_path / "j"), max_running=1)
+    scheduler = Scheduler(await Journal.open_async(tmp_path / "j"), max_running=1)
 
     async def first():
         calls.append("first")
@@ -110,7 +111,8 @@ async def test_a_task_waiting_on_a_missing_dependency_fails_instead_of_hanging(t
     """A task whose dependency never exists fails, naming it, instead of waiting forever."""
     calls: list[str] = []
     scheduler = await run_graph(
-        Journal.open(tmp_path / "j"), [Task(id="orphan", body=body(calls, "x"), deps=("ghost",))]
+        await Journal.open_async(tmp_path / "j"),
+        [Task(id="orphan", body=body(calls, "x"), deps=("ghost",))],
     )
     assert calls == []
     assert scheduler.failures()[0][0] == "orphan"
@@ -124,7 +126,7 @@ async def test_a_skipped_child_settles_its_parent_as_failed(tmp_path) -> None:
     def children(_result):
         yield Task(id="x", body=body(calls, "x"), deps=("first",))
 
-    scheduler = Scheduler(Journal.open(tmp_path / "j"), max_running=1)
+    scheduler = Scheduler(await Journal.open_async(tmp_path / "j"), max_running=1)
     scheduler.add(Task(id="first", body=body(calls, "first", error=TransportError("boom"))))
     scheduler.add(Task(id="root", body=body(calls, "root"), expand=children))
     await scheduler.run()

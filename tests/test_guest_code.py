@@ -15,7 +15,7 @@ from bulkops.cli import main
 from bulkops.commands import planned
 from bulkops.commands.session import RunOptions
 from bulkops.emulator import EmulatorConfig, EmulatorThread, Project, World, running_emulator
-from bulkops.engine.plan import Plan
+from bulkops.engine.plan import Note, Plan
 from bulkops.errors import FunctionFailed
 from bulkops.jobs import load
 from bulkops.jobs.batch_rule_update import load_functions
@@ -68,7 +68,7 @@ async def plan_of(job: Path, url: str, state: Path) -> tuple[int, Plan]:
 
 
 def failures(plan: Plan) -> dict[str, str]:
-    return {n["entity"]: n["message"] for n in plan.notes if n.get("fail")}
+    return {n.subject: n.message for n in plan.notes if n.fail}
 
 
 def planned_ids(plan: Plan) -> set[str]:
@@ -301,11 +301,10 @@ async def test_a_halving_edit_is_planned_once_with_a_warning(tmp_path, world, ca
     assert not failures(plan)
     for op in plan.operations:
         assert [rule["passPercentage"] for rule in op.body["rules"]] == [20]
-    notes = [n for n in plan.notes if n["kind"] == "not_idempotent"]
-    assert sorted(notes, key=lambda n: n["entity"]) == [
-        {"kind": "not_idempotent", "entity": gate_id, "entity_kind": "gate",
-         "message": "not idempotent: running this job again after it finishes applies it again",
-         "fail": False}
+    notes = [n for n in plan.notes if n.kind == "not_idempotent"]
+    assert sorted(notes, key=lambda n: n.subject) == [
+        Note(kind="not_idempotent", subject=gate_id, subject_kind="gate",
+             message="not idempotent: running this job again after it finishes applies it again")
         for gate_id in sorted(GATES)
     ]  # fmt: skip
     out = capsys.readouterr().out

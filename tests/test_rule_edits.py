@@ -7,7 +7,7 @@ import textwrap
 
 import pytest
 
-from bulkops.engine.plan import Operation, Plan
+from bulkops.engine.plan import Note, Operation, Plan, Selection
 from bulkops.errors import FunctionFailed, JobFileError
 from bulkops.jobs import batch_rule_update as job_kind
 from bulkops.jobs import load
@@ -380,10 +380,10 @@ def test_render_and_undo_of_a_planned_operation() -> None:
     )  # fmt: skip
     plan = Plan(job="j", kind="batch_rule_update", job_file="j.toml", job_digest="d",
                 operations=[op], notes=[
-                    {"kind": "selection", "selection": "gates", "selected": 3, "to_update": 1,
-                     "rules_changed": 1, "unchanged": 1},
-                    {"kind": "failed", "entity": "g9", "entity_kind": "gate", "status": "failed",
-                     "fail": True, "message": "edits.0 (python m:f) raised KeyError: 'x'"}],
+                    Selection(entities="gates", selected=3, to_update=1, rules_changed=1,
+                              unchanged=1, left_out=1),
+                    Note(kind="failed", subject="g9", subject_kind="gate", fail=True,
+                         message="edits.0 (python m:f) raised KeyError: 'x'")],
                 estimate={"target": {"mutations": 1, "minimum_seconds": 0.0,
                                      "windows": ["100/10s", "900/900s"]}})  # fmt: skip
     text = "\n".join(job_kind.render_plan(plan))

@@ -48,6 +48,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from bulkops.api.windows import RateWindow
+from bulkops.writer import AppendFile, wait_for_queued
 
 #: Seconds added to every mutation window, so sends spread by network jitter cannot make the
 #: server see one more request in its window than we counted in ours.
@@ -132,12 +133,19 @@ class LearnedWindow:
 
 
 class SendTimeStore:
-    """Mutation send times of one project, appended to a file in the state directory."""
+    """Mutation send times of one project, appended to a file in the state directory.
+
+    ``load`` and ``compact`` run once, when the governor is made; ``append`` runs on the event
+    loop for every mutation, so it hands the line to the writer thread (``bulkops.writer``) and
+    never waits: a time lost to a crash only makes the next run's windows a little less full.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._file: AppendFile | None = None
 
     def load(self, since: float) -> list[float]:
+        wait_for_queued()  # times this process appended (an apply before its undo) are read too
         try:
             lines = self.path.read_text().split()
         except FileNotFoundError:
@@ -157,10 +165,13 @@ class SendTimeStore:
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text("".join(f"{t:.3f}\n" for t in keep))
         tmp.replace(self.path)
+        self._file = None  # the next append opens the new file
 
     def append(self, when: float) -> None:
-        with self.path.open("a") as handle:
-            handle.write(f"{when:.3f}\n")
+        if self._file is None:
+            self._file = AppendFile(self.path, mode=0o644, keep_open=False)
+        if self._file.error is None:  # a full disk ends the run through the journal, not here
+            self._file.append(f"{when:.3f}\n".encode())
 
 
 def grid_for(windows: list[SlidingWindow]) -> list[float]:

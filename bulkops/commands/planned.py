@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import anyio
 import structlog
 
 from bulkops import human, redact
@@ -34,8 +35,8 @@ from bulkops.commands.session import (
 from bulkops.commands.signals import interruptible
 from bulkops.engine.apply import ApplyOptions, operation_task
 from bulkops.engine.graph import Task
-from bulkops.engine.journal import read_journal
-from bulkops.engine.plan import Operation, Plan
+from bulkops.engine.journal import Intent, Outcome, Record, read_journal
+from bulkops.engine.plan import Note, Operation, Plan
 from bulkops.engine.state import StateDir
 from bulkops.errors import (
     ApiError,
@@ -49,7 +50,7 @@ from bulkops.jobs import load, planned_kind
 from bulkops.jobs.base import RunContext
 from bulkops.jobs.semantics import SEMANTICS, differences
 from bulkops.jobs.spec import JobDefinition, JobSpec
-from bulkops.output.files import write_json_atomic
+from bulkops.output.files import write_json_atomic_async
 
 log = structlog.get_logger("bulkops.planned")
 
@@ -85,9 +86,9 @@ async def plan_command(job: JobDefinition[JobSpec], options: RunOptions) -> int:
                 try:
                     plan = await interruptible(lambda: _make_plan(session))
                 except (BulkopsError, Interrupted) as exc:
-                    return _stopped(session, exc)
+                    return await _stopped(session, exc)
         run.update(status=PLANNED, mutations_planned=plan.mutation_count())
-        state.write_run(run)
+        await state.write_run_async(run)
     human.say(
         f"plan written to {state.plan_file}; apply it with: bulkops apply --state {state.root}"
     )
@@ -108,7 +109,7 @@ async def apply_command(options: RunOptions) -> int:
             run["command"] = "apply"
             with started(connection, run, resumed=True) as session:
                 exit_code, summary = await _apply(session, plan)
-        return finish(state, run, exit_code, summary)
+        return await finish(state, run, exit_code, summary)
 
 
 async def run_planned(job: JobDefinition[JobSpec], options: RunOptions) -> int:
@@ -118,9 +119,7 @@ async def run_planned(job: JobDefinition[JobSpec], options: RunOptions) -> int:
     with state.exclusive("run"):
         # An apply cut short (kill, interrupt, fatal error) is finished as planned, never re-planned;
         # otherwise plan anew: a new plan sees edits made since.
-        previous = state.read_run() or {}
-        cut_short = previous.get("status") in CUT_SHORT and not options.fresh
-        saved = Plan.load(state.plan_file) if cut_short and state.plan_file.exists() else None
+        cut_short, saved = await anyio.to_thread.run_sync(_cut_short_plan, state, options)
         if saved is None:
             _refuse_repeating(state, options)
         else:
@@ -138,9 +137,18 @@ async def run_planned(job: JobDefinition[JobSpec], options: RunOptions) -> int:
                     try:
                         plan = await interruptible(lambda: _make_plan(session))
                     except (BulkopsError, Interrupted) as exc:
-                        return _stopped(session, exc)
+                        return await _stopped(session, exc)
                 exit_code, summary = await _apply(session, plan)
-        return finish(state, run, exit_code, summary)
+        return await finish(state, run, exit_code, summary)
+
+
+def _cut_short_plan(state: StateDir, options: RunOptions) -> tuple[bool, Plan | None]:
+    """Was the last apply cut short, and if so its saved plan (None: there is none)."""
+    previous = state.read_run() or {}
+    cut_short = previous.get("status") in CUT_SHORT and not options.fresh
+    return cut_short, (
+        Plan.load(state.plan_file) if cut_short and state.plan_file.exists() else None
+    )
 
 
 async def undo_command(options: RunOptions) -> int:
@@ -166,14 +174,14 @@ async def undo_command(options: RunOptions) -> int:
                 job, fresh=parent not in (None, run["run_id"]), command="undo"
             )
             undo_run["parent_run_id"] = run["run_id"]
-            undo_state.write_run(undo_run)
-            if not resumed or not undo_state.plan_file.exists():
-                _undo_plan(job, state, plan).save(undo_state.plan_file)
+            await undo_state.write_run_async(undo_run)
+            if not resumed or not await anyio.to_thread.run_sync(undo_state.plan_file.exists):
+                await _undo_plan(job, state, plan).save_async(undo_state.plan_file)
             undo_plan = Plan.load(undo_state.plan_file)
             human.say(f"undo: {undo_plan.mutation_count()} entities to restore", err=True)
             with started(connection, undo_run, resumed=resumed) as session:
                 exit_code, summary = await _apply(session, undo_plan)
-        return finish(undo_state, undo_run, exit_code, summary)
+        return await finish(undo_state, undo_run, exit_code, summary)
 
 
 # -- refusals: each before anything is sent or any state changes ----------------------------
@@ -225,7 +233,7 @@ def _non_idempotent(plan_file: Path) -> list[str]:
         plan = Plan.load(plan_file)
     except StateError:
         return []
-    return [str(n.get("entity")) for n in plan.notes if n.get("kind") == NOT_IDEMPOTENT]
+    return [note.subject for note in plan.notes if note.kind == NOT_IDEMPOTENT]
 
 
 def _check_rehearsal(plan: Plan, options: RunOptions) -> None:
@@ -272,14 +280,16 @@ def _describe_planned(project: dict[str, Any]) -> str:
     return f"{name} at {project.get('base_url')}"
 
 
-def _stopped(session: Session, exc: BaseException) -> int:
+async def _stopped(session: Session, exc: BaseException) -> int:
     """A phase outside the task graph stopped: record why in the run, say it, exit."""
     if isinstance(exc, Interrupted):
         code, message = EXIT_INTERRUPTED, "interrupted while planning; nothing was sent"
     else:
         code = exc.exit_code if isinstance(exc, BulkopsError) else EXIT_ABORTED
         message = str(exc)
-    return finish(session.state, session.run, code, aborted_summary(code, message, session.clients))
+    return await finish(
+        session.state, session.run, code, aborted_summary(code, message, session.clients)
+    )
 
 
 # -- phases ---------------------------------------------------------------------------------
@@ -288,7 +298,7 @@ async def _make_plan(session: Session) -> Plan:
     plan = await kind.build_plan(session.job, session.clients)
     plan.estimate = _estimate(plan, session.clients)
     plan.projects = _planned_projects(session)
-    plan.save(session.state.plan_file)
+    await plan.save_async(session.state.plan_file)
     for line in kind.render_plan(plan):
         human.say(line)
     log.info("bulkops.plan.written", mutations=plan.mutation_count(), estimate=plan.estimate)
@@ -325,7 +335,7 @@ def _estimate(plan: Plan, clients: dict[str, ConsoleClient]) -> dict[str, Any]:
 
 async def _apply(session: Session, plan: Plan) -> tuple[int, dict[str, Any]]:
     session.run["status"] = "running"
-    session.state.write_run(session.run)
+    await session.state.write_run_async(session.run)
     apply_options = _apply_options(session.job, session.options)
 
     def tasks(ctx: RunContext[JobSpec]) -> list[Task]:
@@ -345,14 +355,10 @@ async def _apply(session: Session, plan: Plan) -> tuple[int, dict[str, Any]]:
     )
     if exit_code == EXIT_INTERRUPTED:
         return exit_code, summary_data
-    planned_failures = [note for note in plan.notes if note.get("fail")]
+    planned_failures = [note for note in plan.notes if isinstance(note, Note) and note.fail]
     if planned_failures:
         summary_data["failures"] += [
-            {
-                "task": "plan",
-                "what": note.get("experiment") or note.get("entity") or "plan",
-                "error": note["message"],
-            }
+            {"task": "plan", "what": note.subject or "plan", "error": note.message}
             for note in planned_failures
         ]
         if exit_code == 0:
@@ -370,35 +376,36 @@ async def _apply(session: Session, plan: Plan) -> tuple[int, dict[str, Any]]:
 
 
 def _apply_summary(ctx: RunContext[Any], plan: Plan) -> dict[str, Any]:
-    outcomes: dict[str, dict[str, Any]] = {}
-    for record in ctx.journal.records:
-        if record.get("type") == "outcome":
-            outcomes[record["op"]] = record
+    outcomes = _outcomes(ctx.journal.records)
     counts: dict[str, int] = {}
     for outcome in outcomes.values():
-        counts[outcome["status"]] = counts.get(outcome["status"], 0) + 1
+        counts[outcome.status] = counts.get(outcome.status, 0) + 1
     pending = [
         op.entity_id
         for op in plan.operations
-        if outcomes.get(op.id, {}).get("status") == "pending_review"
+        if op.id in outcomes and outcomes[op.id].status == "pending_review"
     ]
     return {
         "planned_mutations": plan.mutation_count(),
-        "mutations_sent": sum(1 for o in outcomes.values() if o.get("sent")),
+        "mutations_sent": sum(1 for o in outcomes.values() if o.sent),
         "outcomes": counts,
         "pending_review": pending,
         "notes": _notes_by_kind(plan),
     }
 
 
+def _outcomes(records: list[Record]) -> dict[str, Outcome]:
+    """The last outcome of each operation."""
+    return {record.op: record for record in records if isinstance(record, Outcome)}
+
+
 def _notes_by_kind(plan: Plan) -> dict[str, list[str]]:
     """What the plan noted, by kind, naming the items (e.g. experiments active in the source)."""
     grouped: dict[str, list[str]] = {}
     for note in plan.notes:
-        item = note.get("experiment") or note.get("entity") or note.get("id") or "?"
-        names = grouped.setdefault(note.get("kind", "note"), [])
-        if item not in names:
-            names.append(item)
+        names = grouped.setdefault(note.kind, [])
+        if note.subject not in names:
+            names.append(note.subject)
     return grouped
 
 
@@ -434,7 +441,7 @@ async def _verify(session: Session, plan: Plan) -> dict[str, Any]:
         "differences": sum(1 for e in entities if e["differences"]),
         "entities": entities,
     }
-    write_json_atomic(session.state.root / "verify.json", report)
+    await write_json_atomic_async(session.state.root / "verify.json", report)
     return report
 
 
@@ -443,7 +450,7 @@ def _refuse_replanning_over_an_apply(state: StateDir, options: RunOptions) -> No
     run = state.read_run()
     if run is None or run.get("status") not in CUT_SHORT or options.fresh:
         return
-    if any(r.get("type") == "intent" for r in read_journal(state.journal_file)):
+    if any(isinstance(r, Intent) for r in read_journal(state.journal_file)):
         raise StateError(
             f"{state.root} holds a plan whose apply began but did not finish. Finish it with "
             f"`bulkops apply --state {state.root}`, or pass --fresh to discard it and plan anew."
@@ -476,7 +483,7 @@ def _saved_run(
 
 
 def _sent_anything(journal: Path) -> bool:
-    return any(r.get("type") == "outcome" and r.get("sent") for r in read_journal(journal))
+    return any(isinstance(r, Outcome) and r.sent for r in read_journal(journal))
 
 
 def _undo_plan(job: JobDefinition[JobSpec], state: StateDir, plan: Plan) -> Plan:
@@ -484,14 +491,14 @@ def _undo_plan(job: JobDefinition[JobSpec], state: StateDir, plan: Plan) -> Plan
     records = read_journal(state.journal_file)
     # An op whose answer was lost (or whose run was killed after sending) ends "already_applied"
     # with sent=False when reconciled; its intent record shows the change was still ours.
-    intended = {r["op"] for r in records if r.get("type") == "intent"}
+    intended = {r.op for r in records if isinstance(r, Intent)}
     sent = {
-        r["op"]: r.get("after") or {}
+        r.op: r.after
         for r in records
-        if r.get("type") == "outcome"
+        if isinstance(r, Outcome)
         and (
-            (r.get("sent") and r.get("status") == "applied")
-            or (r.get("status") == "already_applied" and r["op"] in intended)
+            (r.sent and r.status == "applied")
+            or (r.status == "already_applied" and r.op in intended)
         )
     }
     operations = []
@@ -507,5 +514,11 @@ def _undo_plan(job: JobDefinition[JobSpec], state: StateDir, plan: Plan) -> Plan
         job_digest=plan.job_digest,
         projects=plan.projects,
         operations=operations,
-        notes=[{"kind": "undo", "id": f"restores the plan made at {time.ctime(plan.created_at)}"}],
+        notes=[
+            Note(
+                kind="undo",
+                subject=f"restores the plan made at {time.ctime(plan.created_at)}",
+                subject_kind="plan",
+            )
+        ],
     )

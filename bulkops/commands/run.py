@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import anyio
 import structlog
 
 from bulkops import logs, redact
@@ -51,7 +52,7 @@ async def run_job(job: JobDefinition[JobSpec], options: RunOptions) -> int:
                 exit_code, summary = await execute(
                     session, kind.root_tasks, kind.summary, units=kind.progress
                 )
-        return finish(state, run, exit_code, summary)
+        return await finish(state, run, exit_code, summary)
 
 
 async def execute(
@@ -69,7 +70,7 @@ async def execute(
     from bulkops.commands.progress import Progress, task_units
 
     job, options, state, clients = session.job, session.options, session.state, session.clients
-    journal = Journal.open(journal_file or state.journal_file)
+    journal = await Journal.open_async(journal_file or state.journal_file)
     concurrency = options.concurrency or job.spec.limits.concurrency
     scheduler = Scheduler(journal, max_running=max(16, 4 * concurrency * len(clients)))
     ctx = RunContext(
@@ -96,7 +97,8 @@ async def execute(
     try:
         interrupted, aborted = await run_with_signals(scheduler, progress)
     finally:
-        journal.close()
+        with anyio.CancelScope(shield=True):  # what was appended reaches the disk, even now
+            await journal.aclose()
     if aborted is not None:
         exit_code, fatal = EXIT_ABORTED, redact.text(str(aborted.cause))
     elif interrupted:
@@ -134,7 +136,9 @@ def aborted_summary(
     }
 
 
-def finish(state: StateDir, run: dict[str, Any], exit_code: int, summary: dict[str, Any]) -> int:
+async def finish(
+    state: StateDir, run: dict[str, Any], exit_code: int, summary: dict[str, Any]
+) -> int:
     status = {
         EXIT_OK: COMPLETE,
         EXIT_USAGE: "invalid",
@@ -143,7 +147,7 @@ def finish(state: StateDir, run: dict[str, Any], exit_code: int, summary: dict[s
         EXIT_INTERRUPTED: "interrupted",
     }[exit_code]
     run.update(status=status, finished_at=time.time(), exit_code=exit_code, summary=summary)
-    state.write_run(redact.deep(run))
+    await state.write_run_async(redact.deep(run))
     log.info(
         "bulkops.run.finished",
         job=run["job"],
@@ -156,7 +160,7 @@ def finish(state: StateDir, run: dict[str, Any], exit_code: int, summary: dict[s
                  summary=summary)  # fmt: skip
     else:
         print_summary(run, file=sys.stderr, state=state.root)
-    logs.close_log_file()
+    await logs.aclose_log_file()
     return exit_code
 
 

@@ -9,7 +9,14 @@ from typing import Any
 import orjson
 
 from bulkops.commands.run import print_summary
-from bulkops.engine.journal import read_journal
+from bulkops.engine.journal import (
+    Intent,
+    Outcome,
+    TaskDone,
+    TaskFailed,
+    TaskInvalidated,
+    read_journal,
+)
 from bulkops.engine.state import StateDir
 from bulkops.errors import StateError
 from bulkops.human import plural
@@ -37,18 +44,18 @@ def journal_overview(state: StateDir) -> dict[str, Any]:
     failed: dict[str, str] = {}
     intents: set[str] = set()
     for record in read_journal(state.journal_file):
-        kind = record.get("type")
-        if kind == "task_done":
-            done.add(record["task"])
-            failed.pop(record["task"], None)
-        elif kind == "task_failed":
-            failed[record["task"]] = record.get("error", "")
-        elif kind == "task_invalidated":
-            done.difference_update(record.get("tasks", ()))
-        elif kind == "intent":
-            intents.add(record["op"])
-        elif kind == "outcome":
-            intents.discard(record["op"])
+        match record:
+            case TaskDone(task=task):
+                done.add(task)
+                failed.pop(task, None)
+            case TaskFailed(task=task, error=error):
+                failed[task] = error
+            case TaskInvalidated(tasks=tasks):
+                done.difference_update(tasks)
+            case Intent(op=op):
+                intents.add(op)
+            case Outcome(op=op):
+                intents.discard(op)
     return {
         "tasks_done": len(done),
         "tasks_failed": [{"task": t, "error": e} for t, e in sorted(failed.items())],

@@ -23,7 +23,7 @@ import structlog
 from bulkops.api.client import ConsoleClient, read_entity
 from bulkops.engine.compare import PLAIN, Semantics, differences, precondition_holds
 from bulkops.engine.graph import Task
-from bulkops.engine.journal import Journal
+from bulkops.engine.journal import Intent, Journal, Outcome, OutcomeStatus
 from bulkops.engine.plan import Operation
 from bulkops.errors import ApiError, Conflict
 
@@ -71,30 +71,28 @@ async def apply_operation(
         current = await read_entity(client, op.read_path)
         if not differences(current, op.expected, options.semantics):
             if answer_lost:  # it was ours: count it as sent, and undo will restore it
-                return _outcome(journal, op, "applied", current, sent=True)
+                return await _outcome(journal, op, "applied", current, sent=True)
             log.info("bulkops.apply.already_applied", op=op.id, project=op.role)
-            return _outcome(journal, op, "already_applied", current, sent=False)
+            return await _outcome(journal, op, "already_applied", current, sent=False)
         if (
             not precondition_holds(current, op.precondition, options.semantics)
             and not options.force
         ):
             raise Conflict(_conflict_message(op, current))
-        journal.append({"type": "intent", "op": op.id, "at": time.time()})
+        await journal.append_durable(Intent(op=op.id, at=time.time()))  # on disk before it is sent
         headers = {REVIEW_HEADER: "true"} if options.respect_review else None
         try:
             response = await client.request(op.method, op.path, json=op.body, extra_headers=headers)
         except ApiError as exc:
             if not exc.outcome_unknown:
-                journal.append(
-                    {"type": "outcome", "op": op.id, "status": "failed", "error": str(exc)}
-                )
+                await journal.append_durable(Outcome(op=op.id, status="failed", error=str(exc)))
                 raise
             log.warning("bulkops.apply.reconciling", op=op.id, error=str(exc), project=op.role)
             answer_lost = True
             continue  # read again: applied, still as planned (send again), or changed (conflict)
         after = response.get("data") if isinstance(response.get("data"), dict) else None
-        status = "pending_review" if after and _review_pending(after) else "applied"
-        return _outcome(journal, op, status, after, sent=True)
+        status: OutcomeStatus = "pending_review" if after and _review_pending(after) else "applied"
+        return await _outcome(journal, op, status, after, sent=True)
     raise ApiError(
         f"{op.action} {op.kind} {op.entity_id!r}: no answer after {attempts} attempts, and "
         "the target does not show the change; re-run to reconcile again",
@@ -107,12 +105,16 @@ def _review_pending(entity: dict[str, Any]) -> bool:
     return isinstance(review, dict) and bool(review.get("reviewID"))
 
 
-def _outcome(
-    journal: Journal, op: Operation, status: str, after: dict[str, Any] | None, *, sent: bool
+async def _outcome(
+    journal: Journal,
+    op: Operation,
+    status: OutcomeStatus,
+    after: dict[str, Any] | None,
+    *,
+    sent: bool,
 ) -> dict[str, Any]:
     guard = {k: after.get(k) for k in ("version", "lastModifiedTime")} if after else {}
-    record = {"type": "outcome", "op": op.id, "status": status, "sent": sent, "after": guard}
-    journal.append(record)
+    await journal.append_durable(Outcome(op=op.id, status=status, sent=sent, after=guard))
     return {"status": status, "sent": sent, "after": guard}
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import anyio
 import structlog
 
-from bulkops.engine.journal import Journal
+from bulkops.engine.journal import Journal, TaskDone, TaskFailed, TaskInvalidated
 from bulkops.errors import Aborted, BulkopsError, LocalIOError, StopRequested
 
 log = structlog.get_logger("bulkops.graph")
@@ -152,10 +152,8 @@ class Scheduler:
             try:
                 result = await task.body()
                 if task.checkpoint:
-                    # Not fsync'ed: losing it to a power cut only means doing the task again.
-                    self._journal.append(
-                        {"type": "task_done", "task": task.id, "result": result}, durable=False
-                    )
+                    # Not fsync'ed: losing it to a crash only means doing the task again.
+                    self._journal.append(TaskDone(task=task.id, result=result))
             except StopRequested:  # stopped before it sent anything more: not a failure
                 node.state = State.PENDING
                 log.debug("bulkops.task.stopped")
@@ -200,11 +198,9 @@ class Scheduler:
     def _body_failed(self, node: _Node, exc: BaseException) -> None:
         message = str(exc) or type(exc).__name__
         try:
-            self._journal.append(
-                {"type": "task_failed", "task": node.task.id, "error": message}, durable=False
-            )
-        except OSError as io_error:  # the failure is reported anyway; the disk is the news
-            exc = LocalIOError.from_os_error(io_error)
+            self._journal.append(TaskFailed(task=node.task.id, error=message))
+        except LocalIOError as io_error:  # the failure is reported anyway; the disk is the news
+            exc = io_error
         fatal = bool(getattr(exc, "fatal", False))
         if fatal and self._fatal is not None:
             # The run is already stopping for a fatal error; tasks that meet it too add nothing.
@@ -296,11 +292,10 @@ def _finished_results(journal: Journal) -> dict[str, Any]:
     """Results of bodies that finished in earlier attempts, minus those later invalidated."""
     finished: dict[str, Any] = {}
     for record in journal.records:
-        kind = record.get("type")
-        if kind == "task_done":
-            finished[record["task"]] = record.get("result")
-        elif kind == "task_invalidated":
-            for task_id in record.get("tasks", ()):
+        if isinstance(record, TaskDone):
+            finished[record.task] = record.result
+        elif isinstance(record, TaskInvalidated):
+            for task_id in record.tasks:
                 finished.pop(task_id, None)
     return finished
 

@@ -12,14 +12,81 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import orjson
 
 from bulkops.errors import StateError
-from bulkops.output.files import write_json_atomic
+from bulkops.output.files import write_json_atomic, write_json_atomic_async
 
-PLAN_FORMAT = 2
+PLAN_FORMAT = 3  # 3: typed notes (kind, subject, subject_kind, message, fail)
+
+NoteKind = Literal[
+    "failed",  # the item cannot be planned (an edit raised, an id does not exist): exit 3
+    "pending_review",  # a review is pending on the entity: left alone
+    "not_idempotent",  # the edit would change its own result again if run again
+    "cannot_carry",  # something of the source the target cannot take (a missing team, ...)
+    "differs",  # the target has the entity with other content: reused as it is
+    "conflict",  # on_conflict = "fail" and the target differs: the experiment fails
+    "not_setup_in_source",  # an experiment active in the source, created in setup
+    "cannot_update",  # fields the API cannot update differ in the target
+    "undo",  # an undo plan: which plan it restores
+]
+NOTE_KINDS = frozenset(get_args(NoteKind))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Note:
+    """Something a plan says about one item besides its operations: for the review and report."""
+
+    kind: NoteKind
+    #: What it is about: an experiment (clone), an entity id (batch edit), the plan (undo).
+    subject: str
+    #: What kind of thing ``subject`` is: "experiment", "gate", "dynamic_config", "plan".
+    subject_kind: str = ""
+    message: str = ""
+    #: The item failed at plan time: it counts as a failed item (exit 3).
+    fail: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class Selection:
+    """What a batch edit selected and what became of it: the plan's first note."""
+
+    kind: Literal["selection"] = field(default="selection", init=False)
+    entities: str  # "gates", "dynamic_configs"
+    selected: int
+    to_update: int
+    rules_changed: int
+    unchanged: int
+    left_out: int
+    fail: bool = field(default=False, init=False)
+
+    @property
+    def subject(self) -> str:
+        return (
+            f"{self.selected} {self.entities} selected: {self.to_update} to update, "
+            f"{self.unchanged} unchanged, {self.left_out} left out"
+        )
+
+
+PlanNote = Note | Selection
+
+
+def note_from_json(data: Any) -> PlanNote:
+    """One note of a saved plan; ValueError says what is wrong with it."""
+    if not isinstance(data, dict):
+        raise ValueError("a note is not an object")
+    fields = dict(data)
+    try:
+        if fields.get("kind") == "selection":
+            del fields["kind"], fields["fail"]
+            return Selection(**fields)
+        if fields.get("kind") not in NOTE_KINDS:
+            raise ValueError(f"unknown note kind {fields.get('kind')!r}")
+        return Note(**fields)
+    except (TypeError, KeyError) as exc:
+        raise ValueError(f"a note does not have the fields of its kind ({exc})") from None
 
 
 @dataclass
@@ -61,7 +128,7 @@ class Plan:
     job_digest: str
     operations: list[Operation]
     #: Entities looked at and left alone, things that cannot be carried, etc.: for the report.
-    notes: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[PlanNote] = field(default_factory=list)
     #: Per-role estimate of the time the mutation windows allow, filled by the planner.
     estimate: dict[str, Any] = field(default_factory=dict)
     #: Per role, the project the plan was read from: ``{"id", "name", "base_url", "sandbox"}``.
@@ -76,6 +143,9 @@ class Plan:
     def save(self, path: Path) -> None:
         write_json_atomic(path, self.to_json())
 
+    async def save_async(self, path: Path) -> None:
+        await write_json_atomic_async(path, self.to_json())
+
     @classmethod
     def load(cls, path: Path) -> Plan:
         try:
@@ -86,10 +156,16 @@ class Plan:
             ) from None
         except orjson.JSONDecodeError:
             raise StateError(f"{path} is not valid JSON; run `bulkops plan` again.") from None
-        if data.get("format") != PLAN_FORMAT:
+        if not isinstance(data, dict) or data.get("format") != PLAN_FORMAT:
             raise StateError(f"{path} was written by another bulkops version; plan again.")
-        data["operations"] = [Operation.from_dict(op) for op in data["operations"]]
-        return cls(**data)
+        try:
+            data["operations"] = [Operation.from_dict(op) for op in data["operations"]]
+            data["notes"] = [note_from_json(note) for note in data.get("notes", [])]
+            return cls(**data)
+        except (TypeError, ValueError, KeyError) as exc:
+            raise StateError(
+                f"{path} is not a plan bulkops can read ({exc}); plan again."
+            ) from None
 
     def mutation_count(self) -> int:
         return len(self.operations)

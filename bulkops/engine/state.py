@@ -30,7 +30,7 @@ from typing import Any, Protocol
 import orjson
 
 from bulkops.errors import StateBusy, StateError
-from bulkops.output.files import write_json_atomic
+from bulkops.output.files import write_json_atomic, write_json_atomic_async
 
 
 class RunSubject(Protocol):
@@ -135,6 +135,9 @@ class StateDir:
 
     def write_run(self, run: dict[str, Any]) -> None:
         write_json_atomic(self.run_file, run)
+
+    async def write_run_async(self, run: dict[str, Any]) -> None:
+        await write_json_atomic_async(self.run_file, run)
 
     def begin(
         self, job: RunSubject, *, fresh: bool, command: str, resume: bool = True

@@ -40,7 +40,7 @@ from pydantic_core import ErrorDetails
 
 from bulkops.api.client import ConsoleClient, read_entity
 from bulkops.engine.concurrency import gather
-from bulkops.engine.plan import Operation, Plan, estimate_lines
+from bulkops.engine.plan import Note, NoteKind, Operation, Plan, PlanNote, Selection, estimate_lines
 from bulkops.errors import EditFailed, JobFileError
 from bulkops.jobs.entity_kinds import DYNAMIC_CONFIG, GATE, EntityKind
 from bulkops.jobs.rule_edits import (
@@ -61,9 +61,9 @@ from bulkops.jobs.spec import Items, JobDefinition, JobSpec, NonEmpty, ProjectSp
 log = structlog.get_logger("bulkops.batch_rule_update")
 
 ROLE = "target"
-FAILED = "failed"
-PENDING_REVIEW = "pending_review"
-NOT_IDEMPOTENT = "not_idempotent"
+FAILED: NoteKind = "failed"
+PENDING_REVIEW: NoteKind = "pending_review"
+NOT_IDEMPOTENT: NoteKind = "not_idempotent"
 NOT_IDEMPOTENT_MESSAGE = "not idempotent: running this job again after it finishes applies it again"
 #: The private package that python edits from a job file's folder are imported under.
 GUEST_PACKAGE = "_bulkops_guest"
@@ -123,34 +123,31 @@ async def build_plan(job: JobDefinition[Spec], clients: dict[str, ConsoleClient]
     kind = SELECTABLE[spec.select.entity].name
     entities, missing = await _select(clients[ROLE], spec.select)
     operations: list[Operation] = []
-    notes = [_note(kind, entity_id, FAILED, f"{kind} {entity_id!r} (in select.ids) does not "
-                   f"exist in [{ROLE}]") for entity_id in missing]  # fmt: skip
+    about_entities = [_note(kind, entity_id, FAILED, f"{kind} {entity_id!r} (in select.ids) "
+                              f"does not exist in [{ROLE}]") for entity_id in missing]  # fmt: skip
     left_out = len(missing)
     for entity in entities:
         operation, entity_notes = _plan_entity(spec, entity, functions)
         if operation is not None:
             operations.append(operation)
-        notes.extend(entity_notes)
-        left_out += operation is None and any(n["kind"] != NOT_IDEMPOTENT for n in entity_notes)
+        about_entities.extend(entity_notes)
+        left_out += operation is None and any(n.kind != NOT_IDEMPOTENT for n in entity_notes)
     rules_changed = sum(
         1 for op in operations for line in op.describe if line.startswith(RULE_LINES)
     )
     selected = len(entities) + len(missing)
     unchanged = selected - len(operations) - left_out
-    notes.insert(0, {
-        "kind": "selection",
-        "entity": f"{selected} {spec.select.entity} selected: {len(operations)} to update, "
-                  f"{unchanged} unchanged, {left_out} left out",
-        "selection": spec.select.entity, "selected": selected, "to_update": len(operations),
-        "rules_changed": rules_changed, "unchanged": unchanged,
-    })  # fmt: skip
+    selection = Selection(entities=spec.select.entity, selected=selected,
+                          to_update=len(operations), rules_changed=rules_changed,
+                          unchanged=unchanged, left_out=left_out)  # fmt: skip
+    notes: list[PlanNote] = [selection, *about_entities]
     return Plan(job=job.name, kind=job.kind, job_file=str(job.path), job_digest=job.digest,
                 operations=operations, notes=notes)  # fmt: skip
 
 
 def _plan_entity(
     spec: Spec, entity: dict[str, Any], functions: dict[int, RuleFunction]
-) -> tuple[Operation | None, list[dict[str, Any]]]:
+) -> tuple[Operation | None, list[Note]]:
     """The entity's operation (None: unchanged or left out), and the notes about it."""
     kind, config = _kind_of(spec.select.entity)
     if spec.options.respect_review and _review_pending(entity):
@@ -178,19 +175,19 @@ def _plan_entity(
             log.debug("bulkops.plan.edit_traceback", entity=entity["id"], traceback=exc.traceback)
         where = "; the traceback is in the log" if exc.traceback else ""
         return None, [_note(kind, entity["id"], FAILED, f"{exc}{where}")]  # fmt: skip
-    notes = []
+    notes: list[Note] = []
     if not edited.idempotent:
         log.warning("bulkops.plan.not_idempotent", entity=entity["id"], kind=kind,
                     detail=edited.again)  # fmt: skip
-        notes.append({"kind": NOT_IDEMPOTENT, "entity": entity["id"], "entity_kind": kind,
-                      "message": NOT_IDEMPOTENT_MESSAGE, "fail": False})  # fmt: skip
+        notes.append(Note(kind=NOT_IDEMPOTENT, subject=entity["id"], subject_kind=kind,
+                          message=NOT_IDEMPOTENT_MESSAGE))  # fmt: skip
     return _operation(spec.select.entity, entity, edited.slots), notes
 
 
-def _note(kind: str, entity_id: str, status: str, message: str) -> dict[str, Any]:
+def _note(kind: str, entity_id: str, status: NoteKind, message: str) -> Note:
     """A note about one entity; ``fail`` makes the core count it as failed (exit 3)."""
-    return {"kind": status, "entity": entity_id, "entity_kind": kind, "status": status,
-            "message": message, "fail": status == FAILED}  # fmt: skip
+    return Note(kind=status, subject=entity_id, subject_kind=kind, message=message,
+                fail=status == FAILED)  # fmt: skip
 
 
 def _kind_of(selection: str) -> tuple[str, bool]:
@@ -451,10 +448,13 @@ def _value(value: Any) -> str:
 
 
 def render_plan(plan: Plan) -> list[str]:
-    selection = next((n for n in plan.notes if n.get("kind") == "selection"), {})
+    nothing = Selection(entities="entities", selected=0, to_update=0, rules_changed=0,
+                        unchanged=0, left_out=0)  # fmt: skip
+    selection = next((n for n in plan.notes if isinstance(n, Selection)), nothing)
+    notes = [n for n in plan.notes if isinstance(n, Note)]
     lines = []
-    repeats = [n for n in plan.notes if n.get("kind") == NOT_IDEMPOTENT]
-    repeating = {(n["entity_kind"], n["entity"]) for n in repeats}
+    repeats = [n for n in notes if n.kind == NOT_IDEMPOTENT]
+    repeating = {(n.subject_kind, n.subject) for n in repeats}
     for op in plan.operations:
         version = op.precondition.get("version") if isinstance(op.precondition, dict) else None
         lines.append(f"{op.kind} {op.entity_id!r} (version {version}):")
@@ -463,23 +463,22 @@ def render_plan(plan: Plan) -> list[str]:
             lines.append(f"  warning: {NOT_IDEMPOTENT_MESSAGE}")
     planned_ids = {(op.kind, op.entity_id) for op in plan.operations}
     for note in repeats:
-        if (note["entity_kind"], note["entity"]) not in planned_ids:
-            lines.append(f"warning {note['entity_kind']} {note['entity']!r}: {note['message']}")
-    failed = [n for n in plan.notes if n.get("status") == FAILED]
-    pending = [n for n in plan.notes if n.get("status") == PENDING_REVIEW]
+        if (note.subject_kind, note.subject) not in planned_ids:
+            lines.append(f"warning {note.subject_kind} {note.subject!r}: {note.message}")
+    failed = [n for n in notes if n.kind == FAILED]
+    pending = [n for n in notes if n.kind == PENDING_REVIEW]
     for note in pending:
-        lines.append(f"skipped {note['entity_kind']} {note['entity']!r}: {note['message']}")
+        lines.append(f"skipped {note.subject_kind} {note.subject!r}: {note.message}")
     for note in failed:
-        lines.append(f"FAILED {note['entity_kind']} {note['entity']!r}: {note['message']}")
+        lines.append(f"FAILED {note.subject_kind} {note.subject!r}: {note.message}")
     lines.append(
-        f"plan: {selection.get('selected', 0)} {selection.get('selection', 'entities')} "
-        f"selected; {len(plan.operations)} to update ({selection.get('rules_changed', 0)} rule "
-        f"changes), {selection.get('unchanged', 0)} unchanged, {len(pending)} awaiting review, "
-        f"{len(failed)} failed"
+        f"plan: {selection.selected} {selection.entities} selected; {len(plan.operations)} to "
+        f"update ({selection.rules_changed} rule changes), {selection.unchanged} unchanged, "
+        f"{len(pending)} awaiting review, {len(failed)} failed"
     )
     if repeats:
         lines.append(
-            f"warning: the edits of {len(repeats)} {selection.get('selection', 'entities')} are "
+            f"warning: the edits of {len(repeats)} {selection.entities} are "
             f"{NOT_IDEMPOTENT_MESSAGE} (once more per run); make them set values rather than "
             "change them relative to what they find, if that is not what you mean"
         )

@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field
 
 from bulkops.api.client import ConsoleClient
-from bulkops.engine.plan import Operation, Plan, estimate_lines
+from bulkops.engine.plan import Note, NoteKind, Operation, Plan, PlanNote, estimate_lines
 from bulkops.jobs.clone_bodies import clean_rules, create_body, update_body
 from bulkops.jobs.clone_reader import Closure, Entity, read_closure
 from bulkops.jobs.entity_kinds import ENTITY_KINDS, EXPERIMENT, HOLDOUT, LAYER, SEGMENT
@@ -76,7 +76,7 @@ class _Planner:
         self.closure = closure
         self.on_conflict = on_conflict
         self.operations: list[Operation] = []
-        self.notes: list[dict[str, Any]] = []
+        self.notes: list[PlanNote] = []
         self._planned: dict[tuple[str, str], str | None] = {}  # entity -> op id (None: no op)
 
     # -- per experiment ---------------------------------------------------------------------
@@ -328,10 +328,11 @@ class _Planner:
     def _add(self, op: Operation) -> None:
         self.operations.append(op)
 
-    def _note(self, experiment: str, kind: str, message: str, *, fail: bool = False) -> None:
+    def _note(self, experiment: str, kind: NoteKind, message: str, *, fail: bool = False) -> None:
         self.notes.append(
-            {"experiment": experiment, "kind": kind, "message": message, "fail": fail}
-        )
+            Note(kind=kind, subject=experiment, subject_kind="experiment", message=message,
+                 fail=fail)
+        )  # fmt: skip
 
 
 def _update_request(entity: Entity, body: dict[str, Any]) -> tuple[str, str, Any]:
@@ -356,8 +357,9 @@ def render_plan(plan: Plan) -> list[str]:
     for op in plan.operations:
         by_group.setdefault(op.group, []).extend(f"  {line}" for line in op.describe)
     for note in plan.notes:
-        tag = "FAILED" if note.get("fail") else note["kind"]
-        by_group.setdefault(note["experiment"], []).append(f"  [{tag}] {note['message']}")
+        if isinstance(note, Note):
+            tag = "FAILED" if note.fail else note.kind
+            by_group.setdefault(note.subject, []).append(f"  [{tag}] {note.message}")
     for group, entries in by_group.items():
         lines.append(f"experiment {group}:")
         lines.extend(entries)

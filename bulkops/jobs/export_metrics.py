@@ -130,7 +130,7 @@ def _output_root(ctx: RunContext[Spec]) -> Path:
 
 
 async def _publish(ctx: RunContext[Spec], names: list[str]) -> dict[str, Any]:
-    root = _output_root(ctx)
+    root = await anyio.to_thread.run_sync(_output_root, ctx)
     publication = Publication(root, ctx.run_id)
     entries: list[dict[str, Any]] = []
     for name in names:
@@ -138,7 +138,8 @@ async def _publish(ctx: RunContext[Spec], names: list[str]) -> dict[str, Any]:
         item = StagedFile(
             root / _relative_file(name), Path(result["staged"]), result["count"], result["sha256"]
         )
-        if not item.staged.exists():  # staged by an earlier attempt, then removed: stage again
+        # Staged by an earlier attempt, then removed: stage again.
+        if not await anyio.to_thread.run_sync(item.staged.exists):
             item = await anyio.to_thread.run_sync(_stage_source, ctx, name)
         publication.add(item)
         entries.append(

@@ -15,6 +15,7 @@ from typing import Any
 
 from bulkops.api.client import PAGE_LIMIT, check_total, pages_for
 from bulkops.engine.graph import Task
+from bulkops.engine.journal import TaskInvalidated
 from bulkops.errors import ApiError
 from bulkops.jobs.base import RunContext
 from bulkops.jobs.spec import JobSpec
@@ -83,8 +84,9 @@ def read_listing(
             what=what,
         )
     except ApiError:
-        invalidate = [page_id(prefix, n) for n in range(1, len(pages) + 1)]
-        ctx.journal.append({"type": "task_invalidated", "tasks": invalidate})
+        # Not fsync'ed: if a crash loses it, the next run finds the same mismatch and says it again.
+        invalidate = tuple(page_id(prefix, n) for n in range(1, len(pages) + 1))
+        ctx.journal.append(TaskInvalidated(tasks=invalidate))
         raise
     read = ctx.spool.chunks if chunked else ctx.spool.lines
     return (piece for page in pages for piece in read(page["spool"]))

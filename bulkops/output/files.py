@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import anyio
 import orjson
 
 from bulkops.errors import writing
@@ -20,3 +21,8 @@ def write_json_atomic(path: Path, value: Any) -> None:
         handle.flush()
         os.fsync(handle.fileno())
     tmp.replace(path)
+
+
+async def write_json_atomic_async(path: Path, value: Any) -> None:
+    """``write_json_atomic`` on a worker thread: its fsync must not stall the event loop."""
+    await anyio.to_thread.run_sync(write_json_atomic, path, value)

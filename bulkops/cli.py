@@ -47,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_saved_run_options(undo)
 
     status = commands.add_parser("status", help="what a run did and what is left")
+    _add_state_of_job(status)
     status.add_argument("--state", type=Path, metavar="DIR", help="the run's state directory")
     status.add_argument("--json", action="store_true", help="print JSON")
 
@@ -129,12 +130,23 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     _add_connection_options(parser)
 
 
+def _add_state_of_job(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "job_file",
+        nargs="?",
+        metavar="JOB.toml",
+        help="the job whose run this is (its state directory is the default one); or --state",
+    )
+
+
 def _add_saved_run_options(parser: argparse.ArgumentParser) -> None:
+    _add_state_of_job(parser)
     parser.add_argument(
         "--state",
         type=Path,
         metavar="DIR",
-        help="state directory of the planned run (default: the one under .bulkops)",
+        help="state directory of the planned run (default: the job file's, or the one under "
+        "./.bulkops)",
     )
     parser.add_argument(
         "--force", action="store_true", help="overwrite entities that changed since the plan"
@@ -262,7 +274,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "status":
         from bulkops.commands.status import show_status
 
-        return show_status(args.state, as_json=args.json)
+        return show_status(_saved_state(args), as_json=args.json)
     if args.command == "emulator":
         return _emulator(args)
     if args.command == "diff":
@@ -364,7 +376,23 @@ def _apply(args: argparse.Namespace) -> int:
     from bulkops.commands.signals import guarded
 
     command = planned.apply_command if args.command == "apply" else planned.undo_command
+    args.state = _saved_state(args)
     return anyio.run(guarded, command, _options(args))
+
+
+def _saved_state(args: argparse.Namespace) -> Path | None:
+    """The state directory ``apply``/``undo``/``status`` work on: ``--state``, or the default
+    one of the job file given, or None (then the one under ./.bulkops, if there is one)."""
+    if args.job_file is None:
+        return args.state  # type: ignore[no-any-return]
+    if args.state is not None:
+        raise UserError(
+            f"give the job file or --state, not both: {args.job_file} and --state {args.state}"
+        )
+    from bulkops.commands.session import default_state_of
+    from bulkops.jobs import load_spec
+
+    return default_state_of(load_spec(args.job_file))
 
 
 def _diff(args: argparse.Namespace) -> int:

@@ -101,12 +101,20 @@ CASES = [
      "source.api_key_env: expected an environment variable name (letters, digits and _, not "
      'starting with a digit), got "MY-KEY" (a string)'),
     (export().replace('"KEY"', "42"), "source.api_key_env: expected an environment variable name"),
-    (export().replace('dir = "out"', "dir = 7"), "output.dir: expected a string, got 7 (an integer)"),
-    (export().replace('dir = "out"', 'dir = ""'), 'output.dir: expected a non-empty string, got ""'),
+    (export().replace('dir = "out"', "dir = 7"),
+     "output.dir: expected a directory path (not blank, no control characters), got 7 (an integer)"),
+    (export().replace('dir = "out"', 'dir = ""'),
+     'output.dir: expected a directory path (not blank, no control characters), got ""'),
+    (export().replace('dir = "out"', 'dir = "a\\u0000b"'),
+     "output.dir: expected a directory path (not blank, no control characters)"),
     ('name = "my job"\n' + export(),
-     "name: expected a name of letters, digits, '.', '_' and '-', got \"my job\" (a string)"),
-    ("name = 1979-05-27\n" + export(), "name: expected a name of letters, digits, '.', '_' and '-', "
-     "got 1979-05-27 (a date)"),
+     "name: expected a name of up to 100 letters, digits, '.', '_' and '-', starting with a letter "
+     "or digit, got \"my job\" (a string)"),
+    ("name = 1979-05-27\n" + export(),
+     "name: expected a name of up to 100 letters, digits, '.', '_' and '-', "
+     "starting with a letter or digit, got 1979-05-27 (a date)"),
+    ('name = ".."\n' + export(), "name: expected a name of up to 100 letters"),
+    (f'name = "{"x" * 101}"\n' + export(), "name: expected a name of up to 100 letters"),
     ('limits = 5\n' + export().replace("[limits]", ""),
      "limits: expected a table, got 5 (an integer)"),
     # clone_experiments

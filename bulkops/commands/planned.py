@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,14 @@ import structlog
 from bulkops import human, redact
 from bulkops.api.client import ConsoleClient, read_entity
 from bulkops.commands.progress import mutation_units
-from bulkops.commands.run import EXIT_ABORTED, EXIT_INTERRUPTED, aborted_summary, execute, finish
+from bulkops.commands.run import (
+    EXIT_ABORTED,
+    EXIT_FAILED_ITEMS,
+    EXIT_INTERRUPTED,
+    aborted_summary,
+    execute,
+    finish,
+)
 from bulkops.commands.session import (
     Connection,
     RunOptions,
@@ -37,7 +45,7 @@ from bulkops.engine.apply import ApplyOptions, operation_task
 from bulkops.engine.graph import Task
 from bulkops.engine.journal import Intent, Outcome, Record, read_journal
 from bulkops.engine.plan import Note, Operation, Plan
-from bulkops.engine.state import StateDir
+from bulkops.engine.state import COMPLETE, StateDir
 from bulkops.errors import (
     ApiError,
     BulkopsError,
@@ -46,11 +54,11 @@ from bulkops.errors import (
     UserError,
     WrongProject,
 )
-from bulkops.jobs import load, planned_kind
+from bulkops.jobs import is_planned, load, load_spec, planned_kind
 from bulkops.jobs.base import RunContext
 from bulkops.jobs.semantics import SEMANTICS, differences
 from bulkops.jobs.spec import JobDefinition, JobSpec
-from bulkops.output.files import write_json_atomic_async
+from bulkops.output.files import write_bytes_atomic, write_json_atomic_async
 
 log = structlog.get_logger("bulkops.planned")
 
@@ -61,6 +69,8 @@ CUT_SHORT = ("running", "interrupted", "aborted")
 APPLIED = ("complete", "incomplete")
 #: The plan note a kind writes for an entity whose edit would change its own result again.
 NOT_IDEMPOTENT = "not_idempotent"
+#: The job file as planned, kept in the state directory.
+PLANNED_JOB_FILE = "job.toml"
 
 
 def _apply_options(job: JobDefinition[JobSpec], options: RunOptions) -> ApplyOptions:
@@ -92,6 +102,14 @@ async def plan_command(job: JobDefinition[JobSpec], options: RunOptions) -> int:
     human.say(
         f"plan written to {state.plan_file}; apply it with: bulkops apply --state {state.root}"
     )
+    failed = [note.subject for note in plan.notes if isinstance(note, Note) and note.fail]
+    if failed:  # a script's `plan && apply` must not go on as if every item were planned
+        human.say(
+            f"bulkops: {human.plural(len(failed), 'item')} could not be planned and will not be "
+            "applied (listed above); exit 3",
+            err=True,
+        )
+        return EXIT_FAILED_ITEMS
     return 0
 
 
@@ -101,6 +119,7 @@ async def apply_command(options: RunOptions) -> int:
     state = find_state_dir(options.state_dir)
     with state.exclusive("apply"):
         run, job = _saved_run(state)
+        _refuse_applying_twice(state, run)
         plan = Plan.load(state.plan_file)
         _check_rehearsal(plan, options)
         projects = resolve_keys(job, options)
@@ -185,6 +204,20 @@ async def undo_command(options: RunOptions) -> int:
 
 
 # -- refusals: each before anything is sent or any state changes ----------------------------
+def _refuse_applying_twice(state: StateDir, run: dict[str, Any]) -> None:
+    """A plan applied to the end is done: its preconditions describe a project that is gone, and
+    re-applying it would only verify against a stale after-image. Plan again instead."""
+    if run.get("status") != COMPLETE:
+        return  # planned, or an apply cut short or with failed items: apply (again) finishes it
+    undo = StateDir(state.root / "undo").read_run() or {}
+    undone = undo.get("parent_run_id") == run.get("run_id") and undo.get("status") == COMPLETE
+    raise StateError(
+        f"the plan in {state.root} was applied already (run {run.get('run_id')})"
+        + (" and undone since" if undone else "")
+        + f"; to change the project again, plan again: `bulkops plan {run.get('job_file')}`."
+    )
+
+
 def _refuse_same_keys(job: JobDefinition[JobSpec], options: RunOptions) -> None:
     """A job that reads one project and writes another must not be given one project twice."""
     projects = job.spec.projects()
@@ -299,6 +332,7 @@ async def _make_plan(session: Session) -> Plan:
     plan.estimate = _estimate(plan, session.clients)
     plan.projects = _planned_projects(session)
     await plan.save_async(session.state.plan_file)
+    await anyio.to_thread.run_sync(_keep_job_file, session.job, session.state)
     for line in kind.render_plan(plan):
         human.say(line)
     log.info("bulkops.plan.written", mutations=plan.mutation_count(), estimate=plan.estimate)
@@ -457,29 +491,64 @@ def _refuse_replanning_over_an_apply(state: StateDir, options: RunOptions) -> No
         )
 
 
+def _keep_job_file(job: JobDefinition[JobSpec], state: StateDir) -> None:
+    """The job file as planned, beside the plan: undo needs it even after the file is edited,
+    moved or deleted (the plan itself holds every before-image)."""
+    raw = job.path.read_bytes()
+    if hashlib.sha256(raw).hexdigest() == job.digest:
+        write_bytes_atomic(state.root / PLANNED_JOB_FILE, raw)
+
+
 def _saved_run(
     state: StateDir, *, for_undo: bool = False
 ) -> tuple[dict[str, Any], JobDefinition[JobSpec]]:
     run = state.read_run() or {}
     if not state.plan_file.exists():
-        raise StateError(f"{state.root} holds no plan; run `bulkops plan JOB.toml` first.")
-    job = load(run["job_file"])
+        raise StateError(_no_plan(state, run))
+    if for_undo:
+        _check_something_to_undo(state, run)
+    return run, _planned_job(state, run, for_undo=for_undo)
+
+
+def _planned_job(state: StateDir, run: dict[str, Any], *, for_undo: bool) -> JobDefinition[JobSpec]:
+    """The job the plan was made from. ``apply`` refuses a job file changed since (plan again to
+    review what it does now); ``undo`` works from the copy kept beside the plan, whatever
+    became of the file. Either uses the copy when the file is gone."""
+    path = Path(run["job_file"])
+    kept = state.root / PLANNED_JOB_FILE
+    if kept.exists() and (for_undo or not path.exists()):
+        return load_spec(str(kept))
+    job = load(str(path))
     if job.digest != run.get("job_digest"):
         raise StateError(
             f"the job file {job.path} changed since the plan in {state.root} was made; "
             "plan again (`bulkops plan`) to review the new plan before applying it."
         )
-    if for_undo and not _sent_anything(state.journal_file):
-        previous = state.root / "previous"
-        hint = (
-            f" The run before it did write: undo that one with `bulkops undo --state {previous}`."
-            if _sent_anything(previous / "journal.jsonl")
-            else ""
-        )
+    return job
+
+
+def _no_plan(state: StateDir, run: dict[str, Any]) -> str:
+    kind = run.get("kind")
+    if kind and not is_planned(str(kind)):
+        return f"{state.root} holds a {kind} run; {kind} jobs only read, so there is no plan."
+    return f"{state.root} holds no plan; run `bulkops plan JOB.toml` first."
+
+
+def _check_something_to_undo(state: StateDir, run: dict[str, Any]) -> None:
+    if _sent_anything(state.journal_file):
+        return
+    previous = state.root / "previous"
+    if _sent_anything(previous / "journal.jsonl"):
         raise StateError(
-            f"the last run in {state.root} wrote nothing, so there is nothing to undo.{hint}"
+            f"the last run in {state.root} wrote nothing; the run before it did: undo that one "
+            f"with `bulkops undo --state {previous}`."
         )
-    return run, job
+    if run.get("status") == PLANNED:
+        raise StateError(
+            f"the plan in {state.root} has not been applied yet, so there is nothing to undo; "
+            f"apply it with `bulkops apply --state {state.root}`."
+        )
+    raise StateError(f"the last run in {state.root} wrote nothing, so there is nothing to undo.")
 
 
 def _sent_anything(journal: Path) -> bool:

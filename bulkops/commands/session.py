@@ -57,7 +57,12 @@ class ProjectAccess:
 
 
 def resolve_state_dir(job: JobDefinition[JobSpec], options: RunOptions) -> StateDir:
-    return StateDir((options.state_dir or default_state_dir(job.name)).resolve())
+    return StateDir((options.state_dir or default_state_of(job)).resolve())
+
+
+def default_state_of(job: JobDefinition[Any]) -> Path:
+    """Where a job's state lives unless ``--state`` says otherwise."""
+    return default_state_dir(job.folder, job.name)
 
 
 def resolve_keys(job: JobDefinition[JobSpec], options: RunOptions) -> dict[str, ProjectSpec]:

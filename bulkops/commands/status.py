@@ -31,7 +31,8 @@ def find_state_dir(explicit: Path | None) -> StateDir:
     candidates = sorted(p.parent for p in (Path.cwd() / ".bulkops").glob("*/run.json"))
     if not candidates:
         raise StateError(
-            "no run found under ./.bulkops; pass --state DIR with the state directory of the run."
+            "no run found under ./.bulkops; give the job file (e.g. `bulkops apply JOB.toml`) "
+            "or --state DIR with the state directory of the run."
         )
     if len(candidates) > 1:
         names = ", ".join(str(c) for c in candidates)

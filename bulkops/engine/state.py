@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from bulkops.engine.journal import Outcome, read_journal
 from bulkops.errors import StateBusy, StateError
 from bulkops.output.files import write_json_atomic, write_json_atomic_async
 
@@ -50,11 +51,21 @@ class RunSubject(Protocol):
 
 
 COMPLETE = "complete"
+JOURNAL = "journal.jsonl"
+#: The files of one run; ``job.toml`` is the job file as planned (undo works from it).
+RUN_FILES = (JOURNAL, "run.json", "plan.json", "verify.json", "job.toml")
 RUNNING = "running"
 
 
-def default_state_dir(job_name: str) -> Path:
-    return Path.cwd() / ".bulkops" / job_name
+def default_state_dir(job_folder: Path, job_name: str) -> Path:
+    """``.bulkops/<job name>`` beside the job file: one job has one state wherever it is run
+    from, so a finished apply is known (and not repeated by accident) from any directory."""
+    return job_folder / ".bulkops" / job_name
+
+
+def _wrote(journal: Path) -> bool:
+    """Did the run of this journal send a mutation that took effect?"""
+    return any(isinstance(r, Outcome) and r.sent for r in read_journal(journal))
 
 
 def _lock_holder(fd: int) -> str:
@@ -152,6 +163,8 @@ class StateDir:
         if previous is not None and fresh:
             self.discard()
             previous = None
+        if previous is not None:
+            self._check_job_name(previous, job)
         if previous is not None and previous.get("status") != COMPLETE and resume:
             self._check_same_job(previous, job)
             previous["status"] = RUNNING
@@ -187,13 +200,18 @@ class StateDir:
                 "pass --state with a writable directory."
             ) from None
 
-    def _check_same_job(self, previous: dict[str, Any], job: RunSubject) -> None:
+    def _check_job_name(self, previous: dict[str, Any], job: RunSubject) -> None:
+        """A state directory belongs to one job: another job's run (finished or not, with its
+        undo data) is never taken over silently."""
         if previous.get("job") != job.name or previous.get("kind") != job.kind:
+            finished = "a finished" if previous.get("status") == COMPLETE else "an unfinished"
             raise StateError(
-                f"state directory {self.root} holds an unfinished run of job "
+                f"state directory {self.root} holds {finished} run of job "
                 f"{previous.get('job')!r} ({previous.get('kind')}), not {job.name!r}. "
                 "Use another --state directory, or pass --fresh to discard that run."
             )
+
+    def _check_same_job(self, previous: dict[str, Any], job: RunSubject) -> None:
         if previous.get("job_digest") != job.digest:
             raise StateError(
                 f"the job file {job.path} changed since the unfinished run "
@@ -202,16 +220,21 @@ class StateDir:
             )
 
     def _retire_finished(self) -> None:
+        """Move the finished run to ``previous/``, unless it wrote nothing while ``previous/``
+        holds a run that did: what undo needs is never pushed out by runs that changed nothing."""
         previous = self.root / "previous"
+        if previous.exists() and not _wrote(self.journal_file) and _wrote(previous / JOURNAL):
+            self.discard()
+            return
         shutil.rmtree(previous, ignore_errors=True)
         previous.mkdir()
-        for name in ("journal.jsonl", "run.json", "plan.json", "verify.json"):
+        for name in RUN_FILES:
             if (self.root / name).exists():
                 (self.root / name).replace(previous / name)
         shutil.rmtree(self.spool, ignore_errors=True)
 
     def discard(self) -> None:
         """Forget the current run (``--fresh``). Logs and governor send times stay."""
-        for name in ("journal.jsonl", "run.json", "plan.json", "verify.json"):
+        for name in RUN_FILES:
             (self.root / name).unlink(missing_ok=True)
         shutil.rmtree(self.spool, ignore_errors=True)

@@ -81,6 +81,12 @@ def spec_models() -> Mapping[str, type[JobSpec]]:
     return _SpecModels()
 
 
+def load_spec(path: str) -> JobDefinition[JobSpec]:
+    """A job file read and validated against its schema only (no kind checks, no python edits
+    imported): enough to know its name and where its state lives."""
+    return load_job(path, spec_models())
+
+
 def load(path: str) -> JobDefinition[JobSpec]:
     """Read and validate a job file of any known kind, with the kind's own checks
     (so `validate` and every command catch the same mistakes before anything starts)."""

@@ -12,7 +12,7 @@ import functools
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import anyio
 import orjson
@@ -22,7 +22,7 @@ from bulkops.engine.graph import Task
 from bulkops.jobs.base import Count, RunContext
 from bulkops.jobs.entity_kinds import METRIC_SOURCE
 from bulkops.jobs.listing import listing_pages, listing_task, read_listing
-from bulkops.jobs.spec import JobDefinition, JobSpec, ProjectSpec, Strict
+from bulkops.jobs.spec import JobDefinition, JobSpec, ProjectSpec, Strict, expect
 from bulkops.output.publish import (
     Publication,
     StagedFile,
@@ -39,7 +39,11 @@ PUBLISH = "publish"
 
 
 class OutputSpec(Strict):
-    dir: str = Field(min_length=1)
+    dir: Annotated[
+        str,
+        Field(min_length=1, pattern=r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$"),
+        expect("a directory path (not blank, no control characters)"),
+    ]
 
 
 class Spec(JobSpec):

@@ -39,7 +39,9 @@ DEFAULT_BASE_URL = "https://statsigapi.net"
 DEFAULT_MUTATION_RATE = ("100/10s", "900/15min")
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$", re.ASCII)
-_JOB_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$", re.ASCII)
+#: A job's name names its state directory: it starts with a letter or digit (never ``.``,
+#: ``..`` or a hidden folder) and stays short enough for any file system.
+_JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$", re.ASCII)
 
 
 # -- strict types ----------------------------------------------------------------------------
@@ -170,7 +172,9 @@ class JobSpec(Strict):
     name: Annotated[
         str | None,
         Field(min_length=1, pattern=_JOB_NAME.pattern),
-        expect("a name of letters, digits, '.', '_' and '-'"),
+        expect(
+            "a name of up to 100 letters, digits, '.', '_' and '-', starting with a letter or digit"
+        ),
     ] = None
     limits: LimitsSpec = LimitsSpec()
 

@@ -14,10 +14,17 @@ from bulkops.errors import writing
 
 def write_json_atomic(path: Path, value: Any) -> None:
     """Write-to-temp, fsync, rename: a reader sees the old file or the new one, never half."""
+    write_bytes_atomic(
+        path, orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
+    )
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """``data`` at ``path``, atomically: temp file, fsync, rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     with writing(path), tmp.open("wb") as handle:
-        handle.write(orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n")
+        handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())
     tmp.replace(path)

@@ -319,34 +319,12 @@ def _base_url_option(args: argparse.Namespace) -> str | None:
             "--sandbox and --base-url cannot be used together: --sandbox starts its own emulator. "
             "Drop --base-url to rehearse on the sandbox, or drop --sandbox to use that URL."
         )
+    from bulkops.api.urls import url_problem
+
     problem = url_problem(args.base_url)
     if problem:
         raise UserError(f"--base-url {args.base_url!r}: {problem}")
     return str(args.base_url).rstrip("/")
-
-
-def url_problem(url: str) -> str | None:
-    """What is wrong with a base URL, in words, or None when it can be used."""
-    from urllib.parse import urlsplit
-
-    if not url.strip():
-        return "is empty; give a URL such as https://statsigapi.net"
-    if url != url.strip() or any(ord(c) < 33 for c in url):
-        return "contains spaces or control characters"
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https"):
-        return "must start with http:// or https://"
-    if not parts.hostname:
-        return "has no host; write it as https://HOST[:PORT]"
-    try:
-        parts.port  # noqa: B018 -- raises ValueError for a port that is not 0-65535
-    except ValueError:
-        return "has an invalid port; a port is a number from 1 to 65535"
-    if parts.port == 0:
-        return "has an invalid port; a port is a number from 1 to 65535"
-    if parts.query or parts.fragment:
-        return "must not carry a query or fragment"
-    return None
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -45,14 +45,16 @@ CASES = [
     Misuse("base-url-ftp", ("run", "{job}", "--base-url", "ftp://statsigapi.net"), 2,
            ("must start with http:// or https://",)),
     Misuse("base-url-port-too-big", ("run", "{job}", "--base-url", "http://h:99999"), 2,
-           ("invalid port",)),
+           ("is not a number from 1 to 65535",)),
     Misuse("base-url-port-not-a-number", ("run", "{job}", "--base-url", "http://h:abc"), 2,
-           ("invalid port",)),
+           ("is not a number from 1 to 65535",)),
     Misuse("base-url-port-zero", ("run", "{job}", "--base-url", "http://h:0"), 2,
-           ("invalid port",)),
+           ("is not a number from 1 to 65535",)),
     Misuse("base-url-no-host", ("run", "{job}", "--base-url", "http://"), 2, ("has no host",)),
     Misuse("base-url-with-query", ("run", "{job}", "--base-url", "https://h/?x=1"), 2,
            ("query",)),
+    Misuse("base-url-with-credentials", ("run", "{job}", "--base-url", "https://u:pw@h"), 2,
+           ("carries credentials",)),
     Misuse("concurrency-zero", ("run", "{job}", "--concurrency", "0"), 2, ("at least 1",)),
     Misuse("concurrency-negative", ("run", "{job}", "--concurrency", "-3"), 2, ("at least 1",)),
     Misuse("concurrency-too-big", ("run", "{job}", "--concurrency", "300"), 2,
@@ -92,7 +94,7 @@ CASES = [
            job='job = "clone_experiments"\n[source]\napi_key_env = "K"\n[target]\n'
                'api_key_env = "K"\n'),
     Misuse("batch-again-with-bad-url", ("run", "{job}", "--again", "--base-url", "http://h:x"), 2,
-           ("invalid port",), job=BATCH),
+           ("is not a number from 1 to 65535",), job=BATCH),
 ]  # fmt: skip
 
 

@@ -94,6 +94,8 @@ CASES = [
      "source.base_url: expected an http:// or https:// URL, got \"http://host:abc\" (a string): "
      "its port abc is not a number from 1 to 65535"),
     (export(source='base_url = "ftp://host"'), "it must start with http:// or https://"),
+    (export(source='base_url = "http://host?x=1"'), "must not carry a query"),
+    (export(source='base_url = "https://user:pw@host"'), "carries credentials"),
     (export(source='base_url = "http://"'), "it has no host after the //"),
     (export(source="base_url = 8787"),
      "source.base_url: expected an http:// or https:// URL, got 8787 (an integer)"),

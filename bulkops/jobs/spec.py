@@ -15,7 +15,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Generic, TypeVar, get_args
-from urllib.parse import urlsplit
 
 import orjson
 from pydantic import (
@@ -32,6 +31,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails, PydanticCustomError
 from pydantic_core.core_schema import ErrorType
 
+from bulkops.api.urls import url_problem
 from bulkops.api.windows import RateWindow
 from bulkops.errors import JobFileError
 
@@ -91,31 +91,10 @@ NonEmpty = Annotated[str, Field(min_length=1), expect("a non-empty string")]
 
 
 def _base_url(value: str) -> str:
-    problem = _url_problem(value)
+    problem = url_problem(value)
     if problem:
         raise ValueError(f"expected an http:// or https:// URL, got {show(value)}: {problem}")
     return value.rstrip("/")
-
-
-def _url_problem(value: str) -> str:
-    """Why ``value`` is not a usable base URL, or "" if it is one."""
-    if not value.startswith(("http://", "https://")):
-        return "it must start with http:// or https://"
-    if any(c.isspace() for c in value):
-        return "it contains a space"
-    try:
-        parts = urlsplit(value)
-    except ValueError:  # e.g. an unclosed [ of an IPv6 address
-        return "its host is not a host name or an IP address"
-    if not parts.hostname:
-        return "it has no host after the //"
-    try:
-        port = parts.port
-    except ValueError:
-        port = -1
-    if port is not None and not 1 <= port <= 65535:
-        return f"its port {parts.netloc.rpartition(':')[2]} is not a number from 1 to 65535"
-    return ""
 
 
 BaseUrl = Annotated[str, expect("an http:// or https:// URL"), AfterValidator(_base_url)]

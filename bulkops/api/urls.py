@@ -1,0 +1,32 @@
+"""Base URLs: what makes one usable, in words a person can act on (job files and ``--base-url``)."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+
+def url_problem(value: str) -> str:
+    """Why ``value`` is not a usable base URL of the Console API, or "" when it is one."""
+    if not value.strip():
+        return "it is empty; give a URL such as https://statsigapi.net"
+    if not value.startswith(("http://", "https://")):
+        return "it must start with http:// or https://"
+    if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in value):
+        return "it contains whitespace or control characters"
+    try:
+        parts = urlsplit(value)
+    except ValueError:  # e.g. an unclosed [ of an IPv6 address
+        return "its host is not a host name or an IP address"
+    if not parts.hostname:
+        return "it has no host after the //"
+    if parts.username is not None or parts.password is not None:
+        return "it carries credentials (user:password@); keys come from api_key_env, never URLs"
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if port is not None and not 1 <= port <= 65535:
+        return f"its port {parts.netloc.rpartition(':')[2]} is not a number from 1 to 65535"
+    if parts.query or parts.fragment or value.endswith(("?", "#")):
+        return "it must not carry a query (?...) or a fragment (#...)"
+    return ""

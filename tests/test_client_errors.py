@@ -224,3 +224,45 @@ async def test_transport_error_messages_redact_registered_secrets() -> None:
         with pytest.raises(TransportError) as failure:
             await client.get(GATES)
     assert "console-secret-in-url" not in str(failure.value)
+
+
+async def test_a_server_that_is_not_the_console_api_is_named_not_dumped() -> None:
+    """An HTML 404 (another web server at base_url) ends the identity read with one line."""
+    from aiohttp import web
+
+    from bulkops.errors import Unreachable
+
+    async def html(_request: web.Request) -> web.Response:
+        return web.Response(status=404, text="<!DOCTYPE html>\n<html><body>nope</body></html>")
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", html)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        async with client_for(f"http://127.0.0.1:{port}") as client:
+            with pytest.raises(Unreachable) as stopped:
+                await client.identify()
+    finally:
+        await runner.cleanup()
+    message = str(stopped.value)
+    assert "does not look like the Statsig Console API" in message
+    assert "<" not in message
+    assert "\n" not in message
+
+
+async def test_https_to_a_plain_http_server_says_tls_at_once() -> None:
+    """A TLS mismatch is named (try http://) and not retried for the whole identify budget."""
+    import time
+
+    from bulkops.errors import Unreachable
+
+    async with running_emulator(small_world(), EmulatorConfig()) as url:
+        started = time.monotonic()
+        async with client_for(url.replace("http://", "https://")) as client:
+            with pytest.raises(Unreachable, match="TLS handshake failed"):
+                await client.identify()
+    assert time.monotonic() - started < 3

@@ -256,7 +256,7 @@ class ConsoleClient:
                 raw = await response.read()
                 return response.status, raw, _retry_after(response.headers.get("Retry-After"))
         except aiohttp.ClientConnectorError as exc:
-            reason = _os_reason(exc.os_error)
+            reason = _connect_reason(exc)
             error = TransportError(
                 redact.text(
                     f"cannot connect to {self.base_url} for project {self.project!r}: {reason}. "
@@ -302,8 +302,7 @@ class ConsoleClient:
             body = orjson.loads(raw) if raw else None
         except orjson.JSONDecodeError:
             body = None
-        server_says = body.get("message") if isinstance(body, dict) else None
-        server_says = redact.text(str(server_says or raw[:200].decode("utf-8", "replace")))
+        server_says = _server_says(body, raw, self.base_url)
         where = f"{method} {path} on project {self.project!r}"
         kwargs: dict[str, Any] = {"status": status, "project": self.project, "body": body}
         if status in (401, 403):
@@ -341,9 +340,16 @@ class ConsoleClient:
                 with anyio.fail_after(max(0.1, remaining)):
                     body = await self._attempt("GET", PROJECT_PATH, None, None, None, False)
                 return _identity(body, f"GET {PROJECT_PATH} on project {self.project!r}")
+            except NotFound as exc:
+                raise Unreachable(
+                    f"{self.base_url} does not look like the Statsig Console API: "
+                    f"GET {PROJECT_PATH} answered 404. {self._check_base_url()}",
+                    project=self.project,
+                    sent=False,
+                ) from exc
             except (TransportError, ServerError, TimeoutError) as exc:
                 last = exc
-            if time.monotonic() + 0.5 >= deadline:
+            if time.monotonic() + 0.5 >= deadline or _will_not_heal(last):
                 break
             await self._sleep(min(2.0, 0.25 * 2**attempt, max(0.0, deadline - time.monotonic())))
         if isinstance(last, ServerError):
@@ -447,6 +453,38 @@ def check_total(*, rows_read: int, total: int | None, what: str) -> None:
             f"{what}: read {rows_read} rows but the server announced totalItems={total}; "
             "the list changed while it was being read. Re-run to read it again."
         )
+
+
+def _server_says(body: Any, raw: bytes, base_url: str) -> str:
+    """The server's own message, on one line; a body that is not the API's JSON (an HTML error
+    page of a proxy or another server) is named, not dumped."""
+    message = body.get("message") if isinstance(body, dict) else None
+    if message is None:
+        return (
+            f"the answer is not the Console API's JSON; check that {base_url} is the Statsig "
+            "Console API"
+            if raw.strip()
+            else "an empty answer"
+        )
+    text = " ".join(redact.text(str(message)).split())
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def _connect_reason(exc: aiohttp.ClientConnectorError) -> str:
+    """Why a connection could not be opened, in words (a TLS failure says what to try)."""
+    if isinstance(exc, aiohttp.ClientSSLError):
+        detail = getattr(exc.os_error, "reason", None) or _os_reason(exc.os_error)
+        return (
+            f"TLS handshake failed ({detail}); if the server speaks plain HTTP, use http://, or "
+            "check its certificate"
+        )
+    return _os_reason(exc.os_error)
+
+
+def _will_not_heal(error: BaseException) -> bool:
+    """A failure that retrying within seconds cannot fix (a TLS mismatch, an unknown host)."""
+    reason = getattr(error, "reason", "") or ""
+    return reason.startswith("TLS handshake failed")
 
 
 def _os_reason(error: OSError) -> str:

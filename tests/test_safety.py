@@ -347,3 +347,28 @@ def test_a_signal_between_phases_ends_the_command_as_interrupted() -> None:
 
     assert anyio.run(guarded, in_a_phase) == 7
     assert seen == [signal.SIGTERM]
+
+
+SLOW_PY = "import time\n\ndef slow(entity, rule):\n    time.sleep(0.5)\n    return rule\n"
+SLOW = '\n[[edits]]\nop = "python"\nfunction = "slow_edits:slow"\n'
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_a_plan_whose_python_edit_takes_its_time(tmp_path, monkeypatch) -> None:
+    """User code runs off the event loop: SIGINT during a slow python edit exits 130 promptly."""
+    monkeypatch.setenv(KEY_ENV, KEY)
+    world = build_world()
+    job = job_file(tmp_path / "job", edits=SLOW)
+    (job.parent / "slow_edits.py").write_text(SLOW_PY)
+    with EmulatorThread(world, config()) as emulator:
+        process = cli("plan", str(job), "--base-url", emulator.base_url, "--state",
+                      str(tmp_path / "state"))  # fmt: skip
+        wait_for(lambda: len(world.requests()) >= 2 or process.poll() is not None)
+        time.sleep(1.0)  # the edits are running: 100 gates x 0.5 s
+        process.send_signal(signal.SIGINT)
+        sent = time.monotonic()
+        code, err = finish(process, timeout=30)
+    assert code == 130, err
+    assert time.monotonic() - sent < 3
+    assert "Traceback" not in err
+    assert world.count(is_mutation=True) == 0

@@ -39,7 +39,7 @@ from pydantic import Field, model_validator
 from pydantic_core import ErrorDetails
 
 from bulkops.api.client import ConsoleClient, read_entity
-from bulkops.engine.concurrency import gather
+from bulkops.engine.concurrency import gather, run_in_daemon_thread
 from bulkops.engine.plan import Note, NoteKind, Operation, Plan, PlanNote, Selection, estimate_lines
 from bulkops.errors import EditFailed, JobFileError
 from bulkops.jobs.entity_kinds import DYNAMIC_CONFIG, GATE, EntityKind
@@ -126,8 +126,10 @@ async def build_plan(job: JobDefinition[Spec], clients: dict[str, ConsoleClient]
     about_entities = [_note(kind, entity_id, FAILED, f"{kind} {entity_id!r} (in select.ids) "
                               f"does not exist in [{ROLE}]") for entity_id in missing]  # fmt: skip
     left_out = len(missing)
-    for entity in entities:
-        operation, entity_notes = _plan_entity(spec, entity, functions)
+    # The edits (python ones are user code that may take its time) run on a worker thread, so
+    # the event loop stays free for Ctrl-C; an interrupted plan abandons the thread.
+    planned = await run_in_daemon_thread(_plan_entities, spec, entities, functions)
+    for operation, entity_notes in planned:
         if operation is not None:
             operations.append(operation)
         about_entities.extend(entity_notes)
@@ -143,6 +145,12 @@ async def build_plan(job: JobDefinition[Spec], clients: dict[str, ConsoleClient]
     notes: list[PlanNote] = [selection, *about_entities]
     return Plan(job=job.name, kind=job.kind, job_file=str(job.path), job_digest=job.digest,
                 operations=operations, notes=notes)  # fmt: skip
+
+
+def _plan_entities(
+    spec: Spec, entities: list[dict[str, Any]], functions: dict[int, RuleFunction]
+) -> list[tuple[Operation | None, list[Note]]]:
+    return [_plan_entity(spec, entity, functions) for entity in entities]
 
 
 def _plan_entity(

@@ -125,3 +125,23 @@ def test_apply_and_status_find_the_state_from_the_job_file(tmp_path, batch_world
     assert both.returncode == 2
     assert "not both" in err.decode()
     assert batch_world.count(is_mutation=True) == len(changed_checkout_ids())
+
+
+def test_status_tells_a_run_in_progress_from_one_that_died(tmp_path, capsys) -> None:
+    """status names the process holding the state, and calls a dead 'running' run stopped."""
+    from bulkops.cli import main
+    from bulkops.engine.state import StateDir
+    from bulkops.output.files import write_json_atomic
+
+    state = StateDir(tmp_path / "state")
+    state.root.mkdir()
+    write_json_atomic(state.run_file, {"run_id": "r1", "job": "brt", "status": "running"})
+    with state.exclusive("apply"):
+        assert main(["status", "--state", str(state.root)]) == 0
+        live = capsys.readouterr().out
+    assert f"in progress now: bulkops (pid {os.getpid()}, command apply)" in live
+    assert "resume" not in live
+    assert main(["status", "--state", str(state.root)]) == 0
+    dead = capsys.readouterr().out
+    assert "stopped without finishing" in dead
+    assert "in progress" not in dead

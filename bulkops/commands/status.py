@@ -78,7 +78,19 @@ def show_status(explicit: Path | None, *, as_json: bool) -> int:
         return 0
     out = sys.stdout
     print(f"state: {state.root}", file=out)
+    holder = state.holder()
+    stopped = run.get("status") == "running" and holder is None
+    if holder is not None:
+        print(f"in progress now: bulkops ({holder}) is using this state directory", file=out)
+    elif stopped:
+        print(
+            f"run {run.get('run_id')} stopped without finishing (killed, or the machine went "
+            "down); re-run the same command to resume.",
+            file=out,
+        )
     if run.get("summary"):
+        if holder is not None or stopped:
+            print("the summary of its last finished attempt:", file=out)
         print_summary(run, file=out, state=state.root)
     else:
         print(
@@ -100,8 +112,10 @@ def show_status(explicit: Path | None, *, as_json: bool) -> int:
             f"{len(overview['mutations_unreconciled']):,}",
             file=out,
         )
+    if holder is not None:
+        return 0
     if run.get("status") == "planned":
         print(f"apply the plan with: bulkops apply --state {state.root}", file=out)
-    elif run.get("status") not in (None, "complete"):
+    elif run.get("status") not in (None, "complete") and not stopped:
         print("re-run the same command to resume.", file=out)
     return 0

@@ -133,6 +133,20 @@ class StateDir:
         finally:
             os.close(fd)  # closing the descriptor releases the lock
 
+    def holder(self) -> str | None:
+        """Who holds the directory's lock right now (``pid N, command X``), or None."""
+        try:
+            fd = os.open(self.root / "lock", os.O_RDONLY)
+        except FileNotFoundError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return _lock_holder(fd)
+        finally:
+            os.close(fd)  # closing it releases the shared lock, if we got it
+        return None
+
     def read_run(self) -> dict[str, Any] | None:
         try:
             value = orjson.loads(self.run_file.read_bytes())

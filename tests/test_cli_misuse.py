@@ -65,7 +65,7 @@ CASES = [
     Misuse("again-on-a-reading-job", ("run", "{job}", "--again", "--sandbox"), 2,
            ("--again is for jobs that write",)),
     Misuse("key-unset", ("run", "{job}"), 2, ("MISUSE_KEY", "is not set", "--sandbox")),
-    Misuse("key-blank", ("run", "{job}"), 2, ("MISUSE_KEY", "is not set"),
+    Misuse("key-blank", ("run", "{job}"), 2, ("MISUSE_KEY", "set but empty"),
            env={"MISUSE_KEY": "   "}),
     Misuse("key-with-a-newline-inside", ("run", "{job}"), 2, ("MISUSE_KEY", "control character"),
            env={"MISUSE_KEY": "console-abc\ndef"}),

@@ -292,6 +292,16 @@ def _check_bound(plan: Plan, connection: Connection) -> None:
     for role, planned in sorted(plan.projects.items()):
         found = connection.identities.get(role)
         if found is not None and found.id == planned.get("id"):
+            here = connection.access[role].base_url if role in connection.access else None
+            if here is not None and here != planned.get("base_url"):
+                log.warning(
+                    "bulkops.plan.other_base_url",
+                    role=role,
+                    planned=planned.get("base_url"),
+                    now=here,
+                    text=f"[{role}] is the planned project, reached at {here} (planned at "
+                    f"{planned.get('base_url')})",
+                )
             continue
         access = connection.access.get(role)
         opened = found.describe() if found else "no project"
@@ -316,7 +326,7 @@ def _describe_planned(project: dict[str, Any]) -> str:
 async def _stopped(session: Session, exc: BaseException) -> int:
     """A phase outside the task graph stopped: record why in the run, say it, exit."""
     if isinstance(exc, Interrupted):
-        code, message = EXIT_INTERRUPTED, "interrupted while planning; nothing was sent"
+        code, message = EXIT_INTERRUPTED, "interrupted while planning; nothing was sent."
     else:
         code = exc.exit_code if isinstance(exc, BulkopsError) else EXIT_ABORTED
         message = str(exc)

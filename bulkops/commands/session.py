@@ -78,7 +78,14 @@ def resolve_keys(job: JobDefinition[JobSpec], options: RunOptions) -> dict[str, 
 def api_key(variable: str, named_by: str) -> str:
     """The key in ``variable``, stripped of surrounding whitespace (``$(cat keyfile)`` leaves a
     newline); a missing or empty one, or one with control characters inside, is refused."""
-    value = os.environ.get(variable, "").strip()
+    raw = os.environ.get(variable)
+    value = (raw or "").strip()
+    if raw is not None and not value:
+        raise MissingKeyError(
+            f"the environment variable {variable} ({named_by}) is set but empty (only "
+            f"whitespace). Put the project's Console API key in it, e.g. "
+            f"`export {variable}=console-...`, or rehearse with --sandbox."
+        )
     if not value:
         raise MissingKeyError(
             f"the environment variable {variable} ({named_by}) is not set. Export it with the "

@@ -30,6 +30,12 @@ _NOTE_LABELS = {
     "selection": "selection",
 }
 _TASK_STATES = ("done", "failed", "skipped", "pending", "running", "waiting for children")
+#: A finished run has nothing running: what the scheduler still counts so was cut short.
+_TASK_WORDS = {
+    "pending": "not started",
+    "running": "cut short",
+    "waiting for children": "cut short",
+}
 
 
 def summary_lines(run: dict[str, Any], *, state: Path | None = None) -> list[str]:
@@ -126,7 +132,7 @@ def _task_lines(summary: dict[str, Any]) -> list[str]:
         return []
     known = [s for s in _TASK_STATES if tasks.get(s)]
     others = [s for s in tasks if s not in _TASK_STATES and tasks[s]]
-    text = ", ".join(f"{count(tasks[s])} {s}" for s in known + others)
+    text = ", ".join(f"{count(tasks[s])} {_TASK_WORDS.get(s, s)}" for s in known + others)
     replayed = summary.get("tasks_replayed_from_checkpoint") or 0
     if replayed:
         text += f" ({count(replayed)} replayed from checkpoint)"
@@ -159,7 +165,9 @@ def _request_lines(requests: dict[str, dict[str, Any]]) -> list[str]:
 def _ending_lines(summary: dict[str, Any], exit_code: int | None, state: Path | None) -> list[str]:
     lines: list[str] = []
     resume = "re-run the same command to resume"
-    if summary.get("fatal"):
+    if summary.get("fatal") and exit_code == 130:  # why it stopped, not a fault to fix
+        lines.append(f"  {summary['fatal']}")
+    elif summary.get("fatal"):
         lines.append(f"  aborted: {summary['fatal']}")
         lines.append(f"  fix the cause, then {resume}.")
     failures = summary.get("failures") or []

@@ -87,6 +87,8 @@ CASES = [
     Misuse("status-of-nothing", ("status", "--state", "{tmp}/nothing-here"), 2,
            ("holds no bulkops run",)),
     Misuse("apply-in-an-empty-folder", ("apply",), 2, ("no run found",)),
+    Misuse("job-file-nested-too-deep", ("validate", "{job}"), 2, ("nested too deeply",),
+           job="x = " + "[" * 2000 + "]" * 2000 + "\n"),
     Misuse("job-file-missing", ("run", "{tmp}/missing.toml"), 2, ("does not exist",)),
     Misuse("job-file-is-a-directory", ("validate", "{tmp}"), 2, ("is a directory",)),
     Misuse("same-key-variable-for-source-and-target", ("validate", "{job}"), 2,

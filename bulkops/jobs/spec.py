@@ -246,6 +246,11 @@ def _parse_toml(path: Path, raw: bytes) -> dict[str, Any]:
         ) from None
     try:
         return tomllib.loads(text)
+    except RecursionError:
+        raise JobFileError(
+            f"{path}: nested too deeply to be a job file (arrays or tables inside one another "
+            "hundreds of levels deep); check the file."
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         message = str(exc)
         where = re.search(r"\(at line (\d+), column (\d+)\)", message)

@@ -8,25 +8,12 @@ from bulkops.emulator import (
     EmulatorConfig,
 )
 from tests.support.http import V1, seg, serve
-from tests.support.worlds import TARGET_KEY, entities_world
+from tests.support.worlds import NEW_GATE, TARGET_KEY, entities_world
 
 BASE62_22 = re.compile(r"^[0-9A-Za-z]{22}$")
 
 
-GATE = {
-    "name": "New Checkout",
-    "description": "a gate",
-    "idType": "userID",
-    "rules": [
-        {
-            "name": "Internal",
-            "passPercentage": 100,
-            "conditions": [
-                {"type": "email", "operator": "str_contains_any", "targetValue": ["@example.com"]}
-            ],
-        }
-    ],
-}
+GATE = NEW_GATE
 
 
 # -- tags, target apps, teams, unit id types ----------------------------------------------------

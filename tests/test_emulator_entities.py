@@ -16,22 +16,9 @@ from bulkops.emulator import (
     set_review_required,
 )
 from tests.support.http import REVIEW, V1, seg, serve
-from tests.support.worlds import SOURCE_RO_KEY, entities_world
+from tests.support.worlds import NEW_GATE, SOURCE_RO_KEY, entities_world
 
-GATE = {
-    "name": "New Checkout",
-    "description": "a gate",
-    "idType": "userID",
-    "rules": [
-        {
-            "name": "Internal",
-            "passPercentage": 100,
-            "conditions": [
-                {"type": "email", "operator": "str_contains_any", "targetValue": ["@example.com"]}
-            ],
-        }
-    ],
-}
+GATE = NEW_GATE
 
 
 # -- versions, times, reviews, pipeline -----------------------------------------------------------

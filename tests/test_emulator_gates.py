@@ -6,22 +6,9 @@ from bulkops.emulator import (
     EmulatorConfig,
 )
 from tests.support.http import V1, serve
-from tests.support.worlds import entities_world
+from tests.support.worlds import NEW_GATE, entities_world
 
-GATE = {
-    "name": "New Checkout",
-    "description": "a gate",
-    "idType": "userID",
-    "rules": [
-        {
-            "name": "Internal",
-            "passPercentage": 100,
-            "conditions": [
-                {"type": "email", "operator": "str_contains_any", "targetValue": ["@example.com"]}
-            ],
-        }
-    ],
-}
+GATE = NEW_GATE
 
 
 # -- gates --------------------------------------------------------------------------------------

@@ -70,3 +70,20 @@ def world(monkeypatch: pytest.MonkeyPatch) -> World:
     for name, value in keys_env(demo).items():
         monkeypatch.setenv(name, value)
     return demo
+
+
+#: A gate create body the emulator tests share.
+NEW_GATE = {
+    "name": "New Checkout",
+    "description": "a gate",
+    "idType": "userID",
+    "rules": [
+        {
+            "name": "Internal",
+            "passPercentage": 100,
+            "conditions": [
+                {"type": "email", "operator": "str_contains_any", "targetValue": ["@example.com"]}
+            ],
+        }
+    ],
+}

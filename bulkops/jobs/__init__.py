@@ -23,6 +23,12 @@ def _export_metrics() -> ReadingKind[Any]:
     return KIND
 
 
+def _export_project() -> ReadingKind[Any]:
+    from bulkops.jobs.export_project import KIND
+
+    return KIND
+
+
 def _batch_rule_update() -> PlannedKind[Any]:
     from bulkops.jobs.batch_rule_update import KIND
 
@@ -36,7 +42,10 @@ def _clone_experiments() -> PlannedKind[Any]:
 
 
 #: Jobs that only read: ``bulkops run`` runs their task graph.
-READING: dict[str, Callable[[], ReadingKind[Any]]] = {"export_metrics": _export_metrics}
+READING: dict[str, Callable[[], ReadingKind[Any]]] = {
+    "export_metrics": _export_metrics,
+    "export_project": _export_project,
+}
 #: Jobs that write: plan, apply, verify, undo.
 PLANNED: dict[str, Callable[[], PlannedKind[Any]]] = {
     "batch_rule_update": _batch_rule_update,

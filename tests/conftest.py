@@ -50,6 +50,7 @@ _MAY_BLOCK: dict[str, set[str]] = {
     "bulkops/jobs/__init__.py": {"load"},
     "bulkops/jobs/batch_rule_update.py": {"load_functions"},
     "bulkops/jobs/export_metrics.py": {"check_output"},
+    "bulkops/jobs/export_project.py": {"check_output"},
     "bulkops/commands/session.py": {"resolve_state_dir"},
     "bulkops/commands/status.py": {"find_state_dir"},
     "bulkops/commands/planned.py": {

@@ -117,10 +117,9 @@ class _Snapshot:
             isinstance(project, dict)
             and isinstance(project.get("id"), str)
             and project["id"]
-            and isinstance(project.get("name"), str)
-            and project["name"]
+            and (project.get("name") is None or isinstance(project["name"], str))
         ):
-            raise self.fail('manifest.json needs "project": {"id": "...", "name": "..."}')
+            raise self.fail('manifest.json needs "project": {"id": "...", "name": "..." or null}')
         for section in ("entities", "details"):
             if not isinstance(manifest.get(section, {}), dict):
                 raise self.fail(f'manifest.json "{section}" must be an object of kind → list')
@@ -224,7 +223,12 @@ def project_from_snapshot(
     snap = _Snapshot(Path(directory))
     manifest = snap.manifest()
     meta = manifest["project"]
-    served = name or meta["name"]
+    served = name or meta.get("name")
+    if not served:  # the API gives no name for a project, so an export may have none
+        raise snap.fail(
+            "manifest.json names no project (the API gave the export none); serve it under a "
+            f"name of your choice: NAME={snap.dir}"
+        )
     project = Project(
         served, console_key or snapshot_key(served, meta["id"]), project_id=meta["id"]
     )

@@ -14,7 +14,7 @@ from bulkops.cli import main
 from bulkops.emulator import EmulatorConfig, World, project_from_snapshot, running_emulator
 from bulkops.output.snapshot import KINDS, dumps, sha256
 from tests.support.commands import run_export
-from tests.support.jobs import KEY_ENV
+from tests.support.jobs import KEY_ENV, snapshot
 
 
 def project_job(folder: Path, *, out: str = "out", extra: str = "") -> Path:
@@ -25,6 +25,10 @@ def project_job(folder: Path, *, out: str = "out", extra: str = "") -> Path:
         f'[output]\ndir = "{out}"\n[options]\nsegment_id_lists = true\n{extra}'
     )
     return path
+
+
+#: Every kind with details, and a few others: what the slower tests need, without the 2,560 metrics.
+SOME_KINDS = '[select]\nkinds = ["gates", "experiments", "layers", "segments", "environments"]\n'
 
 
 def manifest_of(out: Path) -> dict:
@@ -91,7 +95,7 @@ async def test_every_kind_is_exported_exactly_with_a_complete_manifest(tmp_path,
 
 async def test_an_unchanged_rerun_rewrites_only_the_manifest(tmp_path, world) -> None:
     """A second export of an unchanged project keeps every entity file's bytes and mtime."""
-    job = project_job(tmp_path)
+    job = project_job(tmp_path, extra=SOME_KINDS)
     assert await export(world, job, tmp_path / "state") == 0
     before = entity_files(tmp_path / "out")
     for file in before:  # an old mtime, so a rewrite could not hide inside the clock's grain
@@ -197,3 +201,32 @@ async def test_a_list_that_keeps_changing_fails_without_publishing(
     assert original
     assert await export(world, job, tmp_path / "state") == 0
     assert manifest_of(tmp_path / "out")["totals"] == {"tags": len(original)}
+
+
+async def test_a_failed_kind_fails_the_run_and_the_rerun_reads_only_it(tmp_path, world) -> None:
+    """A kind whose list keeps failing exits 3 with nothing published; the next run reads only
+    that kind again (the others resume from the state directory) and publishes."""
+    job = project_job(tmp_path, extra='[select]\nkinds = ["gates", "tags"]\n')
+    broken = EmulatorConfig(fail_rate=1.0, fault_paths=("/console/v1/tags",))
+    async with running_emulator(world, broken) as url:
+        assert await run_export(job, url, tmp_path / "state") == 3
+    assert not (tmp_path / "out" / "manifest.json").exists()
+    before = len(world.requests())
+    assert await export(world, job, tmp_path / "state") == 0
+    again = {r.path for r in world.requests()[before:]}
+    assert "/console/v1/tags" in again
+    assert not any(path.startswith("/console/v1/gates") for path in again)
+    assert manifest_of(tmp_path / "out")["totals"]["tags"] > 0
+
+
+async def test_injected_faults_do_not_change_the_snapshot(tmp_path, world) -> None:
+    """5xx, dropped and truncated answers (seeded) leave the snapshot byte-identical to a clean
+    one."""
+    clean = project_job(tmp_path / "clean", extra=SOME_KINDS)
+    assert await export(world, clean, tmp_path / "clean-state") == 0
+    faults = EmulatorConfig(fail_rate=0.1, drop_rate=0.05, truncate_rate=0.05, fault_seed=11)
+    faulty = project_job(tmp_path / "faulty", extra=SOME_KINDS)
+    async with running_emulator(world, faults) as url:
+        assert await run_export(faulty, url, tmp_path / "faulty-state") == 0
+    assert {r.fault for r in world.requests() if r.fault} == {"server_error", "drop", "truncate"}
+    assert snapshot(tmp_path / "clean" / "out") == snapshot(tmp_path / "faulty" / "out")

@@ -167,6 +167,14 @@ def _add_connection_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--sandbox", action="store_true", help="run against the built-in emulator with demo data"
     )
+    parser.add_argument(
+        "--sandbox-from",
+        action="append",
+        default=[],
+        metavar="[ROLE=]SNAP",
+        help="like --sandbox, with ROLE's project (default: source, else target) seeded from a "
+        "snapshot directory made by export_project; repeatable",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="show debug events")
 
 
@@ -297,6 +305,13 @@ def _validate(args: argparse.Namespace) -> int:
 def _options(args: argparse.Namespace) -> RunOptions:
     from bulkops.commands.session import RunOptions
 
+    if getattr(args, "sandbox_from", None):
+        if args.base_url is not None:
+            raise UserError(
+                "--sandbox-from and --base-url cannot be used together: --sandbox-from starts "
+                "its own emulator."
+            )
+        args.sandbox = True
     base_url = _base_url_option(args)
     return RunOptions(
         state_dir=args.state,
@@ -307,7 +322,27 @@ def _options(args: argparse.Namespace) -> RunOptions:
         command=args.command,
         force=getattr(args, "force", False),
         again=getattr(args, "again", False),
+        sandbox_from=_sandbox_from(args),
     )
+
+
+def _sandbox_from(args: argparse.Namespace) -> tuple[tuple[str | None, Path], ...]:
+    """``--sandbox-from [ROLE=]SNAP`` values: an existing folder is SNAP whole (it may hold
+    ``=``); otherwise what precedes the first ``=`` is the role."""
+    pairs: list[tuple[str | None, Path]] = []
+    for text in getattr(args, "sandbox_from", None) or []:
+        role: str | None = None
+        snapshot = Path(text)
+        if "=" in text and not snapshot.is_dir():
+            role, _, rest = text.partition("=")
+            role, snapshot = role.strip() or None, Path(rest)
+        if not (snapshot / "manifest.json").is_file():
+            raise UserError(
+                f"--sandbox-from {text}: {snapshot} is not a snapshot directory (no "
+                "manifest.json); give a directory written by an export_project job."
+            )
+        pairs.append((role, snapshot.resolve()))
+    return tuple(pairs)
 
 
 def _base_url_option(args: argparse.Namespace) -> str | None:

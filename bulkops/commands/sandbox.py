@@ -21,19 +21,39 @@ log = structlog.get_logger("bulkops.run")
 
 @asynccontextmanager
 async def sandbox_projects(
-    demo_names: Mapping[str, str],
+    demo_names: Mapping[str, str], seeded: Mapping[str, Path] | None = None
 ) -> AsyncIterator[tuple[str, dict[str, str]]]:
-    """Serve a fresh demo world; yield its base URL and, per role, the key of the demo project
-    ``demo_names`` gives it (e.g. a batch edit's ``target`` rehearses on the demo ``source``)."""
+    """Serve a fresh sandbox; yield its base URL and, per role, the key of that role's project.
+
+    Without ``seeded``: the demo world, each role on the demo project ``demo_names`` gives it
+    (e.g. a batch edit's ``target`` rehearses on the demo ``source``). With it
+    (``--sandbox-from``): each role in ``seeded`` on a copy of its snapshot, every other role on
+    an empty project of its own.
+    """
     from bulkops.emulator import EmulatorConfig, build_demo_world, running_emulator
 
-    world = build_demo_world()
+    world = _seeded_world(demo_names, seeded) if seeded else build_demo_world()
+    names = {role: role for role in demo_names} if seeded else dict(demo_names)
     async with running_emulator(world, EmulatorConfig()) as base_url:
-        log.info("bulkops.sandbox.started", base_url=base_url)
-        yield (
-            base_url,
-            {role: world.projects[name].console_key for role, name in demo_names.items()},
-        )
+        log.info("bulkops.sandbox.started", base_url=base_url, seeded=sorted(seeded or ()))
+        yield base_url, {role: world.projects[name].console_key for role, name in names.items()}
+
+
+def _seeded_world(roles: Mapping[str, str], seeded: Mapping[str, Path]) -> Any:
+    from bulkops.emulator import Project, World, project_from_snapshot, seed_directory
+
+    world = World()
+    for role in roles:
+        if role in seeded:
+            try:
+                project = project_from_snapshot(seeded[role], name=role)
+            except ValueError as exc:
+                raise UserError(f"--sandbox-from {role}={seeded[role]}: {exc}.") from None
+        else:  # a new project: nothing in it but the unit id types every project starts with
+            project = Project(role, f"console-sandbox-empty-{role}")
+            seed_directory(project, units=("userID", "stableID"), tags=(), teams=(), apps=())
+        world.add_project(project)
+    return world
 
 
 def serve_emulator(

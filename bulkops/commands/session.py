@@ -26,7 +26,7 @@ from bulkops.commands.sandbox import sandbox_projects
 from bulkops.commands.signals import interruptible
 from bulkops.engine.concurrency import gather
 from bulkops.engine.state import StateDir, default_state_dir
-from bulkops.errors import MissingKeyError
+from bulkops.errors import MissingKeyError, UserError
 from bulkops.jobs import kind_of
 from bulkops.jobs.spec import JobDefinition, JobSpec, ProjectSpec
 
@@ -40,6 +40,8 @@ class RunOptions:
     base_url: str | None = None
     concurrency: int | None = None
     sandbox: bool = False
+    #: ``--sandbox-from [ROLE=]SNAP``: (role or None, snapshot directory) pairs; implies sandbox.
+    sandbox_from: tuple[tuple[str | None, Path], ...] = ()
     command: str = "run"
     progress: bool | None = None  # None: live on a terminal, periodic events elsewhere
     retry: RetryPolicy | None = None
@@ -190,11 +192,32 @@ async def _project_access(
             for role, spec in projects.items()
         }
         return
-    async with sandbox_projects({role: sandbox_names.get(role, role) for role in projects}) as (
-        base_url,
-        keys,
-    ):
+    names = {role: sandbox_names.get(role, role) for role in projects}
+    seeded = _seeded_roles(projects, options.sandbox_from)
+    async with sandbox_projects(names, seeded) as (base_url, keys):
         yield {role: ProjectAccess(role, base_url, keys[role]) for role in projects}
+
+
+def _seeded_roles(
+    projects: Mapping[str, ProjectSpec], given: tuple[tuple[str | None, Path], ...]
+) -> dict[str, Path] | None:
+    """``--sandbox-from`` by role: a bare SNAP seeds ``source`` if the job has one, else
+    ``target``; a role the job does not have, or one seeded twice, is a usage error."""
+    if not given:
+        return None
+    seeded: dict[str, Path] = {}
+    default = "source" if "source" in projects else "target"
+    for role, snapshot in given:
+        role = role or default
+        if role not in projects:
+            raise UserError(
+                f"--sandbox-from {role}={snapshot}: this job has no [{role}]; its projects are "
+                + ", ".join(f"[{r}]" for r in projects)
+            )
+        if role in seeded:
+            raise UserError(f"--sandbox-from gives [{role}] two snapshots; give it one")
+        seeded[role] = snapshot
+    return seeded
 
 
 async def _open_clients(

@@ -232,12 +232,13 @@ def _probability(text: str) -> float:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from bulkops import logs
+    if args.command != "validate":  # validate logs nothing: it need not import structlog
+        from bulkops import logs
 
-    logs.configure(
-        stderr_format=getattr(args, "log_format", "console"),
-        verbose=getattr(args, "verbose", False),
-    )
+        logs.configure(
+            stderr_format=getattr(args, "log_format", "console"),
+            verbose=getattr(args, "verbose", False),
+        )
     try:
         try:
             return _dispatch(args)

@@ -331,7 +331,6 @@ def _base_url_option(args: argparse.Namespace) -> str | None:
 def _run(args: argparse.Namespace) -> int:
     import anyio
 
-    from bulkops.commands import planned
     from bulkops.commands.run import run_job
     from bulkops.commands.signals import guarded
     from bulkops.jobs import is_planned, load
@@ -339,6 +338,8 @@ def _run(args: argparse.Namespace) -> int:
     job = load(args.job_file)
     options = _options(args)
     if is_planned(job.kind):
+        from bulkops.commands import planned  # a reading job's run need not import it
+
         command = planned.plan_command if args.command == "plan" else planned.run_planned
         return anyio.run(guarded, command, job, options)
     if args.command == "plan":

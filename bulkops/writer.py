@@ -176,6 +176,8 @@ class _Writer:
         if loop is None or isinstance(item.waiter, concurrent.futures.Future):
             if loop is not None:
                 self._flush(loop)
+            for stopped in [other for other in self._pending if not other.is_running()]:
+                self._flush(stopped)  # a loop that ended before its flush ran: its items first
             self._queue.put(item)
             return
         pending = self._pending.get(loop)

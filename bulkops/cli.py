@@ -240,12 +240,13 @@ def _probability(text: str) -> float:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from bulkops import logs
+    if args.command != "validate":  # validate logs nothing: it need not import structlog
+        from bulkops import logs
 
-    logs.configure(
-        stderr_format=getattr(args, "log_format", "console"),
-        verbose=getattr(args, "verbose", False),
-    )
+        logs.configure(
+            stderr_format=getattr(args, "log_format", "console"),
+            verbose=getattr(args, "verbose", False),
+        )
     try:
         try:
             return _dispatch(args)
@@ -365,7 +366,6 @@ def _base_url_option(args: argparse.Namespace) -> str | None:
 def _run(args: argparse.Namespace) -> int:
     import anyio
 
-    from bulkops.commands import planned
     from bulkops.commands.run import run_job
     from bulkops.commands.signals import guarded
     from bulkops.jobs import is_planned, load
@@ -373,6 +373,8 @@ def _run(args: argparse.Namespace) -> int:
     job = load(args.job_file)
     options = _options(args)
     if is_planned(job.kind):
+        from bulkops.commands import planned  # a reading job's run need not import it
+
         command = planned.plan_command if args.command == "plan" else planned.run_planned
         return anyio.run(guarded, command, job, options)
     if args.command == "plan":

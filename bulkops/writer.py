@@ -153,29 +153,66 @@ class _Writer:
     """The thread: takes every queued item, batches them per file, writes, syncs, answers."""
 
     def __init__(self) -> None:
-        self._queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()  # C-level, lock-free
+        self._queue: queue.SimpleQueue[_Item | list[_Item]] = queue.SimpleQueue()  # lock-free
+        #: Items handed over on an event loop's thread, not yet queued: one list per loop, queued
+        #: whole at the end of the loop's current iteration (one wake-up of the thread for every
+        #: record and log line of that iteration, instead of one each).
+        self._pending: dict[asyncio.AbstractEventLoop, list[_Item]] = {}
         self.pid = os.getpid()
         self._thread = threading.Thread(target=self._run, name="bulkops-writer", daemon=True)
         self._thread.start()
 
     def put(self, item: _Item) -> None:
-        self._queue.put(item)
+        """Hand ``item`` over, after everything this thread handed over before it.
+
+        On an event loop's thread the item waits in that loop's pending list until the loop's
+        current iteration ends; an item someone blocks on (a concurrent future) flushes the list
+        and goes at once, so a blocking call on the loop thread can never wait on itself.
+        """
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if loop is None or isinstance(item.waiter, concurrent.futures.Future):
+            if loop is not None:
+                self._flush(loop)
+            for stopped in [other for other in self._pending if not other.is_running()]:
+                self._flush(stopped)  # a loop that ended before its flush ran: its items first
+            self._queue.put(item)
+            return
+        pending = self._pending.get(loop)
+        if pending is None:
+            pending = self._pending[loop] = []
+            loop.call_soon(self._flush, loop)
+        pending.append(item)
+
+    def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        pending = self._pending.pop(loop, None)
+        if pending:
+            self._queue.put(pending)
 
     def drain(self) -> None:
         """Wait until everything queued so far is written (at interpreter exit)."""
+        for loop in list(self._pending):  # a loop that closed before its flush ran
+            self._flush(loop)
         done: concurrent.futures.Future[None] = concurrent.futures.Future()
         self._queue.put(_Item(_NOWHERE, b"", waiter=done))
         done.result(timeout=30)
 
     def _run(self) -> None:
         while True:
-            batch = [self._queue.get()]
+            batch: list[_Item] = []
+            got = self._queue.get()
             while True:
+                if isinstance(got, list):
+                    batch.extend(got)
+                elif got is not None:
+                    batch.append(got)
                 try:
-                    batch.append(self._queue.get_nowait())
+                    got = self._queue.get_nowait()
                 except queue.Empty:
                     break
-            self._process([item for item in batch if item is not None])
+            self._process(batch)
 
     def _process(self, batch: list[_Item]) -> None:
         """Consecutive items of one file become one write (and at most one fsync); a close ends

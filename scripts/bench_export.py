@@ -8,6 +8,11 @@ Everything is measured side by side in one run, against the emulator on 127.0.0.
   ``requests / C * latency``, next to a critical-path-aware lower bound, and next to a plain
   sequential client (one aiohttp session, one request at a time, pages written straight to files);
   runs alternate bulkops / sequential so drift hits both alike.
+* **hot path** (``--hot-path`` for it alone): 40 sources x 2,500 metrics at 50 ms, concurrency 16
+  (1,002 GETs with the project read): bulkops' wall and client CPU (user+sys) next to the network
+  ideal, the start-up (``bulkops validate`` on the same job file, bytecode cached), a minimal
+  streaming client (``--minimal``: aiohttp + orjson, C in flight, pages to disk as they come) and
+  the sequential client.
 * **memory**: exports of very different sizes at zero latency; the peak RSS of the bulkops process
   must stay flat (rows are streamed to disk, never held) and under the target.
 
@@ -238,6 +243,86 @@ def sequential(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- child: the minimal streaming client ----------------------------------------------------------
+
+
+def minimal(args: argparse.Namespace) -> int:
+    """``--minimal URL --out DIR --concurrency C``: the least a concurrent exporter must do.
+
+    aiohttp + orjson, ``C`` requests in flight (a semaphore), the same requests as bulkops (the
+    project, the source list, then each source's page 1 and, once it tells the total, its other
+    pages at once); every page's rows are written to disk as JSON lines the moment it arrives. No
+    retries, no journal, no checks: the floor of client CPU for these requests.
+    """
+    import aiohttp
+    import orjson
+    from yarl import URL
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    headers = {"STATSIG-API-KEY": os.environ[KEY_ENV], "STATSIG-API-VERSION": "20240601"}
+    requests = rows = 0
+
+    async def main() -> None:
+        nonlocal requests, rows
+        slots = asyncio.Semaphore(args.concurrency)
+        connector = aiohttp.TCPConnector(limit=args.concurrency)
+        async with aiohttp.ClientSession(headers=headers, connector=connector) as session:
+
+            async def get(path: str, page: int | None = None) -> dict[str, Any]:
+                nonlocal requests
+                query = "" if page is None else f"?page={page}&limit={PAGE}"
+                async with (
+                    slots,
+                    session.get(URL(f"{args.minimal}{path}{query}", encoded=True)) as r,
+                ):
+                    r.raise_for_status()
+                    body = orjson.loads(await r.read())
+                requests += 1
+                return body  # type: ignore[no-any-return]
+
+            def write(name: str, data: list[Any]) -> None:
+                nonlocal rows
+                with (out / name).open("wb") as handle:
+                    handle.write(b"".join(orjson.dumps(row) + b"\n" for row in data))
+                rows += len(data)
+
+            async def listing(path: str, stem: str, keep: bool = False) -> list[Any]:
+                first = await get(path, 1)
+                write(f"{stem}.p1.jsonl", first["data"])
+                total = first["pagination"].get("totalItems") or 0
+                per_page = first["pagination"].get("itemsPerPage") or PAGE
+                rest = range(2, max(1, math.ceil(total / per_page)) + 1)
+
+                async def one(page: int) -> list[Any]:
+                    body = await get(path, page)
+                    write(f"{stem}.p{page}.jsonl", body["data"])
+                    return body["data"] if keep else []  # type: ignore[no-any-return]
+
+                later = await asyncio.gather(*(one(n) for n in rest))
+                return [*first["data"], *(row for data in later for row in data)] if keep else []
+
+            await get("/console/v1/project")
+            sources = await listing(LIST_PATH, "sources", keep=True)
+            metric_rows = rows
+            await asyncio.gather(
+                *(
+                    listing(
+                        f"/console/v1/metrics/metric_source/{quote(s['name'], safe='')}/metrics",
+                        f"m{number:05d}",
+                    )
+                    for number, s in enumerate(sources)
+                )
+            )
+            rows -= metric_rows  # count metrics only
+
+    started = time.perf_counter()
+    asyncio.run(main())
+    elapsed = time.perf_counter() - started
+    print(json.dumps({"requests": requests, "metrics": rows, "elapsed_s": elapsed}))
+    return 0
+
+
 # -- measuring one child ---------------------------------------------------------------------------
 
 
@@ -374,6 +459,48 @@ def run_sequential(url: str, sources: int, per_source: int, timeout_s: float) ->
         return result
 
 
+def run_minimal(
+    url: str, sources: int, per_source: int, concurrency: int, timeout_s: float
+) -> Measured:
+    with tempfile.TemporaryDirectory(prefix="bulkops-bench-min-") as tmp:
+        work = Path(tmp)
+        argv = [
+            sys.executable, __file__, "--minimal", url, "--out", str(work / "out"),
+            "--concurrency", str(concurrency),
+        ]  # fmt: skip
+        result = measure(argv, cwd=work, env=child_env(), timeout_s=timeout_s)
+        if result.exit_code != 0:
+            raise BenchError(
+                f"the minimal client exited {result.exit_code}:\n{result.extra['stderr'][-3000:]}"
+            )
+        report = json.loads(result.extra["stdout"].strip().splitlines()[-1])
+        if report["metrics"] != sources * per_source:
+            raise BenchError(
+                f"the minimal client read {report}, expected {sources * per_source} metrics"
+            )
+        result.extra = {"requests": report["requests"], "elapsed_s": float(report["elapsed_s"])}
+        return result
+
+
+def run_validate(url: str, concurrency: int) -> Measured:
+    """``bulkops validate`` on the same job file: the CLI's start-up (imports, job file, checks)."""
+    with tempfile.TemporaryDirectory(prefix="bulkops-bench-val-") as tmp:
+        work = Path(tmp)
+        job = work / "bench.toml"
+        job.write_text(
+            'job = "export_metrics"\nname = "bench-export"\n'
+            f'[source]\napi_key_env = "{KEY_ENV}"\nbase_url = "{url}"\n[output]\ndir = "out"\n'
+            f"[limits]\nconcurrency = {concurrency}\n"
+        )
+        argv = [sys.executable, "-m", "bulkops.cli", "validate", str(job)]
+        result = measure(argv, cwd=work, env=child_env(), timeout_s=60)
+        if result.exit_code != 0:
+            raise BenchError(
+                f"bulkops validate exited {result.exit_code}:\n{result.extra['stderr'][-3000:]}"
+            )
+        return result
+
+
 # -- scenarios -------------------------------------------------------------------------------------
 
 
@@ -479,6 +606,107 @@ def run_scenario(scenario: Scenario, concurrency: int, repeat: int) -> Outcome:
                     f"peak RSS {q.peak_rss_mb:.1f} MiB, {q.extra['requests']} requests)"
                 )
     return outcome
+
+
+# -- the hot-path scenario (issue 8): client CPU next to a minimal streaming client ---------------
+
+HOT_SOURCES, HOT_PER_SOURCE, HOT_LATENCY_MS = 40, 2500, 50.0
+TARGET_CPU_RATIO = 1.3  # bulkops client CPU <= 1.3x the minimal client's
+TARGET_CPU_S = 1.5  # ... and <= 1.5 s where the machine allows
+TARGET_WALL_RATIO = 1.15  # wall <= 1.15x (max(ideal, minimal wall) + start-up)
+TARGET_VALIDATE_S = 0.25
+
+
+@dataclass
+class HotPath:
+    requests: int
+    concurrency: int
+    latency_ms: float
+    bulkops: list[Measured]
+    minimal: list[Measured]
+    seq: list[Measured]
+    validate: list[Measured]
+
+    @property
+    def ideal(self) -> float:
+        return math.ceil(self.requests / self.concurrency) * self.latency_ms / 1000
+
+
+def run_hot_path(args: argparse.Namespace) -> HotPath:
+    sources, per_source, latency = HOT_SOURCES, HOT_PER_SOURCE, args.latency_ms
+    c = args.concurrency
+    requests = 1 + count_requests(sources, per_source)  # + GET /console/v1/project
+    timeout = 120 + 3 * requests * latency / 1000
+    log(
+        f"== hot path: {sources} sources x {per_source} metrics, {requests} requests, latency "
+        f"{latency:g} ms, concurrency {c}; starting the emulator"
+    )
+    out = HotPath(requests, c, latency, [], [], [], [])
+    with Emulator(sources, per_source, latency, max_seconds=3600 + 10 * timeout) as emu:
+        run_validate(emu.url, c)  # warm-up: bytecode cached, as the target asks
+        for rep in range(1, args.repeat + 1):
+            v = run_validate(emu.url, c)
+            out.validate.append(v)
+            b = run_bulkops(emu.url, sources, per_source, c, timeout)
+            out.bulkops.append(b)
+            m = run_minimal(emu.url, sources, per_source, c, timeout)
+            out.minimal.append(m)
+            log(
+                f"   rep {rep}: bulkops wall {b.wall_s:.3f}s cpu {b.cpu_s:.2f}s "
+                f"RSS {b.peak_rss_mb:.1f} MiB ({b.extra['requests']} requests); minimal wall "
+                f"{m.wall_s:.3f}s cpu {m.cpu_s:.2f}s RSS {m.peak_rss_mb:.1f} MiB "
+                f"({m.extra['requests']} requests); validate {v.wall_s:.3f}s"
+            )
+        for rep in range(1, args.hot_sequential + 1):  # 50 s each: fewer repetitions by default
+            q = run_sequential(emu.url, sources, per_source, timeout + requests * latency / 1000)
+            out.seq.append(q)
+            log(f"   sequential {rep}: wall {q.wall_s:.3f}s cpu {q.cpu_s:.2f}s")
+    return out
+
+
+def hot_report(h: HotPath) -> str:
+    def med(values: list[float]) -> float:
+        return statistics.median(values) if values else math.nan
+
+    rows = [("bulkops run", h.bulkops), ("minimal streaming client", h.minimal)]
+    rows += [("sequential client", h.seq), ("bulkops validate (start-up)", h.validate)]
+    lines = [
+        "",
+        f"Hot path: {HOT_SOURCES} sources × {HOT_PER_SOURCE:,} metrics, {h.latency_ms:g} ms, "
+        f"page size {PAGE}, concurrency {h.concurrency}, {h.requests:,} GETs; network ideal "
+        f"⌈{h.requests}/{h.concurrency}⌉ × {h.latency_ms:g} ms = {h.ideal:.3f} s. Medians of "
+        f"the repetitions (sequential: {len(h.seq)} run(s)); CPU = user+sys of that process.",
+        "",
+        "| process | runs | wall s | CPU s | CPU ms per GET | peak RSS MiB |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, ms in rows:
+        if not ms:
+            continue
+        wall, cpu = med([m.wall_s for m in ms]), med([m.cpu_s for m in ms])
+        per_get = cpu / h.requests * 1000 if "validate" not in name else math.nan
+        lines.append(
+            f"| {name} | {len(ms)} | {wall:.3f} | {cpu:.2f} | {fmt(per_get, '.2f')} "
+            f"| {med([m.peak_rss_mb for m in ms]):.1f} |"
+        )
+    b_wall, b_cpu = med([m.wall_s for m in h.bulkops]), med([m.cpu_s for m in h.bulkops])
+    m_wall, m_cpu = med([m.wall_s for m in h.minimal]), med([m.cpu_s for m in h.minimal])
+    v_wall = med([m.wall_s for m in h.validate])
+    wall_target = TARGET_WALL_RATIO * (max(h.ideal, m_wall) + v_wall)
+    cpu_ratio = b_cpu / m_cpu
+    lines += [
+        "",
+        "Targets:",
+        f"- client CPU ≤ {TARGET_CPU_RATIO:g}× the minimal client's ({m_cpu:.2f} s): "
+        f"{b_cpu:.2f} s = {cpu_ratio:.2f}× {verdict(cpu_ratio <= TARGET_CPU_RATIO)}; "
+        f"≤ {TARGET_CPU_S:g} s {verdict(b_cpu <= TARGET_CPU_S)}",
+        f"- wall ≤ {TARGET_WALL_RATIO:g}× (max(ideal {h.ideal:.3f}, minimal {m_wall:.3f}) + "
+        f"start-up {v_wall:.3f}) = {wall_target:.3f} s: {b_wall:.3f} s "
+        f"{verdict(b_wall <= wall_target)}",
+        f"- bulkops validate ≤ {TARGET_VALIDATE_S:g} s: {v_wall:.3f} s "
+        f"{verdict(v_wall <= TARGET_VALIDATE_S)}",
+    ]
+    return "\n".join(lines)
 
 
 # -- report ----------------------------------------------------------------------------------------
@@ -699,13 +927,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sources", type=int, default=20, help=argparse.SUPPRESS)
     parser.add_argument("--per-source", type=int, default=1000, help=argparse.SUPPRESS)
     parser.add_argument("--max-seconds", type=float, default=3600, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--hot-path",
+        action="store_true",
+        help=f"only the hot-path scenario ({HOT_SOURCES} x {HOT_PER_SOURCE:,}: client CPU)",
+    )
+    parser.add_argument("--no-hot-path", action="store_true", help="skip the hot-path scenario")
+    parser.add_argument(
+        "--hot-sequential",
+        type=int,
+        default=1,
+        help="sequential-client runs in the hot-path scenario (about 50 s each; default 1)",
+    )
     parser.add_argument("--sequential", metavar="URL", help=argparse.SUPPRESS)
+    parser.add_argument("--minimal", metavar="URL", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
         return serve(args)
     if args.sequential:
         return sequential(args)
+    if args.minimal:
+        return minimal(args)
     if args.repeat is None:
         args.repeat = 1 if args.quick else 3
     if args.repeat < 1 or args.concurrency < 1 or args.latency_ms <= 0:
@@ -715,13 +958,21 @@ def main(argv: list[str] | None = None) -> int:
     if args.no_sequential_memory:
         for s in memory_s:
             s.sequential = False
+    if args.hot_path:
+        throughput_s, memory_s = [], []
     try:
         throughput = [run_scenario(s, args.concurrency, args.repeat) for s in throughput_s]
         memory = [run_scenario(s, args.concurrency, args.repeat) for s in memory_s]
+        hot = None if args.no_hot_path or args.quick else run_hot_path(args)
     except BenchError as exc:
         log(f"bench_export: FAILED: {exc}")
         return 1
-    print(report(throughput, memory, args))
+    if throughput or memory:
+        print(report(throughput, memory, args))
+    else:
+        print(f"Machine: {machine()}\nCommand: {' '.join(['python', *sys.argv])}")
+    if hot is not None:
+        print(hot_report(hot))
     return 0
 
 

@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote, unquote
+from urllib.parse import unquote
 
 import aiohttp
 import anyio
@@ -27,6 +27,7 @@ from yarl import URL
 
 from bulkops import redact, stopping
 from bulkops.api.governor import RateGovernor
+from bulkops.api.urls import api_path as api_path  # re-exported: its home is urls (no aiohttp)
 from bulkops.errors import (
     ApiError,
     AuthError,
@@ -51,17 +52,6 @@ PROJECT_PATH = "/console/v1/project"
 #: A run's first request (the project's identity) gives up on a server that never answers after
 #: this long, so a wrong base URL fails in seconds, not after the full retry budget.
 IDENTIFY_SECONDS = 10.0
-
-
-def api_path(*segments: str) -> str:
-    """``/console/v1/`` + the segments, each percent-encoded (a name may hold ``/``, spaces, ...)."""
-    return "/console/v1/" + "/".join(_encode_segment(str(segment)) for segment in segments)
-
-
-def _encode_segment(segment: str) -> str:
-    encoded = quote(segment, safe="")
-    # "." and ".." are dot-segments that URL normalisation would resolve away; encode the dots.
-    return encoded.replace(".", "%2E") if segment in (".", "..") else encoded
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 
 def url_problem(value: str) -> str:
@@ -30,3 +30,14 @@ def url_problem(value: str) -> str:
     if parts.query or parts.fragment or value.endswith(("?", "#")):
         return "it must not carry a query (?...) or a fragment (#...)"
     return ""
+
+
+def api_path(*segments: str) -> str:
+    """``/console/v1/`` + the segments, each percent-encoded (a name may hold ``/``, spaces, ...)."""
+    return "/console/v1/" + "/".join(_encode_segment(str(segment)) for segment in segments)
+
+
+def _encode_segment(segment: str) -> str:
+    encoded = quote(segment, safe="")
+    # "." and ".." are dot-segments that URL normalisation would resolve away; encode the dots.
+    return encoded.replace(".", "%2E") if segment in (".", "..") else encoded

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from bulkops.api.client import api_path
+from bulkops.api.urls import api_path
 
 
 @dataclass(frozen=True)

@@ -12,16 +12,12 @@ import functools
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
-import anyio
 import orjson
 from pydantic import Field
 
-from bulkops.engine.graph import Task
-from bulkops.jobs.base import Count, RunContext
 from bulkops.jobs.entity_kinds import METRIC_SOURCE
-from bulkops.jobs.listing import listing_pages, listing_task, read_listing
 from bulkops.jobs.spec import JobDefinition, JobSpec, ProjectSpec, Strict, expect
 from bulkops.output.publish import (
     Publication,
@@ -30,6 +26,12 @@ from bulkops.output.publish import (
     safe_file_stem,
     stage_file,
 )
+
+# The run's machinery (aiohttp, anyio, structlog) is imported where a run needs it, not here:
+# ``bulkops validate`` imports this module for its ``Spec`` alone and must start fast.
+if TYPE_CHECKING:
+    from bulkops.engine.graph import Task
+    from bulkops.jobs.base import Count, RunContext
 
 SOURCES = "sources"
 #: Sources staged at once: staging is disk-bound, and each holds a read buffer; two keep the disk
@@ -61,6 +63,9 @@ def check_output(job: JobDefinition[Spec]) -> None:
 
 
 def root_tasks(ctx: RunContext[Spec]) -> list[Task]:
+    from bulkops.engine.graph import Task
+    from bulkops.jobs.listing import listing_task
+
     sources = listing_task(
         ctx,
         role="source",
@@ -79,6 +84,8 @@ def root_tasks(ctx: RunContext[Spec]) -> list[Task]:
 
 
 async def _collect_sources(ctx: RunContext[Spec]) -> dict[str, Any]:
+    from bulkops.jobs.listing import read_listing
+
     lines = read_listing(ctx, SOURCES, what="the metric source list")
     names = [orjson.loads(line)["name"] for line in lines]
     return {"names": names}
@@ -89,6 +96,9 @@ def _metrics_prefix(name: str) -> str:
 
 
 def _per_source_tasks(ctx: RunContext[Spec], names: list[str]) -> Iterator[Task]:
+    from bulkops.engine.graph import Task
+    from bulkops.jobs.listing import listing_task
+
     stages = []
     for name in names:
         path = METRIC_SOURCE.item_path(name, "metrics")
@@ -109,6 +119,9 @@ def _per_source_tasks(ctx: RunContext[Spec], names: list[str]) -> Iterator[Task]
 
 def _stage_task(ctx: RunContext[Spec], name: str, listing_id: str) -> Task:
     """Stage a source's file as soon as its listing is read, so publishing only renames."""
+    import anyio
+
+    from bulkops.engine.graph import Task
 
     async def stage() -> dict[str, Any]:
         limiter = ctx.notes.setdefault("staging", anyio.CapacityLimiter(STAGING_AT_ONCE))
@@ -119,6 +132,8 @@ def _stage_task(ctx: RunContext[Spec], name: str, listing_id: str) -> Task:
 
 
 def _stage_source(ctx: RunContext[Spec], name: str) -> StagedFile:
+    from bulkops.jobs.listing import read_listing
+
     chunks = read_listing(
         ctx, _metrics_prefix(name), what=f"the metrics of source {name!r}", chunked=True
     )
@@ -134,6 +149,10 @@ def _output_root(ctx: RunContext[Spec]) -> Path:
 
 
 async def _publish(ctx: RunContext[Spec], names: list[str]) -> dict[str, Any]:
+    import anyio
+
+    from bulkops.jobs.listing import read_listing
+
     root = await anyio.to_thread.run_sync(_output_root, ctx)
     publication = Publication(root, ctx.run_id)
     entries: list[dict[str, Any]] = []
@@ -176,6 +195,8 @@ async def _publish(ctx: RunContext[Spec], names: list[str]) -> dict[str, Any]:
 
 
 def summary(ctx: RunContext[Spec]) -> dict[str, Any]:
+    from bulkops.jobs.listing import listing_pages
+
     if ctx.scheduler.is_done(PUBLISH):
         return {"published": ctx.scheduler.result(PUBLISH)}
     sources = len(listing_pages(ctx, SOURCES))
@@ -184,6 +205,8 @@ def summary(ctx: RunContext[Spec]) -> dict[str, Any]:
 
 def progress(ctx: RunContext[Spec]) -> Count:
     """Progress in metrics: rows read of the totals the server announced on each page 1."""
+    from bulkops.jobs.base import Count
+
     pages = ctx.scheduler.results_under("metrics:")
     read = sum(int(page["count"]) for page in pages.values())
     firsts = [page for task_id, page in pages.items() if task_id.endswith(":p1")]

@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio
 import structlog
 
 from bulkops.errors import UserError
@@ -32,7 +33,12 @@ async def sandbox_projects(
     """
     from bulkops.emulator import EmulatorConfig, build_demo_world, running_emulator
 
-    world = _seeded_world(demo_names, seeded) if seeded else build_demo_world()
+    # Reading a snapshot is file I/O: off the event loop.
+    world = (
+        await anyio.to_thread.run_sync(_seeded_world, demo_names, seeded)
+        if seeded
+        else build_demo_world()
+    )
     names = {role: role for role in demo_names} if seeded else dict(demo_names)
     async with running_emulator(world, EmulatorConfig()) as base_url:
         log.info("bulkops.sandbox.started", base_url=base_url, seeded=sorted(seeded or ()))

@@ -471,10 +471,14 @@ def _connect_reason(exc: aiohttp.ClientConnectorError) -> str:
     return _os_reason(exc.os_error)
 
 
+#: What the resolver says of a host that does not exist (glibc's words, and musl's).
+_UNKNOWN_HOST = frozenset({"Name or service not known", "Name does not resolve"})
+
+
 def _will_not_heal(error: BaseException) -> bool:
     """A failure that retrying within seconds cannot fix (a TLS mismatch, an unknown host)."""
     reason = getattr(error, "reason", "") or ""
-    return reason.startswith("TLS handshake failed")
+    return reason.startswith("TLS handshake failed") or reason in _UNKNOWN_HOST
 
 
 def _os_reason(error: OSError) -> str:

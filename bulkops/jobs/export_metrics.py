@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
@@ -18,6 +18,7 @@ import orjson
 from pydantic import Field
 
 from bulkops.jobs.entity_kinds import METRIC_SOURCE
+from bulkops.jobs.reading import ReadingFunctions
 from bulkops.jobs.spec import JobDefinition, JobSpec, ProjectSpec, Strict, expect
 from bulkops.output.publish import (
     Publication,
@@ -223,26 +224,11 @@ def _iso(epoch: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
 
 
-class ExportMetrics:
-    """The ``export_metrics`` kind: a job that only reads (``bulkops.jobs.base.ReadingKind``)."""
-
-    spec_model = Spec
-    sandbox_projects: Mapping[str, str] = {}
-
-    def check(self, job: JobDefinition[Spec]) -> None:
-        """Nothing beyond the schema."""
-
-    def preflight(self, job: JobDefinition[Spec]) -> None:
-        check_output(job)
-
-    def root_tasks(self, ctx: RunContext[Spec]) -> list[Task]:
-        return root_tasks(ctx)
-
-    def summary(self, ctx: RunContext[Spec]) -> dict[str, Any]:
-        return summary(ctx)
-
-    def progress(self, ctx: RunContext[Spec]) -> Count:
-        return progress(ctx)
-
-
-KIND = ExportMetrics()
+#: The kind, as ``bulkops.jobs.base.ReadingKind`` (checked where the registry returns it).
+KIND = ReadingFunctions(
+    Spec,
+    preflight_=check_output,
+    root_tasks_=root_tasks,
+    summary_=summary,
+    progress_=progress,
+)

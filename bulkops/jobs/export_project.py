@@ -53,6 +53,7 @@ from bulkops.jobs.entity_kinds import (
     UNIT_ID_TYPE,
     EntityKind,
 )
+from bulkops.jobs.reading import ReadingFunctions
 from bulkops.jobs.spec import Items, JobDefinition, JobSpec, ProjectSpec, Strict, expect
 from bulkops.output.files import write_json_atomic
 from bulkops.output.publish import MANIFEST, probe_writable, safe_file_stem
@@ -487,26 +488,11 @@ def progress(ctx: RunContext[Spec]) -> Count:
     return Count(done, len(kinds), "kinds")
 
 
-class ExportProject:
-    """The ``export_project`` kind: a job that only reads (``bulkops.jobs.base.ReadingKind``)."""
-
-    spec_model = Spec
-    sandbox_projects: Mapping[str, str] = {}
-
-    def check(self, job: JobDefinition[Spec]) -> None:
-        """Nothing beyond the schema."""
-
-    def preflight(self, job: JobDefinition[Spec]) -> None:
-        check_output(job)
-
-    def root_tasks(self, ctx: RunContext[Spec]) -> list[Task]:
-        return root_tasks(ctx)
-
-    def summary(self, ctx: RunContext[Spec]) -> dict[str, Any]:
-        return summary(ctx)
-
-    def progress(self, ctx: RunContext[Spec]) -> Count:
-        return progress(ctx)
-
-
-KIND = ExportProject()
+#: The kind, as ``bulkops.jobs.base.ReadingKind`` (checked where the registry returns it).
+KIND = ReadingFunctions(
+    Spec,
+    preflight_=check_output,
+    root_tasks_=root_tasks,
+    summary_=summary,
+    progress_=progress,
+)

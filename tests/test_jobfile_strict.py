@@ -68,7 +68,7 @@ CASES = [
     (export(limits="concurrency = true"),
      "limits.concurrency: expected an integer from 1 to 256, got true (a boolean)"),
     (export(limits="concurrency = 8.0"),
-     "limits.concurrency: expected an integer from 1 to 256, got 8 (a number)"),
+     "limits.concurrency: expected an integer from 1 to 256, got 8.0 (a number with a decimal point)"),
     (export(limits="concurrency = 0"),
      "limits.concurrency: expected an integer from 1 to 256, got 0 (an integer)"),
     (export(limits="concurrency = 1000"), "limits.concurrency: expected an integer from 1 to 256"),

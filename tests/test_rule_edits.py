@@ -332,6 +332,17 @@ def test_delete_rule_needs_a_rule_name_and_unknown_keys_are_named(tmp_path) -> N
         load(write_job(tmp_path, '[[edits]]\nop = "delete_rule"\n', select='entity = "segments"'))
 
 
+def test_an_unbounded_delete_is_reported_beside_the_other_errors(tmp_path) -> None:
+    """The delete_rule check across fields is listed with the field errors, not only once they are fixed."""
+    job = '[[edits]]\nop = "delete_rule"\n[[edits]]\nop = "set_pass_percentage"\nvalue = 150\n'
+    with pytest.raises(JobFileError) as raised:
+        load(write_job(tmp_path, job, select='entity = "gates"'))
+    text = str(raised.value)
+    assert "2 invalid field(s)" in text
+    assert "edits.0: delete_rule without select.rule_name" in text
+    assert "edits.1.value" in text
+
+
 def test_the_example_job_file_is_valid() -> None:
     """jobs/batch_rule_update.toml, the example shipped, loads as a batch_rule_update job."""
     from pathlib import Path

@@ -35,7 +35,7 @@ from typing import Any, ClassVar, Literal, cast
 
 import orjson
 import structlog
-from pydantic import Field, model_validator
+from pydantic import Field
 from pydantic_core import ErrorDetails
 
 from bulkops.api.client import ConsoleClient, read_entity
@@ -44,7 +44,6 @@ from bulkops.engine.plan import Note, NoteKind, Operation, Plan, PlanNote, Selec
 from bulkops.errors import EditFailed, JobFileError
 from bulkops.jobs.entity_kinds import DYNAMIC_CONFIG, GATE, EntityKind
 from bulkops.jobs.rule_edits import (
-    DeleteRule,
     Edit,
     Edited,
     PythonEdit,
@@ -56,7 +55,15 @@ from bulkops.jobs.rule_edits import (
     tidy_edit_errors,
 )
 from bulkops.jobs.semantics import SERVER_ASSIGNED, guard_of, normalize
-from bulkops.jobs.spec import Items, JobDefinition, JobSpec, NonEmpty, ProjectSpec, Strict
+from bulkops.jobs.spec import (
+    Items,
+    JobDefinition,
+    JobSpec,
+    NonEmpty,
+    ProjectSpec,
+    Strict,
+    field_error,
+)
 
 log = structlog.get_logger("bulkops.batch_rule_update")
 
@@ -105,15 +112,20 @@ class Spec(JobSpec):
     def tidy_errors(cls, errors: list[ErrorDetails]) -> list[ErrorDetails]:
         return tidy_edit_errors(errors)
 
-    @model_validator(mode="after")
-    def _delete_needs_a_rule_name(self) -> Spec:
-        for index, edit in enumerate(self.edits):
-            if isinstance(edit, DeleteRule) and self.select.rule_name is None:
-                raise ValueError(
-                    f"edits.{index}: delete_rule without select.rule_name would delete every rule "
-                    'of every selected entity; set select.rule_name (use "*" if you mean it)'
-                )
-        return self
+    @classmethod
+    def cross_field_errors(cls, data: Mapping[str, Any]) -> list[ErrorDetails]:
+        select, edits = data.get("select"), data.get("edits")
+        if not isinstance(edits, list) or (isinstance(select, dict) and "rule_name" in select):
+            return []
+        return [
+            field_error(
+                ("edits", index),
+                "delete_rule without select.rule_name would delete every rule of every "
+                'selected entity; set select.rule_name (use "*" if you mean it)',
+            )
+            for index, edit in enumerate(edits)
+            if isinstance(edit, dict) and edit.get("op") == "delete_rule"
+        ]
 
 
 # -- planning --------------------------------------------------------------------------------

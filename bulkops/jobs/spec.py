@@ -162,6 +162,12 @@ class JobSpec(Strict):
         """A kind's chance to reword its own validation errors before they are explained."""
         return errors
 
+    @classmethod
+    def cross_field_errors(cls, data: Mapping[str, Any]) -> list[ErrorDetails]:
+        """Checks across fields, on the parsed TOML, so they are reported beside the field errors
+        (a model validator would only run once every field is valid)."""
+        return []
+
     def projects(self) -> dict[str, ProjectSpec]:
         return {role: getattr(self, role) for role in self.roles}
 
@@ -217,13 +223,21 @@ def load_job(path: str | Path, kinds: Mapping[str, type[JobSpec]]) -> JobDefinit
         raise JobFileError(
             f"{path}: unknown job kind {kind!r}. Known kinds: {', '.join(sorted(kinds))}."
         )
+    errors = model.cross_field_errors(data)
     try:
         spec = model.model_validate(data)
     except ValidationError as exc:
-        lines = explain_all(model.tidy_errors(exc.errors()))
+        errors = [*model.tidy_errors(exc.errors()), *errors]
+    if errors:
+        lines = explain_all(errors)
         heading = f"{path}: the job file has {len(lines)} invalid field(s):"
         raise JobFileError("\n".join([heading, *(f"  - {line}" for line in lines)])) from None
     return JobDefinition(path=path.resolve(), spec=spec, digest=hashlib.sha256(raw).hexdigest())
+
+
+def field_error(loc: tuple[int | str, ...], message: str, given: Any = None) -> ErrorDetails:
+    """One error of our own, in the validator's shape, so it is explained like the others."""
+    return {"type": "value_error", "loc": loc, "msg": message, "input": given}
 
 
 def _read(path: Path) -> bytes:
@@ -337,6 +351,8 @@ def explain(error: ErrorDetails, *, python: bool = False) -> str:
     given = error.get("input")
 
     def got() -> str:
+        if isinstance(given, float) and "integer" in str(ctx.get("what", "")) + kind:
+            return f"{given!r} (a number with a decimal point)"  # 8.0 where 8 was meant
         return show(given, python=python)
 
     if kind == "extra_forbidden":

@@ -159,3 +159,25 @@ def test_progress_speaks_the_jobs_units_and_estimates_only_when_it_means_somethi
     assert "mutations 10 of 1,000 (10 sent)" in line
     assert "quota needs at least 2 h 46 min more" in line
     assert "1e9" not in line
+
+
+def test_an_aborted_apply_tells_written_mutations_from_attempts() -> None:
+    """After a 403 abort, the summary says how many mutations took effect and how many were attempted."""
+    from bulkops.output.summary import summary_lines
+
+    run = {
+        "job": "edit",
+        "status": "aborted",
+        "exit_code": 4,
+        "summary": {
+            "exit_code": 4,
+            "fatal": "403 forbidden: the key is read-only",
+            "requests": {
+                "target": {"requests": 70, "by_status": {"200": 65, "403": 5}, "mutations": 5}
+            },
+            "job": {"planned_mutations": 63, "mutations_sent": 0, "outcomes": {"failed": 5}},
+        },
+    }
+    text = "\n".join(summary_lines(run))
+    assert "63 planned, 0 written" in text
+    assert "5 mutation attempts" in text

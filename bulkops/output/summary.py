@@ -87,7 +87,7 @@ def _job_lines(job: dict[str, Any], elapsed: str) -> list[str]:
         outcomes = rest.pop("outcomes", {}) or {}
         if planned or sent or outcomes:
             lines.append(
-                f"  mutations: {count(planned)} planned, {count(sent)} sent; "
+                f"  mutations: {count(planned)} planned, {count(sent)} written; "
                 f"outcomes: {tally(outcomes, sep=' ').replace('_', ' ')}"
             )
         else:
@@ -148,7 +148,7 @@ def _request_lines(requests: dict[str, dict[str, Any]]) -> list[str]:
             f"{count(stats.get('rate_limited', 0))} rate-limited"
         )
         if stats.get("mutations"):
-            rest += f", {plural(stats['mutations'], 'mutation')}"
+            rest += f", {plural(stats['mutations'], 'mutation attempt')}"
         by_status = f"({tally(stats.get('by_status') or {})}),"
         return [count(stats.get("requests", 0)), by_status, rest]
 

@@ -295,9 +295,18 @@ def _validate(args: argparse.Namespace) -> int:
     from bulkops.jobs import load
 
     job = load(args.job_file)
+    role = job.spec.many_role
     projects = ", ".join(
-        f"[{role}] key from ${spec.api_key_env} at {spec.base_url}"
-        for role, spec in job.spec.projects().items()
+        [
+            *(
+                f"[{role}] key from ${spec.api_key_env} at {spec.base_url}"
+                for role, spec in job.spec.projects().items()
+            ),
+            *(
+                f"[[{role}s]] {spec.name!r} key from ${spec.api_key_env} at {spec.base_url}"
+                for spec in job.spec.many()
+            ),
+        ]
     )
     human.say(f"{job.path}: valid {job.kind} job {job.name!r}; {projects}")
     return 0

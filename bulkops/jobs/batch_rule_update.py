@@ -56,7 +56,15 @@ from bulkops.jobs.rule_edits import (
     tidy_edit_errors,
 )
 from bulkops.jobs.semantics import SERVER_ASSIGNED, guard_of, normalize
-from bulkops.jobs.spec import Items, JobDefinition, JobSpec, NonEmpty, ProjectSpec, Strict
+from bulkops.jobs.spec import (
+    Items,
+    JobDefinition,
+    JobSpec,
+    NamedProjects,
+    NonEmpty,
+    ProjectSpec,
+    Strict,
+)
 
 log = structlog.get_logger("bulkops.batch_rule_update")
 
@@ -95,8 +103,11 @@ class Spec(JobSpec):
     kind: ClassVar[str] = "batch_rule_update"
     roles: ClassVar[tuple[str, ...]] = (ROLE,)
 
+    many_role: ClassVar[str | None] = ROLE
+
     job: Literal["batch_rule_update"]
-    target: ProjectSpec
+    target: ProjectSpec | None
+    targets: NamedProjects | None = None
     select: SelectSpec
     edits: Items[Edit] = Field(min_length=1)
     options: OptionsSpec = OptionsSpec()

@@ -68,7 +68,8 @@ def test_each_misuse_is_a_job_file_error_naming_the_field(tmp_path, capsys, text
     assert main(["validate", str(path)]) == 2
     err = capsys.readouterr().err
     assert message in err
-    assert "Traceback" not in err and "None" not in err
+    assert "Traceback" not in err
+    assert "None" not in err
 
 
 def test_a_target_with_the_sources_variable_is_refused(tmp_path) -> None:
@@ -95,7 +96,8 @@ def test_members_are_single_project_jobs_with_their_own_folders(tmp_path) -> Non
     assert us.projects()["source"].base_url == "http://h:1"
     assert us.many() == ()
     assert us.output.dir == "out/us"  # type: ignore[attr-defined]
-    assert members["us"].name == job.name and members["us"].digest == job.digest
+    assert members["us"].name == job.name
+    assert members["us"].digest == job.digest
 
 
 def test_the_single_forms_have_no_members(tmp_path) -> None:
@@ -114,4 +116,5 @@ def test_validate_lists_every_named_project(tmp_path, capsys) -> None:
     assert main(["validate", str(path)]) == 0
     out = capsys.readouterr().out
     assert "[source] key from $SRC" in out
-    assert "[[targets]] 'eu' key from $EU" in out and "[[targets]] 'us' key from $US" in out
+    assert "[[targets]] 'eu' key from $EU" in out
+    assert "[[targets]] 'us' key from $US" in out

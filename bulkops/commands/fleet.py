@@ -102,7 +102,7 @@ async def saved_fleet(state: StateDir, options: RunOptions) -> int:
     with state.exclusive(options.command):
         logs.open_log_file(state.log_file)
         run = state.read_run() or {}
-        job = planned.planned_job(state, run, for_undo=undo)
+        job = await anyio.to_thread.run_sync(lambda: planned.planned_job(state, run, for_undo=undo))
         names = [name for name in run.get(PROJECTS, {}) if name in job.members()]
         async with _opened(job, options, state, names) as (connections, failed):
             _refuse_one_project_twice(job, connections)
@@ -478,7 +478,6 @@ async def _publish_index(
     outcomes: dict[str, dict[str, Any]],
 ) -> str:
     """``<dir>/manifest.json``, written last: every project, and whether its export is complete."""
-    root = job.resolve_path(job.spec.output.dir)  # type: ignore[attr-defined]
     entries = [
         {
             "name": name,
@@ -489,18 +488,18 @@ async def _publish_index(
         }
         for name, outcome in outcomes.items()
     ]
-    return str(
-        await anyio.to_thread.run_sync(
-            lambda: publish_org_manifest(
-                root,
-                entries,
-                job=job.name,
-                kind=job.kind,
-                run_id=run["run_id"],
-                started_at=float(run["started_at"]),
-            )
+
+    def publish() -> Path:
+        return publish_org_manifest(
+            job.resolve_path(job.spec.output.dir),  # type: ignore[attr-defined]
+            entries,
+            job=job.name,
+            kind=job.kind,
+            run_id=run["run_id"],
+            started_at=float(run["started_at"]),
         )
-    )
+
+    return str(await anyio.to_thread.run_sync(publish))
 
 
 def _next_step(

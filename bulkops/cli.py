@@ -295,9 +295,18 @@ def _validate(args: argparse.Namespace) -> int:
     from bulkops.jobs import load
 
     job = load(args.job_file)
+    role = job.spec.many_role
     projects = ", ".join(
-        f"[{role}] key from ${spec.api_key_env} at {spec.base_url}"
-        for role, spec in job.spec.projects().items()
+        [
+            *(
+                f"[{role}] key from ${spec.api_key_env} at {spec.base_url}"
+                for role, spec in job.spec.projects().items()
+            ),
+            *(
+                f"[[{role}s]] {spec.name!r} key from ${spec.api_key_env} at {spec.base_url}"
+                for spec in job.spec.many()
+            ),
+        ]
     )
     human.say(f"{job.path}: valid {job.kind} job {job.name!r}; {projects}")
     return 0
@@ -372,6 +381,13 @@ def _run(args: argparse.Namespace) -> int:
 
     job = load(args.job_file)
     options = _options(args)
+    if job.members():  # several projects: each runs as a job of its own, all at once
+        from bulkops.commands import fleet
+
+        if args.command == "plan" and not is_planned(job.kind):
+            raise UserError(f"{job.kind} jobs only read; they have no plan. Use `bulkops run`.")
+        command = fleet.plan_fleet if args.command == "plan" else fleet.run_fleet
+        return anyio.run(guarded, command, job, options)
     if is_planned(job.kind):
         from bulkops.commands import planned  # a reading job's run need not import it
 
@@ -388,11 +404,17 @@ def _apply(args: argparse.Namespace) -> int:
     import anyio
 
     from bulkops.commands import planned
+    from bulkops.commands.fleet import is_fleet_state, saved_fleet
     from bulkops.commands.signals import guarded
+    from bulkops.commands.status import find_state_dir
 
     command = planned.apply_command if args.command == "apply" else planned.undo_command
     args.state = _saved_state(args)
-    return anyio.run(guarded, command, _options(args))
+    options = _options(args)
+    state = find_state_dir(args.state)
+    if is_fleet_state(state):  # a job over several projects: each project's plan, at once
+        return anyio.run(guarded, saved_fleet, state, options)
+    return anyio.run(guarded, command, options)
 
 
 def _saved_state(args: argparse.Namespace) -> Path | None:

@@ -21,6 +21,7 @@ import structlog
 
 from bulkops import human, redact
 from bulkops.api.client import ConsoleClient, read_entity
+from bulkops.commands import member
 from bulkops.commands.progress import mutation_units
 from bulkops.commands.run import (
     EXIT_ABORTED,
@@ -99,12 +100,12 @@ async def plan_command(job: JobDefinition[JobSpec], options: RunOptions) -> int:
                     return await _stopped(session, exc)
         run.update(status=PLANNED, mutations_planned=plan.mutation_count())
         await state.write_run_async(run)
-    human.say(
+    member.hint(
         f"plan written to {state.plan_file}; apply it with: bulkops apply --state {state.root}"
     )
     failed = [note.subject for note in plan.notes if isinstance(note, Note) and note.fail]
     if failed:  # a script's `plan && apply` must not go on as if every item were planned
-        human.say(
+        member.say(
             f"bulkops: {human.plural(len(failed), 'item')} could not be planned and will not be "
             "applied (listed above); exit 3",
             err=True,
@@ -197,7 +198,7 @@ async def undo_command(options: RunOptions) -> int:
             if not resumed or not await anyio.to_thread.run_sync(undo_state.plan_file.exists):
                 await _undo_plan(job, state, plan).save_async(undo_state.plan_file)
             undo_plan = Plan.load(undo_state.plan_file)
-            human.say(f"undo: {undo_plan.mutation_count()} entities to restore", err=True)
+            member.say(f"undo: {undo_plan.mutation_count()} entities to restore", err=True)
             with started(connection, undo_run, resumed=resumed) as session:
                 exit_code, summary = await _apply(session, undo_plan)
         return await finish(undo_state, undo_run, exit_code, summary)
@@ -344,7 +345,7 @@ async def _make_plan(session: Session) -> Plan:
     await plan.save_async(session.state.plan_file)
     await anyio.to_thread.run_sync(_keep_job_file, session.job, session.state)
     for line in kind.render_plan(plan):
-        human.say(line)
+        member.say(line)
     log.info("bulkops.plan.written", mutations=plan.mutation_count(), estimate=plan.estimate)
     return plan
 
@@ -521,6 +522,13 @@ def _saved_run(
 
 
 def _planned_job(state: StateDir, run: dict[str, Any], *, for_undo: bool) -> JobDefinition[JobSpec]:
+    """The job the plan was made from (one project's part of it, in a fleet)."""
+    job = planned_job(state, run, for_undo=for_undo)
+    opened = member.current()
+    return job if opened is None else job.members()[opened.name]
+
+
+def planned_job(state: StateDir, run: dict[str, Any], *, for_undo: bool) -> JobDefinition[JobSpec]:
     """The job the plan was made from. ``apply`` refuses a job file changed since (plan again to
     review what it does now); ``undo`` works from the copy kept beside the plan, whatever
     became of the file. Either uses the copy when the file is gone."""

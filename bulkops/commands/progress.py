@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import anyio
@@ -121,6 +121,61 @@ class Progress:
             while True:
                 await anyio.sleep(self.interval)
                 log.info("bulkops.progress", **self.snapshot())
+        logs.live_line.active = True
+        try:
+            while True:
+                logs.live_line.show(self.line())
+                await anyio.sleep(self.interval)
+        finally:
+            logs.live_line.clear()
+            logs.live_line.active = False
+
+
+class Board:
+    """The progress of a job over several projects: one entry per project, in one live line on
+    a terminal, or one periodic ``bulkops.progress`` event with every project elsewhere.
+
+    ``members`` maps each project's name to its ``member.Member``, whose ``progress`` (the
+    :class:`Progress` of its task graph) appears once the graph starts.
+    """
+
+    def __init__(
+        self, members: Mapping[str, Any], *, live: bool | None = None, interval: float | None = None
+    ) -> None:
+        self.members = members
+        self.live = sys.stderr.isatty() if live is None else live
+        self.interval = interval if interval is not None else (0.5 if self.live else 10.0)
+        self.started = time.monotonic()
+
+    def projects(self) -> dict[str, dict[str, Any]]:
+        """Each project's progress now: its own snapshot, or the phase it is in."""
+        found: dict[str, dict[str, Any]] = {}
+        for name, one in self.members.items():
+            if one.exit_code is not None:
+                found[name] = {
+                    "text": f"finished (exit {one.exit_code})",
+                    "exit_code": one.exit_code,
+                }
+            elif one.progress is not None:
+                found[name] = one.progress.snapshot()
+            else:
+                found[name] = {"text": "reading and planning"}
+        return found
+
+    def line(self) -> str:
+        projects = self.projects()
+        done = sum(1 for one in self.members.values() if one.exit_code is not None)
+        parts = [f"{name}: {entry['text']}" for name, entry in projects.items()]
+        head = f"{done} of {count(len(projects))} projects finished"
+        return " | ".join([head, *parts])
+
+    async def run(self) -> None:
+        """Report until cancelled."""
+        if not self.live:
+            while True:
+                await anyio.sleep(self.interval)
+                elapsed = round(time.monotonic() - self.started, 1)
+                log.info("bulkops.progress", elapsed_s=elapsed, projects=self.projects())
         logs.live_line.active = True
         try:
             while True:

@@ -17,6 +17,7 @@ import structlog
 
 from bulkops import logs, redact
 from bulkops.api.client import ConsoleClient
+from bulkops.commands import member
 from bulkops.commands.session import (
     RunOptions,
     Session,
@@ -95,7 +96,7 @@ async def execute(
     exit_code = EXIT_OK
     fatal: str | None = None
     try:
-        interrupted, aborted = await run_with_signals(scheduler, progress)
+        interrupted, aborted = await run_with_signals(scheduler, member.watched(progress))
     finally:
         with anyio.CancelScope(shield=True):  # what was appended reaches the disk, even now
             await journal.aclose()
@@ -139,6 +140,8 @@ def aborted_summary(
 async def finish(
     state: StateDir, run: dict[str, Any], exit_code: int, summary: dict[str, Any]
 ) -> int:
+    """Record the run's end in ``run.json`` and the log, then show its summary (a fleet shows
+    one summary for all its projects, once all are done)."""
     status = {
         EXIT_OK: COMPLETE,
         EXIT_USAGE: "invalid",
@@ -155,6 +158,8 @@ async def finish(
         status=status,
         **{k: summary[k] for k in ("exit_code", "tasks")},
     )
+    if not member.finished(run, exit_code):
+        return exit_code
     if logs.stderr_is_json():  # keep stderr machine-readable: the summary as one more event
         log.info("bulkops.run.summary", job=run["job"], run_id=run["run_id"], status=status,
                  summary=summary)  # fmt: skip

@@ -45,6 +45,42 @@ async def sandbox_projects(
         yield base_url, {role: world.projects[name].console_key for role, name in names.items()}
 
 
+@asynccontextmanager
+async def sandbox_fleet(
+    templates: Mapping[str, str], seeded: Mapping[str, Path] | None = None
+) -> AsyncIterator[tuple[str, dict[str, str]]]:
+    """One sandbox for a job over several projects; yield its base URL and each project's key.
+
+    Every key of ``templates`` (a role, or the name of one of ``[[sources]]``/``[[targets]]``)
+    gets a project of its own: a copy of the demo project it names (``source`` or ``target``),
+    seeded from its name so projects differ; with ``seeded``, a copy of its snapshot, or a
+    new, empty project when it has none.
+    """
+    from bulkops.emulator import EmulatorConfig, running_emulator
+
+    if seeded:
+        world = await anyio.to_thread.run_sync(_seeded_world, templates, seeded)
+    else:
+        world = await anyio.to_thread.run_sync(_demo_copies, templates)
+    async with running_emulator(world, EmulatorConfig()) as base_url:
+        log.info("bulkops.sandbox.started", base_url=base_url, projects=sorted(templates))
+        yield base_url, {key: world.projects[key].console_key for key in templates}
+
+
+def _demo_copies(templates: Mapping[str, str]) -> Any:
+    from bulkops.emulator import Project, World, build_demo_world
+
+    world = World()
+    for key, template in templates.items():
+        project = build_demo_world(seed=f"demo-{key}").project(template)
+        # The demo project under this name, with a key and an id of its own (as a new one has).
+        fresh = Project(key, f"console-sandbox-{key}")
+        project.name, project.console_key, project.id = fresh.name, fresh.console_key, fresh.id
+        project.api_user_id, project.read_only_keys = fresh.api_user_id, frozenset()
+        world.add_project(project)
+    return world
+
+
 def _seeded_world(roles: Mapping[str, str], seeded: Mapping[str, Path]) -> Any:
     from bulkops.emulator import Project, World, project_from_snapshot, seed_directory
 

@@ -22,6 +22,7 @@ from bulkops import logs
 from bulkops.api._learning import SendTimeStore
 from bulkops.api.client import ConsoleClient, ProjectIdentity, RetryPolicy
 from bulkops.api.governor import RateGovernor
+from bulkops.commands import member
 from bulkops.commands.sandbox import sandbox_projects
 from bulkops.commands.signals import interruptible
 from bulkops.engine.concurrency import gather
@@ -135,11 +136,30 @@ async def connect(
     projects: dict[str, ProjectSpec],
 ) -> AsyncIterator[Connection]:
     """Open every project of the job and read who each key opens (the run's first request);
-    nothing in the state directory changes here, so a refusal after it loses nothing."""
+    nothing in the state directory changes here, so a refusal after it loses nothing.
+
+    One project of a job over several gets the connection its fleet opened for it."""
+    opened = member.current()
+    if opened is not None:
+        yield opened.connection
+        return
     logs.open_log_file(state.log_file)
     async with AsyncExitStack() as stack:
         sandbox_names = kind_of(job.kind).sandbox_projects
         access = await stack.enter_async_context(_project_access(projects, options, sandbox_names))
+        yield await stack.enter_async_context(open_projects(job, options, state, access))
+
+
+@asynccontextmanager
+async def open_projects(
+    job: JobDefinition[JobSpec],
+    options: RunOptions,
+    state: StateDir,
+    access: dict[str, ProjectAccess],
+) -> AsyncIterator[Connection]:
+    """A client per project of ``access`` (its governor keeping send times in ``state``), and
+    who each key opens."""
+    async with AsyncExitStack() as stack:
         clients = await _open_clients(stack, job, options, state, access)
         identities = await interruptible(lambda: _identify(clients))
         yield Connection(job, options, state, access, clients, identities)

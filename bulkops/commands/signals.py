@@ -89,23 +89,33 @@ class _SignalGuard:
     A phase that handles signals (the task graph, planning, verifying) registers its callback;
     a signal that arrives while none is registered (opening projects, writing state between
     phases) cancels the command, which then ends as ``Interrupted`` (exit 130, resumable).
+
+    A command over several projects runs one member command per project at once (``member``):
+    each has a guard of its own under the command's, and a signal reaches every one of them.
     """
 
     def __init__(self, scope: anyio.CancelScope) -> None:
         self.handlers: list[Callable[[int], None]] = []
+        self.members: list[_SignalGuard] = []
         self.scope = scope
         self.interrupted = False
+
+    def deliver(self, signum: int) -> None:
+        if not self.handlers and not self.members:
+            log.warning("bulkops.run.interrupting", signal=signal.Signals(signum).name)
+            self.interrupted = True
+            self.scope.cancel()
+            return
+        for handler in list(self.handlers):
+            handler(signum)
+        for member in list(self.members):
+            member.deliver(signum)
 
     async def watch(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             task_status.started()
             async for signum in signals:
-                if self.handlers:
-                    self.handlers[-1](signum)
-                else:
-                    log.warning("bulkops.run.interrupting", signal=signal.Signals(signum).name)
-                    self.interrupted = True
-                    self.scope.cancel()
+                self.deliver(signum)
 
 
 _GUARD: ContextVar[_SignalGuard | None] = ContextVar("bulkops_signal_guard", default=None)
@@ -123,6 +133,27 @@ async def guarded(command: Callable[..., Awaitable[int]], *args: Any) -> int:
         finally:
             _GUARD.reset(token)
             group.cancel_scope.cancel()
+    if guard.interrupted or not results:
+        raise Interrupted
+    return results[0]
+
+
+async def member(command: Callable[..., Awaitable[int]], *args: Any) -> int:
+    """Run one project's command of a command over several, concurrently with the others: a
+    signal reaches it through the enclosing guard as if it ran alone (``guarded`` if none)."""
+    parent = _GUARD.get()
+    if parent is None:
+        return await guarded(command, *args)
+    results: list[int] = []
+    with anyio.CancelScope() as scope:
+        guard = _SignalGuard(scope)
+        token = _GUARD.set(guard)
+        parent.members.append(guard)
+        try:
+            results.append(await command(*args))
+        finally:
+            parent.members.remove(guard)
+            _GUARD.reset(token)
     if guard.interrupted or not results:
         raise Interrupted
     return results[0]

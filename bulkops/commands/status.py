@@ -19,7 +19,7 @@ from bulkops.engine.journal import (
 )
 from bulkops.engine.state import StateDir
 from bulkops.errors import StateError
-from bulkops.human import plural
+from bulkops.human import count, plural
 
 
 def find_state_dir(explicit: Path | None) -> StateDir:
@@ -69,12 +69,17 @@ def show_status(explicit: Path | None, *, as_json: bool) -> int:
     run = state.read_run() or {}
     overview = journal_overview(state)
     if as_json:
-        sys.stdout.write(
-            orjson.dumps(
-                {"state": str(state.root), "run": run, **overview}, option=orjson.OPT_INDENT_2
-            ).decode()
-            + "\n"
-        )
+        found: dict[str, Any] = {"state": str(state.root), "run": run, **overview}
+        if isinstance(run.get("projects"), dict):  # a job over several projects: each one's
+            found["projects"] = {
+                name: {
+                    "state": str(member.root),
+                    "run": member.read_run(),
+                    **journal_overview(member),
+                }
+                for name, member in _members(state, run).items()
+            }
+        sys.stdout.write(orjson.dumps(found, option=orjson.OPT_INDENT_2).decode() + "\n")
         return 0
     out = sys.stdout
     print(f"state: {state.root}", file=out)
@@ -98,6 +103,8 @@ def show_status(explicit: Path | None, *, as_json: bool) -> int:
             f"{run.get('status') or 'not started'}",
             file=out,
         )
+    if isinstance(run.get("projects"), dict):
+        return _fleet_status(state, run, holder, out)
     print(f"journal: {plural(overview['tasks_done'], 'task')} done", file=out)
     if overview["tasks_failed"]:
         print(f"left to retry: {plural(len(overview['tasks_failed']), 'failed task')}:", file=out)
@@ -117,5 +124,35 @@ def show_status(explicit: Path | None, *, as_json: bool) -> int:
     if run.get("status") == "planned":
         print(f"apply the plan with: bulkops apply --state {state.root}", file=out)
     elif run.get("status") not in (None, "complete") and not stopped:
+        print("re-run the same command to resume.", file=out)
+    return 0
+
+
+def _members(state: StateDir, run: dict[str, Any]) -> dict[str, StateDir]:
+    return {name: StateDir(state.root / "projects" / name) for name in sorted(run["projects"])}
+
+
+def _fleet_status(state: StateDir, run: dict[str, Any], holder: str | None, out: Any) -> int:
+    """Each project of a job over several: its run's status, and what its journal holds."""
+    for name, member in _members(state, run).items():
+        mine = member.read_run() or {}
+        overview = journal_overview(member)
+        line = (
+            f"{name}: run {mine.get('run_id') or '(none yet)'} {mine.get('status') or 'not started'}"
+            f", {plural(overview['tasks_done'], 'task')} done"
+        )
+        if overview["tasks_failed"]:
+            line += f", {plural(len(overview['tasks_failed']), 'failed task')} left to retry"
+        if overview["mutations_unreconciled"]:
+            line += (
+                f", {count(len(overview['mutations_unreconciled']))} mutations sent without "
+                "a recorded answer (reconciled on resume)"
+            )
+        print(line, file=out)
+        for item in overview["tasks_failed"][:5]:
+            print(f"  {item['task']}: {item['error'] or 'failed'}", file=out)
+    if holder is None and run.get("status") == "planned":
+        print(f"apply the plans with: bulkops apply --state {state.root}", file=out)
+    elif holder is None and run.get("status") not in (None, "complete"):
         print("re-run the same command to resume.", file=out)
     return 0

@@ -100,20 +100,26 @@ def load(path: str) -> JobDefinition[JobSpec]:
     """Read and validate a job file of any known kind, with the kind's own checks
     (so `validate` and every command catch the same mistakes before anything starts)."""
     job = load_job(path, spec_models())
-    _refuse_one_key_for_two_projects(job)
-    kind_of(job.kind).check(job)
+    members = job.members() or {"": job}
+    for member, single in members.items():
+        _refuse_one_key_for_two_projects(single, member)
+    kind_of(job.kind).check(next(iter(members.values())))  # the same checks for every member
     return job
 
 
-def _refuse_one_key_for_two_projects(job: JobDefinition[JobSpec]) -> None:
-    """A job that reads a source and writes a target needs two projects, so two key variables."""
+def _refuse_one_key_for_two_projects(job: JobDefinition[JobSpec], member: str = "") -> None:
+    """A job that reads a source and writes a target needs two projects, so two key variables.
+
+    ``member``: the target's name, when it is one of ``[[targets]]``."""
     projects = job.spec.projects()
     if not {"source", "target"} <= projects.keys():
         return
     variable = projects["source"].api_key_env
     if projects["target"].api_key_env == variable:
+        target = f"target {member!r} of [[targets]]" if member else "[target]"
+        field = "its api_key_env" if member else "target.api_key_env"
         raise JobFileError(
-            f"{job.path}: [source] and [target] both take their key from ${variable}, so they "
-            "are the same project; set target.api_key_env to the variable holding the key of "
+            f"{job.path}: [source] and {target} both take their key from ${variable}, so they "
+            f"are the same project; set {field} to the variable holding the key of "
             "the project to copy into."
         )

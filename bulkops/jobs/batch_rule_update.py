@@ -59,6 +59,7 @@ from bulkops.jobs.spec import (
     Items,
     JobDefinition,
     JobSpec,
+    NamedProjects,
     NonEmpty,
     ProjectSpec,
     Strict,
@@ -102,8 +103,11 @@ class Spec(JobSpec):
     kind: ClassVar[str] = "batch_rule_update"
     roles: ClassVar[tuple[str, ...]] = (ROLE,)
 
+    many_role: ClassVar[str | None] = ROLE
+
     job: Literal["batch_rule_update"]
-    target: ProjectSpec
+    target: ProjectSpec | None
+    targets: NamedProjects | None = None
     select: SelectSpec
     edits: Items[Edit] = Field(min_length=1)
     options: OptionsSpec = OptionsSpec()

@@ -19,7 +19,7 @@ from bulkops.jobs.clone_bodies import clean_rules, create_body, update_body
 from bulkops.jobs.clone_reader import Closure, Entity, read_closure
 from bulkops.jobs.entity_kinds import ENTITY_KINDS, EXPERIMENT, HOLDOUT, LAYER, SEGMENT
 from bulkops.jobs.semantics import differences, guard_of
-from bulkops.jobs.spec import Items, JobDefinition, JobSpec, ProjectSpec, Strict
+from bulkops.jobs.spec import Items, JobDefinition, JobSpec, NamedProjects, ProjectSpec, Strict
 
 EXPERIMENT_STATUSES = (
     "active",
@@ -48,8 +48,11 @@ class Spec(JobSpec):
     roles: ClassVar[tuple[str, ...]] = ("source", "target")
 
     job: Literal["clone_experiments"]
+    many_role: ClassVar[str | None] = "target"
+
     source: ProjectSpec
-    target: ProjectSpec
+    target: ProjectSpec | None
+    targets: NamedProjects | None = None
     select: SelectSpec = Field(default_factory=SelectSpec)
     options: OptionsSpec = Field(default_factory=OptionsSpec)
 

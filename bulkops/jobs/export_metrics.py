@@ -19,7 +19,15 @@ from pydantic import Field
 
 from bulkops.jobs.entity_kinds import METRIC_SOURCE
 from bulkops.jobs.reading import ReadingFunctions
-from bulkops.jobs.spec import JobDefinition, JobSpec, ProjectSpec, Strict, expect
+from bulkops.jobs.spec import (
+    JobDefinition,
+    JobSpec,
+    NamedProjects,
+    ProjectSpec,
+    Strict,
+    expect,
+    member_dir,
+)
 from bulkops.output.publish import (
     Publication,
     StagedFile,
@@ -53,9 +61,16 @@ class Spec(JobSpec):
     kind: ClassVar[str] = "export_metrics"
     roles: ClassVar[tuple[str, ...]] = ("source",)
 
+    many_role: ClassVar[str | None] = "source"
+
     job: Literal["export_metrics"]
-    source: ProjectSpec
+    source: ProjectSpec | None
+    sources: NamedProjects | None = None
     output: OutputSpec
+
+    def member_fields(self, name: str) -> dict[str, Any]:
+        """One project of ``[[sources]]`` exports to ``<dir>/<name>/``."""
+        return {"output": self.output.model_copy(update={"dir": member_dir(self.output.dir, name)})}
 
 
 def check_output(job: JobDefinition[Spec]) -> None:

@@ -54,7 +54,16 @@ from bulkops.jobs.entity_kinds import (
     EntityKind,
 )
 from bulkops.jobs.reading import ReadingFunctions
-from bulkops.jobs.spec import Items, JobDefinition, JobSpec, ProjectSpec, Strict, expect
+from bulkops.jobs.spec import (
+    Items,
+    JobDefinition,
+    JobSpec,
+    NamedProjects,
+    ProjectSpec,
+    Strict,
+    expect,
+    member_dir,
+)
 from bulkops.output.files import write_json_atomic
 from bulkops.output.publish import MANIFEST, probe_writable, safe_file_stem
 from bulkops.output.snapshot import KIND as SNAPSHOT_KIND
@@ -136,11 +145,18 @@ class Spec(JobSpec):
     kind: ClassVar[str] = "export_project"
     roles: ClassVar[tuple[str, ...]] = ("source",)
 
+    many_role: ClassVar[str | None] = "source"
+
     job: Literal["export_project"]
-    source: ProjectSpec
+    source: ProjectSpec | None
+    sources: NamedProjects | None = None
     output: OutputSpec
     select: SelectSpec = Field(default_factory=SelectSpec)
     options: OptionsSpec = Field(default_factory=OptionsSpec)
+
+    def member_fields(self, name: str) -> dict[str, Any]:
+        """One project of ``[[sources]]`` exports to ``<dir>/<name>/``."""
+        return {"output": self.output.model_copy(update={"dir": member_dir(self.output.dir, name)})}
 
 
 def check_output(job: JobDefinition[Spec]) -> None:

@@ -13,8 +13,8 @@ import re
 import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Annotated, Any, ClassVar, Generic, TypeVar, get_args
+from pathlib import Path, PurePath
+from typing import Annotated, Any, ClassVar, Generic, Self, TypeVar, get_args
 
 import orjson
 from pydantic import (
@@ -24,9 +24,11 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     ValidatorFunctionWrapHandler,
     WrapValidator,
     field_validator,
+    model_validator,
 )
 from pydantic_core import ErrorDetails, PydanticCustomError
 from pydantic_core.core_schema import ErrorType
@@ -105,6 +107,57 @@ class ProjectSpec(Strict):
     base_url: BaseUrl = DEFAULT_BASE_URL
 
 
+#: A name that becomes a directory (a job's state, a project's folder in a multi-project job).
+SafeName = Annotated[
+    str,
+    Field(min_length=1, pattern=_JOB_NAME.pattern),
+    expect(
+        "a name of up to 100 letters, digits, '.', '_' and '-', starting with a letter or digit"
+    ),
+]
+
+
+class NamedProjectSpec(ProjectSpec):
+    """One project of ``[[sources]]`` or ``[[targets]]``: its name names its folder."""
+
+    name: SafeName
+
+
+def _distinct_projects(
+    value: tuple[NamedProjectSpec, ...], info: ValidationInfo
+) -> tuple[NamedProjectSpec, ...]:
+    """At least one project; names distinct even ignoring case (each names a directory, and
+    some file systems ignore case); no project given twice."""
+    table = info.field_name or "projects"
+    if not value:
+        raise ValueError(
+            f"needs at least one project: add a [[{table}]] table per project, each with a "
+            f'name and an api_key_env (e.g. name = "eu", api_key_env = "EU_STATSIG_KEY")'
+        )
+    names: dict[str, int] = {}
+    keys: dict[tuple[str, str], int] = {}
+    for index, project in enumerate(value):
+        earlier = names.setdefault(project.name.casefold(), index)
+        if earlier != index:
+            raise ValueError(
+                f"entry {index} is named {quoted(project.name)}, like entry {earlier} "
+                f"({quoted(value[earlier].name)}); names are compared ignoring case, since each "
+                "names a directory: give every project its own name"
+            )
+        first = keys.setdefault((project.api_key_env, project.base_url), index)
+        if first != index:
+            raise ValueError(
+                f"{quoted(value[first].name)} and {quoted(project.name)} both take their key "
+                f"from ${project.api_key_env} at {project.base_url}, so they are the same "
+                "project; give each project the variable holding its own key"
+            )
+    return value
+
+
+#: ``[[sources]]`` / ``[[targets]]``: several named projects in one job.
+NamedProjects = Annotated[Items[NamedProjectSpec], AfterValidator(_distinct_projects)]
+
+
 def _window(text: str) -> str:
     RateWindow.parse(text)
     return text
@@ -147,14 +200,13 @@ class JobSpec(Strict):
     #: The project tables this kind reads, in order (e.g. ("source",) or ("source", "target")).
     roles: ClassVar[tuple[str, ...]]
 
+    #: The role that may instead be given as a list of named projects (``[[sources]]`` in place
+    #: of ``[source]``), or None. Such a kind declares ``<role>: ProjectSpec | None`` and
+    #: ``<role>s: NamedProjects | None``; exactly one of the two is given.
+    many_role: ClassVar[str | None] = None
+
     job: str
-    name: Annotated[
-        str | None,
-        Field(min_length=1, pattern=_JOB_NAME.pattern),
-        expect(
-            "a name of up to 100 letters, digits, '.', '_' and '-', starting with a letter or digit"
-        ),
-    ] = None
+    name: SafeName | None = None
     limits: LimitsSpec = LimitsSpec()
 
     @classmethod
@@ -168,8 +220,48 @@ class JobSpec(Strict):
         (a model validator would only run once every field is valid)."""
         return []
 
+    @model_validator(mode="before")
+    @classmethod
+    def _many_in_place_of_one(cls, data: Any) -> Any:
+        """``[[sources]]`` alone stands in for ``[source]`` (then left empty, as None)."""
+        role = cls.many_role
+        if role and isinstance(data, dict) and f"{role}s" in data and role not in data:
+            return {**data, role: None}
+        return data
+
+    @model_validator(mode="after")
+    def _one_form(self) -> Self:
+        role = self.many_role
+        if role and getattr(self, role) is not None and getattr(self, f"{role}s") is not None:
+            raise PydanticCustomError(
+                "project_forms",
+                "both [{role}] and [[{role}s]] are given; keep [{role}] for one project, or "
+                "[[{role}s]] (one table per project, each with a name) for several",
+                {"role": role},
+            )
+        return self
+
     def projects(self) -> dict[str, ProjectSpec]:
-        return {role: getattr(self, role) for role in self.roles}
+        """The single projects of the job, by role (a role given as a list is not among them)."""
+        found = {role: getattr(self, role) for role in self.roles}
+        return {role: spec for role, spec in found.items() if spec is not None}
+
+    def many(self) -> tuple[NamedProjectSpec, ...]:
+        """The named projects of ``[[sources]]``/``[[targets]]``; empty in the single form."""
+        role = self.many_role
+        return (getattr(self, f"{role}s") or ()) if role else ()
+
+    def for_project(self, name: str) -> Self:
+        """This job for one of its named projects: ``[<role>]`` is that project, the list gone."""
+        role = self.many_role
+        assert role is not None, f"{self.kind} jobs take no list of projects"
+        entry = next(project for project in self.many() if project.name == name)
+        single = ProjectSpec(api_key_env=entry.api_key_env, base_url=entry.base_url)
+        return self.model_copy(update={role: single, f"{role}s": None, **self.member_fields(name)})
+
+    def member_fields(self, name: str) -> dict[str, Any]:
+        """Fields a kind changes for one named project (an export: its folder under the dir)."""
+        return {}
 
 
 #: The spec model of one job kind. Covariant: a job of any one kind is a job.
@@ -195,6 +287,14 @@ class JobDefinition(Generic[SpecT_co]):
     @property
     def folder(self) -> Path:
         return self.path.parent
+
+    def members(self) -> dict[str, JobDefinition[SpecT_co]]:
+        """A job over several named projects as one single-project job per name, in file order
+        (empty for a single-project job). Each has the same file, digest and name."""
+        return {
+            project.name: JobDefinition(self.path, self.spec.for_project(project.name), self.digest)
+            for project in self.spec.many()
+        }
 
     def resolve_path(self, value: str) -> Path:
         """Resolve a path from the job file: relative to the job file's folder."""
@@ -227,7 +327,7 @@ def load_job(path: str | Path, kinds: Mapping[str, type[JobSpec]]) -> JobDefinit
     try:
         spec = model.model_validate(data)
     except ValidationError as exc:
-        errors = [*model.tidy_errors(exc.errors()), *errors]
+        errors = [*model.tidy_errors(_tidy_project_tables(model, exc.errors())), *errors]
     if errors:
         lines = explain_all(errors)
         heading = f"{path}: the job file has {len(lines)} invalid field(s):"
@@ -271,6 +371,63 @@ def _parse_toml(path: Path, raw: bytes) -> dict[str, Any]:
         reason = re.sub(r"\s*\(at line \d+, column \d+\)", "", message)
         at = f"line {where.group(1)}, column {where.group(2)}" if where else "end of file"
         raise JobFileError(f"{path}:{at}: TOML syntax error: {reason}.") from None
+
+
+def member_dir(dir_: str, name: str) -> str:
+    """``<dir>/<name>``, as a job file would write it (relative stays relative)."""
+    return str(PurePath(dir_) / name)
+
+
+def _tidy_project_tables(model: type[JobSpec], errors: list[ErrorDetails]) -> list[ErrorDetails]:
+    """A project table this kind has not (``[[sources]]`` on a batch edit) says which it has;
+    ``[sources]`` written with single brackets says to double them."""
+    tables = _project_tables(model)
+    tidy: list[ErrorDetails] = []
+    for error in errors:
+        loc, kind = error["loc"], error["type"]
+        top = loc[0] if len(loc) == 1 else None
+        if kind == "project_forms":  # a model validator's: say where
+            error = error.copy()
+            error["loc"] = (f"{model.many_role}s",)
+        elif kind == "missing" and model.many_role and top == model.many_role:
+            error = error.copy()
+            error["type"], error["msg"] = (
+                "project_table",
+                (f"required: add [{top}] for one project, or [[{top}s]] for several"),
+            )
+        if kind == "extra_forbidden" and top in ("source", "target", "sources", "targets"):
+            table = f"[[{top}]]" if str(top).endswith("s") else f"[{top}]"
+            error = error.copy()
+            error["type"], error["msg"] = (
+                "project_table",
+                f"{model.kind} jobs have no {table}; they take {tables}",
+            )
+        elif (
+            kind == "tuple_type"
+            and top in ("sources", "targets")
+            and isinstance(error.get("input"), Mapping)
+        ):
+            error = error.copy()
+            error["type"], error["msg"] = (
+                "project_table",
+                (
+                    f"expected a list of projects: write [[{top}]] (double brackets) above each "
+                    "project's name and key"
+                ),
+            )
+        tidy.append(error)
+    return tidy
+
+
+def _project_tables(model: type[JobSpec]) -> str:
+    """``[source] (one project) or [[sources]] (several)``, and so on, for one kind."""
+    parts = []
+    for role in model.roles:
+        if role == model.many_role:
+            parts.append(f"[{role}] (one project) or [[{role}s]] (several)")
+        else:
+            parts.append(f"[{role}]")
+    return " and ".join(parts)
 
 
 # -- validation errors, explained for people -------------------------------------------------

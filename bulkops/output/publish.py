@@ -9,11 +9,14 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import time
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from bulkops.errors import UserError, writing
 from bulkops.output.files import write_json_atomic
@@ -126,3 +129,50 @@ def _fsync_dir(folder: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def publish_org_manifest(
+    root: Path,
+    projects: list[dict[str, Any]],
+    *,
+    job: str,
+    kind: str,
+    run_id: str,
+    started_at: float,
+) -> Path:
+    """``<root>/manifest.json`` of an export over several projects, each in ``<root>/<dir>/``
+    with a manifest of its own; written atomically, after every project's own publishing.
+
+    ``complete`` (the whole export's, and each project's) is true only for what this run
+    published: a project that failed keeps its folder as it was, marked not complete.
+    """
+    for entry in projects:
+        own = _read_json(root / entry["dir"] / MANIFEST)
+        entry["published_at"] = own.get("published_at") if own.get("complete") is True else None
+        if own.get("run_id") != entry.get("run_id"):
+            entry["complete"] = False  # what the folder holds is not this run's
+    manifest = {
+        "complete": all(entry["complete"] for entry in projects),
+        "kind": kind,
+        "job": job,
+        "run_id": run_id,
+        "started_at": _iso(started_at),
+        "published_at": _iso(time.time()),
+        "projects": projects,
+        "failed": [entry["name"] for entry in projects if not entry["complete"]],
+    }
+    root.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(root / MANIFEST, manifest)
+    return root / MANIFEST
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        value = orjson.loads(path.read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _iso(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))

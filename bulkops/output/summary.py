@@ -42,18 +42,68 @@ def summary_lines(run: dict[str, Any], *, state: Path | None = None) -> list[str
     summary = run.get("summary") or {}
     exit_code = summary.get("exit_code", run.get("exit_code"))
     elapsed = duration(_elapsed(run, summary))
-    headline = _HEADLINES.get(exit_code) if isinstance(exit_code, int) else None
-    headline = headline or str(run.get("status") or "finished")
     lines = [
-        f"bulkops: {run.get('job') or 'job'} {headline} in {elapsed} "
+        f"bulkops: {run.get('job') or 'job'} {_headline(run, exit_code)} in {elapsed} "
         f"(exit {exit_code}, run {run.get('run_id') or 'unknown'})"
     ]
+    if isinstance(summary.get("projects"), dict):
+        return lines + _fleet_lines(summary, exit_code)
+    return lines + _project_lines(summary, exit_code, state, elapsed=elapsed, ending=True)
+
+
+def _headline(run: dict[str, Any], exit_code: Any) -> str:
+    headline = _HEADLINES.get(exit_code) if isinstance(exit_code, int) else None
+    return headline or str(run.get("status") or "finished")
+
+
+def _project_lines(
+    summary: dict[str, Any], exit_code: Any, state: Path | None, *, elapsed: str, ending: bool
+) -> list[str]:
+    """What one project's run did (``ending``: and why it ended so, and what to do next)."""
+    lines: list[str] = []
     job = summary.get("job") or {}
     lines += _job_lines(job, elapsed)
     lines += _verify_lines(summary.get("verify"), state)
     lines += _task_lines(summary)
     lines += _request_lines(summary.get("requests") or {})
-    lines += _ending_lines(summary, exit_code, state)
+    if ending:
+        lines += _ending_lines(summary, exit_code, state)
+    else:
+        lines += _failure_lines(summary, state)
+    return lines
+
+
+# -- a job over several projects ------------------------------------------------------------
+def _fleet_lines(summary: dict[str, Any], exit_code: Any) -> list[str]:
+    """Per project: how it ended and what it did, indented under its name; then the index
+    manifest of an export, the projects that failed, and what to do next."""
+    projects: dict[str, dict[str, Any]] = summary["projects"]
+    states: dict[str, int] = {}
+    for project in projects.values():
+        word = "complete" if project.get("exit_code") == 0 else str(project.get("status"))
+        states[word] = states.get(word, 0) + 1
+    lines = [f"  {plural(len(projects), 'project')}: {tally(states, sep=' ')}"]
+    for name, project in projects.items():
+        code = project.get("exit_code")
+        headline = _HEADLINES.get(code, str(project.get("status"))) if isinstance(code, int) else ""
+        lines.append(f"  {name}: {headline} (exit {code})")
+        if project.get("error"):
+            lines.append(f"    {project['error']}")
+        state = Path(project["state"]) if project.get("state") else None
+        took = duration(float(project.get("elapsed_s") or 0.0))
+        lines += [
+            "  " + line for line in _project_lines(project, code, state, elapsed=took, ending=False)
+        ]
+    if summary.get("manifest"):
+        lines.append(f"  index of the projects' exports: {path(summary['manifest'])}")
+    failed = summary.get("failed_projects") or []
+    if failed:
+        lines.append(
+            f"  {plural(len(failed), 'project')} did not finish: {listing(failed)}; re-run the "
+            "same command to go on with them (finished projects are left alone)."
+        )
+    elif exit_code == 130:
+        lines.append("  stopped before the end; finished work is kept: re-run the same command.")
     return lines
 
 
@@ -172,20 +222,28 @@ def _ending_lines(summary: dict[str, Any], exit_code: int | None, state: Path | 
         lines.append(f"  fix the cause, then {resume}.")
     failures = summary.get("failures") or []
     if failures:
-        lines.append(f"  {plural(len(failures), 'item')} failed:")
-        lines += [
-            f"    {failure.get('what') or failure.get('task')}: {failure.get('error') or 'failed'}"
-            for failure in failures[:FAILURES_SHOWN]
-        ]
-        if len(failures) > FAILURES_SHOWN:
-            where = f" --state {path(state)}" if state is not None else ""
-            lines.append(
-                f"    ... and {count(len(failures) - FAILURES_SHOWN)} more "
-                f"(`bulkops status{where}` lists them)"
-            )
+        lines += _failure_lines(summary, state)
         lines.append("  re-run the same command to retry only what failed.")
     elif exit_code == 3 and not (summary.get("verify") or {}).get("differences"):
         lines.append("  some items did not complete; `bulkops status` shows what is left.")
     if exit_code == 130:
         lines.append(f"  stopped before the end; finished work is kept: {resume}.")
+    return lines
+
+
+def _failure_lines(summary: dict[str, Any], state: Path | None) -> list[str]:
+    failures = summary.get("failures") or []
+    if not failures:
+        return []
+    lines = [f"  {plural(len(failures), 'item')} failed:"]
+    lines += [
+        f"    {failure.get('what') or failure.get('task')}: {failure.get('error') or 'failed'}"
+        for failure in failures[:FAILURES_SHOWN]
+    ]
+    if len(failures) > FAILURES_SHOWN:
+        where = f" --state {path(state)}" if state is not None else ""
+        lines.append(
+            f"    ... and {count(len(failures) - FAILURES_SHOWN)} more "
+            f"(`bulkops status{where}` lists them)"
+        )
     return lines

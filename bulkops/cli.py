@@ -65,6 +65,29 @@ def build_parser() -> argparse.ArgumentParser:
         "--all", action="store_true", help="also compare fields only the server sets (versions...)"
     )
 
+    quota = commands.add_parser(
+        "quota",
+        help="what the shared quota ledger holds: windows, reservations, learned limits, waiters",
+        description="Show, per project on the quota ledger ($BULKOPS_QUOTA_URL, else the local "
+        "SQLite file), the windows jobs used, what is reserved in each now, the limits learned "
+        "from 429s and the jobs waiting for a slot.",
+    )
+    which = quota.add_mutually_exclusive_group()
+    which.add_argument(
+        "--project-key-env",
+        metavar="VAR",
+        help="only the project whose Console API key is in $VAR (read with GET /console/v1/project)",
+    )
+    which.add_argument("--all", action="store_true", help="every project on the ledger (default)")
+    quota.add_argument("--base-url", metavar="URL", help="where the --project-key-env project is")
+    quota.add_argument(
+        "--ledger",
+        metavar="URL",
+        help="the ledger to read (redis://HOST:PORT/DB or sqlite:///PATH)",
+    )
+    quota.add_argument("--json", action="store_true", help="print JSON")
+    quota.add_argument("--sandbox", action="store_true", help=argparse.SUPPRESS)
+
     validate = commands.add_parser("validate", help="check a job file without touching the network")
     validate.add_argument("job_file", metavar="JOB.toml")
 
@@ -288,6 +311,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _emulator(args)
     if args.command == "diff":
         return _diff(args)
+    if args.command == "quota":
+        return _quota(args)
     raise AssertionError(args.command)
 
 
@@ -436,6 +461,32 @@ def _diff(args: argparse.Namespace) -> int:
     from bulkops.commands.diff import run_diff
 
     return run_diff(args.old, args.new, as_json=args.json, everything=args.all)
+
+
+def _quota(args: argparse.Namespace) -> int:
+    if args.sandbox:
+        raise UserError(
+            "quota --sandbox makes no sense: a sandbox is a fresh emulator of its own, so no other "
+            "process shares its quota. Give --project-key-env VAR (with --base-url for an "
+            "emulator), or --all."
+        )
+    if args.base_url is not None and args.project_key_env is None:
+        raise UserError(
+            "quota --base-url says where the --project-key-env project is; give "
+            "--project-key-env VAR too, or drop --base-url to show every project."
+        )
+    import anyio
+
+    from bulkops.commands.quota import show_quota
+
+    return anyio.run(
+        lambda: show_quota(
+            project_key_env=args.project_key_env,
+            base_url=args.base_url.rstrip("/") if args.base_url else None,
+            ledger=args.ledger,
+            as_json=args.json,
+        )
+    )
 
 
 def _emulator(args: argparse.Namespace) -> int:

@@ -81,3 +81,54 @@ def _no_blocking_in_the_loop():
             for filename, names in _MAY_BLOCK.items():
                 function.can_block_in(filename, names)
         yield blockbuster
+
+
+@pytest.fixture(autouse=True)
+def _own_quota_ledger(tmp_path_factory, monkeypatch):
+    """Each test has a quota ledger of its own (BULKOPS_HOME in a fresh folder), never the user's."""
+    monkeypatch.setenv("BULKOPS_HOME", str(tmp_path_factory.mktemp("bulkops-home")))
+    monkeypatch.delenv("BULKOPS_QUOTA_URL", raising=False)
+
+
+@pytest.fixture
+def redis_server(tmp_path_factory):
+    """A real ``redis-server`` on a free loopback port, nothing persisted; yields its URL."""
+    import shutil
+    import socket
+    import subprocess
+    import time
+
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip(
+            "no redis-server binary on PATH (apt-get install redis-server); .ci/run installs it"
+        )
+    folder = tmp_path_factory.mktemp("redis")
+    for _ in range(5):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        server = subprocess.Popen(
+            [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
+             "no", "--dir", str(folder), "--logfile", str(folder / "redis.log")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 10
+        while server.poll() is None and time.monotonic() < deadline:
+            with socket.socket() as client:
+                if client.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.02)
+        if server.poll() is None:
+            break  # serving; else the port was taken between the probe and the start: again
+    else:
+        pytest.fail(f"redis-server did not start; see {folder / 'redis.log'}")
+    try:
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()

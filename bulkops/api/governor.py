@@ -49,6 +49,7 @@ from bulkops.api._learning import (
     grid_for,
     least_seconds,
 )
+from bulkops.api.ledger import LEARNED_TTL_S, QuotaLedger, Waiter
 from bulkops.api.windows import RateWindow
 
 log = structlog.get_logger("bulkops.governor")
@@ -124,8 +125,16 @@ class RateGovernor:
         self._hint_until: float | None = None  # Retry-After: when the server said a slot frees
         self._learned_at = -math.inf
         self._last_429_at = -math.inf
+        # The quota ledger shared with other processes (bound once the project is identified).
+        self._ledger: tuple[QuotaLedger, str, Waiter] | None = None
+        self._published: list[Rule] = []
+        self._published_at = -math.inf
         if store is not None:
             self._restore(store)
+
+    def bind_ledger(self, ledger: QuotaLedger, project_key: str, waiter: Waiter) -> None:
+        """Reserve every mutation in ``ledger`` under ``project_key`` from now on."""
+        self._ledger = (ledger, project_key, waiter)
 
     def _restore(self, store: SendTimeStore) -> None:
         times = store.load(since=self._clock() - self._horizon)
@@ -157,6 +166,9 @@ class RateGovernor:
                         self._mutation_freed = freed = anyio.Event()
                         await freed.wait()
                     probe = await self._wait_for_windows()
+                    while (wait := await self._reserve(probe)) > 0:
+                        await self._sleep(wait)  # other processes hold the project's quota
+                        probe = await self._wait_for_windows()
                     now = sent = self._clock()
                     self._mutations_in_flight += 1
                     self._peak_in_flight = max(self._peak_in_flight, self._mutations_in_flight)
@@ -190,6 +202,30 @@ class RateGovernor:
             if probe_done is not None:
                 self._probe_done = None
                 probe_done.set()
+
+    async def _reserve(self, probe: Probe | None) -> float:
+        """Reserve this mutation's slot in the shared ledger: 0.0, or the seconds to wait first.
+
+        Our learned limits go with it whenever they changed (or before they expire there); a
+        probe beyond them is not refused by the learned limits (its configured windows hold).
+        """
+        if self._ledger is None:
+            return 0.0
+        ledger, key, waiter = self._ledger
+        learned = sorted({rule for w in self.learned for rule in w.rules})
+        now = self._clock()
+        stale = bool(learned) and now - self._published_at > LEARNED_TTL_S / 2
+        publish = learned if learned != self._published or stale else None
+        wait = await ledger.reserve(
+            key,
+            [(w.limit, w.configured.seconds) for w in self.windows],
+            waiter,
+            publish=publish,
+            probe=probe is not None and probe[0] in ("duration", "count"),
+        )
+        if publish is not None:
+            self._published, self._published_at = publish, now
+        return wait
 
     def round_trip(self) -> float | None:
         """A mutation's round trip (send to answer): the p90 of the recent ones; None before any."""

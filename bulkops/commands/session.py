@@ -7,8 +7,10 @@ loses nothing; ``started`` binds a run's id to every log event while it lasts.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -22,13 +24,21 @@ from bulkops import logs
 from bulkops.api._learning import SendTimeStore
 from bulkops.api.client import ConsoleClient, ProjectIdentity, RetryPolicy
 from bulkops.api.governor import RateGovernor
+from bulkops.api.ledger import (
+    LedgerUnavailable,
+    QuotaLedger,
+    Waiter,
+    ledger_url,
+    open_ledger,
+    project_key,
+)
 from bulkops.commands import member
 from bulkops.commands.sandbox import sandbox_projects
 from bulkops.commands.signals import interruptible
 from bulkops.engine.concurrency import gather
 from bulkops.engine.state import StateDir, default_state_dir
 from bulkops.errors import MissingKeyError, UserError
-from bulkops.jobs import kind_of
+from bulkops.jobs import is_planned, kind_of
 from bulkops.jobs.spec import JobDefinition, JobSpec, ProjectSpec
 
 log = structlog.get_logger("bulkops.run")
@@ -162,6 +172,8 @@ async def open_projects(
     async with AsyncExitStack() as stack:
         clients = await _open_clients(stack, job, options, state, access)
         identities = await interruptible(lambda: _identify(clients))
+        if is_planned(job.kind) and options.command != "plan":
+            await _bind_ledger(stack, job, clients, identities)
         yield Connection(job, options, state, access, clients, identities)
 
 
@@ -182,6 +194,40 @@ def started(connection: Connection, run: dict[str, Any], *, resumed: bool) -> It
         yield Session(job, options, state, run, connection.clients, connection)
     finally:
         structlog.contextvars.unbind_contextvars("job", "run_id")
+
+
+async def _bind_ledger(
+    stack: AsyncExitStack,
+    job: JobDefinition[JobSpec],
+    clients: dict[str, ConsoleClient],
+    identities: dict[str, ProjectIdentity],
+) -> None:
+    """Meter every mutation through the quota ledger shared with other processes.
+
+    Before the first mutation: a ledger that cannot be used stops the job here (exit 4), so
+    nothing is ever sent unmetered. Each distinct project is keyed by its identity.
+    """
+    url, source = ledger_url(job.spec.limits.ledger)
+    ledger = open_ledger(url)
+    stack.push_async_callback(ledger.aclose)
+    await ledger.check()
+    log.info("bulkops.run.quota_ledger", ledger=ledger.url, chosen_by=source)
+    bound: set[int] = set()
+    for role, client in clients.items():
+        if id(client) in bound:
+            continue
+        bound.add(id(client))
+        key = project_key(identities[role].id, client.base_url)
+        waiter = Waiter(f"{job.name}:{role}:{os.getpid()}:{uuid.uuid4().hex[:8]}", job.name,
+                        job.spec.limits.priority)  # fmt: skip
+        client.governor.bind_ledger(ledger, key, waiter)
+        stack.push_async_callback(_leave, ledger, key, waiter.id)
+
+
+async def _leave(ledger: QuotaLedger, key: str, waiter_id: str) -> None:
+    """Leave the ledger's queue at the end of a run (a ledger gone by then changes nothing)."""
+    with contextlib.suppress(LedgerUnavailable):
+        await ledger.leave(key, waiter_id)
 
 
 async def _identify(clients: dict[str, ConsoleClient]) -> dict[str, ProjectIdentity]:

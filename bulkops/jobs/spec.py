@@ -14,7 +14,7 @@ import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePath
-from typing import Annotated, Any, ClassVar, Generic, Self, TypeVar, get_args
+from typing import Annotated, Any, ClassVar, Generic, Literal, Self, TypeVar, get_args
 
 import orjson
 from pydantic import (
@@ -33,6 +33,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails, PydanticCustomError
 from pydantic_core.core_schema import ErrorType
 
+from bulkops.api.ledger import ledger_url_problem, redacted
 from bulkops.api.urls import url_problem
 from bulkops.api.windows import RateWindow
 from bulkops.errors import JobFileError
@@ -172,12 +173,33 @@ def _a_list_of_windows(value: Any) -> Any:
     return value
 
 
+def _ledger_url(value: str) -> str:
+    problem = ledger_url_problem(value)
+    if problem:
+        raise ValueError(
+            f"expected the URL of a quota ledger (redis://HOST:PORT/DB or sqlite:///PATH), got "
+            f"{show(redacted(value))}: {problem}"
+        )
+    return value
+
+
+LedgerUrl = Annotated[
+    str,
+    expect("the URL of a quota ledger (redis://HOST:PORT/DB or sqlite:///PATH)"),
+    AfterValidator(_ledger_url),
+]
+
+
 class LimitsSpec(Strict):
     concurrency: Annotated[int, Field(ge=1, le=256), expect("an integer from 1 to 256")] = 8
     mutation_rate: Annotated[Items[Window], BeforeValidator(_a_list_of_windows)] = (
         DEFAULT_MUTATION_RATE
     )
     read_rate: Annotated[Items[Window], BeforeValidator(_a_list_of_windows)] = ()
+    #: The quota ledger shared with other processes; $BULKOPS_QUOTA_URL wins over it.
+    ledger: LedgerUrl | None = None
+    #: Who reserves first when several jobs wait on one project's windows.
+    priority: Literal["high", "normal", "low"] = "normal"
 
     @field_validator("mutation_rate")
     @classmethod

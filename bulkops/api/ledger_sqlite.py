@@ -1,0 +1,283 @@
+"""The quota ledger in one SQLite file: every bulkops process of the user (or sharing the file).
+
+WAL mode, a busy timeout, and ``BEGIN IMMEDIATE`` around every reservation: the check and the
+record are one transaction, so two processes can never both take the last slot. Times are this
+machine's clock (every process reading the file shares it). Every call runs in a worker thread,
+one at a time per process: sqlite blocks, and the event loop must not.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+import anyio
+import anyio.to_thread
+
+from bulkops.api.ledger import (
+    LEARNED_TTL_S,
+    LEDGER_MARGIN,
+    PRIORITIES,
+    WAITER_GRACE_S,
+    WAITER_PURGE_S,
+    WINDOW_TTL_S,
+    LearnedLimit,
+    ProjectQuota,
+    Rule,
+    Waiter,
+    WaitingJob,
+    WindowUse,
+    ahead_of,
+    unavailable,
+    wait_needed,
+)
+
+T = TypeVar("T")
+
+#: How long a reservation waits for another process's transaction before the ledger counts as
+#: unreachable (transactions take well under a millisecond; this is a stuck or dead file).
+BUSY_TIMEOUT_MS = 10_000
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS reservations (project TEXT NOT NULL, at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS reservations_by_time ON reservations (project, at);
+CREATE TABLE IF NOT EXISTS windows (
+    project TEXT NOT NULL, lim INTEGER NOT NULL, seconds REAL NOT NULL, used REAL NOT NULL,
+    PRIMARY KEY (project, lim, seconds));
+CREATE TABLE IF NOT EXISTS learned (
+    project TEXT NOT NULL, publisher TEXT NOT NULL, lim INTEGER NOT NULL, seconds REAL NOT NULL,
+    expires REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS waiters (
+    project TEXT NOT NULL, waiter TEXT NOT NULL, job TEXT NOT NULL, priority INTEGER NOT NULL,
+    since REAL NOT NULL, alive_until REAL NOT NULL, PRIMARY KEY (project, waiter));
+"""
+_NAMES = {rank: name for name, rank in PRIORITIES.items()}
+
+
+class SqliteLedger:
+    def __init__(self, path: Path, clock: Callable[[], float] = time.time) -> None:
+        self.path = path
+        self.url = f"sqlite://{path}"
+        self._clock = clock
+        self._db: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+        self._limiter = anyio.CapacityLimiter(1)
+
+    # -- plumbing ---------------------------------------------------------------------------
+    async def _call(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        return await anyio.to_thread.run_sync(self._locked, work, limiter=self._limiter)
+
+    def _locked(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        with self._lock:
+            try:
+                return work(self._connection())
+            except sqlite3.Error as exc:
+                self._forget()
+                raise unavailable(
+                    self.url,
+                    str(exc),
+                    f"Check that {self.path} is a writable SQLite file (and its folder is "
+                    "writable), or point BULKOPS_HOME (or BULKOPS_QUOTA_URL) elsewhere.",
+                ) from exc
+            except OSError as exc:
+                raise unavailable(
+                    self.url,
+                    f"{exc.strerror or exc} ({exc.filename or self.path.parent})",
+                    "Make the folder writable, or set BULKOPS_HOME (or BULKOPS_QUOTA_URL) to "
+                    "another place.",
+                ) from exc
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._db is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(
+                self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                check_same_thread=False,
+            )  # fmt: skip
+            try:
+                db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+                db.execute("PRAGMA journal_mode = WAL")
+                db.execute("PRAGMA synchronous = NORMAL")
+                db.executescript(SCHEMA)
+            except BaseException:
+                db.close()
+                raise
+            self._db = db
+        return self._db
+
+    def _forget(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    def _transaction(self, db: sqlite3.Connection, work: Callable[[float], T]) -> T:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            result = work(self._clock())  # "now" is read once the write lock is held
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+        return result
+
+    # -- the protocol -----------------------------------------------------------------------
+    async def check(self) -> None:
+        def probe(db: sqlite3.Connection) -> None:
+            self._transaction(db, lambda now: db.execute("DELETE FROM waiters WHERE 0"))
+
+        await self._call(probe)
+
+    async def reserve(
+        self,
+        project: str,
+        rules: Sequence[Rule],
+        waiter: Waiter,
+        *,
+        publish: Sequence[Rule] | None = None,
+        probe: bool = False,
+    ) -> float:
+        def work(db: sqlite3.Connection) -> float:
+            return self._transaction(
+                db, lambda now: self._reserve(db, now, project, rules, waiter, publish, probe)
+            )
+
+        return await self._call(work)
+
+    def _reserve(
+        self,
+        db: sqlite3.Connection,
+        now: float,
+        project: str,
+        rules: Sequence[Rule],
+        waiter: Waiter,
+        publish: Sequence[Rule] | None,
+        probe: bool,
+    ) -> float:
+        db.executemany(
+            "INSERT INTO windows VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET used = excluded.used",
+            [(project, limit, seconds, now) for limit, seconds in set(rules)],
+        )
+        db.execute(
+            "DELETE FROM windows WHERE project = ? AND used < ?", (project, now - WINDOW_TTL_S)
+        )
+        if publish is not None:
+            db.execute(
+                "DELETE FROM learned WHERE project = ? AND publisher = ?", (project, waiter.id)
+            )
+            db.executemany(
+                "INSERT INTO learned VALUES (?, ?, ?, ?, ?)",
+                [
+                    (project, waiter.id, limit, seconds, now + LEARNED_TTL_S)
+                    for limit, seconds in set(publish)
+                ],
+            )
+        db.execute("DELETE FROM learned WHERE expires < ?", (now,))
+        learned = [] if probe else self._learned(db, project)
+        longest = db.execute(
+            "SELECT max(seconds) FROM (SELECT seconds FROM windows WHERE project = ?1 "
+            "UNION ALL SELECT seconds FROM learned WHERE project = ?1)",
+            (project,),
+        ).fetchone()[0]
+        db.execute(
+            "DELETE FROM reservations WHERE project = ? AND at <= ?",
+            (project, now - (longest or 0.0) - LEDGER_MARGIN),
+        )
+        times = [row[0] for row in db.execute(
+            "SELECT at FROM reservations WHERE project = ? ORDER BY at", (project,))]  # fmt: skip
+        db.execute(
+            "DELETE FROM waiters WHERE project = ? AND alive_until < ?", (project, now - WAITER_PURGE_S)
+        )  # fmt: skip
+        mine = db.execute(
+            "SELECT since FROM waiters WHERE project = ? AND waiter = ?", (project, waiter.id)
+        ).fetchone()
+        since = mine[0] if mine else now
+        live = db.execute(
+            "SELECT waiter, priority, since FROM waiters WHERE project = ? AND alive_until >= ?",
+            (project, now),
+        ).fetchall()
+        wait = wait_needed(times, [*rules, *learned], now, ahead_of(waiter, since, live))
+        if wait > 0:
+            db.execute(
+                "INSERT INTO waiters VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET "
+                "job = excluded.job, priority = excluded.priority, alive_until = excluded.alive_until",
+                (project, waiter.id, waiter.job, waiter.rank, since, now + wait + WAITER_GRACE_S),
+            )  # fmt: skip
+            return wait
+        db.execute("INSERT INTO reservations VALUES (?, ?)", (project, now))
+        db.execute("DELETE FROM waiters WHERE project = ? AND waiter = ?", (project, waiter.id))
+        return 0.0
+
+    @staticmethod
+    def _learned(db: sqlite3.Connection, project: str) -> list[Rule]:
+        return [
+            (int(limit), float(seconds))
+            for limit, seconds in db.execute(
+                "SELECT DISTINCT lim, seconds FROM learned WHERE project = ?", (project,)
+            )
+        ]
+
+    async def leave(self, project: str, waiter_id: str) -> None:
+        def work(db: sqlite3.Connection) -> None:
+            db.execute("DELETE FROM waiters WHERE project = ? AND waiter = ?", (project, waiter_id))
+
+        await self._call(work)
+
+    async def report(self, projects: Sequence[str] | None = None) -> list[ProjectQuota]:
+        def work(db: sqlite3.Connection) -> list[ProjectQuota]:
+            now = self._clock()
+            if projects is None:
+                names = [row[0] for row in db.execute(
+                    "SELECT DISTINCT project FROM windows WHERE used >= ? ORDER BY project",
+                    (now - WINDOW_TTL_S,))]  # fmt: skip
+            else:
+                names = list(projects)
+            return [self._report(db, now, name) for name in names]
+
+        if not await anyio.Path(self.path).exists():
+            return []
+        return await self._call(work)
+
+    def _report(self, db: sqlite3.Connection, now: float, project: str) -> ProjectQuota:
+        def reserved(seconds: float) -> int:
+            row = db.execute(
+                "SELECT count(*) FROM reservations WHERE project = ? AND at > ?",
+                (project, now - seconds - LEDGER_MARGIN),
+            ).fetchone()
+            return int(row[0])
+
+        windows = [
+            WindowUse(int(limit), float(seconds), reserved(seconds))
+            for limit, seconds in db.execute(
+                "SELECT lim, seconds FROM windows WHERE project = ? AND used >= ? "
+                "ORDER BY seconds, lim",
+                (project, now - WINDOW_TTL_S),
+            )
+        ]
+        learned = [
+            LearnedLimit(int(limit), float(seconds), expires - now)
+            for limit, seconds, expires in db.execute(
+                "SELECT lim, seconds, max(expires) FROM learned WHERE project = ? AND expires >= ? "
+                "GROUP BY lim, seconds ORDER BY seconds, lim",
+                (project, now),
+            )
+        ]
+        waiting = [
+            WaitingJob(job, _NAMES.get(rank, "normal"), since, now - since)
+            for job, rank, since in db.execute(
+                "SELECT job, priority, since FROM waiters WHERE project = ? AND alive_until >= ? "
+                "ORDER BY priority DESC, since",
+                (project, now),
+            )
+        ]
+        return ProjectQuota(project, windows, learned, waiting)
+
+    async def aclose(self) -> None:
+        await anyio.to_thread.run_sync(self._close_now, limiter=self._limiter)
+
+    def _close_now(self) -> None:
+        with self._lock:
+            self._forget()

@@ -149,3 +149,15 @@ def test_a_bad_ledger_url_in_the_job_file_is_a_job_file_error(tmp_path, capsys) 
     assert "redis://" in err
     Path(job).write_text(job.read_text().replace("http://nowhere", "redis://ops:6379/0"))
     assert main(["validate", str(job)]) == 0
+
+
+def test_a_sandbox_run_keeps_its_reservations_out_of_the_shared_ledger(
+    tmp_path, monkeypatch
+) -> None:
+    """--sandbox projects live in one process, so their mutations reserve in the run's own ledger."""
+    monkeypatch.setenv("BULKOPS_QUOTA_URL", f"redis://127.0.0.1:{closed_port()}/0")
+    job = job_file(tmp_path / "job")
+    state = tmp_path / "s"
+    assert main(["run", str(job), "--sandbox", "--state", str(state)]) == 0
+    assert (state / "sandbox-quota.sqlite").is_file()
+    assert not default_ledger_path().exists()

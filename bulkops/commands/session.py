@@ -43,6 +43,9 @@ from bulkops.jobs.spec import JobDefinition, JobSpec, ProjectSpec
 
 log = structlog.get_logger("bulkops.run")
 
+#: A sandbox run's own quota ledger, in its state directory.
+SANDBOX_LEDGER = "sandbox-quota.sqlite"
+
 
 @dataclass(frozen=True)
 class RunOptions:
@@ -173,7 +176,8 @@ async def open_projects(
         clients = await _open_clients(stack, job, options, state, access)
         identities = await interruptible(lambda: _identify(clients))
         if is_planned(job.kind) and options.command != "plan":
-            await _bind_ledger(stack, job, clients, identities)
+            sandbox_ledger = state.root / SANDBOX_LEDGER if options.sandbox else None
+            await _bind_ledger(stack, job, clients, identities, sandbox_ledger)
         yield Connection(job, options, state, access, clients, identities)
 
 
@@ -201,13 +205,19 @@ async def _bind_ledger(
     job: JobDefinition[JobSpec],
     clients: dict[str, ConsoleClient],
     identities: dict[str, ProjectIdentity],
+    sandbox_ledger: Path | None = None,
 ) -> None:
     """Meter every mutation through the quota ledger shared with other processes.
 
     Before the first mutation: a ledger that cannot be used stops the job here (exit 4), so
     nothing is ever sent unmetered. Each distinct project is keyed by its identity.
+    ``sandbox_ledger``: a sandbox's projects live in this process alone, so their reservations
+    go to a ledger of the run's own, never into the one real projects share.
     """
-    url, source = ledger_url(job.spec.limits.ledger)
+    if sandbox_ledger is not None:
+        url, source = f"sqlite://{sandbox_ledger}", "--sandbox"
+    else:
+        url, source = ledger_url(job.spec.limits.ledger)
     ledger = open_ledger(url)
     stack.push_async_callback(ledger.aclose)
     await ledger.check()

@@ -7,6 +7,7 @@ Exit codes: 0 complete; 2 bad usage or invalid job file; 3 finished but some ite
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -286,6 +287,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         human.say("bulkops: interrupted", err=True)
         return 130
+    except BrokenPipeError:  # `bulkops quota | head`: the reader has all it wanted
+        _silence_stdout()
+        return 141  # 128 + SIGPIPE, as a shell reports a command its pipe's reader closed
     except OSError as exc:  # disk full, permissions...: the run is resumable once fixed
         where = f" ({exc.filename})" if exc.filename else ""
         human.say(
@@ -294,6 +298,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             err=True,
         )
         return 4
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so the flush at exit does not meet the closed pipe again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def _dispatch(args: argparse.Namespace) -> int:

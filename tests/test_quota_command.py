@@ -34,8 +34,18 @@ def test_an_empty_ledger_says_so_and_exits_0(capsys) -> None:
     """Nothing reserved yet: one clear sentence (and an empty JSON list), exit 0."""
     assert main(["quota"]) == 0
     out = capsys.readouterr().out
-    assert "No projects: no job reserved a mutation on this ledger in the last hour." in out
+    assert "No projects: the ledger file does not exist yet" in out
     assert str(default_ledger_path()) in out
+
+    async def create() -> None:
+        ledger = open_ledger(f"sqlite://{default_ledger_path()}")
+        await ledger.check()
+        await ledger.aclose()
+
+    anyio.run(create)
+    assert main(["quota"]) == 0
+    out = capsys.readouterr().out
+    assert "No projects: no job reserved a mutation on this ledger in the last hour." in out
     assert main(["quota", "--all", "--json"]) == 0
     body = orjson.loads(capsys.readouterr().out)
     assert body == {"ledger": f"sqlite://{default_ledger_path()}", "projects": []}
@@ -161,3 +171,21 @@ def test_a_sandbox_run_keeps_its_reservations_out_of_the_shared_ledger(
     assert main(["run", str(job), "--sandbox", "--state", str(state)]) == 0
     assert (state / "sandbox-quota.sqlite").is_file()
     assert not default_ledger_path().exists()
+
+
+def test_a_reader_closing_the_pipe_ends_quota_quietly(tmp_path) -> None:
+    """`bulkops quota | head -1`: exit 141 (SIGPIPE's), no error message, no traceback."""
+    import os
+    import subprocess
+    import sys
+
+    fill("p1")
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the first line
+    done = subprocess.run(
+        [sys.executable, "-m", "bulkops.cli", "quota"], stdout=write, stderr=subprocess.PIPE,
+        timeout=60, check=False,
+    )  # fmt: skip
+    os.close(write)
+    assert done.returncode == 141, done.stderr
+    assert done.stderr == b""

@@ -12,6 +12,8 @@ expires on its own, so nothing outlives its use. Keys of one project share a has
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -237,10 +239,9 @@ class RedisLedger:
         self._report = self._redis.register_script(REPORT)
 
     def _unavailable(self, exc: BaseException) -> LedgerUnavailable:
-        reason = str(exc).replace(self._raw_url, self.url) or type(exc).__name__
         return unavailable(
             self._raw_url,
-            reason.rstrip("."),
+            _reason(str(exc).replace(self._raw_url, self.url)) or type(exc).__name__,
             "Start Redis there (or check the host, port, password and network), or point "
             "BULKOPS_QUOTA_URL / [limits] ledger at a Redis that answers (or unset both to use "
             "the local SQLite ledger, for processes on this machine only).",
@@ -342,3 +343,15 @@ def _rows(body: dict[str, Any], name: str) -> list[Any]:
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _reason(text: str) -> str:
+    """redis-py's words for people: ``Error 111 connecting to h:1. Connect call failed ('h', 1).``
+    reads ``connecting to h:1 failed: connection refused``."""
+    failed = re.match(r"Error (-?\d+) connecting to (\S+?)\.(?:\s+|$)(.*)", text)
+    if failed:
+        errno, where, detail = int(failed[1]), failed[2], failed[3].rstrip(".")
+        if not detail or detail.startswith("Connect call failed"):
+            detail = os.strerror(errno) if errno > 0 else "no answer"
+        return f"connecting to {where} failed: {detail[:1].lower()}{detail[1:]}"
+    return text.rstrip(".")

@@ -10,6 +10,7 @@ import datetime
 from collections.abc import Sequence
 
 import aiohttp
+import anyio
 import orjson
 
 from bulkops import human
@@ -67,7 +68,7 @@ async def show_quota(
         )
         return 0
     if not projects:
-        human.say("No projects: no job reserved a mutation on this ledger in the last hour.")
+        human.say(f"No projects: {await _why_empty(opened.url)}.")
         return 0
     for quota in projects:
         for line in _lines(quota, title.get(quota.project)):
@@ -82,7 +83,7 @@ async def _identify(variable: str, base_url: str) -> tuple[str, str]:
     problem = url_problem(base_url)
     if problem:
         raise UserError(f"--base-url {base_url!r}: {problem}")
-    key = api_key(variable, "--project-key-env")
+    key = api_key(variable, "--project-key-env", or_else="")
     async with aiohttp.ClientSession() as session:
         client = ConsoleClient(
             project=variable,
@@ -156,3 +157,10 @@ def _as_json(quota: ProjectQuota) -> dict[str, object]:
     for entry, job in zip(waiting, quota.waiting, strict=True):
         entry["waiting_since"] = _iso(job.since)
     return body
+
+
+async def _why_empty(url: str) -> str:
+    sqlite_file = url.removeprefix("sqlite://") if url.startswith("sqlite://") else None
+    if sqlite_file is not None and not await anyio.Path(sqlite_file).exists():
+        return "the ledger file does not exist yet (no job has written through it)"
+    return "no job reserved a mutation on this ledger in the last hour"

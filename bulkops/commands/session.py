@@ -91,7 +91,7 @@ def resolve_keys(job: JobDefinition[JobSpec], options: RunOptions) -> dict[str, 
     return projects
 
 
-def api_key(variable: str, named_by: str) -> str:
+def api_key(variable: str, named_by: str, *, or_else: str = ", or rehearse with --sandbox") -> str:
     """The key in ``variable``, stripped of surrounding whitespace (``$(cat keyfile)`` leaves a
     newline); a missing or empty one, or one with control characters inside, is refused."""
     raw = os.environ.get(variable)
@@ -100,13 +100,12 @@ def api_key(variable: str, named_by: str) -> str:
         raise MissingKeyError(
             f"the environment variable {variable} ({named_by}) is set but empty (only "
             f"whitespace). Put the project's Console API key in it, e.g. "
-            f"`export {variable}=console-...`, or rehearse with --sandbox."
+            f"`export {variable}=console-...`{or_else}."
         )
     if not value:
         raise MissingKeyError(
             f"the environment variable {variable} ({named_by}) is not set. Export it with the "
-            f"project's Console API key, e.g. `export {variable}=console-...`, or rehearse with "
-            "--sandbox."
+            f"project's Console API key, e.g. `export {variable}=console-...`{or_else}."
         )
     if any(ord(char) < 32 or ord(char) == 127 for char in value):
         raise MissingKeyError(

@@ -12,6 +12,7 @@
     │   └── StopRequested              a request not sent: the run is stopping; the task stays unfinished
     ├── Aborted                        out of the scheduler: a fatal error (its ``cause``) stopped the job
     ├── LocalIOError                   disk full, I/O error, permissions on state or output: exit 4
+    ├── LedgerUnavailable              the quota ledger cannot be used: exit 4 before any mutation
     ├── Conflict                       the target changed since the plan; that operation is not sent
     ├── EditFailed                     the edits cannot be applied to one entity; it fails, the job goes on
     │   └── FunctionFailed             a ``python`` edit raised, or returned something that is not a rule
@@ -106,6 +107,13 @@ def writing(path: Path | str) -> Iterator[None]:
         yield
     except OSError as exc:
         raise LocalIOError.from_os_error(exc, path) from exc
+
+
+class LedgerUnavailable(BulkopsError):
+    """The quota ledger cannot be reached or written: nothing is sent unmetered (exit 4)."""
+
+    exit_code = 4
+    fatal = True
 
 
 class Interrupted(BulkopsError):

@@ -12,7 +12,6 @@ import pytest
 from bulkops.api import ledger_redis, ledger_sqlite
 from bulkops.api.ledger import (
     LEDGER_MARGIN,
-    LedgerUnavailable,
     QuotaLedger,
     Waiter,
     ledger_url,
@@ -20,7 +19,7 @@ from bulkops.api.ledger import (
     project_key,
     redacted,
 )
-from bulkops.errors import UserError
+from bulkops.errors import LedgerUnavailable, UserError
 
 #: A window short enough that waiting it out costs a fraction of a second.
 SHORT = 0.2

@@ -37,7 +37,7 @@ from typing import Protocol
 from urllib.parse import urlsplit
 
 from bulkops.api._learning import WINDOW_MARGIN
-from bulkops.errors import BulkopsError, UserError
+from bulkops.errors import LedgerUnavailable, UserError
 
 #: Where the Console API lives; a project anywhere else is keyed with its base URL.
 CONSOLE_BASE_URL = "https://statsigapi.net"
@@ -61,13 +61,6 @@ PRIORITIES: Mapping[str, int] = {"low": 0, "normal": 1, "high": 2}
 _PASSWORD = re.compile(r"^([a-z]+://[^/@:]*):[^/@]*@", re.IGNORECASE)
 
 Rule = tuple[int, float]  # at most ``limit`` reservations per ``seconds`` (margin not included)
-
-
-class LedgerUnavailable(BulkopsError):
-    """The quota ledger cannot be reached or written: nothing is sent unmetered (exit 4)."""
-
-    exit_code = 4
-    fatal = True
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,6 @@ from bulkops.api.ledger import (
     WAITER_PURGE_S,
     WINDOW_TTL_S,
     LearnedLimit,
-    LedgerUnavailable,
     ProjectQuota,
     Rule,
     Waiter,
@@ -38,6 +37,7 @@ from bulkops.api.ledger import (
     rules_key,
     unavailable,
 )
+from bulkops.errors import LedgerUnavailable
 
 INDEX_KEY = "bulkops:quota:projects"
 _NAMES = {rank: name for name, rank in PRIORITIES.items()}

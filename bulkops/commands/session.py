@@ -25,7 +25,6 @@ from bulkops.api._learning import SendTimeStore
 from bulkops.api.client import ConsoleClient, ProjectIdentity, RetryPolicy
 from bulkops.api.governor import RateGovernor
 from bulkops.api.ledger import (
-    LedgerUnavailable,
     QuotaLedger,
     Waiter,
     ledger_url,
@@ -37,7 +36,7 @@ from bulkops.commands.sandbox import sandbox_projects
 from bulkops.commands.signals import interruptible
 from bulkops.engine.concurrency import gather
 from bulkops.engine.state import StateDir, default_state_dir
-from bulkops.errors import MissingKeyError, UserError
+from bulkops.errors import LedgerUnavailable, MissingKeyError, UserError
 from bulkops.jobs import is_planned, kind_of
 from bulkops.jobs.spec import JobDefinition, JobSpec, ProjectSpec
 

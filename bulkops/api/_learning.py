@@ -20,15 +20,24 @@ the server really enforces is learned beside them, in count *and* duration:
   flight when the last 429 taught us something (those only refine). Nothing is blamed on a
   configured window, so a wrong blame cannot shrink the 15-minute window to a trickle.
 - A learned window enforces one rule: the count it had at its longest possible duration, per
-  that duration (+ a jitter margin). While that duration is uncertain, the governor *probes*:
+  that duration (+ a jitter margin). While that duration is unbounded, the governor *probes*:
   when the window holds the next send back, one attempt goes single file as soon as the same
-  count would fit under a shorter duration (the geometric mid-point of the possible ones; at
-  most ``PROBE_STRETCH`` times the shortest, and ``PROBE_OVERSHOOT_S`` or the shortest beyond it,
-  while the longest is unbounded). If the server takes
-  it, longer durations are ruled out; if not, shorter ones, for the cost of one rejected attempt.
+  count would fit under a shorter duration. That duration is the first *round* one (1 s, 2 s,
+  5 s, 10 s, 30 s, 1 min, ... and the configured ones) beyond those ruled out, if it lies within
+  the geometric step (at most ``PROBE_STRETCH`` times the shortest, and ``PROBE_OVERSHOOT_S`` or
+  the shortest beyond it), else the step. If the server takes it, longer durations are ruled
+  out; if not, shorter ones, for the cost of one rejected attempt. Servers give their windows
+  round durations, so this finds them within a margin (150/1min: probes at 20.6 s, 30 s, 60 s,
+  not 89 s); an odd duration costs at most the step, as a plain geometric search would.
   A probe that could not tell (sent late, after a pause) is not sent. A wrong guess therefore
   costs a few rejected probes and about one real window of waiting, not hours. With
   ``Retry-After``, the first attempt goes when the server says a slot frees.
+- A *bounded* window (a probe was taken) is no trap: its rule enforces the upper bound. Probing
+  it further only saves a fraction of the pace, so those probes are paid for out of a rejection
+  budget (``REFINE_BUDGET`` of the attempts so far, every rejection counted): a long job narrows
+  an odd duration, a short job keeps its rejections for the windows it has yet to find. A round
+  duration inside the range is tried first; one that explains the upper bound is confirmed just
+  below it (a rejection pins the window); else the geometric mid-point.
 - After a quiet spell (``QUIET_SPANS`` of its duration, at least ``QUIET_MIN_S``), a learned window
   lets one more attempt through as a single-file probe; if it is taken, the count stays one
   higher (additive increase), so a count learned too low recovers. A learned window that the
@@ -68,6 +77,20 @@ PROBE_STRETCH = 3.0
 PROBE_OVERSHOOT_S = 10.0
 #: Duration probes a learned window may spend without learning anything from them.
 DURATION_PROBES = 24
+#: Durations servers commonly give their windows (seconds). An unbounded window's next duration
+#: probe goes at the first of these beyond what is ruled out, if it is within the geometric step
+#: (so a server with round windows is found within a margin of the truth, and one with odd windows
+#: costs no more than the plain geometric search); inside a bounded range they are probed first.
+ROUND_DURATIONS_S = (1, 2, 5, 10, 30, 60, 120, 300, 600, 900, 1800, 3600)
+#: A probe at a round duration goes this much after it (jitter between our sends and the server's
+#: arrivals must not make the server see the oldest attempt still inside its window).
+ROUND_PROBE_MARGIN = WINDOW_MARGIN
+#: A bounded window's duration probes (it is no trap: the rule enforces its upper bound) are paid
+#: for out of this share of the attempts sent so far, every rejection counted.
+REFINE_BUDGET = 0.02
+#: A bounded window whose upper bound a round duration explains is probed this much below it
+#: first: rejected, the window is pinned (within PINNED_RATIO); taken, the round guess was wrong.
+CONFIRM_RATIO = 1.07
 #: Additive increase after this many of a learned window's durations without a 429 ...
 QUIET_SPANS = 3.0
 #: ... and at least this many seconds.
@@ -174,7 +197,19 @@ class SendTimeStore:
             self._file.append(f"{when:.3f}\n".encode())
 
 
+def round_durations(windows: list[SlidingWindow]) -> list[float]:
+    """The durations a server window most likely has: the round ones and the configured ones."""
+    return sorted({float(s) for s in ROUND_DURATIONS_S} | {w.configured.seconds for w in windows})
+
+
 def grid_for(windows: list[SlidingWindow]) -> list[float]:
+    """Candidate durations: a geometric grid, plus points just around each round duration.
+
+    A probe sent ``ROUND_PROBE_MARGIN`` after a round duration ``c`` that the server takes
+    bounds the duration below the first grid point beyond the evidence margin past the probe:
+    with a point there (and slack for a probe sent a little late), the bound is that tight, not
+    the next 5% step.
+    """
     longest = max((w.configured.seconds for w in windows), default=60.0)
     points = {w.configured.seconds for w in windows}
     value = GRID_MIN_S
@@ -182,6 +217,10 @@ def grid_for(windows: list[SlidingWindow]) -> list[float]:
         points.add(round(value, 3))
         value *= GRID_RATIO
     points.add(2 * longest)
+    for c in round_durations(windows):
+        for offset in (ROUND_PROBE_MARGIN, ROUND_PROBE_MARGIN + 2 * EVIDENCE_MARGIN):
+            if c + offset < 2 * longest:
+                points.add(round(c + offset, 3))
     return sorted(points)
 
 

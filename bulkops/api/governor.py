@@ -33,6 +33,7 @@ import structlog
 from aiolimiter import AsyncLimiter
 
 from bulkops.api._learning import (
+    CONFIRM_RATIO,
     EVIDENCE_MARGIN,
     PINNED_RATIO,
     PINNED_SECONDS,
@@ -40,6 +41,8 @@ from bulkops.api._learning import (
     PROBE_STRETCH,
     QUIET_MIN_S,
     QUIET_SPANS,
+    REFINE_BUDGET,
+    ROUND_PROBE_MARGIN,
     WINDOW_MARGIN,
     LearnedWindow,
     Probe,
@@ -48,6 +51,7 @@ from bulkops.api._learning import (
     SlidingWindow,
     grid_for,
     least_seconds,
+    round_durations,
 )
 from bulkops.api.ledger import LEARNED_TTL_S, QuotaLedger, Waiter
 from bulkops.api.windows import RateWindow
@@ -103,6 +107,7 @@ class RateGovernor:
         # The evidence: send times of recent attempts (in send order; _base is the sequence
         # number of the first one) and, per grid duration, the most attempts ever accepted in it.
         self.grid = grid_for(self.windows)
+        self._round = [c + ROUND_PROBE_MARGIN for c in round_durations(self.windows)]
         self._horizon = self.grid[-1] + WINDOW_MARGIN
         self._times: list[float] = []
         self._base = 0
@@ -346,12 +351,8 @@ class RateGovernor:
         low = grid[w.low]
         top = grid[w.high + 1] if w.bounded else None
         pinned = top is not None and top - low <= max((PINNED_RATIO - 1) * low, PINNED_SECONDS)
-        if not pinned and w.probes_left > 0:
-            if top is not None:
-                target = math.sqrt(low * top)
-            else:
-                stretch = min(PROBE_STRETCH * low, low + max(low, PROBE_OVERSHOOT_S))
-                target = min(stretch, math.sqrt(low * grid[-1]))
+        target = None if pinned or w.probes_left <= 0 else self._probe_target(low, top)
+        if target is not None:
             # "Same limits, shorter duration": if the server takes it, the longer durations are
             # ruled out; if not, the shorter ones are.
             return "duration", [(limit, min(seconds, target)) for limit, seconds in w.rules]
@@ -361,6 +362,36 @@ class RateGovernor:
         if w.bonus_due:
             return "count", [(limit + 1, seconds) for limit, seconds in w.rules]
         return None
+
+    def _probe_target(self, low: float, top: float | None) -> float | None:
+        """The duration the next duration probe tests, or None if none is worth its risk.
+
+        Unbounded (no acceptance has capped it): the first round duration beyond ``low`` within
+        the geometric step, else the step. Waiting is what an unbounded window costs, so this
+        probe always goes.
+
+        Bounded: the rule already enforces the upper bound (no trap, at most one geometric step
+        slower than the truth), so a finer bound only saves a fraction of the pace, and each
+        probe may cost a rejection: it goes only while rejections stay within ``REFINE_BUDGET``
+        of the attempts, which long jobs can afford and short ones cannot. It tests a round
+        duration inside the range; else, if a round duration explains the upper bound, just
+        below it (rejected: the window is pinned; taken: the round guess was wrong); else the
+        geometric mid-point.
+        """
+        step = PINNED_SECONDS / 2  # closer than this to a bound, a probe cannot tell
+        if top is None:
+            ceiling = min(PROBE_STRETCH * low, low + max(low, PROBE_OVERSHOOT_S))
+            ceiling = min(ceiling, math.sqrt(low * self.grid[-1]))
+            return next((c for c in self._round if low + step < c <= ceiling), ceiling)
+        if self.rejections + 1 > REFINE_BUDGET * self.mutations_sent:
+            return None
+        middle = math.sqrt(low * top)
+        inside = [c for c in self._round if low + step < c < top - step]
+        if inside:
+            return min(inside, key=lambda c: abs(math.log(c / middle)))
+        if any(top - 2 * step <= c <= top for c in self._round):
+            return max(middle, top / CONFIRM_RATIO)
+        return middle
 
     def _trim_evidence(self, now: float) -> None:
         old = bisect_right(self._times, now - self._horizon)

@@ -66,7 +66,8 @@ PROJECT = "project"
 PUBLISH = "publish"
 #: Reads of one kind's list (and details) before a list that keeps changing fails the run.
 READ_ATTEMPTS = 3
-#: Detail requests of one kind in flight at once (the client's governor still paces them).
+#: Detail requests of one kind in flight at once, at least (or the client's concurrency, if
+#: higher: the governor still paces them and shares its slots among the kinds).
 DETAILS_AT_ONCE = 8
 
 
@@ -280,7 +281,8 @@ async def _read_details(
         return []
     entity = how.entity
     found: dict[int, Any] = {}
-    limiter = anyio.CapacityLimiter(DETAILS_AT_ONCE)
+    # One kind may fill every slot the governor has (it still paces and shares them).
+    limiter = anyio.CapacityLimiter(max(DETAILS_AT_ONCE, client.governor.max_concurrency))
 
     async def one(index: int, key: str, detail: str) -> None:
         async with limiter:

@@ -9,9 +9,11 @@ from pathlib import Path
 
 import anyio
 import orjson
+import pytest
 
 from bulkops.cli import main
 from bulkops.emulator import EmulatorConfig, World, project_from_snapshot, running_emulator
+from bulkops.jobs.export_project import READ_ATTEMPTS
 from bulkops.output.snapshot import KINDS, dumps, sha256
 from tests.support.commands import run_export
 from tests.support.jobs import KEY_ENV, snapshot
@@ -174,33 +176,53 @@ async def test_round_trip_through_a_seeded_emulator_is_identical(tmp_path, world
     assert manifest_of(new)["details"] == manifest_of(old)["details"]
 
 
-async def test_a_list_that_keeps_changing_fails_without_publishing(
-    tmp_path, world, monkeypatch
+#: Pages of 3 rows, so the demo's tags take several pages and can change between two of them.
+SMALL_PAGES = {"max_page_limit": 3, "fault_paths": ("/console/v1/tags",), "fault_seed": 5}
+TAG_PAGES = "/console/v1/tags"
+
+
+@pytest.mark.parametrize("change", ["add", "delete"])
+async def test_a_list_that_changed_once_is_read_again_into_a_consistent_snapshot(
+    tmp_path, world, change
 ) -> None:
-    """When every read of a list disagrees with its totalItems the run fails (exit 3) and
-    publishes nothing; the next run, on a steady list, publishes."""
+    """A tag added or deleted between two pages of the list (a seeded emulator fault) makes the
+    export read the list again; the snapshot equals a clean export of the project as it is now."""
+    job = project_job(tmp_path / "changed", extra='[select]\nkinds = ["tags"]\n')
+    before = len(world.project("source").collection("tags"))
+    faults = EmulatorConfig(
+        list_change_rate=1.0, list_change_limit=1, list_change_kinds=(change,), **SMALL_PAGES
+    )
+    async with running_emulator(world, faults) as url:
+        assert await run_export(job, url, tmp_path / "changed-state") == 0
+    changes = world.requests(fault="list_change")
+    assert len(changes) == 1
+    assert len(world.project("source").collection("tags")) == before + (
+        1 if change == "add" else -1
+    )
+    first_pages = [r for r in world.requests(path_prefix=TAG_PAGES) if r.query.get("page") == "1"]
+    assert len(first_pages) == 3  # read (it changed), read again and confirmed by a second read
+    clean = project_job(tmp_path / "clean", extra='[select]\nkinds = ["tags"]\n')
+    async with running_emulator(world, EmulatorConfig(max_page_limit=3)) as url:
+        assert await run_export(clean, url, tmp_path / "clean-state") == 0
+    assert snapshot(tmp_path / "changed" / "out") == snapshot(tmp_path / "clean" / "out")
+
+
+async def test_a_list_that_keeps_changing_fails_naming_the_kind(tmp_path, world, capsys) -> None:
+    """When the tag list changes between pages on every read, the run reads it a bounded number
+    of times, fails (exit 3) naming the kind and publishes nothing; a steady re-run publishes."""
     job = project_job(tmp_path, extra='[select]\nkinds = ["tags"]\n')
-    project = world.project("source")
-    original = project.collection("tags").values()
-    calls = {"n": 0}
-    from bulkops.emulator.resources import tags as tags_module
-
-    real = tags_module.paged
-
-    def growing(call, message, items):  # every answer announces one more than it holds
-        calls["n"] += 1
-        reply = real(call, message, items)
-        reply.body["pagination"]["totalItems"] += 1
-        return reply
-
-    monkeypatch.setattr(tags_module, "paged", growing)
-    assert await export(world, job, tmp_path / "state") == 3
-    monkeypatch.setattr(tags_module, "paged", real)
-    assert calls["n"] >= 3  # read again within the run before failing
+    faults = EmulatorConfig(list_change_rate=1.0, **SMALL_PAGES)
+    async with running_emulator(world, faults) as url:
+        assert await run_export(job, url, tmp_path / "state") == 3
+    first_pages = [r for r in world.requests(path_prefix=TAG_PAGES) if r.query.get("page") == "1"]
+    assert READ_ATTEMPTS <= len(first_pages) <= 2 * READ_ATTEMPTS  # each read, and its check
     assert not (tmp_path / "out" / "manifest.json").exists()
-    assert original
+    out = capsys.readouterr()
+    assert "the tags of project" in out.out + out.err
+    assert "kept changing" in out.out + out.err
     assert await export(world, job, tmp_path / "state") == 0
-    assert manifest_of(tmp_path / "out")["totals"] == {"tags": len(original)}
+    tags = len(world.project("source").collection("tags"))
+    assert manifest_of(tmp_path / "out")["totals"] == {"tags": tags}
 
 
 async def test_a_failed_kind_fails_the_run_and_the_rerun_reads_only_it(tmp_path, world) -> None:

@@ -28,6 +28,7 @@ from yarl import URL
 from bulkops import redact, stopping
 from bulkops.api.governor import RateGovernor
 from bulkops.api.urls import api_path as api_path  # re-exported: its home is urls (no aiohttp)
+from bulkops.api.urls import split_listed_item_path
 from bulkops.errors import (
     ApiError,
     AuthError,
@@ -386,7 +387,16 @@ class ConsoleClient:
 
 
 async def read_entity(client: ConsoleClient, path: str) -> dict[str, Any] | None:
-    """The entity at ``path`` (its ``data``), or None when it does not exist."""
+    """The entity at ``path`` (its ``data``), or None when it does not exist.
+
+    A ``listed_item_path`` (``LIST#FIELD=VALUE``) reads LIST and returns its row whose FIELD
+    equals VALUE: for kinds the API lists but has no GET of one item for (assignment sources).
+    """
+    listed = split_listed_item_path(path)
+    if listed is not None:
+        list_path, field, value = listed
+        rows = await client.list_all(list_path)
+        return next((r for r in rows if isinstance(r, dict) and r.get(field) == value), None)
     try:
         body = await client.get(path)
     except NotFound:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 
 def url_problem(value: str) -> str:
@@ -41,3 +41,22 @@ def _encode_segment(segment: str) -> str:
     encoded = quote(segment, safe="")
     # "." and ".." are dot-segments that URL normalisation would resolve away; encode the dots.
     return encoded.replace(".", "%2E") if segment in (".", "..") else encoded
+
+
+def listed_item_path(list_path: str, field: str, value: str) -> str:
+    """A read path for an entity the API serves only in a list (no GET of one item).
+
+    ``LIST#FIELD=VALUE`` names the row of LIST whose FIELD equals VALUE. The fragment is never
+    sent (``read_entity`` reads the list and picks the row), so the path stays a plain string
+    in plans and journals.
+    """
+    return f"{list_path}#{field}={quote(value, safe='')}"
+
+
+def split_listed_item_path(path: str) -> tuple[str, str, str] | None:
+    """(list path, field, value) of a ``listed_item_path``; None for an ordinary path."""
+    list_path, sep, fragment = path.partition("#")
+    if not sep:
+        return None
+    field, _, value = fragment.partition("=")
+    return list_path, field, unquote(value)

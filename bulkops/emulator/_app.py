@@ -12,7 +12,8 @@ Order of checks for each request (each step may end it):
 5. faults ``drop`` / ``server_error`` / ``truncate`` for mutations end here, unapplied;
 6. the resource handler; ``ApiError`` becomes the documented error body;
 7. ``truncate`` (reads) cuts the body short; ``lost_answer`` drops the connection after the
-   mutation was applied.
+   mutation was applied; ``list_change`` changes the list a page came from, once the page is
+   answered (:mod:`._list_changes`).
 
 Every request ends in exactly one :class:`RequestRecord` in the world's log.
 """
@@ -36,6 +37,7 @@ from ._errors import (
     unauthorized,
 )
 from ._faults import FaultDecision, FaultPlanner
+from ._list_changes import change_list
 from ._quota import retry_after_header
 from ._requestlog import FaultKind, RequestRecord
 from ._routing import Match, Router, split_raw_path
@@ -237,12 +239,34 @@ class _Pipeline:
             reply = _server_error(status)
         else:
             reply = await self._handle(match, project)
+            if decision.list_change and self._change_list(project, reply, decision):
+                fault = "list_change"
         self.log(project.name, reply.status, fault)
         if fault == "truncate":
             return await _truncated(self.request, reply, decision.truncate_fraction)
         if fault == "lost_answer":
             return _drop(self.request)
         return _respond(reply)
+
+    def _change_list(self, project: Project, reply: Reply, decision: FaultDecision) -> bool:
+        """The ``list_change`` fault: after a page that is not the last, change its list."""
+        body = reply.body
+        if reply.status != 200 or not isinstance(body, dict):
+            return False
+        pagination = body.get("pagination")
+        if not isinstance(pagination, dict) or not pagination.get("nextPage"):
+            return False
+        rows = body.get("data")
+        faults = self.state.faults
+        if not isinstance(rows, list) or not rows or not faults.take_list_change():
+            return False
+        changed = change_list(
+            project, rows, decision.list_change_kind, decision.list_change_pick,
+            faults.list_changes,
+        )  # fmt: skip
+        if not changed:
+            faults.list_changes -= 1  # nothing to change: the limit is not used up
+        return changed
 
     async def _handle(self, match: Match, project: Project) -> Reply:
         state, parsed = self.state, self.parsed

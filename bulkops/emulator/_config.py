@@ -69,6 +69,15 @@ class EmulatorConfig:
     ``fault_paths`` limits the faults to requests whose path starts with one of these prefixes
     (empty: every request), to rehearse one broken endpoint on an otherwise healthy server.
 
+    ``list_change_rate`` is the chance, per page of a paginated list answered before its last
+    page, that the list changes before the next page is read: one entity of the collection that
+    page came from is added (a copy of the page's first row under a new id or name) or deleted
+    (one picked by the seed), as another user of the project would. ``list_change_kinds`` says
+    which of ``"add"`` and ``"delete"`` the seed picks from; ``list_change_limit`` caps how many
+    changes the emulator makes in all (None: no cap, the list keeps changing). It is drawn
+    independently of the other faults (a page that meets one of those does not change its list),
+    honours ``fault_paths``, and is logged as the ``list_change`` fault of the page's request.
+
     Readings of what the spec leaves open (docs/api-assumptions.md); each default is the harsher
     one, so tests catch what a real server could punish:
 
@@ -99,6 +108,9 @@ class EmulatorConfig:
     full_update: str = "replace"
     override_key: str = "name"
     list_order: str = "reversed"
+    list_change_rate: float = 0.0
+    list_change_kinds: tuple[str, ...] = ("add", "delete")
+    list_change_limit: int | None = None
     _parsed: dict[str, tuple[QuotaWindow, ...]] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
@@ -106,8 +118,22 @@ class EmulatorConfig:
     def __post_init__(self) -> None:
         if self.latency_ms < 0 or self.latency_jitter_ms < 0:
             raise ValueError("EmulatorConfig.latency_ms and latency_jitter_ms must be >= 0")
-        for name in ("fail_rate", "drop_rate", "truncate_rate", "lost_answer_rate"):
+        for name in (
+            "fail_rate",
+            "drop_rate",
+            "truncate_rate",
+            "lost_answer_rate",
+            "list_change_rate",
+        ):
             _check_rate(name, getattr(self, name))
+        kinds = self.list_change_kinds
+        if isinstance(kinds, str) or not kinds or not set(kinds) <= {"add", "delete"}:
+            raise ValueError(
+                "EmulatorConfig.list_change_kinds must be a non-empty sequence of 'add' and "
+                f"'delete', got {kinds!r}"
+            )
+        if self.list_change_limit is not None and self.list_change_limit < 0:
+            raise ValueError("EmulatorConfig.list_change_limit must be >= 0 or None")
         total = self.fail_rate + self.drop_rate + self.truncate_rate + self.lost_answer_rate
         if total > 1.0 + 1e-9:
             raise ValueError(

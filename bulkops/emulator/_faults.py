@@ -13,6 +13,9 @@ Fault kinds:
   before the connection closes; a mutation is not applied.
 * ``lost_answer`` (mutations only): the mutation is applied, then the connection is dropped, so
   the client cannot know it succeeded; this is what reconciliation after a timeout must handle.
+* ``list_change`` (a page of a list, before its last): the page is answered as it is, then the
+  list's collection gains or loses one entity before the next page is read
+  (:mod:`._list_changes`); drawn apart from the others, at most ``list_change_limit`` times.
 """
 
 from __future__ import annotations
@@ -38,6 +41,11 @@ class FaultDecision:
     fault: FaultKind | None
     error_status: int = 500
     truncate_fraction: float = 0.5
+    #: Whether the list this page belongs to changes once the page is answered.
+    list_change: bool = False
+    #: Seeded picks for that change: which kind (add or delete), which entity.
+    list_change_kind: str = "add"
+    list_change_pick: float = 0.0
 
 
 class FaultPlanner:
@@ -46,6 +54,8 @@ class FaultPlanner:
     def __init__(self, config: EmulatorConfig) -> None:
         self.config = config
         self._seen: Counter[tuple[str, str, str, str]] = Counter()
+        #: List changes made so far (``list_change_limit`` caps them).
+        self.list_changes = 0
 
     def decide(
         self,
@@ -85,12 +95,27 @@ class FaultPlanner:
                 fault = kind
                 break
         pick = unit_float(*base, "detail")
+        change_kinds = cfg.list_change_kinds
         return FaultDecision(
             latency_s=latency / 1000.0,
             fault=fault,
             error_status=_SERVER_ERROR_STATUSES[int(pick * len(_SERVER_ERROR_STATUSES))],
             truncate_fraction=0.1 + 0.8 * pick,
+            list_change=in_scope
+            and method == "GET"
+            and fault is None
+            and unit_float(*base, "list_change") < cfg.list_change_rate,
+            list_change_kind=change_kinds[int(pick * len(change_kinds))],
+            list_change_pick=unit_float(*base, "list_change_pick"),
         )
+
+    def take_list_change(self) -> bool:
+        """Count one list change if the limit allows another."""
+        limit = self.config.list_change_limit
+        if limit is not None and self.list_changes >= limit:
+            return False
+        self.list_changes += 1
+        return True
 
     def __repr__(self) -> str:
         return f"FaultPlanner(seed={self.config.fault_seed}, distinct_requests={len(self._seen)})"

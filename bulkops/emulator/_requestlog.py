@@ -14,7 +14,7 @@ from typing import Literal
 
 __all__ = ["ANY", "FaultKind", "RequestLog", "RequestRecord"]
 
-FaultKind = Literal["server_error", "drop", "truncate", "lost_answer"]
+FaultKind = Literal["server_error", "drop", "truncate", "lost_answer", "list_change"]
 
 ANY: object = object()
 """Filter sentinel: "no constraint" (None is a real value for ``project`` and ``fault``)."""

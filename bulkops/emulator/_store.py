@@ -176,6 +176,10 @@ class Project:
             found = self._collections[kind] = Collection(kind)
         return found
 
+    def collections(self) -> list[Collection]:
+        """Every collection made so far."""
+        return list(self._collections.values())
+
     @property
     def keys(self) -> frozenset[str]:
         """Every key that authenticates as this project."""

@@ -3,7 +3,9 @@
 The closure is walked breadth-first so each level's reads go out concurrently: experiments →
 targeting gates, layers, metrics, override gates and segments → the gates and segments their rules
 reference (recursively) → metric sources. Tags and target apps, referenced by name from every
-entity, come from one list read per project.
+entity, come from one list read per project; so do the assignment sources of warehouse-native
+experiments (``assignmentSourceName``), which the API serves in a list only, read when a
+selected experiment names one.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from bulkops.api.client import ConsoleClient, read_entity
 from bulkops.engine.concurrency import gather
 from bulkops.jobs.clone_bodies import referenced_ids
 from bulkops.jobs.entity_kinds import (
+    ASSIGNMENT_SOURCE,
     ENTITY_KINDS,
     EXPERIMENT,
     HOLDOUT,
@@ -28,7 +31,7 @@ from bulkops.jobs.entity_kinds import (
 
 
 def read_path(kind: str, entity_id: str) -> str:
-    return ENTITY_KINDS[kind].item_path(entity_id)
+    return ENTITY_KINDS[kind].read_path(entity_id)
 
 
 @dataclass
@@ -92,7 +95,8 @@ class Closure:
 async def read_closure(source: ConsoleClient, target: ConsoleClient, select: Any) -> Closure:
     experiments = _select(await source.list_all(EXPERIMENT.list_path()), select)
     closure = Closure(experiments=experiments)
-    lists = await _read_lists(source, target)
+    warehouse = any(e.get("assignmentSourceName") for e in experiments)
+    lists = await _read_lists(source, target, warehouse=warehouse)
     reader = _Reader(source, target, closure, lists)
     await reader.walk()
     return closure
@@ -111,7 +115,9 @@ def _select(experiments: list[dict[str, Any]], select: Any) -> list[dict[str, An
     return chosen
 
 
-async def _read_lists(source: ConsoleClient, target: ConsoleClient) -> dict[str, Any]:
+async def _read_lists(
+    source: ConsoleClient, target: ConsoleClient, *, warehouse: bool
+) -> dict[str, Any]:
     paths = {
         "source_tags": (source, TAG.list_path()),
         "target_tags": (target, TAG.list_path()),
@@ -121,6 +127,9 @@ async def _read_lists(source: ConsoleClient, target: ConsoleClient) -> dict[str,
         "target_id_types": (target, UNIT_ID_TYPE.list_path()),
         "source_holdouts": (source, HOLDOUT.list_path()),
     }
+    if warehouse:  # only a warehouse-native experiment needs them
+        paths["source_assignment_sources"] = (source, ASSIGNMENT_SOURCE.list_path())
+        paths["target_assignment_sources"] = (target, ASSIGNMENT_SOURCE.list_path())
     lists: dict[str, Any] = {}
 
     async def read(name: str, client: ConsoleClient, path: str) -> None:
@@ -142,6 +151,12 @@ class _Reader:
             "target_tags": {t["name"]: t for t in lists["target_tags"]},
             "source_apps": _index_apps(lists["source_apps"]),
             "target_apps": _index_apps(lists["target_apps"]),
+            "source_assignment_sources": {
+                s["name"]: s for s in lists.get("source_assignment_sources", [])
+            },
+            "target_assignment_sources": {
+                s["name"]: s for s in lists.get("target_assignment_sources", [])
+            },
         }
         self.teams = {t.get("name") for t in lists["target_teams"]}
         self.id_types = {t.get("name") for t in lists["target_id_types"]}
@@ -156,11 +171,8 @@ class _Reader:
         ]
         seen: set[tuple[str, str]] = set()
         while frontier:
-            level = [
-                k
-                for k in dict.fromkeys(frontier)
-                if k not in seen and k[0] not in ("tag", "target_app")
-            ]
+            self._add_listed([k for k in frontier if k[0] == "assignment_source"])
+            level = [k for k in dict.fromkeys(frontier) if k not in seen and k[0] not in _LISTED]
             seen.update(level)
             await self._fetch_sources(level)
             await self._fetch_targets(level)
@@ -214,6 +226,8 @@ class _Reader:
             layer = entity.get("layerID")
             if layer and not str(layer).startswith("statsig::"):
                 refs.append(("layer", layer))
+            if entity.get("assignmentSourceName"):
+                refs.append(("assignment_source", entity["assignmentSourceName"]))
             for field_name in ("primaryMetrics", "secondaryMetrics", "otherMetrics"):
                 for metric in entity.get(field_name) or []:
                     refs.append(("metric", f"{metric['name']}::{metric['type']}"))
@@ -230,6 +244,13 @@ class _Reader:
             if name:
                 refs.append(("metric_source", name))
         return refs
+
+    def _add_listed(self, keys: list[tuple[str, str]]) -> None:
+        """Assignment sources: the source's and the target's rows of the lists read up front."""
+        for kind, name in keys:
+            source = self.by_name[f"source_{kind}s"].get(name)
+            if source is not None:  # else: reported as referenced but missing
+                self._add(kind, name, source, target=self.by_name[f"target_{kind}s"].get(name))
 
     def _add_named_entities(self) -> None:
         """Tags and target apps referenced anywhere, matched by name in the target."""
@@ -336,16 +357,19 @@ class _Reader:
                     "copied",
                 }
             )
-        id_type = entity.source.get("idType")
-        if id_type and self.id_types and id_type not in self.id_types:
-            problems.append(
-                {
-                    "fatal": True,
-                    "message": f"unit id type {id_type!r} of "
-                    f"{entity.kind} {entity.id!r} does not exist in the target; create "
-                    "it there (Project Settings > Unit ID Types) and re-run",
-                }
-            )
+        id_types = [entity.source.get("idType")] + [
+            m.get("statsigUnitID") for m in entity.source.get("idTypeMapping") or []
+        ]  # idTypeMapping: warehouse sources map each unit id type to a column
+        for id_type in dict.fromkeys(t for t in id_types if t):
+            if self.id_types and id_type not in self.id_types:
+                problems.append(
+                    {
+                        "fatal": True,
+                        "message": f"unit id type {id_type!r} of "
+                        f"{entity.kind} {entity.id!r} does not exist in the target; create "
+                        "it there (Project Settings > Unit ID Types) and re-run",
+                    }
+                )
         return problems
 
     def _add(
@@ -362,6 +386,10 @@ class _Reader:
             self.closure.entities[key] = Entity(
                 kind, entity_id, source, target, read_path(kind, entity_id), target_id
             )
+
+
+#: Kinds read from lists up front, never one by one.
+_LISTED = ("tag", "target_app", "assignment_source")
 
 
 def _portable_overrides(overrides: dict[str, Any], experiment: dict[str, Any]) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from bulkops.api.urls import api_path
+from bulkops.api.urls import api_path, listed_item_path
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,8 @@ class EntityKind:
     has_rules: bool = False
     #: Whether it has ``{item}/overrides``.
     has_overrides: bool = False
+    #: Whether the item path answers a GET; if not, one item is read from the list.
+    item_readable: bool = True
 
     def collection_path(self) -> str:
         return api_path(*self.collection)
@@ -63,6 +65,12 @@ class EntityKind:
         if self.item is None:
             raise ValueError(f"{self.name} has no item path")
         return api_path(*self.item, key, *under)
+
+    def read_path(self, key: str) -> str:
+        """Where one item is read: its item path, or its row of the list (``listed_item_path``)."""
+        if self.item_readable:
+            return self.item_path(key)
+        return listed_item_path(self.list_path(), self.identity, key)
 
     def update_path(self, key: str) -> str:
         return self.item_path(key, *self.update_suffix)
@@ -247,6 +255,9 @@ _EXPERIMENT_FIELDS = (
     "analyticsType",
     "team",
     "secondaryIDType",
+    "assignmentSourceName",  # Warehouse Native: the assignment source must exist in the target
+    "assignmentSourceExperimentName",
+    "assignmentSourceFilters",
 )
 EXPERIMENT = EntityKind(
     name="experiment",
@@ -340,8 +351,10 @@ ASSIGNMENT_SOURCE = EntityKind(
     item=("experiments", "assignment_source"),
     identity="name",
     create_fields=_ASSIGNMENT_SOURCE_FIELDS,
+    # The full update (POST): the PATCH DTO marks ``sql`` read-only, so it could not carry it.
     update_fields=_ASSIGNMENT_SOURCE_FIELDS,
-    update_method="PATCH",
+    update_method="POST",
+    item_readable=False,  # the spec has no GET of one assignment source
 )
 _ENTITY_PROPERTY_FIELDS = (
     "name",

@@ -8,8 +8,10 @@ Task graph::
     ...                 ┘             write the manifest)
 
 A kind's task reads its whole list and then the details of its entities (overrides, id lists);
-when the list does not add up to ``totalItems``, repeats an id, or an entity vanishes before its
-details are read, the list changed while being read and the kind is read again, up to
+when the list does not add up to ``totalItems``, repeats an id, differs from a second read (a
+list of several pages is read twice: an entity added and another deleted between two pages
+keep the count right but tear the list), or an entity vanishes before its details are read, the
+list changed while being read and the kind is read again, up to
 ``READ_ATTEMPTS`` times, before the task fails (``InconsistentListing``, exit 3; a re-run reads
 it again). Each kind's rows and details are spooled to the state directory, so a run killed
 after some kinds were read resumes with the others. The snapshot format is
@@ -73,7 +75,8 @@ PROJECT = "project"
 PUBLISH = "publish"
 #: Reads of one kind's list (and details) before a list that keeps changing fails the run.
 READ_ATTEMPTS = 3
-#: Detail requests of one kind in flight at once (the client's governor still paces them).
+#: Detail requests of one kind in flight at once, at least (or the client's concurrency, if
+#: higher: the governor still paces them and shares its slots among the kinds).
 DETAILS_AT_ONCE = 8
 
 
@@ -235,25 +238,38 @@ async def _read_rows(client: ConsoleClient, kind: str, how: Exported) -> list[di
             raise _changed(what, f"GET {how.list_path} has no list in data.{how.document_key}")
         rows: list[Any] = items
     else:
-        rows = []
-        number, last, total = 1, 1, None
-        while True:
-            page = await client.get_page(how.list_path, number, limit=PAGE_LIMIT, query=how.query)
-            rows.extend(page.data)
-            if number == 1 and page.total is not None:
-                total = page.total
-                last = pages_for(page.total, page.items_per_page)
-            if not page.data or (number >= last and not page.has_next):
-                break
-            number += 1
-        if total is not None and len(rows) != total:
-            raise _changed(what, f"read {len(rows)} rows but totalItems={total}")
+        rows, pages = await _read_pages(client, how, what)
+        if pages > 1:  # a torn read can hide behind a right count (one added, one deleted)
+            again, _ = await _read_pages(client, how, what)
+            if [_identity(r, how) for r in again] != [_identity(r, how) for r in rows]:
+                raise _changed(what, "two reads in a row listed different items")
+            rows = again
     ids = [_identity(row, how) for row in rows]
     if any(key is None for key in ids):
         raise _changed(what, f"an item has no {how.identity!r}")
     if len(set(ids)) != len(ids):
         raise _changed(what, "an item appeared twice")
     return rows
+
+
+async def _read_pages(
+    client: ConsoleClient, how: Exported, what: str
+) -> tuple[list[dict[str, Any]], int]:
+    """Every row of a paginated list, checked against its ``totalItems``; and how many pages."""
+    rows: list[Any] = []
+    number, last, total = 1, 1, None
+    while True:
+        page = await client.get_page(how.list_path, number, limit=PAGE_LIMIT, query=how.query)
+        rows.extend(page.data)
+        if number == 1 and page.total is not None:
+            total = page.total
+            last = pages_for(page.total, page.items_per_page)
+        if not page.data or (number >= last and not page.has_next):
+            break
+        number += 1
+    if total is not None and len(rows) != total:
+        raise _changed(what, f"read {len(rows)} rows but totalItems={total}")
+    return rows, number
 
 
 def _identity(row: Any, how: Exported) -> str | None:
@@ -281,7 +297,8 @@ async def _read_details(
         return []
     entity = how.entity
     found: dict[int, Any] = {}
-    limiter = anyio.CapacityLimiter(DETAILS_AT_ONCE)
+    # One kind may fill every slot the governor has (it still paces and shares them).
+    limiter = anyio.CapacityLimiter(max(DETAILS_AT_ONCE, client.governor.max_concurrency))
 
     async def one(index: int, key: str, detail: str) -> None:
         async with limiter:

@@ -10,7 +10,9 @@ project and the endpoint that creates what is missing.
 Checked: ``tags``/``primaryMetricTags``/``secondaryMetricTags`` (tag names), ``team`` (team
 name), ``teamID``, ``idType``/``secondaryIDType`` (unit id types), ``targetApps`` (target-app
 ids), ``primaryMetrics``/``secondaryMetrics``/``otherMetrics`` (``{name, type}`` → metric
-``name::type``), ``targetingGateID`` (gate id; ``""`` and null mean none). ``monitoringMetrics``
+``name::type``), ``targetingGateID`` (gate id; ``""`` and null mean none), ``assignmentSourceName``
+(a warehouse-native experiment's assignment source), ``idTypeMapping[].statsigUnitID`` (the unit
+id types a warehouse source maps). ``monitoringMetrics``
 are not checked: the spec's own example names a metric ``{"name":"dau","type":"user"}`` that is no
 metric type.
 """
@@ -117,6 +119,23 @@ def reference_errors(project: Project, fields: dict[str, Any]) -> Errors:
             f"Gate {gate!r} does not exist in project "
             f"{project.name!r}; create the targeting gate first",
         )
+    source = fields.get("assignmentSourceName")
+    if source and source not in project.collection("assignment_sources"):
+        _err(
+            errors,
+            "assignmentSourceName",
+            f"Assignment source {source!r} does not exist in project {project.name!r}; create "
+            "it first with POST /console/v1/experiments/assignment_sources",
+        )
+    for i, mapping in enumerate(fields.get("idTypeMapping") or []):
+        unit = mapping.get("statsigUnitID")
+        if unit and unit not in unit_id_types(project):
+            _err(
+                errors,
+                f"idTypeMapping.{i}.statsigUnitID",
+                f"Unit id type {unit!r} does not exist in project "
+                f"{project.name!r}; create it first with POST /console/v1/unit_id_types",
+            )
     return errors
 
 

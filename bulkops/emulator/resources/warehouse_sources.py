@@ -15,7 +15,9 @@ use"); ``dryRun: true`` validates and answers without storing. The full update (
 the fields the spec marks required; it cannot rename (the body's ``name`` is ignored, as for
 metric sources, so the path stays the identifier) and, under the default
 ``EmulatorConfig.full_update`` reading, resets what it leaves out. PATCH merges the given
-fields; ``sql`` is read-only there (the spec marks it ``readOnly``) and dropped.
+fields; ``sql`` is read-only there (the spec marks it ``readOnly``) and dropped. An assignment
+source's tags, team and mapped unit id types must exist in the project (``._refs``), as for
+every entity that names them.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from .._routing import Handler, Router
 from .._store import Collection, Entity, Project
 from .._validation import AnyValue, Bool, ListOf, Node, Obj, Str, validate
 from ._common import OWNER_INPUT, console_owner, get_or_404
+from ._refs import check_references
 from .metric_sources import CREATE_SCHEMA as METRIC_SOURCE_CREATE
 from .metric_sources import UPDATE_SCHEMA as METRIC_SOURCE_UPDATE
 from .metric_sources import build_source
@@ -123,6 +126,7 @@ class SourceKind:
     partial_schema: Obj | None
     build: Callable[[Project, dict[str, Any]], Entity]
     readable: bool = True
+    checks_references: bool = False
 
     def coll(self, project: Project) -> Collection:
         return project.collection(self.collection)
@@ -153,6 +157,7 @@ ASSIGNMENT_SOURCES = SourceKind(
     _A_PARTIAL,
     _assignment,
     readable=False,
+    checks_references=True,
 )
 ENTITY_PROPERTIES = SourceKind(
     "entity_properties",
@@ -198,6 +203,8 @@ def _handlers(kind: SourceKind) -> dict[tuple[str, str], Handler]:
 
     async def create(call: Call) -> Reply:
         fields = validate(kind.create_schema, call.json_body())
+        if kind.checks_references:
+            check_references(call.project, fields)
         source = create_named_source(
             call.project, kind, fields, persist=not fields.get("dryRun", False)
         )
@@ -211,6 +218,8 @@ def _handlers(kind: SourceKind) -> dict[tuple[str, str], Handler]:
         name = call.params["name"]
         old = get_or_404(kind.coll(call.project), name)
         fields = validate(kind.full_schema, call.json_body())
+        if kind.checks_references:
+            check_references(call.project, fields)
         changes = {k: v for k, v in fields.items() if k not in ("name", "dryRun")}
         if call.config.replaces_on_full_update:
             new = {**kind.build(call.project, {**changes, "name": name}), "owner": old["owner"]}
@@ -227,6 +236,8 @@ def _handlers(kind: SourceKind) -> dict[tuple[str, str], Handler]:
         old = get_or_404(kind.coll(call.project), name)
         assert kind.partial_schema is not None
         fields = validate(kind.partial_schema, call.json_body())
+        if kind.checks_references:
+            check_references(call.project, fields)
         changes = {k: v for k, v in fields.items() if k not in ("name", "dryRun")}
         new = {**old, **{k: v for k, v in changes.items() if k != "owner" or v}}
         if not fields.get("dryRun", False):

@@ -8,8 +8,9 @@ with a key of its own (a child process, ``--serve``, through ``bench_export.serv
   ``--per-source`` (200) metrics, i.e. 2,000 metrics per project, exported by ONE ``bulkops run``
   of an ``export_metrics`` job with one ``[[sources]]`` entry per project, at ``--latency-ms`` (50)
   per request and concurrency 8 per project. Next to it, in the same emulator: the single-project
-  export of one project of the same size (``bench_export.run_bulkops``, same settings), an empty
-  single-project export (the fixed cost of a ``bulkops run`` process: start-up, identity, exit),
+  export of one project of the same size (``bench_export.run_bulkops``, same settings), one project
+  holding the org's total (the same pages in one project, ``bench_export``'s own emulator child),
+  an empty single-project export (the fixed cost of a ``bulkops run`` process: start-up, identity, exit),
   and a sequential client reading the same pages project after project
   (``bench_export.sequential`` in a loop). Reported: requests, wall, the busiest project's ideal
   (its own requests in dependency order at concurrency 8 × latency), the ratio, peak RSS, client
@@ -18,8 +19,8 @@ with a key of its own (a child process, ``--serve``, through ``bench_export.serv
   ``--gates`` (60) gates whose "Internal" rule changes, the emulator enforcing ``--windows``
   (20/4s) per project and the job configured with the same windows: 0 × 429 in total, and the
   makespan (first to last mutation, from the emulator's log) within 1.1 × the slowest project's
-  minimum under its windows (``governor.least_seconds``). A fresh world and a fresh quota ledger
-  (``BULKOPS_HOME``) per repetition.
+  minimum under its windows (``governor.least_seconds``), beside the same job on one project alone
+  (``[target]``). A fresh world and a fresh quota ledger (``BULKOPS_HOME``) per repetition.
 
 Processes, measurement and deadlines are ``bench_export``'s: each client is a child of its own,
 peak RSS and CPU come from ``os.wait4`` on that child alone, every child has a deadline.
@@ -27,7 +28,7 @@ peak RSS and CPU come from ``os.wait4`` on that child alone, every child has a d
 goes. Exit status: 0 when every run was complete and right (a missed target prints MISSED), 1
 otherwise.
 
-    python scripts/bench_org.py              # full run: 3 repetitions, medians (about 4 minutes)
+    python scripts/bench_org.py              # full run: 3 repetitions, medians (about 5 minutes)
     python scripts/bench_org.py --quick      # smoke run: small sizes, 1 repetition
 """
 

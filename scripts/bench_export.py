@@ -109,12 +109,20 @@ def critical_path_rounds(sources: int, per_source: int, concurrency: int) -> int
 
 def serve(args: argparse.Namespace) -> int:
     """``--serve``: an emulator with one project of ``--sources`` x ``--per-source`` metrics."""
-    from bulkops.emulator import EmulatorConfig, Project, World, populate_metrics, running_emulator
+    from bulkops.emulator import EmulatorConfig, Project, World, populate_metrics
 
     project = Project("bench", KEY)
     world = World([project])
     populate_metrics(project, args.sources, args.per_source)
-    config = EmulatorConfig(latency_ms=args.latency_ms)
+    return serve_world(world, EmulatorConfig(latency_ms=args.latency_ms), args.max_seconds)
+
+
+def serve_world(world: Any, config: Any, max_seconds: float) -> int:
+    """Serve ``world`` on 127.0.0.1, print ``URL <url>``, stop on SIGTERM, stdin EOF or timeout.
+
+    The body of every benchmark's ``--serve`` child (``bench_org.py`` serves worlds of its own).
+    """
+    from bulkops.emulator import running_emulator
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -134,7 +142,7 @@ def serve(args: argparse.Namespace) -> int:
         async with running_emulator(world, config, HOST, 0) as url:
             print(f"URL {url}", flush=True)
             try:
-                await asyncio.wait_for(stop.wait(), timeout=args.max_seconds)
+                await asyncio.wait_for(stop.wait(), timeout=max_seconds)
             except TimeoutError:
                 print("emulator: --max-seconds reached, stopping", file=sys.stderr, flush=True)
 

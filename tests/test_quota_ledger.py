@@ -17,8 +17,8 @@ from bulkops.api.ledger import (
     ledger_url,
     open_ledger,
     project_key,
-    redacted,
 )
+from bulkops.api.urls import redacted
 from bulkops.errors import LedgerUnavailable, UserError
 
 #: A window short enough that waiting it out costs a fraction of a second.
@@ -226,3 +226,19 @@ def test_a_malformed_quota_url_variable_is_a_usage_error_naming_it() -> None:
     assert "redis://" in message
     assert "pw" not in message
     assert redacted("rediss://user:s3cret@h:1/2") == "rediss://user:***@h:1/2"
+
+
+def test_the_projects_of_one_process_share_one_ledger_connection(tmp_path) -> None:
+    """Members of a job over several projects use one ledger per URL, closed after the last."""
+    from bulkops.commands import session
+
+    url = f"sqlite://{tmp_path / 'q.sqlite'}"
+
+    async def main() -> None:
+        async with session._process_ledger(url) as first, session._process_ledger(url) as second:
+            assert first is second
+        assert url not in session._OPEN_LEDGERS
+        async with session._process_ledger(url) as third:
+            assert third is not first
+
+    anyio.run(main)

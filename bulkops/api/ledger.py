@@ -28,15 +28,14 @@ Two implementations: :mod:`bulkops.api.ledger_sqlite` (the default, one file per
 from __future__ import annotations
 
 import os
-import re
 from bisect import bisect_right
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
-from urllib.parse import urlsplit
 
 from bulkops.api._learning import WINDOW_MARGIN
+from bulkops.api.urls import ledger_url_problem, redacted
 from bulkops.errors import LedgerUnavailable, UserError
 
 #: Where the Console API lives; a project anywhere else is keyed with its base URL.
@@ -58,7 +57,6 @@ MIN_RETRY_S = 0.005
 #: ``[limits] priority`` values, in order.
 PRIORITIES: Mapping[str, int] = {"low": 0, "normal": 1, "high": 2}
 
-_PASSWORD = re.compile(r"^([a-z]+://[^/@:]*):[^/@]*@", re.IGNORECASE)
 
 Rule = tuple[int, float]  # at most ``limit`` reservations per ``seconds`` (margin not included)
 
@@ -209,37 +207,6 @@ def describe_rule(rule: Rule) -> str:
         if seconds >= size and seconds % size == 0:
             return f"{limit}/{seconds / size:g}{unit}"
     return f"{limit}/{round(seconds, 3):g}s"
-
-
-def redacted(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (``redis://user:***@host``)."""
-    return _PASSWORD.sub(r"\1:***@", url)
-
-
-def ledger_url_problem(url: str) -> str:
-    """Why ``url`` does not name a quota ledger, or "" when it does."""
-    if url.startswith("sqlite://"):
-        path = url.removeprefix("sqlite://")
-        if not path.startswith("/") or path == "/":
-            return "a sqlite ledger is sqlite:///ABSOLUTE/PATH, e.g. sqlite:///var/lib/bulkops/quota.sqlite"
-        return ""
-    if not url.startswith(("redis://", "rediss://")):
-        return "it must start with redis://, rediss:// (TLS) or sqlite:///"
-    if any(c.isspace() or ord(c) < 32 for c in url):
-        return "it contains whitespace or control characters"
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
-        return "its host or port cannot be read; write redis://HOST:PORT/DB"
-    if not parts.hostname:
-        return "it has no host after the //; write redis://HOST:PORT/DB"
-    if port is not None and not 1 <= port <= 65535:
-        return "its port is not a number from 1 to 65535"
-    db = parts.path.strip("/")
-    if db and not db.isdigit():
-        return f"its database {db!r} is not a number; write redis://HOST:PORT/0"
-    return ""
 
 
 def default_ledger_path(env: Mapping[str, str] | None = None) -> Path:

@@ -33,10 +33,10 @@ from bulkops.api.ledger import (
     Waiter,
     WaitingJob,
     WindowUse,
-    redacted,
     rules_key,
     unavailable,
 )
+from bulkops.api.urls import redacted
 from bulkops.errors import LedgerUnavailable
 
 INDEX_KEY = "bulkops:quota:projects"

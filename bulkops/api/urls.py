@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from urllib.parse import quote, unquote, urlsplit
 
 
@@ -60,3 +61,38 @@ def split_listed_item_path(path: str) -> tuple[str, str, str] | None:
         return None
     field, _, value = fragment.partition("=")
     return list_path, field, unquote(value)
+
+
+# -- quota ledger URLs (checked by job files too, so they live here, away from the ledger) --
+_PASSWORD = re.compile(r"^([a-z]+://[^/@:]*):[^/@]*@", re.IGNORECASE)
+
+
+def redacted(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (``redis://user:***@host``)."""
+    return _PASSWORD.sub(r"\1:***@", url)
+
+
+def ledger_url_problem(url: str) -> str:
+    """Why ``url`` does not name a quota ledger, or "" when it does."""
+    if url.startswith("sqlite://"):
+        path = url.removeprefix("sqlite://")
+        if not path.startswith("/") or path == "/":
+            return "a sqlite ledger is sqlite:///ABSOLUTE/PATH, e.g. sqlite:///var/lib/bulkops/quota.sqlite"
+        return ""
+    if not url.startswith(("redis://", "rediss://")):
+        return "it must start with redis://, rediss:// (TLS) or sqlite:///"
+    if any(c.isspace() or ord(c) < 32 for c in url):
+        return "it contains whitespace or control characters"
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return "its host or port cannot be read; write redis://HOST:PORT/DB"
+    if not parts.hostname:
+        return "it has no host after the //; write redis://HOST:PORT/DB"
+    if port is not None and not 1 <= port <= 65535:
+        return "its port is not a number from 1 to 65535"
+    db = parts.path.strip("/")
+    if db and not db.isdigit():
+        return f"its database {db!r} is not a number; write redis://HOST:PORT/0"
+    return ""

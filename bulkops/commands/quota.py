@@ -21,11 +21,10 @@ from bulkops.api.ledger import (
     ProjectQuota,
     describe_rule,
     ledger_url,
-    ledger_url_problem,
     open_ledger,
     project_key,
-    redacted,
 )
+from bulkops.api.urls import ledger_url_problem, redacted
 from bulkops.commands.session import api_key
 from bulkops.errors import UserError
 

@@ -216,9 +216,7 @@ async def _bind_ledger(
         url, source = f"sqlite://{sandbox_ledger}", "--sandbox"
     else:
         url, source = ledger_url(job.spec.limits.ledger)
-    ledger = open_ledger(url)
-    stack.push_async_callback(ledger.aclose)
-    await ledger.check()
+    ledger = await stack.enter_async_context(_process_ledger(url))
     log.info("bulkops.run.quota_ledger", ledger=ledger.url, chosen_by=source)
     bound: set[int] = set()
     for role, client in clients.items():
@@ -230,6 +228,32 @@ async def _bind_ledger(
                         job.spec.limits.priority)  # fmt: skip
         client.governor.bind_ledger(ledger, key, waiter)
         stack.push_async_callback(_leave, ledger, key, waiter.id)
+
+
+@dataclass
+class _SharedLedger:
+    ledger: QuotaLedger
+    users: int = 0
+
+
+#: The ledgers open in this process, by URL: the projects of a job over several share one
+#: (one connection, one lock), rather than a connection each that waits on the others' locks.
+_OPEN_LEDGERS: dict[str, _SharedLedger] = {}
+
+
+@asynccontextmanager
+async def _process_ledger(url: str) -> AsyncIterator[QuotaLedger]:
+    """The ledger at ``url``, opened once per process and checked usable for each user."""
+    shared = _OPEN_LEDGERS.setdefault(url, _SharedLedger(open_ledger(url)))
+    shared.users += 1
+    try:
+        await shared.ledger.check()
+        yield shared.ledger
+    finally:
+        shared.users -= 1
+        if not shared.users:
+            del _OPEN_LEDGERS[url]
+            await shared.ledger.aclose()
 
 
 async def _leave(ledger: QuotaLedger, key: str, waiter_id: str) -> None:

@@ -33,8 +33,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails, PydanticCustomError
 from pydantic_core.core_schema import ErrorType
 
-from bulkops.api.ledger import ledger_url_problem, redacted
-from bulkops.api.urls import url_problem
+from bulkops.api.urls import ledger_url_problem, redacted, url_problem
 from bulkops.api.windows import RateWindow
 from bulkops.errors import JobFileError
 

@@ -41,28 +41,6 @@ _MAY_BLOCK: dict[str, set[str]] = {
     # anyio hands work to its worker threads through a queue whose lock it may meet held for
     # the microsecond the worker takes to pick the item up: that handoff is the cure, not a stall.
     "anyio/_backends/_asyncio.py": {"run_sync_in_worker_thread"},
-    # A command's start-up and wind-down, before its task graph starts or after it ended, when
-    # nothing else runs on the loop: argument parsing, the job file and python edit modules, the
-    # state directory's lock and run.json, plan.json and the journal read to decide what to do,
-    # the governor's send times (read once when it is made), the output directory's write probe,
-    # and the summary's relative paths.
-    "bulkops/cli.py": {"build_parser"},
-    "bulkops/jobs/__init__.py": {"load"},
-    "bulkops/jobs/batch_rule_update.py": {"load_functions"},
-    "bulkops/jobs/export_metrics.py": {"check_output"},
-    "bulkops/jobs/export_project.py": {"check_output"},
-    "bulkops/commands/session.py": {"resolve_state_dir"},
-    "bulkops/commands/status.py": {"find_state_dir"},
-    "bulkops/commands/planned.py": {
-        "_saved_run",
-        "_refuse_replanning_over_an_apply",
-        "_refuse_repeating",
-        "_undo_plan",
-    },
-    "bulkops/commands/run.py": {"print_summary"},
-    "bulkops/engine/state.py": {"exclusive", "begin", "read_run", "default_state_dir"},
-    "bulkops/engine/plan.py": {"load"},
-    "bulkops/api/governor.py": {"_restore"},
 }
 
 

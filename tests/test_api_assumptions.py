@@ -17,9 +17,8 @@ import pytest
 from bulkops.commands import planned
 from bulkops.commands.session import RunOptions
 from bulkops.emulator import EmulatorConfig, World, running_emulator
-from bulkops.jobs import load
 from bulkops.jobs.semantics import differences, normalize
-from tests.support.commands import FAST_RETRY
+from tests.support.commands import FAST_RETRY, loaded
 from tests.support.jobs import clone_job
 from tests.support.openapi_spec import spec_or_skip
 
@@ -43,7 +42,7 @@ def options(state: Any, url: str) -> RunOptions:
 async def clone(tmp_path: Any, config: EmulatorConfig, world: World, **job: Any) -> dict[str, Any]:
     """Run a clone to its end; the exit code, plan and verify report."""
     async with running_emulator(world, config) as url:
-        code = await planned.run_planned(load(str(clone_job(tmp_path, **job))), options(
+        code = await planned.run_planned(await loaded(str(clone_job(tmp_path, **job))), options(
             tmp_path / "s", url
         ))  # fmt: skip
     read = lambda name: orjson.loads((tmp_path / "s" / name).read_bytes())  # noqa: E731

@@ -8,9 +8,8 @@ import pytest
 from bulkops.commands import planned
 from bulkops.commands.session import RunOptions
 from bulkops.emulator import EmulatorConfig, running_emulator
-from bulkops.jobs import load
 from bulkops.jobs.semantics import normalize
-from tests.support.commands import FAST_RETRY
+from tests.support.commands import FAST_RETRY, loaded
 from tests.support.jobs import clone_job, dump
 from tests.support.openapi_spec import spec_or_skip
 
@@ -30,7 +29,7 @@ async def test_a_clone_carries_every_experiment_with_its_closure(tmp_path, world
     """A clone creates every source experiment in the target with what it refers to, one call per op."""
     job = clone_job(tmp_path)
     async with running_emulator(world, EmulatorConfig()) as url:
-        assert await planned.run_planned(load(str(job)), options(tmp_path / "s", url)) == 0
+        assert await planned.run_planned(await loaded(str(job)), options(tmp_path / "s", url)) == 0
     source, target = world.project("source"), world.project("target")
     plan = orjson.loads((tmp_path / "s" / "plan.json").read_bytes())
     assert mutations(world) == len(plan["operations"])  # no wasted call
@@ -81,7 +80,7 @@ async def test_gates_segments_and_overrides_arrive_intact(tmp_path, world) -> No
     """Cloned gates, segments and overrides equal the source's, server fields aside."""
     job = clone_job(tmp_path)
     async with running_emulator(world, EmulatorConfig()) as url:
-        assert await planned.run_planned(load(str(job)), options(tmp_path / "s", url)) == 0
+        assert await planned.run_planned(await loaded(str(job)), options(tmp_path / "s", url)) == 0
     source, target = world.project("source"), world.project("target")
     plan = orjson.loads((tmp_path / "s" / "plan.json").read_bytes())
     created = {
@@ -101,9 +100,9 @@ async def test_rerunning_a_finished_clone_sends_zero_mutations(tmp_path, world) 
     """Running a finished clone again sends no mutation and changes nothing."""
     job = clone_job(tmp_path)
     async with running_emulator(world, EmulatorConfig()) as url:
-        assert await planned.run_planned(load(str(job)), options(tmp_path / "s", url)) == 0
+        assert await planned.run_planned(await loaded(str(job)), options(tmp_path / "s", url)) == 0
         before, state = mutations(world), dump(world)
-        assert await planned.run_planned(load(str(job)), options(tmp_path / "s", url)) == 0
+        assert await planned.run_planned(await loaded(str(job)), options(tmp_path / "s", url)) == 0
     assert mutations(world) == before
     assert dump(world) == state
 
@@ -114,7 +113,7 @@ async def test_plan_sends_no_mutation_and_reports_what_cannot_be_carried(
     """plan sends no mutation and reports what it would do and what it cannot carry."""
     job = clone_job(tmp_path)
     async with running_emulator(world, EmulatorConfig()) as url:
-        assert await planned.plan_command(load(str(job)), options(tmp_path / "s", url)) == 0
+        assert await planned.plan_command(await loaded(str(job)), options(tmp_path / "s", url)) == 0
     assert mutations(world) == 0
     out = capsys.readouterr().out
     assert "mutation(s)" in out
@@ -128,7 +127,7 @@ async def test_a_concurrent_edit_between_plan_and_apply_is_a_conflict(tmp_path, 
     job = clone_job(tmp_path, on_conflict="update")
     state = tmp_path / "s"
     async with running_emulator(world, EmulatorConfig()) as url:
-        assert await planned.plan_command(load(str(job)), options(state, url)) == 0
+        assert await planned.plan_command(await loaded(str(job)), options(state, url)) == 0
         plan = orjson.loads((state / "plan.json").read_bytes())
         create = next(
             op for op in plan["operations"] if op["kind"] == "gate" and op["action"] == "create"
@@ -157,7 +156,7 @@ async def test_on_conflict_fail_marks_the_experiment_failed(tmp_path, world) -> 
     """on_conflict=fail fails the experiments whose entities exist and differ (exit 3)."""
     job = clone_job(tmp_path, on_conflict="fail")
     async with running_emulator(world, EmulatorConfig()) as url:
-        code = await planned.run_planned(load(str(job)), options(tmp_path / "s", url))
+        code = await planned.run_planned(await loaded(str(job)), options(tmp_path / "s", url))
     plan = orjson.loads((tmp_path / "s" / "plan.json").read_bytes())
     failed = [n for n in plan["notes"] if n.get("fail")]
     assert failed
@@ -169,7 +168,7 @@ async def test_request_bodies_validate_against_the_spec(tmp_path, world) -> None
     spec = spec_or_skip()
     job = clone_job(tmp_path)
     async with running_emulator(world, EmulatorConfig()) as url:
-        assert await planned.plan_command(load(str(job)), options(tmp_path / "s", url)) == 0
+        assert await planned.plan_command(await loaded(str(job)), options(tmp_path / "s", url)) == 0
     plan = orjson.loads((tmp_path / "s" / "plan.json").read_bytes())
     for op in plan["operations"]:
         spec.validate_request_body(op["method"], op["path"], op["body"])
@@ -183,13 +182,15 @@ async def test_on_conflict_update_overwrites_what_differs_and_skip_reports_it(
         skip_state = tmp_path / "skip"
         assert (
             await planned.plan_command(
-                load(str(clone_job(tmp_path / "a"))), options(skip_state, url)
+                await loaded(str(clone_job(tmp_path / "a"))), options(skip_state, url)
             )
             == 0
         )
         assert "exists in the target and differs" in capsys.readouterr().out
         job = clone_job(tmp_path / "b", on_conflict="update")
-        assert await planned.run_planned(load(str(job)), options(tmp_path / "upd", url)) == 0
+        assert (
+            await planned.run_planned(await loaded(str(job)), options(tmp_path / "upd", url)) == 0
+        )
     plan = orjson.loads((tmp_path / "upd" / "plan.json").read_bytes())
     updates = [op for op in plan["operations"] if op["action"] == "update"]
     assert updates, "the demo target holds entities that differ from the source"
@@ -209,7 +210,7 @@ async def test_apply_refuses_a_changed_job_file(tmp_path, world) -> None:
 
     job = clone_job(tmp_path)
     async with running_emulator(world, EmulatorConfig()) as url:
-        assert await planned.plan_command(load(str(job)), options(tmp_path / "s", url)) == 0
+        assert await planned.plan_command(await loaded(str(job)), options(tmp_path / "s", url)) == 0
         job.write_text(job.read_text().replace("concurrency = 4", "concurrency = 3"))
         with pytest.raises(StateError, match="changed since the plan"):
             await planned.apply_command(options(tmp_path / "s", url))

@@ -11,8 +11,7 @@ import pytest
 from bulkops.commands import planned
 from bulkops.commands.session import RunOptions
 from bulkops.emulator import EmulatorConfig, EmulatorThread, build_demo_world, running_emulator
-from bulkops.jobs import load
-from tests.support.commands import FAST_RETRY, cli
+from tests.support.commands import FAST_RETRY, cli, loaded
 from tests.support.jobs import clone_job, dump, keys_env
 
 pytestmark = pytest.mark.slow
@@ -34,7 +33,7 @@ async def uninterrupted(tmp_path, monkeypatch) -> dict:
         options = RunOptions(
             state_dir=tmp_path / "ref-state", base_url=url, retry=FAST_RETRY, progress=False
         )
-        assert await planned.run_planned(load(str(job)), options) == 0
+        assert await planned.run_planned(await loaded(str(job)), options) == 0
     return dump(world)
 
 
@@ -78,7 +77,7 @@ async def test_lost_answers_and_server_errors_are_reconciled_not_duplicated(
         options = RunOptions(
             state_dir=tmp_path / "s", base_url=url, retry=FAST_RETRY, progress=False
         )
-        assert await planned.run_planned(load(str(job)), options) == 0
+        assert await planned.run_planned(await loaded(str(job)), options) == 0
     assert dump(world) == expected
     lost = world.requests(fault="lost_answer")
     assert lost, "the seed should lose some answers"

@@ -8,6 +8,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+import anyio
 import orjson
 import pytest
 
@@ -20,7 +21,7 @@ from bulkops.errors import FunctionFailed
 from bulkops.jobs import load
 from bulkops.jobs.batch_rule_update import load_functions
 from bulkops.jobs.rule_edits import PythonEdit, checked_rule, run_edits
-from tests.support.commands import FAST_RETRY
+from tests.support.commands import FAST_RETRY, loaded
 
 KEY_ENV = "BULKOPS_TEST_GUEST_KEY"
 KEY = "console-guest-target-key"
@@ -63,8 +64,8 @@ def job_with(folder: Path, module: str, source: str, function: str = "edit") -> 
 async def plan_of(job: Path, url: str, state: Path) -> tuple[int, Plan]:
     options = RunOptions(state_dir=state, base_url=url, retry=FAST_RETRY, progress=False,
                          command="plan")  # fmt: skip
-    code = await planned.plan_command(load(str(job)), options)
-    return code, Plan.load(state / "plan.json")
+    code = await planned.plan_command(await loaded(str(job)), options)
+    return code, await anyio.to_thread.run_sync(Plan.load, state / "plan.json")
 
 
 def failures(plan: Plan) -> dict[str, str]:
@@ -96,7 +97,8 @@ async def test_a_module_named_like_a_real_one_beside_the_job_file_shadows_nothin
     assert sys.modules["json"] is json
     assert sys.modules["bulkops"].__file__.endswith("__init__.py")
     assert not any(name.startswith(f"{module}.") and "guest" in name for name in sys.modules)
-    functions = load_functions(load(str(job)).spec.edits, job.parent)
+    spec = (await loaded(job)).spec
+    functions = await anyio.to_thread.run_sync(load_functions, spec.edits, job.parent)
     assert functions[0].__module__.startswith("_bulkops_guest_")
     assert functions[0].__module__.endswith(f".{module}")
 

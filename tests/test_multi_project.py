@@ -26,9 +26,8 @@ from bulkops.emulator import (
 )
 from bulkops.engine.state import StateDir
 from bulkops.errors import UserError
-from bulkops.jobs import load
 from tests.support.batch import EMPLOYEES_EDITS, gate_rules
-from tests.support.commands import FAST_RETRY, cli
+from tests.support.commands import FAST_RETRY, cli, loaded
 from tests.support.waiting import wait_for
 
 NAMES = ("eu", "us", "apac")
@@ -100,7 +99,7 @@ async def run(job: Path, state: Path, command: str = "run", **more: Any) -> int:
     if command in ("apply", "undo"):
         return await fleet.saved_fleet(StateDir(state), options(state, command, **more))
     go = fleet.plan_fleet if command == "plan" else fleet.run_fleet
-    return await go(load(str(job)), options(state, command, **more))
+    return await go(await loaded(str(job)), options(state, command, **more))
 
 
 def manifest(path: Path) -> dict[str, Any]:
@@ -153,7 +152,7 @@ async def test_the_summary_has_a_section_per_project(tmp_path, monkeypatch) -> N
     async with running_emulator(world) as url:
         job = export_job(tmp_path, dict.fromkeys(NAMES, url))
         assert await run(job, tmp_path / "state") == 0
-    run_record = StateDir(tmp_path / "state").read_run() or {}
+    run_record = await StateDir(tmp_path / "state").read_run_async() or {}
     projects = run_record["summary"]["projects"]
     assert sorted(projects) == sorted(NAMES)
     for name in NAMES:
@@ -175,7 +174,7 @@ async def test_a_project_paused_on_429_does_not_slow_another(tmp_path, monkeypat
     async with running_emulator(slow, tight) as slow_url, running_emulator(fast, loose) as fast_url:
         job = batch_job(tmp_path, {"slow": slow_url, "fast": fast_url})
         assert await run(job, tmp_path / "state") == 0
-    summary = (StateDir(tmp_path / "state").read_run() or {})["summary"]["projects"]
+    summary = (await StateDir(tmp_path / "state").read_run_async() or {})["summary"]["projects"]
     assert slow.count(status=429) >= 1
     assert fast.count(status=429) == 0
     assert slow.count(is_mutation=True, status=200) == fast.count(is_mutation=True, status=200) == 7
@@ -254,7 +253,7 @@ async def test_clone_into_two_targets(tmp_path, monkeypatch) -> None:
     experiments = set(source.collection("experiments"))
     for target in targets:
         assert set(target.collection("experiments")) == experiments
-    summary = (StateDir(tmp_path / "state").read_run() or {})["summary"]["projects"]
+    summary = (await StateDir(tmp_path / "state").read_run_async() or {})["summary"]["projects"]
     for name in ("eu", "us"):
         assert summary[name]["verify"]["differences"] == 0
         assert summary[name]["verify"]["checked"] > 0

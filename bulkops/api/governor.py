@@ -134,20 +134,32 @@ class RateGovernor:
         self._ledger: tuple[QuotaLedger, str, Waiter] | None = None
         self._published: list[Rule] = []
         self._published_at = -math.inf
-        if store is not None:
-            self._restore(store)
+        #: The store whose send times are still to be counted (``_restore``, at the first mutation).
+        self._unrestored = store
 
     def bind_ledger(self, ledger: QuotaLedger, project_key: str, waiter: Waiter) -> None:
         """Reserve every mutation in ``ledger`` under ``project_key`` from now on."""
         self._ledger = (ledger, project_key, waiter)
 
-    def _restore(self, store: SendTimeStore) -> None:
-        times = store.load(since=self._clock() - self._horizon)
+    async def _restore(self) -> None:
+        """Count the send times earlier runs left in the store, once, before the first mutation
+        (the caller holds the mutation lock): read and compacted on a worker thread."""
+        store = self._unrestored
+        if store is None:
+            return
+        since = self._clock() - self._horizon
+
+        def read() -> list[float]:
+            times = store.load(since=since)
+            store.compact(times)
+            return times
+
+        times = await anyio.to_thread.run_sync(read)
         for when in times:
             for window in self.windows:
                 window.record(when)
             self._times.append(when)
-        store.compact(times)
+        self._unrestored = None
 
     # -- slots ------------------------------------------------------------------------------
     @asynccontextmanager
@@ -167,6 +179,7 @@ class RateGovernor:
             async with self._slot(lambda: self.max_concurrency):
                 # One waiter at a time, so mutations leave in arrival order and windows stay exact.
                 async with self._mutation_lock:
+                    await self._restore()
                     while self._mutations_in_flight >= self.mutation_cap():
                         self._mutation_freed = freed = anyio.Event()
                         await freed.wait()

@@ -23,7 +23,6 @@ Layout::
 from __future__ import annotations
 
 import dataclasses
-import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -99,10 +98,9 @@ async def saved_fleet(state: StateDir, options: RunOptions) -> int:
     async def command(job: JobDefinition[JobSpec], options: RunOptions) -> int:
         return await saved(options)
 
-    with state.exclusive(options.command):
+    async with state.exclusive_async(options.command):
         logs.open_log_file(state.log_file)
-        run = state.read_run() or {}
-        job = await anyio.to_thread.run_sync(lambda: planned.planned_job(state, run, for_undo=undo))
+        run, job = await anyio.to_thread.run_sync(_saved_job, state, undo)
         names = [name for name in run.get(PROJECTS, {}) if name in job.members()]
         async with _opened(job, options, state, names) as (connections, failed):
             _refuse_one_project_twice(job, connections)
@@ -115,6 +113,14 @@ async def saved_fleet(state: StateDir, options: RunOptions) -> int:
             return await _run_members(
                 job, options, state, record, file, command, connections, failed
             )
+
+
+def _saved_job(state: StateDir, undo: bool) -> tuple[dict[str, Any], JobDefinition[JobSpec]]:
+    """The fleet's saved run and the job its plans were made from."""
+    from bulkops.commands import planned
+
+    run = state.read_run() or {}
+    return run, planned.planned_job(state, run, for_undo=undo)
 
 
 def _undo_record(run: dict[str, Any]) -> dict[str, Any]:
@@ -132,21 +138,19 @@ def _undo_record(run: dict[str, Any]) -> dict[str, Any]:
 async def _fan_out(
     job: JobDefinition[JobSpec], options: RunOptions, command: MemberCommand, *, resume: bool
 ) -> int:
-    state = resolve_state_dir(job, options)
+    state = await resolve_state_dir(job, options)
     members = job.members()
-    for single in members.values():  # every key and folder checked before any request
-        resolve_keys(single, options)
-        if not is_planned(job.kind):
-            reading_kind(job.kind).preflight(single)
+    await anyio.to_thread.run_sync(_check_members, job, options)
     _refuse_one_key_twice(job, options)
-    with state.exclusive(options.command):
+    async with state.exclusive_async(options.command):
         logs.open_log_file(state.log_file)
-        resume = resume and _resumes(state, job)
-        finished = _finished_members(state) if resume and not options.fresh else set()
+        resume, finished = await anyio.to_thread.run_sync(_left_to_run, state, job, options, resume)
         names = [name for name in members if name not in finished]
         async with _opened(job, options, state, names) as (connections, failed):
             _refuse_one_project_twice(job, connections)
-            run, _ = state.begin(job, fresh=options.fresh, command=options.command, resume=resume)
+            run, _ = await state.begin_async(
+                job, fresh=options.fresh, command=options.command, resume=resume
+            )
             kept = {name: run.get(PROJECTS, {}).get(name, {}) for name in finished}
             run[PROJECTS] = {name: kept.get(name, {}) for name in members}
             await state.write_run_async(run)
@@ -160,6 +164,22 @@ async def _fan_out(
             return await _run_members(
                 job, options, state, run, state.run_file, command, connections, failed
             )
+
+
+def _check_members(job: JobDefinition[JobSpec], options: RunOptions) -> None:
+    """Every member's keys and (for an export) output folder, before any request."""
+    for single in job.members().values():
+        resolve_keys(single, options)
+        if not is_planned(job.kind):
+            reading_kind(job.kind).preflight(single)
+
+
+def _left_to_run(
+    state: StateDir, job: JobDefinition[JobSpec], options: RunOptions, resume: bool
+) -> tuple[bool, set[str]]:
+    """Whether this run resumes the fleet's last one, and the projects that finished already."""
+    resume = resume and _resumes(state, job)
+    return resume, _finished_members(state) if resume and not options.fresh else set()
 
 
 def _resumes(state: StateDir, job: JobDefinition[JobSpec]) -> bool:
@@ -449,9 +469,9 @@ async def _finish(
             summary=summary,
         )
     else:
-        from bulkops.commands.run import print_summary
+        from bulkops.commands.run import show_summary
 
-        print_summary(run, file=sys.stderr, state=state.root)
+        await show_summary(run, state.root)
         _next_step(job, state, run, exit_code)
     await logs.aclose_log_file()
     return exit_code

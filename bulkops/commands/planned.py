@@ -84,15 +84,14 @@ def _apply_options(job: JobDefinition[JobSpec], options: RunOptions) -> ApplyOpt
 
 # -- commands -------------------------------------------------------------------------------
 async def plan_command(job: JobDefinition[JobSpec], options: RunOptions) -> int:
-    state = resolve_state_dir(job, options)
+    state = await resolve_state_dir(job, options)
     projects = resolve_keys(job, options)
     _refuse_same_keys(job, options)
-    with state.exclusive("plan"):
-        _refuse_replanning_over_an_apply(state, options)
-        _refuse_repeating(state, options)
+    async with state.exclusive_async("plan"):
+        await anyio.to_thread.run_sync(_refuse_planning, state, options)
         async with connect(job, options, state, projects) as connection:
             _refuse_same_project(connection)
-            run, _ = state.begin(job, fresh=options.fresh, command="plan", resume=False)
+            run, _ = await state.begin_async(job, fresh=options.fresh, command="plan", resume=False)
             with started(connection, run, resumed=False) as session:
                 try:
                     plan = await interruptible(lambda: _make_plan(session))
@@ -115,13 +114,9 @@ async def plan_command(job: JobDefinition[JobSpec], options: RunOptions) -> int:
 
 
 async def apply_command(options: RunOptions) -> int:
-    from bulkops.commands.status import find_state_dir
-
-    state = find_state_dir(options.state_dir)
-    with state.exclusive("apply"):
-        run, job = _saved_run(state)
-        _refuse_applying_twice(state, run)
-        plan = Plan.load(state.plan_file)
+    state = await _found_state(options)
+    async with state.exclusive_async("apply"):
+        run, job, plan = await anyio.to_thread.run_sync(_saved_plan, state)
         _check_rehearsal(plan, options)
         projects = resolve_keys(job, options)
         async with connect(job, options, state, projects) as connection:
@@ -133,23 +128,23 @@ async def apply_command(options: RunOptions) -> int:
 
 
 async def run_planned(job: JobDefinition[JobSpec], options: RunOptions) -> int:
-    state = resolve_state_dir(job, options)
+    state = await resolve_state_dir(job, options)
     projects = resolve_keys(job, options)
     _refuse_same_keys(job, options)
-    with state.exclusive("run"):
+    async with state.exclusive_async("run"):
         # An apply cut short (kill, interrupt, fatal error) is finished as planned, never re-planned;
         # otherwise plan anew: a new plan sees edits made since.
         cut_short, saved = await anyio.to_thread.run_sync(_cut_short_plan, state, options)
-        if saved is None:
-            _refuse_repeating(state, options)
-        else:
+        if saved is not None:
             _check_rehearsal(saved, options)
         async with connect(job, options, state, projects) as connection:
             if saved is None:
                 _refuse_same_project(connection)
             else:
                 _check_bound(saved, connection)
-            run, resumed = state.begin(job, fresh=options.fresh, command="run", resume=cut_short)
+            run, resumed = await state.begin_async(
+                job, fresh=options.fresh, command="run", resume=cut_short
+            )
             with started(connection, run, resumed=resumed) as session:
                 if resumed and saved is not None:
                     plan = saved
@@ -163,48 +158,87 @@ async def run_planned(job: JobDefinition[JobSpec], options: RunOptions) -> int:
 
 
 def _cut_short_plan(state: StateDir, options: RunOptions) -> tuple[bool, Plan | None]:
-    """Was the last apply cut short, and if so its saved plan (None: there is none)."""
+    """Was the last apply cut short, and if so its saved plan (None: there is none, so the job
+    is planned anew, unless that would repeat a finished apply by accident)."""
     previous = state.read_run() or {}
     cut_short = previous.get("status") in CUT_SHORT and not options.fresh
-    return cut_short, (
-        Plan.load(state.plan_file) if cut_short and state.plan_file.exists() else None
-    )
+    saved = Plan.load(state.plan_file) if cut_short and state.plan_file.exists() else None
+    if saved is None:
+        _refuse_repeating(state, options)
+    return cut_short, saved
 
 
 async def undo_command(options: RunOptions) -> int:
-    from bulkops.commands.status import find_state_dir
-
-    state = find_state_dir(options.state_dir)
-    with state.exclusive("undo"):
-        run, job = _saved_run(state, for_undo=True)
-        if not planned_kind(job.kind).supports_undo:
-            raise UserError(
-                f"{job.kind} jobs have no undo: what a clone created stays in the target. Delete "
-                "the copies there if you must (the plan in the state directory lists them)."
-            )
-        plan = Plan.load(state.plan_file)
+    state = await _found_state(options)
+    async with state.exclusive_async("undo"):
+        run, job, plan = await anyio.to_thread.run_sync(_undoable_plan, state)
         _check_rehearsal(plan, options)
         undo_state = StateDir(state.root / "undo", governor_root=state.root)
         projects = resolve_keys(job, options)
         async with connect(job, options, undo_state, projects) as connection:
             _check_bound(plan, connection)
-            parent = (undo_state.read_run() or {}).get("parent_run_id")
-            # An unfinished undo of an earlier apply must not be resumed over a newer one's results.
-            undo_run, resumed = undo_state.begin(
-                job, fresh=parent not in (None, run["run_id"]), command="undo"
+            undo_run, resumed, undo_plan = await anyio.to_thread.run_sync(
+                _begin_undo, job, state, undo_state, run, plan
             )
-            undo_run["parent_run_id"] = run["run_id"]
-            await undo_state.write_run_async(undo_run)
-            if not resumed or not await anyio.to_thread.run_sync(undo_state.plan_file.exists):
-                await _undo_plan(job, state, plan).save_async(undo_state.plan_file)
-            undo_plan = Plan.load(undo_state.plan_file)
             member.say(f"undo: {undo_plan.mutation_count()} entities to restore", err=True)
             with started(connection, undo_run, resumed=resumed) as session:
                 exit_code, summary = await _apply(session, undo_plan)
         return await finish(undo_state, undo_run, exit_code, summary)
 
 
+async def _found_state(options: RunOptions) -> StateDir:
+    """The state directory ``apply``/``undo`` work on (``--state``, or the one under ./.bulkops)."""
+    from bulkops.commands.status import find_state_dir
+
+    return await anyio.to_thread.run_sync(find_state_dir, options.state_dir)
+
+
+def _saved_plan(state: StateDir) -> tuple[dict[str, Any], JobDefinition[JobSpec], Plan]:
+    """What ``apply`` applies: the saved run, its job and plan (refused if applied already)."""
+    run, job = _saved_run(state)
+    _refuse_applying_twice(state, run)
+    return run, job, Plan.load(state.plan_file)
+
+
+def _undoable_plan(state: StateDir) -> tuple[dict[str, Any], JobDefinition[JobSpec], Plan]:
+    """What ``undo`` restores from: the saved run, its job and the plan that was applied."""
+    run, job = _saved_run(state, for_undo=True)
+    if not planned_kind(job.kind).supports_undo:
+        raise UserError(
+            f"{job.kind} jobs have no undo: what a clone created stays in the target. Delete "
+            "the copies there if you must (the plan in the state directory lists them)."
+        )
+    return run, job, Plan.load(state.plan_file)
+
+
+def _begin_undo(
+    job: JobDefinition[JobSpec],
+    state: StateDir,
+    undo_state: StateDir,
+    run: dict[str, Any],
+    plan: Plan,
+) -> tuple[dict[str, Any], bool, Plan]:
+    """Start (or resume) the undo run of ``run`` and return (its record, resumed?, its plan).
+
+    An unfinished undo of an earlier apply is not resumed over a newer one's results."""
+    parent = (undo_state.read_run() or {}).get("parent_run_id")
+    undo_run, resumed = undo_state.begin(
+        job, fresh=parent not in (None, run["run_id"]), command="undo"
+    )
+    undo_run["parent_run_id"] = run["run_id"]
+    undo_state.write_run(undo_run)
+    if not resumed or not undo_state.plan_file.exists():
+        _undo_plan(job, state, plan).save(undo_state.plan_file)
+    return undo_run, resumed, Plan.load(undo_state.plan_file)
+
+
 # -- refusals: each before anything is sent or any state changes ----------------------------
+def _refuse_planning(state: StateDir, options: RunOptions) -> None:
+    """What ``plan`` refuses before it reads anything: an apply to finish, an apply to repeat."""
+    _refuse_replanning_over_an_apply(state, options)
+    _refuse_repeating(state, options)
+
+
 def _refuse_applying_twice(state: StateDir, run: dict[str, Any]) -> None:
     """A plan applied to the end is done: its preconditions describe a project that is gone, and
     re-applying it would only verify against a stale after-image. Plan again instead."""

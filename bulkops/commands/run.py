@@ -42,13 +42,15 @@ EXIT_OK, EXIT_USAGE, EXIT_FAILED_ITEMS, EXIT_ABORTED, EXIT_INTERRUPTED = 0, 2, 3
 
 async def run_job(job: JobDefinition[JobSpec], options: RunOptions) -> int:
     """``bulkops run`` for kinds without a plan phase (exports)."""
-    state = resolve_state_dir(job, options)
+    state = await resolve_state_dir(job, options)
     kind = reading_kind(job.kind)
     projects = resolve_keys(job, options)
-    kind.preflight(job)
-    with state.exclusive(options.command):
+    await anyio.to_thread.run_sync(kind.preflight, job)  # it probes the output folder
+    async with state.exclusive_async(options.command):
         async with connect(job, options, state, projects) as connection:
-            run, resumed = state.begin(job, fresh=options.fresh, command=options.command)
+            run, resumed = await state.begin_async(
+                job, fresh=options.fresh, command=options.command
+            )
             with started(connection, run, resumed=resumed) as session:
                 exit_code, summary = await execute(
                     session, kind.root_tasks, kind.summary, units=kind.progress
@@ -164,9 +166,15 @@ async def finish(
         log.info("bulkops.run.summary", job=run["job"], run_id=run["run_id"], status=status,
                  summary=summary)  # fmt: skip
     else:
-        print_summary(run, file=sys.stderr, state=state.root)
+        await show_summary(run, state.root)
     await logs.aclose_log_file()
     return exit_code
+
+
+async def show_summary(run: dict[str, Any], state: Path) -> None:
+    """``print_summary`` to stderr, on a worker thread (its relative paths read the disk)."""
+    file = sys.stderr
+    await anyio.to_thread.run_sync(lambda: print_summary(run, file=file, state=state))
 
 
 def print_summary(run: dict[str, Any], *, file: Any, state: Path | None = None) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import anyio
 import structlog
 
 from bulkops import logs
@@ -71,8 +72,10 @@ class ProjectAccess:
     key_env: str | None = None
 
 
-def resolve_state_dir(job: JobDefinition[JobSpec], options: RunOptions) -> StateDir:
-    return StateDir((options.state_dir or default_state_of(job)).resolve())
+async def resolve_state_dir(job: JobDefinition[JobSpec], options: RunOptions) -> StateDir:
+    """The job's state directory, its path made absolute (resolving it reads the disk)."""
+    path = options.state_dir or default_state_of(job)
+    return StateDir(await anyio.to_thread.run_sync(path.resolve))
 
 
 def default_state_of(job: JobDefinition[Any]) -> Path:

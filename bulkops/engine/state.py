@@ -17,16 +17,18 @@ resumable, unless the job file changed since it began (refused unless ``--fresh`
 from __future__ import annotations
 
 import fcntl
+import functools
 import os
 import shutil
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+import anyio
 import orjson
 
 from bulkops.engine.journal import Outcome, read_journal
@@ -115,6 +117,25 @@ class StateDir:
         An OS file lock (flock): the kernel drops it when the holder dies, so a SIGKILL never
         leaves a stale lock behind. The file says who holds it, for the refusal message.
         """
+        fd = self._lock(command)
+        try:
+            yield
+        finally:
+            os.close(fd)  # closing the descriptor releases the lock
+
+    @asynccontextmanager
+    async def exclusive_async(self, command: str) -> AsyncIterator[None]:
+        """``exclusive``, its lock taken on a worker thread: the descriptor is the process's,
+        so the lock is held, whichever thread took it, until it is closed when the command ends."""
+        with anyio.CancelScope(shield=True):  # a lock taken is never lost to a cancellation
+            fd = await anyio.to_thread.run_sync(self._lock, command)
+        try:
+            yield
+        finally:
+            os.close(fd)  # no I/O: it drops the descriptor, and with it the lock
+
+    def _lock(self, command: str) -> int:
+        """The locked descriptor of the directory's lock file, saying who holds it."""
         self._ensure_usable()
         fd = os.open(self.root / "lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
@@ -129,9 +150,10 @@ class StateDir:
         try:
             os.ftruncate(fd, 0)
             os.pwrite(fd, orjson.dumps({"pid": os.getpid(), "command": command}), 0)
-            yield
-        finally:
-            os.close(fd)  # closing the descriptor releases the lock
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
 
     def holder(self) -> str | None:
         """Who holds the directory's lock right now (``pid N, command X``), or None."""
@@ -157,6 +179,9 @@ class StateDir:
                 f"{self.run_file} is not valid JSON; repair it, or start over with --fresh"
             ) from None
         return value if isinstance(value, dict) else None
+
+    async def read_run_async(self) -> dict[str, Any] | None:
+        return await anyio.to_thread.run_sync(self.read_run)
 
     def write_run(self, run: dict[str, Any]) -> None:
         write_json_atomic(self.run_file, run)
@@ -201,6 +226,14 @@ class StateDir:
         }
         self.write_run(run)
         return run, False
+
+    async def begin_async(
+        self, job: RunSubject, *, fresh: bool, command: str, resume: bool = True
+    ) -> tuple[dict[str, Any], bool]:
+        """``begin`` on a worker thread: it reads, retires and writes the run's files."""
+        return await anyio.to_thread.run_sync(
+            functools.partial(self.begin, job, fresh=fresh, command=command, resume=resume)
+        )
 
     def _ensure_usable(self) -> None:
         try:

@@ -27,6 +27,7 @@ import hashlib
 import importlib
 import importlib.machinery
 import sys
+import threading
 import traceback
 import types
 from collections.abc import Mapping, Sequence
@@ -135,7 +136,9 @@ class Spec(JobSpec):
 # -- planning --------------------------------------------------------------------------------
 async def build_plan(job: JobDefinition[Spec], clients: dict[str, ConsoleClient]) -> Plan:
     spec = job.spec
-    functions = load_functions(spec.edits, job.folder)  # before any request: a bad import is exit 2
+    # Before any request (a bad import is exit 2), off the loop: importing reads the disk and
+    # runs the guest's module code, as long as that takes.
+    functions = await run_in_daemon_thread(_load_functions_alone, spec.edits, job.folder)
     kind = SELECTABLE[spec.select.entity].name
     entities, missing = await _select(clients[ROLE], spec.select)
     operations: list[Operation] = []
@@ -329,9 +332,20 @@ def _fill_return_value(rule: Rule) -> Rule:
 def check(job: JobDefinition[Spec]) -> None:
     """What the schema cannot see: every python edit's function must import (exit 2 if not)."""
     try:
-        load_functions(job.spec.edits, job.folder)
+        _load_functions_alone(job.spec.edits, job.folder)
     except JobFileError as exc:
         raise JobFileError(f"{job.path}: {exc}") from None
+
+
+#: One import of python edits at a time (the projects of a job over several plan at once, each
+#: on a thread): each first forgets the guest package's modules, which must not happen while
+#: another thread imports them.
+_IMPORTING = threading.Lock()
+
+
+def _load_functions_alone(edits: Sequence[Any], folder: Path) -> dict[int, RuleFunction]:
+    with _IMPORTING:
+        return load_functions(edits, folder)
 
 
 def load_functions(edits: Sequence[Any], folder: Path) -> dict[int, RuleFunction]:

@@ -242,3 +242,21 @@ def test_the_projects_of_one_process_share_one_ledger_connection(tmp_path) -> No
             assert third is not first
 
     anyio.run(main)
+
+
+def test_many_processes_opening_a_new_ledger_file_at_once_all_get_in(tmp_path) -> None:
+    """Sixteen connections creating one new SQLite ledger together: none is refused as locked."""
+    from bulkops.api.ledger_sqlite import SqliteLedger
+
+    async def main() -> None:
+        ledgers = [SqliteLedger(tmp_path / "new" / "quota.sqlite") for _ in range(16)]
+        async with anyio.create_task_group() as group:
+            for ledger in ledgers:
+                group.start_soon(ledger.check)
+        for ledger in ledgers:
+            await ledger.aclose()
+
+    for _ in range(5):
+        anyio.run(main)
+        for file in (tmp_path / "new").iterdir():
+            file.unlink()

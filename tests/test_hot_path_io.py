@@ -58,9 +58,26 @@ def test_pages_spooled_in_one_batch_each_get_their_own_complete_file(tmp_path) -
                 group.start_soon(page, n)
 
     anyio.run(main)
-    spool.close()
     assert len(set(names.values())) == 20
     for n in range(20):
         lines = list(spool.lines(names[f"p{n}"]))
         assert lines == [b'{"page":%d,"row":%d}\n' % (n, r) for r in range(3)]
     assert not list((tmp_path / "spool").glob(".*.tmp"))
+
+
+def test_the_spools_of_many_projects_share_two_threads(tmp_path) -> None:
+    """Fifty projects' spools in one process write through one pool of SPOOL_THREADS threads."""
+    import threading
+
+    from bulkops.engine.spool import SPOOL_THREADS
+
+    spools = [Spool(tmp_path / f"p{n}") for n in range(50)]
+
+    async def main() -> None:
+        async with anyio.create_task_group() as group:
+            for spool in spools:
+                group.start_soon(spool.write_async, "page", [{"a": 1}])
+
+    anyio.run(main)
+    writers = [t for t in threading.enumerate() if t.name.startswith("bulkops-spool")]
+    assert 1 <= len(writers) <= SPOOL_THREADS

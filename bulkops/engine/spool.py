@@ -12,6 +12,7 @@ import concurrent.futures
 import functools
 import hashlib
 import os
+import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,21 @@ from bulkops.errors import CheckpointError, writing
 #: One page to write (file name, encoded rows), and the future its fetching task waits on.
 _Pending = tuple[str, bytes, "asyncio.Future[str]"]
 #: Threads writing spool batches: one fsyncs while the other writes; more only fight for the GIL.
+#: One pool for the process: the projects of a job over several share it (a pool per project
+#: made an org export of 50 projects run 100 idle threads).
 SPOOL_THREADS = 2
+_POOL: concurrent.futures.ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _pool() -> concurrent.futures.ThreadPoolExecutor:
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = concurrent.futures.ThreadPoolExecutor(
+                SPOOL_THREADS, thread_name_prefix="bulkops-spool"
+            )
+        return _POOL
 
 
 def encode_rows(rows: Iterable[Any]) -> bytes:
@@ -35,7 +50,6 @@ class Spool:
     def __init__(self, root: Path) -> None:
         self.root = root
         self._batch: list[_Pending] | None = None
-        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._made = False
 
     def write(self, key: str, rows: Iterable[Any]) -> str:
@@ -85,11 +99,7 @@ class Spool:
 
     def _send_batch(self, loop: asyncio.AbstractEventLoop) -> None:
         batch, self._batch = self._batch or [], None
-        if self._executor is None:
-            self._executor = concurrent.futures.ThreadPoolExecutor(
-                SPOOL_THREADS, thread_name_prefix="bulkops-spool"
-            )
-        done = loop.run_in_executor(self._executor, self._write_batch, batch)
+        done = loop.run_in_executor(_pool(), self._write_batch, batch)
         done.add_done_callback(functools.partial(_settle, batch))
 
     def _write_batch(self, batch: list[_Pending]) -> list[str | BaseException]:
@@ -115,12 +125,6 @@ class Spool:
             f"spooled page {self.root / name} is missing although the journal says it was "
             "fetched; re-run with --fresh to fetch everything again"
         )
-
-    def close(self) -> None:
-        """Let the spool's threads go (after the batches handed over are written)."""
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
-            self._executor = None
 
     def lines(self, name: str) -> Iterator[bytes]:
         """The rows of one spooled page, as raw JSON lines (with their newline)."""

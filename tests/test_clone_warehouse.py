@@ -11,8 +11,7 @@ import pytest
 from bulkops.commands import planned
 from bulkops.commands.session import RunOptions
 from bulkops.emulator import EmulatorConfig, Project, World, running_emulator, seed_directory
-from bulkops.jobs import load
-from tests.support.commands import FAST_RETRY
+from tests.support.commands import FAST_RETRY, loaded
 from tests.support.jobs import clone_job, dump, keys_env
 from tests.support.openapi_spec import spec_or_skip
 from tests.support.worlds import SOURCE_KEY, TARGET_KEY
@@ -77,7 +76,7 @@ async def clone(tmp_path, world: World, *, target_source: dict[str, Any] | None 
             await post(url, TARGET_KEY, SOURCES, target_source)
         seeded = len(target_mutations(world))
         path = clone_job(tmp_path, select='ids = ["whn_checkout"]', **job)
-        code = await planned.run_planned(load(str(path)), options(tmp_path / "s", url))
+        code = await planned.run_planned(await loaded(path), options(tmp_path / "s", url))
     plan = orjson.loads((tmp_path / "s" / "plan.json").read_bytes())
     return code, plan, target_mutations(world)[seeded:]
 
@@ -170,7 +169,7 @@ async def test_rerunning_a_warehouse_clone_sends_nothing(tmp_path, world) -> Non
     async with running_emulator(world, EmulatorConfig()) as url:
         before, state = len(target_mutations(world)), dump(world)
         path = clone_job(tmp_path, select='ids = ["whn_checkout"]')
-        assert await planned.run_planned(load(str(path)), options(tmp_path / "s", url)) == 0
+        assert await planned.run_planned(await loaded(path), options(tmp_path / "s", url)) == 0
     assert len(target_mutations(world)) == before
     assert dump(world) == state
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -82,6 +82,10 @@ READ_ATTEMPTS = 3
 #: Detail requests of one kind in flight at once, at least (or the client's concurrency, if
 #: higher: the governor still paces them and shares its slots among the kinds).
 DETAILS_AT_ONCE = 8
+#: Detail files staged together, on a worker thread, as their details arrive.
+DETAIL_FILES_AT_ONCE = 100
+#: A file of the snapshot: its path relative to the output directory, and its JSON value.
+Staged = tuple[str, Any]
 
 
 @dataclass(frozen=True)
@@ -235,11 +239,15 @@ async def _read_kind(
     ctx: RunContext[Spec], client: ConsoleClient, kind: str, how: Exported
 ) -> tuple[list[dict[str, Any]], list[list[Any]]]:
     """One read of the kind: its list, and the details of its entities, whose reads start as
-    each page of the list arrives (a list found changed discards them with it)."""
-    details = _Details(ctx, client, kind, how)
+    each page of the list arrives (a list found changed discards them with it); its files are
+    staged as soon as they are known (``_stage``), for publishing to rename."""
+    stage = partial(_stage, ctx.job, _suffix(ctx))
+    details = _Details(ctx, client, kind, how, stage)
     try:
         async with anyio.create_task_group() as group:
             rows = await _read_rows(client, kind, how, lambda page: details.start(group, page))
+            # The entity files are staged while the details are still being read.
+            group.start_soon(anyio.to_thread.run_sync, stage, _entity_files(kind, how, rows))
     except BaseExceptionGroup as error:
         raise most_telling(error) from None
     return rows, await details.collect(rows)
@@ -321,13 +329,20 @@ def _identity(row: Any, how: Exported) -> str | None:
 
 
 class _Details:
-    """The details of one read of a kind's entities: started as rows arrive, collected in list
-    order once the list is known whole."""
+    """The details of one read of a kind's entities: started as rows arrive, staged as files in
+    batches as they arrive, collected in list order once the list is known whole."""
 
     def __init__(
-        self, ctx: RunContext[Spec], client: ConsoleClient, kind: str, how: Exported
+        self,
+        ctx: RunContext[Spec],
+        client: ConsoleClient,
+        kind: str,
+        how: Exported,
+        stage: Callable[[Iterable[Staged]], None],
     ) -> None:
-        self.client, self.kind, self.how = client, kind, how
+        self.client, self.kind, self.how, self.stage = client, kind, how, stage
+        self.group: TaskGroup | None = None
+        self.unstaged: list[list[Any]] = []
         self.id_lists = kind == "segments" and ctx.job.spec.options.segment_id_lists
         self.found: dict[tuple[str, str], Any] = {}
         self.started: set[tuple[str, str]] = set()
@@ -345,6 +360,7 @@ class _Details:
         return wanted
 
     def start(self, group: TaskGroup, rows: list[Any]) -> None:
+        self.group = group
         for row in rows:
             for item in self.wanted(row):
                 if item not in self.started:
@@ -361,6 +377,13 @@ class _Details:
                     self.found[key, detail] = body.get("data")
                 else:
                     self.found[key, detail] = await _read_id_list(self.client, entity, key)
+                if not _empty(self.found[key, detail]):
+                    self.unstaged.append([key, detail, self.found[key, detail]])
+                if len(self.unstaged) >= DETAIL_FILES_AT_ONCE and self.group is not None:
+                    batch, self.unstaged = self.unstaged, []
+                    self.group.start_soon(
+                        anyio.to_thread.run_sync, self.stage, _detail_files(self.kind, batch)
+                    )
             except NotFound:
                 raise _changed(
                     f"the {self.kind.replace('_', ' ')} of project {self.client.project!r}",
@@ -369,9 +392,11 @@ class _Details:
 
     async def collect(self, rows: list[dict[str, Any]]) -> list[list[Any]]:
         """``[id, detail, data]`` for every non-empty detail of ``rows``, in list order."""
+        self.group = None  # closed: the rest is staged here
         wanted = [item for row in rows for item in self.wanted(row)]
         missing = [item for item in wanted if item not in self.found]
         await gather([partial(self.read, *item) for item in missing])
+        await anyio.to_thread.run_sync(self.stage, _detail_files(self.kind, self.unstaged))
         return [
             [key, detail, self.found[key, detail]]
             for key, detail in wanted
@@ -439,15 +464,16 @@ def _publish_files(
     project: dict[str, Any],
     results: dict[str, dict[str, Any]],
 ) -> dict[str, Any]:
-    """Stage every changed file (no fsync each), make them durable together, then withdraw the
-    old manifest, rename them into place, prune, and write the new manifest last.
+    """Check every file is staged (the kinds' readers staged them, without an fsync each), make
+    them durable together, then withdraw the old manifest, rename them into place, prune, and
+    write the new manifest last.
 
     A reader trusting the manifest never sees a file it names missing or torn, even after a
     crash or a power loss: the new manifest is renamed into place only after every file it names
     (the unchanged ones too, in case a killed run renamed them unsynced) and every rename is on
     stable storage."""
     root = str(ctx.job.resolve_path(ctx.job.spec.output.dir))
-    suffix = f".tmp-{ctx.run_id}"
+    suffix = _suffix(ctx)
     staged: list[tuple[str, str]] = []  # (temporary, final)
     unchanged: list[str] = []
     keep: set[str] = set()
@@ -463,9 +489,11 @@ def _publish_files(
         if _same_bytes(final, data):
             unchanged.append(final)
         else:
-            folder, name = os.path.split(final)
-            temporary = join(folder, f".{name}{suffix}")
-            write_bytes_unsynced(temporary, data)
+            # Staged while the kind was read, unless this run was resumed after a crash that
+            # lost it (its bytes are checked: a staged file is not durable yet).
+            temporary = _staged_name(final, suffix)
+            if not _same_bytes(temporary, data):
+                write_bytes_unsynced(temporary, data)
             staged.append((temporary, final))
         return sha256(data)
 
@@ -521,6 +549,41 @@ def _publish_files(
         "details": sum(len(items) for items in details.values()),
         "files_written": len(staged),
     }
+
+
+def _suffix(ctx: RunContext[Spec]) -> str:
+    return f".tmp-{ctx.run_id}"
+
+
+def _staged_name(final: str, suffix: str) -> str:
+    folder, name = os.path.split(final)
+    return os.path.join(folder, f".{name}{suffix}")
+
+
+def _entity_files(kind: str, how: Exported, rows: list[dict[str, Any]]) -> Iterator[Staged]:
+    for row in rows:
+        yield entity_file(kind, str(row[how.identity])), row
+
+
+def _detail_files(kind: str, details: list[list[Any]]) -> Iterator[Staged]:
+    for key, detail, data in details:
+        yield detail_file(kind, key, detail), data
+
+
+def _stage(job: JobDefinition[Spec], suffix: str, files: Iterable[Staged]) -> None:
+    """Each ``(relative, value)`` whose file would change, written beside it under its staged
+    name (not yet durable: publishing checks, syncs and renames it). On a worker thread."""
+    root = job.resolve_path(job.spec.output.dir)
+    made: set[str] = set()
+    for relative, value in files:
+        final = os.path.join(root, relative)
+        folder = os.path.dirname(final)
+        if folder not in made:
+            os.makedirs(folder, exist_ok=True)
+            made.add(folder)
+        data = dumps(value)
+        if not _same_bytes(final, data):
+            write_bytes_unsynced(_staged_name(final, suffix), data)
 
 
 def _same_bytes(path: str, data: bytes) -> bool:

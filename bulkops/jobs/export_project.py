@@ -4,18 +4,26 @@ Task graph::
 
     project ─┐
     kind:gates ─────────┤  (each: every page, checked against totalItems, then its details)
-    kind:experiments ───┼─► publish (stage changed files, withdraw the manifest, rename, prune,
-    ...                 ┘             write the manifest)
+    kind:experiments ───┼─► publish (check the staged files, sync them, withdraw the manifest,
+    ...                 ┘             rename, prune, write the manifest)
 
-A kind's task reads its whole list and then the details of its entities (overrides, id lists);
-when the list does not add up to ``totalItems``, repeats an id, differs from a second read (a
-list of several pages is read twice: an entity added and another deleted between two pages
-keep the count right but tear the list), or an entity vanishes before its details are read, the
-list changed while being read and the kind is read again, up to
-``READ_ATTEMPTS`` times, before the task fails (``InconsistentListing``, exit 3; a re-run reads
-it again). Each kind's rows and details are spooled to the state directory, so a run killed
-after some kinds were read resumes with the others. The snapshot format is
-``bulkops.output.snapshot``; publishing leaves a file whose bytes did not change untouched.
+A kind's task reads page 1 of its list, then every other page at once; the details of its
+entities (overrides, id lists) are asked for as each page arrives. When the list does not add
+up to ``totalItems``, repeats an id, differs from a second read (a list of several pages is read
+twice, the second read, all pages at once, only after the first is whole: an entity added and
+another deleted between two pages keep the count right but tear the list), or an entity vanishes
+before its details are read, the list changed while being read and the kind is read again, up
+to ``READ_ATTEMPTS`` times, before the task fails (``InconsistentListing``, exit 3; a re-run
+reads it again). Each kind's rows and details are spooled to the state directory, so a run
+killed after some kinds were read resumes with the others. The snapshot format is
+``bulkops.output.snapshot``.
+
+Files are staged as they become known, on worker threads, while other kinds are still read:
+each changed file is written beside its final place under a name of its own (no fsync each).
+Publishing checks every staged file's bytes (a crash may have lost them), makes them durable
+together (``make_durable``: one syncfs, or fsyncs from a few threads), and only then withdraws
+the old manifest, renames them into place and writes the new manifest; a file whose bytes did
+not change is left untouched (bytes and mtime).
 """
 
 from __future__ import annotations

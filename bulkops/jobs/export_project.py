@@ -4,36 +4,48 @@ Task graph::
 
     project ─┐
     kind:gates ─────────┤  (each: every page, checked against totalItems, then its details)
-    kind:experiments ───┼─► publish (stage changed files, withdraw the manifest, rename, prune,
-    ...                 ┘             write the manifest)
+    kind:experiments ───┼─► publish (check the staged files, sync them, withdraw the manifest,
+    ...                 ┘             rename, prune, write the manifest)
 
-A kind's task reads its whole list and then the details of its entities (overrides, id lists);
-when the list does not add up to ``totalItems``, repeats an id, differs from a second read (a
-list of several pages is read twice: an entity added and another deleted between two pages
-keep the count right but tear the list), or an entity vanishes before its details are read, the
-list changed while being read and the kind is read again, up to
-``READ_ATTEMPTS`` times, before the task fails (``InconsistentListing``, exit 3; a re-run reads
-it again). Each kind's rows and details are spooled to the state directory, so a run killed
-after some kinds were read resumes with the others. The snapshot format is
-``bulkops.output.snapshot``; publishing leaves a file whose bytes did not change untouched.
+A kind's task reads page 1 of its list, then every other page at once; the details of its
+entities (overrides, id lists) are asked for as each page arrives. When the list does not add
+up to ``totalItems``, repeats an id, differs from a second read (a list of several pages is read
+twice, the second read, all pages at once, only after the first is whole: an entity added and
+another deleted between two pages keep the count right but tear the list), or an entity vanishes
+before its details are read, the list changed while being read and the kind is read again, up
+to ``READ_ATTEMPTS`` times, before the task fails (``InconsistentListing``, exit 3; a re-run
+reads it again). Each kind's rows and details are spooled to the state directory, so a run
+killed after some kinds were read resumes with the others. The snapshot format is
+``bulkops.output.snapshot``.
+
+Files are staged as they become known, on worker threads, while other kinds are still read:
+each changed file is written beside its final place under a name of its own (no fsync each).
+Publishing checks every staged file's bytes (a crash may have lost them), makes them durable
+together (``make_durable``: one syncfs, or fsyncs from a few threads), and only then withdraws
+the old manifest, renames them into place and writes the new manifest; a file whose bytes did
+not change is left untouched (bytes and mtime).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
 import anyio
 import orjson
+from anyio.abc import TaskGroup
 from pydantic import Field
 
-from bulkops.api.client import PAGE_LIMIT, ConsoleClient, api_path, pages_for
+from bulkops.api.client import PAGE_LIMIT, ConsoleClient, Page, api_path, pages_for
+from bulkops.engine.concurrency import gather, most_telling
 from bulkops.engine.graph import Task
-from bulkops.errors import InconsistentListing, NotFound, writing
+from bulkops.errors import InconsistentListing, NotFound
 from bulkops.human import count, plural
 from bulkops.jobs.base import Count, RunContext
 from bulkops.jobs.entity_kinds import (
@@ -66,7 +78,7 @@ from bulkops.jobs.spec import (
     expect,
     member_dir,
 )
-from bulkops.output.files import write_json_atomic
+from bulkops.output.files import make_durable, write_bytes_unsynced, write_json_atomic
 from bulkops.output.publish import MANIFEST, probe_writable, safe_file_stem
 from bulkops.output.snapshot import KIND as SNAPSHOT_KIND
 from bulkops.output.snapshot import KINDS, dumps, sha256
@@ -78,6 +90,10 @@ READ_ATTEMPTS = 3
 #: Detail requests of one kind in flight at once, at least (or the client's concurrency, if
 #: higher: the governor still paces them and shares its slots among the kinds).
 DETAILS_AT_ONCE = 8
+#: Detail files staged together, on a worker thread, as their details arrive.
+DETAIL_FILES_AT_ONCE = 100
+#: A file of the snapshot: its path relative to the output directory, and its JSON value.
+Staged = tuple[str, Any]
 
 
 @dataclass(frozen=True)
@@ -203,8 +219,7 @@ def _reader(ctx: RunContext[Spec], kind: str) -> Any:
         how = EXPORTED[kind]
         for attempt in range(1, READ_ATTEMPTS + 1):
             try:
-                rows = await _read_rows(client, kind, how)
-                details = await _read_details(ctx, client, kind, how, rows)
+                rows, details = await _read_kind(ctx, client, kind, how)
                 break
             except InconsistentListing:
                 if attempt == READ_ATTEMPTS:
@@ -228,7 +243,27 @@ def _changed(what: str, detail: str) -> InconsistentListing:
     )
 
 
-async def _read_rows(client: ConsoleClient, kind: str, how: Exported) -> list[dict[str, Any]]:
+async def _read_kind(
+    ctx: RunContext[Spec], client: ConsoleClient, kind: str, how: Exported
+) -> tuple[list[dict[str, Any]], list[list[Any]]]:
+    """One read of the kind: its list, and the details of its entities, whose reads start as
+    each page of the list arrives (a list found changed discards them with it); its files are
+    staged as soon as they are known (``_stage``), for publishing to rename."""
+    stage = partial(_stage, ctx.job, _suffix(ctx))
+    details = _Details(ctx, client, kind, how, stage)
+    try:
+        async with anyio.create_task_group() as group:
+            rows = await _read_rows(client, kind, how, lambda page: details.start(group, page))
+            # The entity files are staged while the details are still being read.
+            group.start_soon(anyio.to_thread.run_sync, stage, _entity_files(kind, how, rows))
+    except BaseExceptionGroup as error:
+        raise most_telling(error) from None
+    return rows, await details.collect(rows)
+
+
+async def _read_rows(
+    client: ConsoleClient, kind: str, how: Exported, on_page: Callable[[list[Any]], None]
+) -> list[dict[str, Any]]:
     what = f"the {kind.replace('_', ' ')} of project {client.project!r}"
     if how.document_key is not None:
         body = await client.get(how.list_path)
@@ -237,10 +272,12 @@ async def _read_rows(client: ConsoleClient, kind: str, how: Exported) -> list[di
         if not isinstance(items, list):
             raise _changed(what, f"GET {how.list_path} has no list in data.{how.document_key}")
         rows: list[Any] = items
+        on_page(rows)
     else:
-        rows, pages = await _read_pages(client, how, what)
+        rows, pages = await _read_pages(client, how, what, on_page)
         if pages > 1:  # a torn read can hide behind a right count (one added, one deleted)
-            again, _ = await _read_pages(client, how, what)
+            # Read again once the first read is whole (reads that overlap can be torn alike).
+            again, _ = await _read_pages(client, how, what, known_pages=pages)
             if [_identity(r, how) for r in again] != [_identity(r, how) for r in rows]:
                 raise _changed(what, "two reads in a row listed different items")
             rows = again
@@ -253,20 +290,42 @@ async def _read_rows(client: ConsoleClient, kind: str, how: Exported) -> list[di
 
 
 async def _read_pages(
-    client: ConsoleClient, how: Exported, what: str
+    client: ConsoleClient,
+    how: Exported,
+    what: str,
+    on_page: Callable[[list[Any]], None] | None = None,
+    *,
+    known_pages: int | None = None,
 ) -> tuple[list[dict[str, Any]], int]:
-    """Every row of a paginated list, checked against its ``totalItems``; and how many pages."""
-    rows: list[Any] = []
-    number, last, total = 1, 1, None
-    while True:
+    """Every row of a paginated list, checked against its ``totalItems``; and how many pages.
+
+    Page 1 gives the total, and the other pages are then read at once (with ``known_pages``,
+    every page at once); a last page that says there is a next one (the list grew, or the
+    server gave no total) is followed, page by page. ``on_page`` sees each page's rows as they
+    arrive."""
+    got: dict[int, Page] = {}
+
+    async def fetch(number: int) -> None:
         page = await client.get_page(how.list_path, number, limit=PAGE_LIMIT, query=how.query)
-        rows.extend(page.data)
-        if number == 1 and page.total is not None:
-            total = page.total
-            last = pages_for(page.total, page.items_per_page)
-        if not page.data or (number >= last and not page.has_next):
-            break
+        got[number] = page
+        if on_page is not None:
+            on_page(page.data)
+
+    if known_pages is None:
+        await fetch(1)
+        first = got[1]
+        last = 1
+        if first.data and first.total is not None:
+            last = pages_for(first.total, first.items_per_page)
+        await gather([partial(fetch, number) for number in range(2, last + 1)])
+    else:
+        await gather([partial(fetch, number) for number in range(1, known_pages + 1)])
+    number = max(got)
+    while got[number].data and got[number].has_next:
         number += 1
+        await fetch(number)
+    rows = [row for index in sorted(got) for row in got[index].data]
+    total = got[1].total
     if total is not None and len(rows) != total:
         raise _changed(what, f"read {len(rows)} rows but totalItems={total}")
     return rows, number
@@ -277,51 +336,80 @@ def _identity(row: Any, how: Exported) -> str | None:
     return key if isinstance(key, str) and key else None
 
 
-async def _read_details(
-    ctx: RunContext[Spec],
-    client: ConsoleClient,
-    kind: str,
-    how: Exported,
-    rows: list[dict[str, Any]],
-) -> list[list[Any]]:
-    """``[id, detail, data]`` for every non-empty detail of the kind's entities, in list order."""
-    wanted: list[tuple[str, str]] = []
-    for row in rows:
-        key = str(row[how.identity])
-        if how.overrides:
-            wanted.append((key, "overrides"))
-        id_lists = kind == "segments" and ctx.job.spec.options.segment_id_lists
-        if id_lists and row.get("type") == "id_list":
-            wanted.append((key, "id_list"))
-    if not wanted or how.entity is None:
-        return []
-    entity = how.entity
-    found: dict[int, Any] = {}
-    # One kind may fill every slot the governor has (it still paces and shares them).
-    limiter = anyio.CapacityLimiter(max(DETAILS_AT_ONCE, client.governor.max_concurrency))
+class _Details:
+    """The details of one read of a kind's entities: started as rows arrive, staged as files in
+    batches as they arrive, collected in list order once the list is known whole."""
 
-    async def one(index: int, key: str, detail: str) -> None:
-        async with limiter:
+    def __init__(
+        self,
+        ctx: RunContext[Spec],
+        client: ConsoleClient,
+        kind: str,
+        how: Exported,
+        stage: Callable[[Iterable[Staged]], None],
+    ) -> None:
+        self.client, self.kind, self.how, self.stage = client, kind, how, stage
+        self.group: TaskGroup | None = None
+        self.unstaged: list[list[Any]] = []
+        self.id_lists = kind == "segments" and ctx.job.spec.options.segment_id_lists
+        self.found: dict[tuple[str, str], Any] = {}
+        self.started: set[tuple[str, str]] = set()
+        # One kind may fill every slot the governor has (it still paces and shares them).
+        self.limiter = anyio.CapacityLimiter(max(DETAILS_AT_ONCE, client.governor.max_concurrency))
+
+    def wanted(self, row: Any) -> list[tuple[str, str]]:
+        """The details ``row``'s entity has: none for a kind without an item path."""
+        key = _identity(row, self.how)
+        if key is None or self.how.entity is None:
+            return []
+        wanted = [(key, "overrides")] if self.how.overrides else []
+        if self.id_lists and row.get("type") == "id_list":
+            wanted.append((key, "id_list"))
+        return wanted
+
+    def start(self, group: TaskGroup, rows: list[Any]) -> None:
+        self.group = group
+        for row in rows:
+            for item in self.wanted(row):
+                if item not in self.started:
+                    self.started.add(item)
+                    group.start_soon(self.read, *item)
+
+    async def read(self, key: str, detail: str) -> None:
+        entity = self.how.entity
+        assert entity is not None
+        async with self.limiter:
             try:
                 if detail == "overrides":
-                    body = await client.get(entity.item_path(key, "overrides"))
-                    found[index] = body.get("data")
+                    body = await self.client.get(entity.item_path(key, "overrides"))
+                    self.found[key, detail] = body.get("data")
                 else:
-                    found[index] = await _read_id_list(client, entity, key)
+                    self.found[key, detail] = await _read_id_list(self.client, entity, key)
+                if not _empty(self.found[key, detail]):
+                    self.unstaged.append([key, detail, self.found[key, detail]])
+                if len(self.unstaged) >= DETAIL_FILES_AT_ONCE and self.group is not None:
+                    batch, self.unstaged = self.unstaged, []
+                    self.group.start_soon(
+                        anyio.to_thread.run_sync, self.stage, _detail_files(self.kind, batch)
+                    )
             except NotFound:
                 raise _changed(
-                    f"the {kind.replace('_', ' ')} of project {client.project!r}",
+                    f"the {self.kind.replace('_', ' ')} of project {self.client.project!r}",
                     f"{key!r} was deleted before its {detail} were read",
                 ) from None
 
-    async with anyio.create_task_group() as group:
-        for index, (key, detail) in enumerate(wanted):
-            group.start_soon(one, index, key, detail)
-    return [
-        [key, detail, found[index]]
-        for index, (key, detail) in enumerate(wanted)
-        if not _empty(found[index])
-    ]
+    async def collect(self, rows: list[dict[str, Any]]) -> list[list[Any]]:
+        """``[id, detail, data]`` for every non-empty detail of ``rows``, in list order."""
+        self.group = None  # closed: the rest is staged here
+        wanted = [item for row in rows for item in self.wanted(row)]
+        missing = [item for item in wanted if item not in self.found]
+        await gather([partial(self.read, *item) for item in missing])
+        await anyio.to_thread.run_sync(self.stage, _detail_files(self.kind, self.unstaged))
+        return [
+            [key, detail, self.found[key, detail]]
+            for key, detail in wanted
+            if not _empty(self.found[key, detail])
+        ]
 
 
 async def _read_id_list(client: ConsoleClient, segment: EntityKind, key: str) -> list[str]:
@@ -384,26 +472,43 @@ def _publish_files(
     project: dict[str, Any],
     results: dict[str, dict[str, Any]],
 ) -> dict[str, Any]:
-    root = ctx.job.resolve_path(ctx.job.spec.output.dir)
-    staged: list[tuple[Path, Path]] = []  # (temporary, final)
-    keep: set[Path] = set()
+    """Check every file is staged (the kinds' readers staged them, without an fsync each), make
+    them durable together, then withdraw the old manifest, rename them into place, prune, and
+    write the new manifest last.
+
+    A reader trusting the manifest never sees a file it names missing or torn, even after a
+    crash or a power loss: the new manifest is renamed into place only after every file it names
+    (the unchanged ones too, in case a killed run renamed them unsynced) and every rename is on
+    stable storage."""
+    root = str(ctx.job.resolve_path(ctx.job.spec.output.dir))
+    suffix = _suffix(ctx)
+    staged: list[tuple[str, str]] = []  # (temporary, final)
+    unchanged: list[str] = []
+    keep: set[str] = set()
     entities: dict[str, list[dict[str, str]]] = {}
     details: dict[str, list[dict[str, str]]] = {}
+    join = os.path.join
 
     def place(relative: str, data: bytes) -> str:
-        final = root / relative
+        final = join(root, relative)
         if final in keep:
             raise ValueError(f"two outputs map to the same file {final}")
         keep.add(final)
-        if not _same_bytes(final, data):
-            temporary = final.with_name(f".{final.name}.tmp-{ctx.run_id}")
-            _write_durably(temporary, data)
+        if _same_bytes(final, data):
+            unchanged.append(final)
+        else:
+            # Staged while the kind was read, unless this run was resumed after a crash that
+            # lost it (its bytes are checked: a staged file is not durable yet).
+            temporary = _staged_name(final, suffix)
+            if not _same_bytes(temporary, data):
+                write_bytes_unsynced(temporary, data)
             staged.append((temporary, final))
         return sha256(data)
 
-    for kind in kinds:
+    folders = [join(root, kind) for kind in kinds]
+    for kind, folder in zip(kinds, folders, strict=True):
         how = EXPORTED[kind]
-        (root / kind).mkdir(parents=True, exist_ok=True)
+        os.makedirs(folder, exist_ok=True)
         listed = entities[kind] = []
         for line in ctx.spool.lines(results[kind]["spool"]):
             row = orjson.loads(line)
@@ -422,14 +527,16 @@ def _publish_files(
                 }
             )
 
-    # Withdraw the old manifest, rename the changed files into place, prune, write the manifest.
-    (root / MANIFEST).unlink(missing_ok=True)
-    _fsync_dir(root)
+    # Everything the manifest will name, durable before the first rename; then withdraw the old
+    # manifest, rename the changed files into place, prune, and make the renames durable.
+    make_durable([temporary for temporary, _ in staged] + unchanged, [root, *folders])
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(join(root, MANIFEST))
+    make_durable([], [root], whole_fs=False)
     for temporary, final in staged:
-        temporary.replace(final)
+        os.replace(temporary, final)
     _prune(root, keep)
-    for folder in {final.parent for _, final in staged}:
-        _fsync_dir(folder)
+    make_durable([], sorted({os.path.dirname(final) for _, final in staged}))
     totals = {kind: int(results[kind]["count"]) for kind in kinds}
     manifest: dict[str, Any] = {
         "complete": True,
@@ -443,51 +550,74 @@ def _publish_files(
         "entities": entities,
         "details": details,
     }
-    write_json_atomic(root / MANIFEST, manifest)
+    write_json_atomic(Path(root) / MANIFEST, manifest)
     return {
-        "dir": str(root),
+        "dir": root,
         "entities": sum(totals.values()),
         "details": sum(len(items) for items in details.values()),
         "files_written": len(staged),
     }
 
 
-def _same_bytes(path: Path, data: bytes) -> bool:
+def _suffix(ctx: RunContext[Spec]) -> str:
+    return f".tmp-{ctx.run_id}"
+
+
+def _staged_name(final: str, suffix: str) -> str:
+    folder, name = os.path.split(final)
+    return os.path.join(folder, f".{name}{suffix}")
+
+
+def _entity_files(kind: str, how: Exported, rows: list[dict[str, Any]]) -> Iterator[Staged]:
+    for row in rows:
+        yield entity_file(kind, str(row[how.identity])), row
+
+
+def _detail_files(kind: str, details: list[list[Any]]) -> Iterator[Staged]:
+    for key, detail, data in details:
+        yield detail_file(kind, key, detail), data
+
+
+def _stage(job: JobDefinition[Spec], suffix: str, files: Iterable[Staged]) -> None:
+    """Each ``(relative, value)`` whose file would change, written beside it under its staged
+    name (not yet durable: publishing checks, syncs and renames it). On a worker thread."""
+    root = job.resolve_path(job.spec.output.dir)
+    made: set[str] = set()
+    for relative, value in files:
+        final = os.path.join(root, relative)
+        folder = os.path.dirname(final)
+        if folder not in made:
+            os.makedirs(folder, exist_ok=True)
+            made.add(folder)
+        data = dumps(value)
+        if not _same_bytes(final, data):
+            write_bytes_unsynced(_staged_name(final, suffix), data)
+
+
+def _same_bytes(path: str, data: bytes) -> bool:
     try:
-        if path.stat().st_size != len(data):
+        if os.stat(path).st_size != len(data):
             return False
-        return path.read_bytes() == data
+        with open(path, "rb") as handle:
+            return handle.read() == data
     except FileNotFoundError:
         return False
 
 
-def _write_durably(path: Path, data: bytes) -> None:
-    with writing(path), path.open("wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
-def _prune(root: Path, keep: set[Path]) -> None:
+def _prune(root: str, keep: set[str]) -> None:
     """Remove what this snapshot no longer has: a deleted entity's file, a detail that became
     empty, a kind no longer selected, and files staged by runs that never published."""
     for kind in KINDS:
-        folder = root / kind
-        if not folder.is_dir():
+        try:
+            found = list(os.scandir(os.path.join(root, kind)))
+        except (FileNotFoundError, NotADirectoryError):
             continue
-        for path in folder.glob("*.json"):
-            if path not in keep:
-                path.unlink()
-        for stale in folder.glob(".*.tmp-*"):
-            stale.unlink(missing_ok=True)
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        for entry in found:
+            name = entry.name
+            stale = name.startswith(".") and ".tmp-" in name
+            if stale or (name.endswith(".json") and entry.path not in keep):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
 
 
 def _iso(epoch: float) -> str:

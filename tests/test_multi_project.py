@@ -216,6 +216,11 @@ async def test_batch_update_plans_applies_and_undoes_per_project(
     undo = orjson.loads((state / "undo" / "run.json").read_bytes())
     assert undo["exit_code"] == 0
     assert sorted(undo["summary"]["projects"]) == sorted(NAMES)
+    for name in NAMES:  # each undo journals in its own folder, beside the apply it restores
+        summary = undo["projects"][name]["summary"]["job"]
+        assert summary["mutations_sent"] == 7
+        assert summary["outcomes"] == {"applied": 7}
+        assert (state / "projects" / name / "undo" / "journal.jsonl").is_file()
 
 
 async def test_two_targets_that_are_one_project_are_refused(tmp_path, monkeypatch) -> None:

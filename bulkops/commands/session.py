@@ -8,6 +8,7 @@ loses nothing; ``started`` binds a run's id to every log event while it lasts.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import os
 import uuid
@@ -154,8 +155,8 @@ async def connect(
 
     One project of a job over several gets the connection its fleet opened for it."""
     opened = member.current()
-    if opened is not None:
-        yield opened.connection
+    if opened is not None:  # its clients, but this command's state (an undo has its own)
+        yield dataclasses.replace(opened.connection, state=state)
         return
     logs.open_log_file(state.log_file)
     async with AsyncExitStack() as stack:

@@ -118,3 +118,15 @@ def test_validate_lists_every_named_project(tmp_path, capsys) -> None:
     assert "[source] key from $SRC" in out
     assert "[[targets]] 'eu' key from $EU" in out
     assert "[[targets]] 'us' key from $US" in out
+
+
+def test_a_missing_key_names_the_project_of_the_list(tmp_path, capsys, monkeypatch) -> None:
+    """An unset key variable of one target is exit 2 naming that entry of [[targets]], not [target]."""
+    monkeypatch.setenv("EU", "console-eu")
+    monkeypatch.delenv("US", raising=False)
+    path = tmp_path / "job.toml"
+    path.write_text(BATCH + project("targets", "eu", "EU") + project("targets", "us", "US"))
+    assert main(["plan", str(path), "--state", str(tmp_path / "s")]) == 2
+    err = capsys.readouterr().err
+    assert "US (api_key_env of [[targets]] 'us' in" in err
+    assert not (tmp_path / "s" / "projects").exists()

@@ -44,7 +44,6 @@ from bulkops.commands.session import (
     RunOptions,
     api_key,
     open_projects,
-    resolve_keys,
     resolve_state_dir,
 )
 from bulkops.engine.state import COMPLETE, StateDir
@@ -168,8 +167,10 @@ async def _fan_out(
 
 def _check_members(job: JobDefinition[JobSpec], options: RunOptions) -> None:
     """Every member's keys and (for an export) output folder, before any request."""
-    for single in job.members().values():
-        resolve_keys(single, options)
+    many = job.spec.many_role
+    for name, single in job.members().items():
+        for role, project in ({} if options.sandbox else single.spec.projects()).items():
+            api_key(project.api_key_env, f"api_key_env of {_table(role, many, name)} in {job.path}")
         if not is_planned(job.kind):
             reading_kind(job.kind).preflight(single)
 

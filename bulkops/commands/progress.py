@@ -121,14 +121,19 @@ class Progress:
             while True:
                 await anyio.sleep(self.interval)
                 log.info("bulkops.progress", **self.snapshot())
-        logs.live_line.active = True
-        try:
-            while True:
-                logs.live_line.show(self.line())
-                await anyio.sleep(self.interval)
-        finally:
-            logs.live_line.clear()
-            logs.live_line.active = False
+        await show_live(self.line, self.interval)
+
+
+async def show_live(line: Callable[[], str], interval: float) -> None:
+    """Keep ``line()`` on the terminal's live line, refreshed every ``interval``, until cancelled."""
+    logs.live_line.active = True
+    try:
+        while True:
+            logs.live_line.show(line())
+            await anyio.sleep(interval)
+    finally:
+        logs.live_line.clear()
+        logs.live_line.active = False
 
 
 class Board:
@@ -176,11 +181,4 @@ class Board:
                 await anyio.sleep(self.interval)
                 elapsed = round(time.monotonic() - self.started, 1)
                 log.info("bulkops.progress", elapsed_s=elapsed, projects=self.projects())
-        logs.live_line.active = True
-        try:
-            while True:
-                logs.live_line.show(self.line())
-                await anyio.sleep(self.interval)
-        finally:
-            logs.live_line.clear()
-            logs.live_line.active = False
+        await show_live(self.line, self.interval)

@@ -44,6 +44,7 @@ from bulkops.engine.concurrency import gather, run_in_daemon_thread
 from bulkops.engine.plan import Note, NoteKind, Operation, Plan, PlanNote, Selection, estimate_lines
 from bulkops.errors import EditFailed, JobFileError
 from bulkops.jobs.entity_kinds import DYNAMIC_CONFIG, GATE, EntityKind
+from bulkops.jobs.planning import PlannedFunctions
 from bulkops.jobs.rule_edits import (
     Edit,
     Edited,
@@ -552,31 +553,21 @@ def undo_operation(op: Operation, after: dict[str, Any]) -> Operation | None:
     )
 
 
-class BatchRuleUpdate:
-    """The ``batch_rule_update`` kind: a job that writes (``bulkops.jobs.base.PlannedKind``)."""
-
-    spec_model = Spec
-    #: ``--sandbox``: the demo world's batch-edit playground (~300 gates) is its "source" project.
-    sandbox_projects: Mapping[str, str] = {ROLE: "source"}
-    supports_undo = True
-
-    def check(self, job: JobDefinition[Spec]) -> None:
-        check(job)
-
-    async def build_plan(self, job: JobDefinition[Spec], clients: dict[str, ConsoleClient]) -> Plan:
-        return await build_plan(job, clients)
-
-    def render_plan(self, plan: Plan) -> list[str]:
-        return render_plan(plan)
-
-    def respect_review(self, job: JobDefinition[Spec]) -> bool:
-        return job.spec.options.respect_review
-
-    def undo_operation(self, op: Operation, after: dict[str, Any]) -> Operation | None:
-        return undo_operation(op, after)
+def _respect_review(job: JobDefinition[Spec]) -> bool:
+    return job.spec.options.respect_review
 
 
-KIND = BatchRuleUpdate()
+#: The ``batch_rule_update`` kind. ``--sandbox``: the demo world's batch-edit playground (~300
+#: gates) is its "source" project.
+KIND = PlannedFunctions(
+    Spec,
+    build_plan_=build_plan,
+    render_plan_=render_plan,
+    respect_review_=_respect_review,
+    undo_operation_=undo_operation,
+    check_=check,
+    sandbox_projects={ROLE: "source"},
+)
 
 __all__ = [
     "KIND",

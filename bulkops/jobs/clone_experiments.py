@@ -8,7 +8,6 @@ and equal to the source cost nothing, so re-running a finished clone sends zero 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field
@@ -18,6 +17,7 @@ from bulkops.engine.plan import Note, NoteKind, Operation, Plan, PlanNote, estim
 from bulkops.jobs.clone_bodies import clean_rules, create_body, update_body
 from bulkops.jobs.clone_reader import Closure, Entity, read_closure
 from bulkops.jobs.entity_kinds import ENTITY_KINDS, EXPERIMENT, HOLDOUT, LAYER, SEGMENT
+from bulkops.jobs.planning import PlannedFunctions
 from bulkops.jobs.semantics import differences, guard_of
 from bulkops.jobs.spec import Items, JobDefinition, JobSpec, NamedProjects, ProjectSpec, Strict
 
@@ -370,28 +370,12 @@ def render_plan(plan: Plan) -> list[str]:
     return lines
 
 
-class CloneExperiments:
-    """The ``clone_experiments`` kind: a job that writes (``bulkops.jobs.base.PlannedKind``)."""
-
-    spec_model = Spec
-    sandbox_projects: Mapping[str, str] = {}
-    #: A clone is undone by deleting the target's copies, which bulkops does not automate (yet).
-    supports_undo = False
-
-    def check(self, job: JobDefinition[Spec]) -> None:
-        """Nothing beyond the schema (one key for both projects is refused for every kind)."""
-
-    async def build_plan(self, job: JobDefinition[Spec], clients: dict[str, ConsoleClient]) -> Plan:
-        return await build_plan(job, clients)
-
-    def render_plan(self, plan: Plan) -> list[str]:
-        return render_plan(plan)
-
-    def respect_review(self, job: JobDefinition[Spec]) -> bool:
-        return job.spec.options.respect_review
-
-    def undo_operation(self, op: Operation, after: dict[str, Any]) -> Operation | None:
-        return None
+def _respect_review(job: JobDefinition[Spec]) -> bool:
+    return job.spec.options.respect_review
 
 
-KIND = CloneExperiments()
+#: The ``clone_experiments`` kind. No undo: a clone is undone by deleting the target's copies,
+#: which bulkops does not automate (yet).
+KIND = PlannedFunctions(
+    Spec, build_plan_=build_plan, render_plan_=render_plan, respect_review_=_respect_review
+)

@@ -12,21 +12,15 @@ import functools
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import orjson
-from pydantic import Field
 
 from bulkops.jobs.entity_kinds import METRIC_SOURCE
 from bulkops.jobs.reading import ReadingFunctions
 from bulkops.jobs.spec import (
+    ExportSpec,
     JobDefinition,
-    JobSpec,
-    NamedProjects,
-    ProjectSpec,
-    Strict,
-    expect,
-    member_dir,
 )
 from bulkops.output.publish import (
     Publication,
@@ -49,28 +43,10 @@ STAGING_AT_ONCE = 2
 PUBLISH = "publish"
 
 
-class OutputSpec(Strict):
-    dir: Annotated[
-        str,
-        Field(min_length=1, pattern=r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$"),
-        expect("a directory path (not blank, no control characters)"),
-    ]
-
-
-class Spec(JobSpec):
+class Spec(ExportSpec):
     kind: ClassVar[str] = "export_metrics"
-    roles: ClassVar[tuple[str, ...]] = ("source",)
-
-    many_role: ClassVar[str | None] = "source"
 
     job: Literal["export_metrics"]
-    source: ProjectSpec | None
-    sources: NamedProjects | None = None
-    output: OutputSpec
-
-    def member_fields(self, name: str) -> dict[str, Any]:
-        """One project of ``[[sources]]`` exports to ``<dir>/<name>/``."""
-        return {"output": self.output.model_copy(update={"dir": member_dir(self.output.dir, name)})}
 
 
 def check_output(job: JobDefinition[Spec]) -> None:

@@ -69,14 +69,10 @@ from bulkops.jobs.entity_kinds import (
 )
 from bulkops.jobs.reading import ReadingFunctions
 from bulkops.jobs.spec import (
+    ExportSpec,
     Items,
     JobDefinition,
-    JobSpec,
-    NamedProjects,
-    ProjectSpec,
     Strict,
-    expect,
-    member_dir,
 )
 from bulkops.output.files import make_durable, write_bytes_unsynced, write_json_atomic
 from bulkops.output.publish import MANIFEST, probe_writable, safe_file_stem
@@ -143,14 +139,6 @@ EXPORTED = _table()
 KindName = Literal[KINDS]  # type: ignore[valid-type]
 
 
-class OutputSpec(Strict):
-    dir: Annotated[
-        str,
-        Field(min_length=1, pattern=r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$"),
-        expect("a directory path (not blank, no control characters)"),
-    ]
-
-
 class SelectSpec(Strict):
     kinds: Annotated[Items[KindName], Field(min_length=1)] = KINDS
 
@@ -160,22 +148,12 @@ class OptionsSpec(Strict):
     segment_id_lists: bool = False
 
 
-class Spec(JobSpec):
+class Spec(ExportSpec):
     kind: ClassVar[str] = "export_project"
-    roles: ClassVar[tuple[str, ...]] = ("source",)
-
-    many_role: ClassVar[str | None] = "source"
 
     job: Literal["export_project"]
-    source: ProjectSpec | None
-    sources: NamedProjects | None = None
-    output: OutputSpec
     select: SelectSpec = Field(default_factory=SelectSpec)
     options: OptionsSpec = Field(default_factory=OptionsSpec)
-
-    def member_fields(self, name: str) -> dict[str, Any]:
-        """One project of ``[[sources]]`` exports to ``<dir>/<name>/``."""
-        return {"output": self.output.model_copy(update={"dir": member_dir(self.output.dir, name)})}
 
 
 def check_output(job: JobDefinition[Spec]) -> None:

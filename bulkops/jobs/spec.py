@@ -570,3 +570,27 @@ def explain_all(
 ) -> list[str]:
     """``field.path: message`` per error, in order, each path under ``prefix``."""
     return [f"{where((*prefix, *e['loc']))}: {explain(e, python=python)}" for e in errors]
+
+
+# -- the shared tables of the exports ---------------------------------------------------------
+class OutputSpec(Strict):
+    dir: Annotated[
+        str,
+        Field(min_length=1, pattern=r"^[^\x00-\x1f\x7f]*[^\s\x00-\x1f\x7f][^\x00-\x1f\x7f]*$"),
+        expect("a directory path (not blank, no control characters)"),
+    ]
+
+
+class ExportSpec(JobSpec):
+    """What the export kinds share: one ``[source]`` or ``[[sources]]``, and an ``[output]``."""
+
+    roles: ClassVar[tuple[str, ...]] = ("source",)
+    many_role: ClassVar[str | None] = "source"
+
+    source: ProjectSpec | None
+    sources: NamedProjects | None = None
+    output: OutputSpec
+
+    def member_fields(self, name: str) -> dict[str, Any]:
+        """One project of ``[[sources]]`` exports to ``<dir>/<name>/``."""
+        return {"output": self.output.model_copy(update={"dir": member_dir(self.output.dir, name)})}

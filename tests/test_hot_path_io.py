@@ -65,11 +65,11 @@ def test_pages_spooled_in_one_batch_each_get_their_own_complete_file(tmp_path) -
     assert not list((tmp_path / "spool").glob(".*.tmp"))
 
 
-def test_the_spools_of_many_projects_share_two_threads(tmp_path) -> None:
-    """Fifty projects' spools in one process write through one pool of SPOOL_THREADS threads."""
+def test_the_spools_of_many_projects_share_a_few_threads(tmp_path) -> None:
+    """Fifty projects' spools in one process share SPOOL_POOLS pools of SPOOL_THREADS threads."""
     import threading
 
-    from bulkops.engine.spool import SPOOL_THREADS
+    from bulkops.engine.spool import SPOOL_POOLS, SPOOL_THREADS
 
     spools = [Spool(tmp_path / f"p{n}") for n in range(50)]
 
@@ -80,4 +80,4 @@ def test_the_spools_of_many_projects_share_two_threads(tmp_path) -> None:
 
     anyio.run(main)
     writers = [t for t in threading.enumerate() if t.name.startswith("bulkops-spool")]
-    assert 1 <= len(writers) <= SPOOL_THREADS
+    assert 1 <= len(writers) <= SPOOL_POOLS * SPOOL_THREADS

@@ -11,6 +11,7 @@ import asyncio
 import concurrent.futures
 import functools
 import hashlib
+import itertools
 import os
 import threading
 from collections.abc import Iterable, Iterator
@@ -23,22 +24,28 @@ from bulkops.errors import CheckpointError, writing
 
 #: One page to write (file name, encoded rows), and the future its fetching task waits on.
 _Pending = tuple[str, bytes, "asyncio.Future[str]"]
-#: Threads writing spool batches: one fsyncs while the other writes; more only fight for the GIL.
-#: One pool for the process: the projects of a job over several share it (a pool per project
-#: made an org export of 50 projects run 100 idle threads).
+#: Threads writing one spool's batches: one fsyncs while the other writes; more only fight for
+#: the GIL. The spools of a job over several projects share pools of these: at most
+#: ``SPOOL_POOLS`` of them, handed out in turn, so 50 projects fsync 8 pages at a time with 16
+#: threads rather than 100 (a pool each), or queue every page behind 2 (one pool for all, which
+#: held 90 MB of pages waiting in an org export).
 SPOOL_THREADS = 2
-_POOL: concurrent.futures.ThreadPoolExecutor | None = None
+SPOOL_POOLS = 8
+_POOLS: list[concurrent.futures.ThreadPoolExecutor] = []
 _POOL_LOCK = threading.Lock()
+_handed_out = itertools.count()
 
 
-def _pool() -> concurrent.futures.ThreadPoolExecutor:
-    global _POOL
+def _next_pool() -> concurrent.futures.ThreadPoolExecutor:
     with _POOL_LOCK:
-        if _POOL is None:
-            _POOL = concurrent.futures.ThreadPoolExecutor(
-                SPOOL_THREADS, thread_name_prefix="bulkops-spool"
+        turn = next(_handed_out) % SPOOL_POOLS
+        while len(_POOLS) <= turn:
+            _POOLS.append(
+                concurrent.futures.ThreadPoolExecutor(
+                    SPOOL_THREADS, thread_name_prefix="bulkops-spool"
+                )
             )
-        return _POOL
+        return _POOLS[turn]
 
 
 def encode_rows(rows: Iterable[Any]) -> bytes:
@@ -50,6 +57,7 @@ class Spool:
     def __init__(self, root: Path) -> None:
         self.root = root
         self._batch: list[_Pending] | None = None
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._made = False
 
     def write(self, key: str, rows: Iterable[Any]) -> str:
@@ -99,7 +107,9 @@ class Spool:
 
     def _send_batch(self, loop: asyncio.AbstractEventLoop) -> None:
         batch, self._batch = self._batch or [], None
-        done = loop.run_in_executor(_pool(), self._write_batch, batch)
+        if self._pool is None:
+            self._pool = _next_pool()
+        done = loop.run_in_executor(self._pool, self._write_batch, batch)
         done.add_done_callback(functools.partial(_settle, batch))
 
     def _write_batch(self, batch: list[_Pending]) -> list[str | BaseException]:

@@ -303,7 +303,8 @@ def test_sigkill_mid_run_then_rerun_completes_every_project(tmp_path) -> None:
 async def test_the_example_org_export_runs_in_the_sandbox(tmp_path) -> None:
     """`bulkops run jobs/export_org.toml --sandbox` exports one demo project per name."""
     example = Path(__file__).parent.parent / "jobs" / "export_org.toml"
-    job = tmp_path / "export_org.toml"
+    (tmp_path / "jobs").mkdir()
+    job = tmp_path / "jobs" / "export_org.toml"  # its output dir is relative to its folder
     job.write_text(example.read_text())
     assert await run(job, tmp_path / "state", sandbox=True) == 0
     index = manifest(tmp_path / "exports" / "org" / "manifest.json")

@@ -17,8 +17,10 @@ import pytest
 from test_emulator_conformance_entities import Case, _fill, _fill_body, _send
 from test_emulator_conformance_entities import conformance_world as entities_world
 
-from bulkops.emulator import World, running_emulator
+from bulkops.emulator import EmulatorConfig, World, running_emulator
+from bulkops.emulator._config import OPTIONAL_KINDS
 from bulkops.emulator._demo_kinds import add_source_kinds
+from bulkops.emulator._ids import stable_id
 from bulkops.emulator._validation import validate
 from bulkops.emulator.resources import autotunes
 from tests.support.openapi_spec import OpenApiSpec, SpecMismatch, spec_or_skip
@@ -82,6 +84,13 @@ PARAMS = {
          "pass_value": "on", "fail_value": "off"},
     ],
 }  # fmt: skip
+PIPELINE = stable_id("release-pipeline", "source", "Staged rollout", 1)  # the demo's first
+PHASES = [
+    {"name": "Phase 1", "timeIntervalMs": 60000, "requiredReview": False,
+     "rules": [{"name": "All", "conditions": [{"type": "public"}], "environments": None}]},
+]  # fmt: skip
+UNSERVED = EmulatorConfig(unserved_kinds=OPTIONAL_KINDS)
+FORBIDDEN = EmulatorConfig(unserved_kinds=("alerts",), unserved_status=403)
 c = Case
 CASES = [
     # teams, unit id types
@@ -210,7 +219,65 @@ CASES = [
         400,
         {"id": "short", "decisionReason": "won"},
     ),
-]
+    # alerts, release pipelines, roles, prompts, settings (the optional kinds)
+    c("alerts-list", "GET", f"{V1}/alerts?limit=1", 200),
+    c("alerts-list-403", "GET", f"{V1}/alerts", 403, config=FORBIDDEN),
+    c("alerts-list-404-unserved", "GET", f"{V1}/alerts", 404, config=UNSERVED),
+    c("pipelines-list", "GET", f"{V1}/release_pipelines?limit=1", 200),
+    c("pipeline-create", "POST", f"{V1}/release_pipelines", 200, {"name": "new", "phases": PHASES}),
+    c("pipeline-create-400", "POST", f"{V1}/release_pipelines", 400, {"phases": PHASES},
+      body_valid=False),
+    c("pipeline-read", "GET", f"{V1}/release_pipelines/{PIPELINE}", 200),
+    c("pipeline-read-404", "GET", f"{V1}/release_pipelines/nope", 404),
+    c("pipeline-update", "POST", f"{V1}/release_pipelines/{PIPELINE}", 200, {"phases": PHASES}),
+    c("pipeline-delete", "DELETE", f"{V1}/release_pipelines/{PIPELINE}", 200),
+    c("roles-list", "GET", f"{V1}/roles?limit=1", 200),
+    c(
+        "role-create",
+        "POST",
+        f"{V1}/roles",
+        201,
+        {"name": "Auditor", "permissions": {"use_metrics_explorer": True}},
+    ),
+    c("role-create-400", "POST", f"{V1}/roles", 400, {"name": "x"}, body_valid=False),
+    c("role-create-400-taken", "POST", f"{V1}/roles", 400, {"name": "Admin", "permissions": {}}),
+    c("role-read", "GET", f"{V1}/roles/Release%20Manager", 200),
+    c("role-read-404-case", "GET", f"{V1}/roles/release%20manager", 404),
+    c(
+        "role-update",
+        "PATCH",
+        f"{V1}/roles/Release%20Manager",
+        200,
+        {"permissions": {"create_configs": True}},
+    ),
+    c("role-delete", "DELETE", f"{V1}/roles/Release%20Manager", 200),
+    c("role-delete-400-default", "DELETE", f"{V1}/roles/Analyst", 400),
+    c("prompts-list", "GET", f"{V1}/prompts?limit=1", 200),
+    c("prompts-list-404-unserved", "GET", f"{V1}/prompts", 404, config=UNSERVED),
+    c("prompt-create", "POST", f"{V1}/prompts", 200, {"name": "new prompt", "targetApps": "ios_app"}),
+    c("prompt-create-400", "POST", f"{V1}/prompts", 400, {"name": "ab"}, body_valid=False),
+    c("prompt-read", "GET", f"{V1}/prompts/support_reply", 200),
+    c("prompt-read-404", "GET", f"{V1}/prompts/nope", 404),
+    c("prompt-update", "PATCH", f"{V1}/prompts/support_reply", 200, {"description": "new"}),
+    *(
+        c(f"settings-{doc}-read", "GET", f"{V1}/settings/{doc}", 200)
+        for doc in ("project", "reviews", "roles", "teams")
+    ),
+    c("settings-project-update", "POST", f"{V1}/settings/project", 200,
+      {"name": "Prod", "visibility": "OPEN"}),
+    c("settings-project-update-400", "POST", f"{V1}/settings/project", 400, {"name": "Prod"},
+      body_valid=False),
+    c("settings-reviews-update", "POST", f"{V1}/settings/reviews", 200,
+      {"is_config_review_required": False, "is_metric_review_required": True,
+       "is_metric_review_required_on_verified_only": True}),
+    c("settings-roles-update", "POST", f"{V1}/settings/roles", 200,
+      {"default_project_role": "Read Only"}),
+    c("settings-roles-update-400", "POST", f"{V1}/settings/roles", 400,
+      {"default_project_role": "Nobody"}),
+    c("settings-teams-update", "POST", f"{V1}/settings/teams", 200,
+      {"require_teams_on_configs": True}),
+    c("settings-404-unserved", "GET", f"{V1}/settings/teams", 404, config=UNSERVED),
+]  # fmt: skip
 
 
 def conformance_world() -> World:
@@ -263,6 +330,10 @@ _LISTS = (
     "experiments/qualifying_events",
     "param_stores",
     "autotunes",
+    "alerts",
+    "release_pipelines",
+    "roles",
+    "prompts",
 )
 
 

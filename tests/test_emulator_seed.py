@@ -52,6 +52,10 @@ READ_ONE: dict[str, str | None] = {
     "entity_properties": "experiments/entity_property/{}",
     "qualifying_events": "experiments/qualifying_events/{}",
     "param_stores": "param_stores/{}",
+    "alerts": None,
+    "release_pipelines": "release_pipelines/{}",
+    "roles": "roles/{}",
+    "prompts": "prompts/{}",
 }
 LISTS = {
     "environments": None,
@@ -59,6 +63,7 @@ LISTS = {
     "metrics": "metrics/list?showHiddenMetrics=true",
     "gates": "gates",
     "param_stores": "param_stores",
+    "alerts": "alerts",
 }
 EXPERIMENT_OVERRIDES = {
     "overrides": [

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-__all__ = ["EmulatorConfig", "QuotaWindow", "parse_window"]
+__all__ = ["OPTIONAL_KINDS", "EmulatorConfig", "QuotaWindow", "parse_window"]
 
 _WINDOW_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*(s|min|h)\s*$")
 _UNIT_SECONDS = {"s": 1.0, "min": 60.0, "h": 3600.0}
@@ -18,6 +18,8 @@ _CREATE_STATUS_CHOICES = ("spec", "200", "201")
 _FULL_UPDATE_CHOICES = ("replace", "merge")
 _OVERRIDE_KEY_CHOICES = ("name", "id", "both")
 _LIST_ORDER_CHOICES = ("reversed", "kept")
+#: The newer configuration kinds a project (or an API version) may not serve.
+OPTIONAL_KINDS = ("alerts", "release_pipelines", "roles", "prompts", "settings")
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,11 @@ class EmulatorConfig:
     * ``override_key``: how ``GET /experiments/{id}/overrides`` names the gate or segment of
       each ``overrides[]`` item: ``"name"`` (default, as the spec's GET examples do), ``"id"``
       (as the request DTO does) or ``"both"``.
+    * ``unserved_kinds``: which of ``OPTIONAL_KINDS`` (alerts, release_pipelines, roles,
+      prompts, settings) every project answers as an API version without them would:
+      ``unserved_status`` 404 (default, "Not Found") or 403 ("Forbidden resource") on each of
+      their routes, after the key is checked. A project seeded from a snapshot whose manifest
+      lists a kind as ``unavailable`` does not serve it either (404).
     * ``list_order``: whether answers keep the order of lists the API does not order. For now
       this covers experiment overrides (``overrides``, ``userIDOverrides`` and their ``ids``):
       ``"reversed"`` (default) answers them in reverse order, ``"kept"`` as stored.
@@ -111,6 +118,8 @@ class EmulatorConfig:
     list_change_rate: float = 0.0
     list_change_kinds: tuple[str, ...] = ("add", "delete")
     list_change_limit: int | None = None
+    unserved_kinds: tuple[str, ...] = ()
+    unserved_status: int = 404
     _parsed: dict[str, tuple[QuotaWindow, ...]] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
@@ -134,6 +143,16 @@ class EmulatorConfig:
             )
         if self.list_change_limit is not None and self.list_change_limit < 0:
             raise ValueError("EmulatorConfig.list_change_limit must be >= 0 or None")
+        unserved = self.unserved_kinds
+        if isinstance(unserved, str) or not set(unserved) <= set(OPTIONAL_KINDS):
+            raise ValueError(
+                f"EmulatorConfig.unserved_kinds must be a sequence of {OPTIONAL_KINDS}, "
+                f"got {unserved!r}"
+            )
+        if self.unserved_status not in (403, 404):
+            raise ValueError(
+                f"EmulatorConfig.unserved_status must be 403 or 404, got {self.unserved_status!r}"
+            )
         total = self.fail_rate + self.drop_rate + self.truncate_rate + self.lost_answer_rate
         if total > 1.0 + 1e-9:
             raise ValueError(

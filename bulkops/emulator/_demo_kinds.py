@@ -1,6 +1,6 @@
 """Demo data for the smaller configuration kinds: environments, warehouse-native experiment
 sources (assignment sources, entity property sources, qualifying events), parameter stores and
-autotunes.
+autotunes; and, through ``_demo_optional``, the newer optional kinds.
 
 Small and deterministic (times come from the caller's ``tick``): ``source`` gets a few of each,
 one parameter store referencing a demo gate and the demo layer, one autotune running; ``target``
@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from ._demo_kit import Tick
+from ._demo_optional import add_optional_kinds
 from ._store import Project
 from ._validation import validate
 from .resources import autotunes, environments, param_stores, warehouse_sources
@@ -134,3 +135,4 @@ def add_source_kinds(project: Project, tick: Tick) -> None:
     _sources(project)
     _param_stores(project, tick)
     _autotunes(project, tick)
+    add_optional_kinds(project, tick)

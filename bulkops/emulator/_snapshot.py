@@ -16,8 +16,12 @@ What the emulator then does with the project is what it does with any: a write b
 and stamps a time later than every seeded one (the project's clock starts past the newest
 ``createdTime``/``lastModifiedTime`` it holds), and server-assigned ids start from a high
 sequence so they cannot repeat a seeded id made by an emulator project of the same name.
-Experiment overrides are answered exactly as read until the first write (their stored form
-names each gate or segment by id *and* name, which a read answers by one of them).
+A settings document (kind ``settings``) is stored under its manifest ``id``, the path segment
+(``project``, ``reviews``, ``roles``, ``teams``). Kinds the manifest lists as ``unavailable``
+(optional kinds the source project did not serve) are not served by the seeded project either
+(404), so an export of it writes the same ``unavailable``. Experiment overrides are answered
+exactly as read until the first write (their stored form names each gate or segment by id *and*
+name, which a read answers by one of them).
 
 A snapshot that is incomplete or damaged (no manifest, ``complete`` not true, a missing file,
 a sha256 that does not match, a file that is not the JSON it should be, a kind or detail the
@@ -34,12 +38,15 @@ from typing import Any
 
 import orjson
 
+from ._config import OPTIONAL_KINDS
 from ._ids import stable_id
 from ._store import Project
 from ._world import World
 from .resources.experiment_overrides import SEEDED_ANSWER
+from .resources.settings import DOCUMENTS as SETTINGS_DOCUMENTS
 
 __all__ = [
+    "DOCUMENT_KINDS",
     "ENTITY_KINDS",
     "SEEDED_ANSWER",
     "project_from_snapshot",
@@ -67,7 +74,13 @@ ENTITY_KINDS: dict[str, str] = {
     "entity_properties": "name",
     "qualifying_events": "name",
     "param_stores": "name",
+    "alerts": "id",
+    "release_pipelines": "id",
+    "roles": "name",
+    "prompts": "id",
 }
+#: Kinds of singleton documents: the manifest's ``id`` (the path segment) keys each one.
+DOCUMENT_KINDS: dict[str, tuple[str, ...]] = {"settings": SETTINGS_DOCUMENTS}
 #: Details: (kind, detail) → the side collection they are stored in.
 _DETAILS: dict[tuple[str, str], str] = {
     ("gates", "overrides"): "gates_overrides",
@@ -123,6 +136,14 @@ class _Snapshot:
         for section in ("entities", "details"):
             if not isinstance(manifest.get(section, {}), dict):
                 raise self.fail(f'manifest.json "{section}" must be an object of kind → list')
+        unavailable = manifest.get("unavailable", {})
+        if not isinstance(unavailable, dict) or not all(
+            kind in OPTIONAL_KINDS and isinstance(why, str) for kind, why in unavailable.items()
+        ):
+            raise self.fail(
+                'manifest.json "unavailable" must be an object of kind → reason, the kinds among '
+                f"{', '.join(OPTIONAL_KINDS)}"
+            )
         return manifest
 
     def entries(
@@ -212,6 +233,19 @@ def _newest_time(value: Any) -> int:
     return max((int(t) for t in times if isinstance(t, int | float)), default=0)
 
 
+def _document_key(snap: _Snapshot, kind: str, entry: dict[str, Any], document: Any) -> str:
+    """The key of a singleton document: its manifest ``id``, one of the kind's documents."""
+    documents = DOCUMENT_KINDS[kind]
+    if entry["id"] not in documents:
+        raise snap.fail(
+            f"manifest.json lists {kind} {entry['id']!r} (file {entry['file']}); the {kind} "
+            f"documents are {', '.join(documents)}"
+        )
+    if not isinstance(document, dict):
+        raise snap.fail(f"file {entry['file']} should hold the {kind}/{entry['id']} object")
+    return str(entry["id"])
+
+
 def project_from_snapshot(
     directory: str | Path, *, name: str | None = None, console_key: str | None = None
 ) -> Project:
@@ -234,15 +268,21 @@ def project_from_snapshot(
     )
     project.sequence_floor = _SEQUENCE_FLOOR
     newest = 0
+    project.unserved.update(manifest.get("unavailable", {}))
     for kind, entry in snap.entries(manifest, "entities"):
         key_field = ENTITY_KINDS.get(kind)
-        if key_field is None:
+        if key_field is None and kind not in DOCUMENT_KINDS:
+            served = sorted([*ENTITY_KINDS, *DOCUMENT_KINDS])
             raise snap.fail(
                 f"manifest.json lists entities of kind {kind!r}, which the emulator does not "
-                f"serve; it serves {', '.join(sorted(ENTITY_KINDS))}"
+                f"serve; it serves {', '.join(served)}"
             )
         entity = snap.load(entry)
-        key = entity.get(key_field) if isinstance(entity, dict) else None
+        key: Any
+        if key_field is None:
+            key = _document_key(snap, kind, entry, entity)
+        else:
+            key = entity.get(key_field) if isinstance(entity, dict) else None
         if not isinstance(key, str) or not key:
             raise snap.fail(
                 f"file {entry['file']} should hold one {kind} object with a string "

@@ -152,6 +152,9 @@ class Project:
         #: Where every sequence starts (a project seeded from a snapshot starts high, so the
         #: ids it assigns cannot repeat seeded ones made by a project of the same name).
         self.sequence_floor = 0
+        #: Optional kinds (``EmulatorConfig.OPTIONAL_KINDS``) this project does not serve: a
+        #: snapshot's ``unavailable`` ones, so a project seeded from it answers as its source did.
+        self.unserved: set[str] = set()
 
     def stamp(self, now_ms: int) -> int:
         """A change time for "now": ``now_ms``, or one past the last one handed out.

@@ -14,6 +14,28 @@ The update a kind uses is its partial update (PATCH) where the API has one, else
 (POST), which is read as replacing the entity, so its body carries every listed field the source
 has (docs/api-assumptions.md). Segments have neither: their rules are replaced through
 ``POST /segments/{id}/conditional``.
+
+The newer kinds (alerts, release pipelines, roles, prompts, and the four settings documents) are
+optional: a project or an API version may not serve them (``OPTIONAL``). A role's item path is
+keyed by its name: ``RoleContractDto`` is only ``{name, permissions}``, so the name is the one
+key a client has (docs/api-assumptions.md). Alerts have no item path in the spec, so their
+``id`` names them.
+
+What a project export never reads, though the spec lists it:
+
+- ``keys``: they are credentials.
+- ``users`` (and ``/users/{email}``): personal data.
+- ``audit_logs``: a history of who did what, personal data, not configuration.
+- ``events``: event data, not configuration.
+- ``release_pipeline_triggers``: runs of release pipelines, not configuration.
+- ``exposure_count``: measured counts, not configuration.
+- ``ingestion*`` (and ``wh_connections``): runs and status of imports; the warehouse connection
+  configuration may hold credentials.
+- metric values (``/metrics/values``, pulse results): measured data, not configuration.
+- ``reports``: generated results, not configuration.
+- ``company``: organisation-wide, not a project's, and holds no project configuration.
+- prompt versions: the spec has no read of them, and their DTO carries
+  ``auth_workflow_headers`` (credentials).
 """
 
 from __future__ import annotations
@@ -410,6 +432,44 @@ AUTOTUNE = EntityKind(
     update_method="PATCH",
 )
 
+# -- the newer, optional kinds a project export reads ------------------------------------------
+ALERT = EntityKind(name="alert", collection=("alerts",), item=None)  # the spec has only the list
+_PIPELINE_FIELDS = ("name", "phases")
+RELEASE_PIPELINE = EntityKind(
+    name="release_pipeline",
+    collection=("release_pipelines",),
+    item=("release_pipelines",),
+    create_fields=_PIPELINE_FIELDS,
+    update_fields=_PIPELINE_FIELDS,  # no PATCH: the full update carries every field
+    update_method="POST",
+)
+ROLE = EntityKind(
+    name="role",
+    collection=("roles",),
+    item=("roles",),  # keyed by name: the DTO has no id
+    identity="name",
+    create_fields=("name", "permissions"),
+    update_fields=("permissions",),  # a name cannot change
+    update_method="PATCH",
+)
+PROMPT = EntityKind(
+    name="prompt",
+    collection=("prompts",),
+    item=("prompts",),
+    create_fields=("name", "displayName", "description", "targetApps", "team", "tags"),
+    update_fields=("description", "targetApps", "team"),
+    update_method="PATCH",
+)
+#: The settings documents, each a singleton at ``/settings/<document>`` (GET, full update POST).
+SETTINGS_DOCUMENTS = ("project", "reviews", "roles", "teams")
+#: The snapshot kinds that are newer, optional endpoints (a project may not serve them).
+OPTIONAL = ("alerts", "release_pipelines", "roles", "prompts", "settings")
+
+
+def settings_path(document: str) -> str:
+    return api_path("settings", document)
+
+
 #: Every kind, by name.
 ENTITY_KINDS: Mapping[str, EntityKind] = {
     kind.name: kind
@@ -432,5 +492,9 @@ ENTITY_KINDS: Mapping[str, EntityKind] = {
         QUALIFYING_EVENT,
         PARAM_STORE,
         AUTOTUNE,
+        ALERT,
+        RELEASE_PIPELINE,
+        ROLE,
+        PROMPT,
     )
 }

@@ -45,10 +45,11 @@ from pydantic import Field
 from bulkops.api.client import PAGE_LIMIT, ConsoleClient, Page, api_path, pages_for
 from bulkops.engine.concurrency import gather, most_telling
 from bulkops.engine.graph import Task
-from bulkops.errors import InconsistentListing, NotFound
+from bulkops.errors import AuthError, InconsistentListing, NotFound
 from bulkops.human import count, plural
 from bulkops.jobs.base import Count, RunContext
 from bulkops.jobs.entity_kinds import (
+    ALERT,
     ASSIGNMENT_SOURCE,
     AUTOTUNE,
     DYNAMIC_CONFIG,
@@ -58,9 +59,14 @@ from bulkops.jobs.entity_kinds import (
     HOLDOUT,
     LAYER,
     METRIC_SOURCE,
+    OPTIONAL,
     PARAM_STORE,
+    PROMPT,
     QUALIFYING_EVENT,
+    RELEASE_PIPELINE,
+    ROLE,
     SEGMENT,
+    SETTINGS_DOCUMENTS,
     TAG,
     TARGET_APP,
     TEAM,
@@ -104,6 +110,9 @@ class Exported:
     overrides: bool = False
     #: A single document ``{key: [...]}`` instead of a paginated list (environments).
     document_key: str | None = None
+    #: Singleton documents at ``<list_path>/<document>``, each an entity keyed by its segment
+    #: (settings); read by ``_read_documents``.
+    documents: tuple[str, ...] = ()
 
 
 def _table() -> dict[str, Exported]:
@@ -130,6 +139,11 @@ def _table() -> dict[str, Exported]:
         "qualifying_events": listed(QUALIFYING_EVENT),
         "param_stores": listed(PARAM_STORE),
         "autotunes": listed(AUTOTUNE),
+        "alerts": listed(ALERT),
+        "release_pipelines": listed(RELEASE_PIPELINE),
+        "roles": listed(ROLE),
+        "prompts": listed(PROMPT),
+        "settings": Exported(api_path("settings"), "id", documents=SETTINGS_DOCUMENTS),
     }
     assert tuple(table) == KINDS, "the export and the snapshot format name the same kinds"
     return table
@@ -202,6 +216,8 @@ def _reader(ctx: RunContext[Spec], kind: str) -> Any:
             except InconsistentListing:
                 if attempt == READ_ATTEMPTS:
                     raise
+            except (NotFound, AuthError) as error:
+                return _unavailable(ctx, kind, error)
         rows_spool = await ctx.spool.write_async(f"kind:{kind}", rows)
         details_spool = await ctx.spool.write_async(f"details:{kind}", details)
         return {
@@ -243,13 +259,17 @@ async def _read_rows(
     client: ConsoleClient, kind: str, how: Exported, on_page: Callable[[list[Any]], None]
 ) -> list[dict[str, Any]]:
     what = f"the {kind.replace('_', ' ')} of project {client.project!r}"
-    if how.document_key is not None:
+    rows: list[Any]
+    if how.documents:
+        rows = await _read_documents(client, how)
+        on_page(rows)
+    elif how.document_key is not None:
         body = await client.get(how.list_path)
         data = body.get("data")
         items = data.get(how.document_key) if isinstance(data, dict) else None
         if not isinstance(items, list):
             raise _changed(what, f"GET {how.list_path} has no list in data.{how.document_key}")
-        rows: list[Any] = items
+        rows = items
         on_page(rows)
     else:
         rows, pages = await _read_pages(client, how, what, on_page)
@@ -307,6 +327,35 @@ async def _read_pages(
     if total is not None and len(rows) != total:
         raise _changed(what, f"read {len(rows)} rows but totalItems={total}")
     return rows, number
+
+
+async def _read_documents(client: ConsoleClient, how: Exported) -> list[Any]:
+    """Each singleton document, as ``{"id": <segment>, "data": <the response's data>}``."""
+    found: dict[str, Any] = {}
+
+    async def read(name: str) -> None:
+        found[name] = (await client.get(f"{how.list_path}/{name}")).get("data")
+
+    await gather([partial(read, name) for name in how.documents])
+    return [{"id": name, "data": found[name]} for name in how.documents]
+
+
+def _unavailable(ctx: RunContext[Spec], kind: str, error: NotFound | AuthError) -> dict[str, Any]:
+    """A kind's result when its list answered 404 or 403: an optional kind the project does not
+    serve is left out (``unavailable`` in the manifest), unless ``[select] kinds`` asked for it
+    or it is one of the kinds every project has; then the error stands."""
+    if kind not in OPTIONAL or "kinds" in ctx.job.spec.select.model_fields_set:
+        raise error
+    body = error.body if isinstance(error.body, dict) else {}
+    said = body.get("message")
+    return {"count": 0, "unavailable": f"{error.status}: {said or 'no message'}"}
+
+
+def _keyed(row: Any, how: Exported) -> tuple[str, Any]:
+    """A row's key and the object its file holds (a document kind's row wraps its data)."""
+    if how.documents:
+        return str(row["id"]), row["data"]
+    return str(row[how.identity]), row
 
 
 def _identity(row: Any, how: Exported) -> str | None:
@@ -459,6 +508,8 @@ def _publish_files(
     (the unchanged ones too, in case a killed run renamed them unsynced) and every rename is on
     stable storage."""
     root = str(ctx.job.resolve_path(ctx.job.spec.output.dir))
+    unavailable = {k: results[k]["unavailable"] for k in kinds if "unavailable" in results[k]}
+    kinds = [kind for kind in kinds if kind not in unavailable]
     suffix = _suffix(ctx)
     staged: list[tuple[str, str]] = []  # (temporary, final)
     unchanged: list[str] = []
@@ -489,10 +540,9 @@ def _publish_files(
         os.makedirs(folder, exist_ok=True)
         listed = entities[kind] = []
         for line in ctx.spool.lines(results[kind]["spool"]):
-            row = orjson.loads(line)
-            key = str(row[how.identity])
+            key, data = _keyed(orjson.loads(line), how)
             relative = entity_file(kind, key)
-            listed.append({"id": key, "file": relative, "sha256": place(relative, dumps(row))})
+            listed.append({"id": key, "file": relative, "sha256": place(relative, dumps(data))})
         for line in ctx.spool.lines(results[kind]["details_spool"]):
             key, detail, data = orjson.loads(line)
             relative = detail_file(kind, key, detail)
@@ -528,12 +578,15 @@ def _publish_files(
         "entities": entities,
         "details": details,
     }
+    if unavailable:
+        manifest["unavailable"] = unavailable
     write_json_atomic(Path(root) / MANIFEST, manifest)
     return {
         "dir": root,
         "entities": sum(totals.values()),
         "details": sum(len(items) for items in details.values()),
         "files_written": len(staged),
+        "unavailable": unavailable,
     }
 
 
@@ -548,7 +601,8 @@ def _staged_name(final: str, suffix: str) -> str:
 
 def _entity_files(kind: str, how: Exported, rows: list[dict[str, Any]]) -> Iterator[Staged]:
     for row in rows:
-        yield entity_file(kind, str(row[how.identity])), row
+        key, data = _keyed(row, how)
+        yield entity_file(kind, key), data
 
 
 def _detail_files(kind: str, details: list[list[Any]]) -> Iterator[Staged]:
@@ -614,12 +668,22 @@ def summary(ctx: RunContext[Spec]) -> dict[str, Any]:
             f"{where} left as it was"
         }
     done = ctx.scheduler.result(PUBLISH)
-    return {
+    unavailable = done.get("unavailable") or {}
+    lines = {
         "snapshot": f"{where}/{MANIFEST}",
         "exported": f"{plural(done['entities'], 'entity', 'entities')} of "
-        f"{plural(len(kinds), 'kind')}, {plural(done['details'], 'detail')}",
+        f"{plural(len(kinds) - len(unavailable), 'kind')}, {plural(done['details'], 'detail')}",
         "files_written": f"{count(done['files_written'])} (unchanged files are kept as they are)",
     }
+    if unavailable:
+        reasons: dict[str, list[str]] = {}
+        for kind, why in unavailable.items():
+            reasons.setdefault(why, []).append(kind)
+        said = "; ".join(f"{', '.join(names)} ({why})" for why, names in reasons.items())
+        lines["not_served"] = (
+            f"{said}: left out of the snapshot, as the project does not serve them"
+        )
+    return lines
 
 
 def progress(ctx: RunContext[Spec]) -> Count:

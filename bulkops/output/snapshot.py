@@ -58,6 +58,11 @@ KINDS = (
     "qualifying_events",
     "param_stores",
     "autotunes",
+    "alerts",
+    "release_pipelines",
+    "roles",
+    "prompts",
+    "settings",
 )
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 

@@ -39,8 +39,13 @@ What is compared, and how it reads:
   prefixed with the project (``prod/gates/x``; in JSON ``"gates": ["prod/x"]``), and a project on
   one side only is added or removed as a whole (JSON kind ``projects``). An org snapshot is never
   compared with a single project's.
+* **Kinds not compared**: a kind a snapshot's manifest lists as ``unavailable`` (an optional
+  kind the project did not serve when it was exported) is not compared at all, whatever the
+  other side holds: its entities are neither added nor removed, and the listing says
+  ``alerts: not compared (unavailable in NEW: 404: ...)``. It is not a difference (exit status).
 * ``--json`` prints ``{"added": {kind: [id]}, "removed": {kind: [id]}, "changed": {kind: {id:
-  [path, ...]}}}``, kinds with nothing to report left out.
+  [path, ...]}}}``, kinds with nothing to report left out; and ``"not_compared": {kind:
+  reason}`` when some kind was not compared.
 """
 
 from __future__ import annotations
@@ -308,6 +313,8 @@ class Report:
     #: Org snapshots: (name, entity count) of projects on one side only.
     projects_added: list[tuple[str, int]] = field(default_factory=list)
     projects_removed: list[tuple[str, int]] = field(default_factory=list)
+    #: (project or None, kind, why) of kinds unavailable on a side, so not compared.
+    not_compared: list[tuple[str | None, str, str]] = field(default_factory=list)
 
     @property
     def differs(self) -> bool:
@@ -323,7 +330,7 @@ def compare(
     if isinstance(old, ProjectSnapshot) and isinstance(new, ProjectSnapshot):
         old.check_files()
         new.check_files()
-        report.sections.extend(_compare_projects(old, new, None, everything))
+        report.sections.extend(_compare_projects(old, new, None, everything, report))
         return report
     if not (isinstance(old, OrgSnapshot) and isinstance(new, OrgSnapshot)):
         org, single = (old, new) if isinstance(old, OrgSnapshot) else (new, old)
@@ -342,16 +349,35 @@ def compare(
         else:
             before.check_files()
             after.check_files()
-            report.sections.extend(_compare_projects(before, after, name, everything))
+            report.sections.extend(_compare_projects(before, after, name, everything, report))
     return report
 
 
 def _compare_projects(
-    old: ProjectSnapshot, new: ProjectSnapshot, project: str | None, everything: bool
+    old: ProjectSnapshot,
+    new: ProjectSnapshot,
+    project: str | None,
+    everything: bool,
+    report: Report,
 ) -> Iterator[Section]:
     kinds = old.entities.keys() | new.entities.keys() | old.details.keys() | new.details.keys()
-    for kind in kind_order(kinds):
-        yield _compare_kind(old, new, Section(project, kind), everything)
+    skipped = _unavailable(old, new)
+    for kind in kind_order(kinds | skipped.keys()):
+        if kind in skipped:
+            report.not_compared.append((project, kind, skipped[kind]))
+        else:
+            yield _compare_kind(old, new, Section(project, kind), everything)
+
+
+def _unavailable(old: ProjectSnapshot, new: ProjectSnapshot) -> dict[str, str]:
+    """Kind → why it is not compared: a side's manifest lists it as ``unavailable``."""
+    why: dict[str, list[str]] = {}
+    for role, snapshot in (("OLD", old), ("NEW", new)):
+        listed = snapshot.manifest.get("unavailable")
+        for kind, reason in (listed if isinstance(listed, dict) else {}).items():
+            said = reason if isinstance(reason, str) and reason else "not served"
+            why.setdefault(str(kind), []).append(f"unavailable in {role}: {said}")
+    return {kind: "; ".join(reasons) for kind, reasons in why.items()}
 
 
 def _compare_kind(
@@ -471,7 +497,12 @@ def json_text(report: Report) -> str:
             for target in section.changed:
                 paths = changed.setdefault(kind, {})
                 paths[section.json_id(target.key)] = [c.path for c in target.changes]
-    document = {"added": added, "removed": removed, "changed": changed}
+    document: dict[str, Any] = {"added": added, "removed": removed, "changed": changed}
+    if report.not_compared:
+        document["not_compared"] = {
+            kind if project is None else f"{project}/{kind}": why
+            for project, kind, why in report.not_compared
+        }
     return orjson.dumps(document, option=orjson.OPT_INDENT_2).decode() + "\n"
 
 
@@ -493,6 +524,9 @@ def human_lines(report: Report) -> list[str]:
     for section in report.sections:
         if section.differs:
             lines.extend(_section_lines(section))
+    for project, kind, why in report.not_compared:
+        where = kind if project is None else f"{project}/{kind}"
+        lines.append(f"{where}: not compared ({why})")
     lines.extend(_totals(report))
     return lines
 
@@ -554,7 +588,8 @@ def _totals(report: Report) -> list[str]:
             line += f"{len(report.projects_removed)} removed"
     else:
         line = f"no differences ({scope})"
-    shown = report.projects_added or report.projects_removed or any(s.differs for s in sections)
+    shown = bool(report.projects_added or report.projects_removed or report.not_compared)
+    shown = shown or any(s.differs for s in sections)
     lines = ["", line] if shown else [line]
     if server_only:
         lines.append(

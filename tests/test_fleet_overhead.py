@@ -3,12 +3,19 @@ once per fleet stays once per fleet, and nothing per page is held longer than it
 
 from __future__ import annotations
 
+import asyncio
+import gc
+import threading
+import weakref
+from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
+import pytest
 
 from bulkops.commands import fleet
 from bulkops.emulator import Project, World, populate_metrics, running_emulator
+from bulkops.engine.spool import Spool
 from bulkops.jobs.spec import JobDefinition
 from tests.support.commands import loaded
 from tests.test_multi_project import export_job, options, set_keys
@@ -16,7 +23,9 @@ from tests.test_multi_project import export_job, options, set_keys
 PROJECTS = 6
 
 
-async def test_a_fleet_builds_its_members_once(tmp_path: Path, monkeypatch) -> None:
+async def test_a_fleet_builds_its_members_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """An export over six projects builds the per-project jobs (one spec copy each) once, not
     once more per project, and still publishes every project and the index."""
     projects = [Project(f"p{n}", f"console-p{n}-key") for n in range(PROJECTS)]
@@ -40,3 +49,44 @@ async def test_a_fleet_builds_its_members_once(tmp_path: Path, monkeypatch) -> N
     index = orjson.loads((tmp_path / "out" / "manifest.json").read_bytes())
     assert [entry["name"] for entry in index["projects"]] == [p.name for p in projects]
     assert all(entry["complete"] for entry in index["projects"])
+
+
+@dataclass
+class _Row:
+    name: str
+
+
+class _HeldSpool(Spool):
+    """A spool whose writes wait until the test lets them go."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.release = threading.Event()
+
+    def _write_payload(self, name: str, payload: bytes) -> str:
+        self.release.wait(10)
+        return super()._write_payload(name, payload)
+
+
+def _page() -> list[_Row]:
+    return [_Row(f"metric {n}") for n in range(3)]
+
+
+async def test_the_spool_lets_go_of_a_pages_rows_before_its_file_is_written(tmp_path) -> None:
+    """Once a page's rows are encoded, the spool holds no reference to them while the write and
+    its fsync are still pending; the file still gets every row."""
+    spool = _HeldSpool(tmp_path / "spool")
+    rows = _page()
+    row = weakref.ref(rows[0])
+    writing = asyncio.ensure_future(spool.write_async("p1", rows))
+    del rows
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert not writing.done()
+    gc.collect()
+    assert row() is None
+    spool.release.set()
+    name = await writing
+    assert [orjson.loads(line) for line in spool.lines(name)] == [
+        {"name": f"metric {n}"} for n in range(3)
+    ]

@@ -13,9 +13,11 @@ from pathlib import Path
 import orjson
 import pytest
 
-from bulkops.commands import fleet
+from bulkops.commands import fleet, signals
+from bulkops.commands.collector import YOUNG_THRESHOLD, collecting_for_a_command
 from bulkops.emulator import Project, World, populate_metrics, running_emulator
 from bulkops.engine.spool import Spool
+from bulkops.errors import UserError
 from bulkops.jobs.spec import JobDefinition
 from tests.support.commands import loaded
 from tests.test_multi_project import export_job, options, set_keys
@@ -90,3 +92,45 @@ async def test_the_spool_lets_go_of_a_pages_rows_before_its_file_is_written(tmp_
     assert [orjson.loads(line) for line in spool.lines(name)] == [
         {"name": f"metric {n}"} for n in range(3)
     ]
+
+
+async def test_a_command_runs_with_start_up_frozen_and_young_collections_rarer() -> None:
+    """Under the CLI's guard a command sees what existed before it frozen and the young threshold
+    at YOUNG_THRESHOLD; when it ends, even by an error, the collector is as it was."""
+    assert gc.get_freeze_count() == 0
+    before = gc.get_threshold()
+    seen: list[tuple[int, tuple[int, int, int]]] = []
+
+    async def command(fail: bool) -> int:
+        seen.append((gc.get_freeze_count(), gc.get_threshold()))
+        if fail:
+            raise UserError("stop here")
+        return 0
+
+    assert await signals.guarded(command, False) == 0
+    with pytest.raises(ExceptionGroup) as failed:  # the CLI shows the group's UserError alone
+        await signals.guarded(command, True)
+    assert failed.group_contains(UserError)
+    assert [frozen > 0 for frozen, _ in seen] == [True, True]
+    assert [threshold for _, threshold in seen] == [(YOUNG_THRESHOLD, *before[1:])] * 2
+    assert (gc.get_freeze_count(), gc.get_threshold()) == (0, before)
+
+
+def test_a_collector_someone_else_set_is_left_alone() -> None:
+    """A process that froze objects itself, or turned the collector off, keeps its own settings
+    while a command runs (and its frozen objects stay frozen after)."""
+    before = gc.get_threshold()
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        with collecting_for_a_command():
+            assert (gc.get_freeze_count(), gc.get_threshold()) == (frozen, before)
+        assert gc.get_freeze_count() == frozen
+    finally:
+        gc.unfreeze()
+    gc.disable()
+    try:
+        with collecting_for_a_command():
+            assert (gc.get_freeze_count(), gc.get_threshold()) == (0, before)
+    finally:
+        gc.enable()

@@ -58,6 +58,9 @@ log = structlog.get_logger("bulkops.fleet")
 PROJECTS = "projects"
 #: One project's command: ``run_job``, ``planned.plan_command``, ... (its job, its options).
 MemberCommand = Callable[[JobDefinition[JobSpec], RunOptions], Awaitable[int]]
+#: A job's single-project jobs by project name (``JobDefinition.members``): built once per
+#: command and handed down, as building them copies and validates the spec once per project.
+Members = dict[str, JobDefinition[JobSpec]]
 
 
 def is_fleet_state(state: StateDir) -> bool:
@@ -100,8 +103,9 @@ async def saved_fleet(state: StateDir, options: RunOptions) -> int:
     async with state.exclusive_async(options.command):
         logs.open_log_file(state.log_file)
         run, job = await anyio.to_thread.run_sync(_saved_job, state, undo)
-        names = [name for name in run.get(PROJECTS, {}) if name in job.members()]
-        async with _opened(job, options, state, names) as (connections, failed):
+        members = job.members()
+        names = [name for name in run.get(PROJECTS, {}) if name in members]
+        async with _opened(job, members, options, state, names) as (connections, failed):
             _refuse_one_project_twice(job, connections)
             if undo:  # kept beside the plan's run, as a single job's undo is
                 record = _undo_record(run)
@@ -110,7 +114,7 @@ async def saved_fleet(state: StateDir, options: RunOptions) -> int:
                 record, file = run, state.run_file
                 run.update(command="apply", status="running", resumed_at=time.time())
             return await _run_members(
-                job, options, state, record, file, command, connections, failed
+                job, members, options, state, record, file, command, connections, failed
             )
 
 
@@ -138,14 +142,14 @@ async def _fan_out(
     job: JobDefinition[JobSpec], options: RunOptions, command: MemberCommand, *, resume: bool
 ) -> int:
     state = await resolve_state_dir(job, options)
-    members = job.members()
-    await anyio.to_thread.run_sync(_check_members, job, options)
+    members = job.members()  # built once: each is a copy of the job's spec (pydantic validates)
+    await anyio.to_thread.run_sync(_check_members, job, members, options)
     _refuse_one_key_twice(job, options)
     async with state.exclusive_async(options.command):
         logs.open_log_file(state.log_file)
         resume, finished = await anyio.to_thread.run_sync(_left_to_run, state, job, options, resume)
         names = [name for name in members if name not in finished]
-        async with _opened(job, options, state, names) as (connections, failed):
+        async with _opened(job, members, options, state, names) as (connections, failed):
             _refuse_one_project_twice(job, connections)
             run, _ = await state.begin_async(
                 job, fresh=options.fresh, command=options.command, resume=resume
@@ -161,14 +165,14 @@ async def _fan_out(
                     text=f"resuming: {human.listing(sorted(finished))} finished already",
                 )
             return await _run_members(
-                job, options, state, run, state.run_file, command, connections, failed
+                job, members, options, state, run, state.run_file, command, connections, failed
             )
 
 
-def _check_members(job: JobDefinition[JobSpec], options: RunOptions) -> None:
+def _check_members(job: JobDefinition[JobSpec], members: Members, options: RunOptions) -> None:
     """Every member's keys and (for an export) output folder, before any request."""
     many = job.spec.many_role
-    for name, single in job.members().items():
+    for name, single in members.items():
         for role, project in ({} if options.sandbox else single.spec.projects()).items():
             api_key(project.api_key_env, f"api_key_env of {_table(role, many, name)} in {job.path}")
         if not is_planned(job.kind):
@@ -230,6 +234,7 @@ def _refuse_one_key_twice(job: JobDefinition[JobSpec], options: RunOptions) -> N
 # -- running the members --------------------------------------------------------------------
 async def _run_members(
     job: JobDefinition[JobSpec],
+    jobs: Members,
     options: RunOptions,
     state: StateDir,
     run: dict[str, Any],
@@ -249,7 +254,7 @@ async def _run_members(
             group.start_soon(board.run)
             async with anyio.create_task_group() as lanes:
                 for one in members.values():
-                    lanes.start_soon(_lane, one, job, options, state, command, errors)
+                    lanes.start_soon(_lane, one, jobs[one.name], options, state, command, errors)
             group.cancel_scope.cancel()
         for one in members.values():
             _show_lines(one)
@@ -260,13 +265,16 @@ async def _run_members(
 
 @asynccontextmanager
 async def _opened(
-    job: JobDefinition[JobSpec], options: RunOptions, state: StateDir, names: list[str]
+    job: JobDefinition[JobSpec],
+    members: Members,
+    options: RunOptions,
+    state: StateDir,
+    names: list[str],
 ) -> Any:
     """Open every project at once (each its own clients); a project that cannot be opened is
     a failed project, not a failed fleet."""
-    members = job.members()
     async with AsyncExitStack() as stack:
-        access = await stack.enter_async_context(_access(job, options, names))
+        access = await stack.enter_async_context(_access(job, members, options, names))
         connections: dict[str, Connection] = {}
         failed: dict[str, tuple[int, str]] = {}
 
@@ -288,9 +296,10 @@ async def _opened(
 
 
 @asynccontextmanager
-async def _access(job: JobDefinition[JobSpec], options: RunOptions, names: list[str]) -> Any:
+async def _access(
+    job: JobDefinition[JobSpec], members: Members, options: RunOptions, names: list[str]
+) -> Any:
     """Per member, where each of its roles is: the job file's keys, or one sandbox for all."""
-    members = job.members()
     many = job.spec.many_role
     if not options.sandbox:
         found = {}
@@ -369,7 +378,7 @@ def _refuse_one_project_twice(
 
 async def _lane(
     one: Member,
-    job: JobDefinition[JobSpec],
+    single: JobDefinition[JobSpec],
     options: RunOptions,
     state: StateDir,
     command: MemberCommand,
@@ -380,7 +389,7 @@ async def _lane(
     structlog.contextvars.bind_contextvars(project_name=one.name)
     with member.acting_as(one):
         try:
-            one.exit_code = await signals.member(command, job.members()[one.name], mine)
+            one.exit_code = await signals.member(command, single, mine)
         except (BulkopsError, Interrupted) as exc:
             errors[one.name] = _failure(exc)
             one.exit_code = errors[one.name][0]

@@ -17,6 +17,7 @@ import structlog
 from anyio.abc import TaskStatus
 
 from bulkops import human, stopping
+from bulkops.commands.collector import collecting_for_a_command
 from bulkops.engine.concurrency import most_telling
 from bulkops.engine.graph import Scheduler
 from bulkops.errors import Aborted, Interrupted, StopRequested
@@ -122,17 +123,19 @@ _GUARD: ContextVar[_SignalGuard | None] = ContextVar("bulkops_signal_guard", def
 
 
 async def guarded(command: Callable[..., Awaitable[int]], *args: Any) -> int:
-    """Run a command under one signal guard for its whole length (the CLI's entry to commands)."""
+    """Run a command under one signal guard for its whole length (the CLI's entry to commands),
+    with the garbage collector set for a long run (``collector``)."""
     results: list[int] = []
-    async with anyio.create_task_group() as group:
-        guard = _SignalGuard(group.cancel_scope)
-        token = _GUARD.set(guard)
-        try:
-            await group.start(guard.watch)  # receiving before the command's first step
-            results.append(await command(*args))
-        finally:
-            _GUARD.reset(token)
-            group.cancel_scope.cancel()
+    with collecting_for_a_command():
+        async with anyio.create_task_group() as group:
+            guard = _SignalGuard(group.cancel_scope)
+            token = _GUARD.set(guard)
+            try:
+                await group.start(guard.watch)  # receiving before the command's first step
+                results.append(await command(*args))
+            finally:
+                _GUARD.reset(token)
+                group.cancel_scope.cancel()
     if guard.interrupted or not results:
         raise Interrupted
     return results[0]

@@ -103,6 +103,10 @@ class Spool:
         # Encoded here, on the loop: the same CPU either way, and the thread then runs system
         # calls only instead of fighting the loop for the GIL.
         self._batch.append((self.name_of(key), encode_rows(rows), future))
+        # Let go of the parsed rows while the file is written and fsync'ed (a caller that keeps
+        # no reference of its own frees them now): in an org export hundreds of pages wait on
+        # the disk at once, and their rows are what the garbage collector kept traversing.
+        del rows
         return await future
 
     def _send_batch(self, loop: asyncio.AbstractEventLoop) -> None:

@@ -36,14 +36,17 @@ def _page_task(
 
     async def fetch() -> dict[str, Any]:
         result = await client.get_page(path, page, limit=PAGE_LIMIT)
-        spooled = await ctx.spool.write_async(task_id, result.data)
-        return {
-            "spool": spooled,
+        done = {
+            "spool": "",
             "count": len(result.data),
             "total": result.total,
             "per_page": result.items_per_page,
             "next": result.has_next,
         }
+        spooling = ctx.spool.write_async(task_id, result.data)
+        del result  # the rows are freed once encoded, not held while the page's file is fsync'ed
+        done["spool"] = await spooling
+        return done
 
     def expand(result: dict[str, Any]) -> Iterator[Task]:
         following = []

@@ -7,7 +7,8 @@ import random
 import anyio
 import pytest
 
-from bulkops.api.governor import WINDOW_MARGIN, RateGovernor, SendTimeStore, SlidingWindow
+from bulkops.api._learning import answer_span
+from bulkops.api.governor import RateGovernor, SendTimeStore, SlidingWindow
 from bulkops.emulator._config import parse_window
 from bulkops.emulator._quota import SlidingWindowQuota
 from bulkops.jobs.spec import RateWindow
@@ -50,8 +51,8 @@ async def test_every_window_holds_at_once() -> None:
     times = await send(gov, 7, clock)
     start = times[0]
     offsets = [round(t - start, 3) for t in times]
-    span10 = 10 + WINDOW_MARGIN
-    span60 = 60 + WINDOW_MARGIN
+    span10 = round(answer_span(10), 3)  # each answer here arrives at its send (no time passes)
+    span60 = round(answer_span(60), 3)
     # 3 at once, then the short window lets 2 more after 10s, then the long window holds the rest.
     assert offsets[:3] == [0, 0, 0]
     assert offsets[3:5] == [span10, span10]

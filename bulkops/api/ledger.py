@@ -9,9 +9,11 @@ leaves nothing to release.
 - A reservation is a *lease*: it is recorded at the ledger's "now" + ``LEASE_S`` (the longest an
   attempt can be in flight: the client's request timeout and some), so it counts in every window
   while its attempt is in flight. When the answer arrives the governor reports it
-  (:meth:`QuotaLedger.answered`, which only queues the token) and the ledger moves the
-  reservation to its own "now" then: the server counted the attempt on arrival, before that
-  answer, so it frees the slot one window after the answer and never earlier. Queued answers go
+  (:meth:`QuotaLedger.answered`, which only queues the token with the moment it came) and
+  the ledger moves the reservation to the answer's time: its own "now" when it records it,
+  less the answer's age then (an elapsed time on this process's monotonic clock, so no skew
+  between machines enters). The server counted the attempt on arrival, before that answer, so
+  the slot frees one window after the answer and never earlier. Queued answers go
   with the process's next ledger call (a reservation of any project, in the same transaction or
   script), or in a :meth:`QuotaLedger.flush` a governor makes before it waits; so they cost no
   call of their own while mutations flow. An answer that cannot be recorded (the ledger gone,
@@ -20,7 +22,8 @@ leaves nothing to release.
   ``LEASE_S`` + the window after their reservation, then age out like any other. A caller whose
   slot only a lease would free polls every ``LEASE_POLL_S`` (its answer may come any moment).
 - Times are the ledger's own clock (SQLite: this machine's; Redis: the server's), both for the
-  lease and for the answer, so machines whose clocks disagree still cannot double-book.
+  lease and for the answer (dated back by its age), so machines whose clocks disagree still
+  cannot double-book.
 
 - Projects are keyed by their identity (``GET /console/v1/project``'s id), not by the key, so two
   keys of one project share one budget. A project served anywhere but the Console API's default

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -64,10 +65,12 @@ local function fmt(x) return string.format('%.10g', x) end
 local function set_key(seconds) return prefix .. ':w:' .. fmt(seconds) end
 local ratio = tonumber(ARGV[#ARGV])  -- every script passes the margin's share of the window last
 local function span(seconds) return seconds * (1 + ratio) + margin end
-local function record_answers(tokens, durations)
-  for _, token in ipairs(tokens) do
+-- answers: {token, age} pairs, age measured by the caller just before the call, so the answer
+-- was at most that long before this script's "now" (an elapsed time: no clock skew in it).
+local function record_answers(answers, durations)
+  for _, answer in ipairs(answers) do
     for _, seconds in pairs(durations) do
-      redis.call('ZADD', set_key(seconds), 'XX', now, token)
+      redis.call('ZADD', set_key(seconds), 'XX', now - answer[2], answer[1])
     end
   end
 end
@@ -284,8 +287,8 @@ class RedisLedger:
         self._reserve = self._redis.register_script(RESERVE)
         self._settle = self._redis.register_script(SETTLE)
         self._report = self._redis.register_script(REPORT)
-        #: Answers queued on the event loop, per project: tokens whose reservation moves to now.
-        self._answers: dict[str, list[str]] = {}
+        #: Answers queued on the event loop, per project: (token, time.monotonic() at the answer).
+        self._answers: dict[str, list[tuple[str, float]]] = {}
 
     def _unavailable(self, exc: BaseException) -> LedgerUnavailable:
         return unavailable(
@@ -323,7 +326,7 @@ class RedisLedger:
         probe: bool = False,
         token: str | None = None,
     ) -> float:
-        answered = self._answers.pop(project, [])
+        answered = _aged(self._answers.pop(project, []))
         args = [
             LEDGER_MARGIN,
             orjson.dumps(rules_key(rules)),
@@ -338,7 +341,7 @@ class RedisLedger:
             WINDOW_TTL_S,
             MIN_RETRY_S,
             project,
-            orjson.dumps(answered),
+            answered,
             token or "",
             LEASE_S,
             LEASE_POLL_S,
@@ -348,12 +351,12 @@ class RedisLedger:
         return float(answer)
 
     def answered(self, project: str, token: str) -> None:
-        self._answers.setdefault(project, []).append(token)
+        self._answers.setdefault(project, []).append((token, time.monotonic()))
 
     async def flush(self) -> None:
         while self._answers:
-            project, tokens = self._answers.popitem()
-            args = [LEDGER_MARGIN, orjson.dumps(tokens), LEDGER_MARGIN_RATIO]
+            project, answers = self._answers.popitem()
+            args = [LEDGER_MARGIN, _aged(answers), LEDGER_MARGIN_RATIO]
             try:
                 await self._run(self._settle, [_prefix(project)], args)
             except LedgerUnavailable as exc:  # their leases stand; the next reservation fails
@@ -406,6 +409,12 @@ class RedisLedger:
     async def aclose(self) -> None:
         await self.flush()
         await self._redis.aclose()
+
+
+def _aged(answers: list[tuple[str, float]]) -> bytes:
+    """``[[token, seconds since its answer], ...]`` as JSON, the ages taken now."""
+    now = time.monotonic()
+    return orjson.dumps([[token, round(max(0.0, now - at), 6)] for token, at in answers])
 
 
 def _rows(body: dict[str, Any], name: str) -> list[Any]:

@@ -77,8 +77,9 @@ class SqliteLedger:
         self._db: sqlite3.Connection | None = None
         self._lock = threading.Lock()
         self._limiter = anyio.CapacityLimiter(1)
-        #: Answers queued on the event loop (tokens), drained by the next transaction.
-        self._answers: deque[str] = deque()
+        #: Answers queued on the event loop (token, time.monotonic() at the answer), drained by
+        #: the next transaction, which dates each one back from its "now" by its age.
+        self._answers: deque[tuple[str, float]] = deque()
         #: Leases made by this process and not yet answered: token -> (rowid, lease end).
         self._leases: dict[str, tuple[int, float]] = {}
         self.answers_recorded = 0  # (for tests and measurements)
@@ -160,16 +161,18 @@ class SqliteLedger:
         their leases stand, which is only more conservative)."""
         rows = []
         while self._answers:
-            lease = self._leases.pop(self._answers.popleft(), None)
+            token, answered = self._answers.popleft()
+            lease = self._leases.pop(token, None)
             if lease is not None:
-                rows.append((now, lease[0], lease[1]))
+                age = max(0.0, time.monotonic() - answered)
+                rows.append((min(now, now - age), lease[0], lease[1]))
         if rows:
             db.executemany("UPDATE reservations SET at = ? WHERE rowid = ? AND at = ?", rows)
             self.answers_recorded += len(rows)
 
     # -- answers ----------------------------------------------------------------------------
     def answered(self, project: str, token: str) -> None:
-        self._answers.append(token)
+        self._answers.append((token, time.monotonic()))
 
     async def flush(self) -> None:
         if not self._answers:

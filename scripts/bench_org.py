@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import itertools
 import json
 import math
 import os
@@ -577,6 +578,7 @@ def edit_report(runs: list[EditRun], alone: list[EditRun], args: argparse.Namesp
         f"- Whole process: wall {wall:.2f} s, client CPU {cpu:.2f} s ({requests:,.0f} requests, "
         f"{cpu / requests * 1000:.2f} ms each), peak RSS {max(r.measured.peak_rss_mb for r in runs):.1f}"
         f" MiB; makespans of the runs: {', '.join(f'{m:.2f}' for m in makespans)} s.",
+        *where_the_time_goes(runs, alone, args),
         "",
         "Targets:",
         f"- 0 × 429 in total: {rejected} {bx.verdict(rejected == 0)}",
@@ -586,6 +588,37 @@ def edit_report(runs: list[EditRun], alone: list[EditRun], args: argparse.Namesp
         f"{max(makespans) / minimum:.3f}×)",
     ]
     return "\n".join(lines)
+
+
+def where_the_time_goes(
+    runs: list[EditRun], alone: list[EditRun], args: argparse.Namespace
+) -> list[str]:
+    """The makespan taken apart: the projects' staggered start, and per project the gaps
+    between its bursts (one per window's limit) and each burst's own spread (medians)."""
+    limit = int(args.windows[0].split("/")[0])
+
+    def bursts(run: EditRun, name: str | None) -> tuple[list[float], list[float]]:
+        times = run.times(name)
+        starts = [times[i] for i in range(0, len(times), limit)]
+        spreads = [
+            times[min(i + limit, len(times)) - 1] - times[i] for i in range(0, len(times), limit)
+        ]
+        return [b - a for a, b in itertools.pairwise(starts)], spreads
+
+    def describe(values: list[list[float]]) -> str:
+        return ", ".join(f"{med(list(column)):.2f}" for column in zip(*values, strict=False))
+
+    stagger = med([max(min(r.times(n)) for n in r.log) - min(r.times()) for r in runs])
+    org = [bursts(r, n) for r in runs for n in r.log]
+    one = [bursts(r, None) for r in alone]
+    return [
+        f"- Staggered start: the last project's first mutation {stagger:.2f} s after the first "
+        "project's (median).",
+        f"- Per project in the org run: gaps between burst starts {describe([g for g, _ in org])} s, "
+        f"each burst's spread {describe([s for _, s in org])} s (medians over projects and runs); "
+        f"one project alone: gaps {describe([g for g, _ in one])} s, spreads "
+        f"{describe([s for _, s in one])} s.",
+    ]
 
 
 # -- main -----------------------------------------------------------------------------------------

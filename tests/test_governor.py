@@ -7,7 +7,8 @@ import random
 import anyio
 import pytest
 
-from bulkops.api.governor import WINDOW_MARGIN, RateGovernor, SendTimeStore, SlidingWindow
+from bulkops.api._learning import answer_span
+from bulkops.api.governor import RateGovernor, SendTimeStore, SlidingWindow
 from bulkops.emulator._config import parse_window
 from bulkops.emulator._quota import SlidingWindowQuota
 from bulkops.jobs.spec import RateWindow
@@ -50,8 +51,8 @@ async def test_every_window_holds_at_once() -> None:
     times = await send(gov, 7, clock)
     start = times[0]
     offsets = [round(t - start, 3) for t in times]
-    span10 = 10 + WINDOW_MARGIN
-    span60 = 60 + WINDOW_MARGIN
+    span10 = round(answer_span(10), 3)  # each answer here arrives at its send (no time passes)
+    span60 = round(answer_span(60), 3)
     # 3 at once, then the short window lets 2 more after 10s, then the long window holds the rest.
     assert offsets[:3] == [0, 0, 0]
     assert offsets[3:5] == [span10, span10]
@@ -241,3 +242,42 @@ async def test_a_lower_long_window_is_learned_and_the_short_one_kept() -> None:
     assert long
     assert long[0].rules[0][0] >= 850
     assert all(w.rules[0][1] >= 600 for w in gov.learned)  # nothing blamed on a short window
+
+
+async def test_slow_answers_count_until_they_arrive_so_a_server_counting_arrivals_never_429s() -> (
+    None
+):
+    """Requests delayed 25-625 ms each way (seed 2): each attempt holds its slot until its answer
+    + the window, so the emulator, which counts an attempt when it arrives, never answers 429."""
+    import aiohttp
+
+    from bulkops.api.client import ConsoleClient
+    from bulkops.emulator import EmulatorConfig, Project, World, running_emulator
+
+    world = World([Project("target", "console-slow-answers-key")])
+    config = EmulatorConfig(
+        mutation_windows=("2/1s",), latency_ms=50, latency_jitter_ms=1200, fault_seed=2
+    )
+    async with running_emulator(world, config) as url, aiohttp.ClientSession() as session:
+        gov = RateGovernor(
+            "target", mutation_windows=[RateWindow.parse("2/1s")], rng=random.Random(0)
+        )
+        client = ConsoleClient(
+            project="target", base_url=url, api_key="console-slow-answers-key",
+            session=session, governor=gov, rng=random.Random(0),
+        )  # fmt: skip
+        names = iter(range(10))
+
+        async def worker() -> None:
+            for n in names:
+                tag = {"name": f"slow {n}", "description": "a tag"}
+                await client.request("POST", "/console/v1/tags", json=tag)
+
+        async with anyio.create_task_group() as group:
+            for _ in range(8):
+                group.start_soon(worker)
+    statuses = [r.status for r in world.requests(is_mutation=True, project="target")]
+    assert len(statuses) == 10
+    assert all(status is not None and 200 <= status < 300 for status in statuses), statuses
+    assert client.stats.rate_limited == 0
+    assert max(gov._round_trips) > 0.5  # the send + 0.25 s rule got 429s here (seeds 2-5)

@@ -11,6 +11,7 @@ import pytest
 
 from bulkops.api import ledger_redis, ledger_sqlite
 from bulkops.api.ledger import (
+    LEASE_POLL_S,
     LEDGER_MARGIN,
     QuotaLedger,
     Waiter,
@@ -260,3 +261,45 @@ def test_many_processes_opening_a_new_ledger_file_at_once_all_get_in(tmp_path) -
         anyio.run(main)
         for file in (tmp_path / "new").iterdir():
             file.unlink()
+
+
+# -- leases: a reservation counts until its answer, then one window after it ----------------
+async def test_a_lease_holds_its_slot_until_the_answer_then_one_window_after_it(ledger) -> None:
+    """In flight, a reservation counts however old; answered, it frees one window after that."""
+    assert await ledger.reserve("p", [(1, SHORT)], A, token="a-1:0") == 0.0
+    await anyio.sleep(SHORT + 0.05)
+    wait = await ledger.reserve("p", [(1, SHORT)], B)
+    assert 0 < wait <= LEASE_POLL_S  # still in flight: ask again soon, not after the lease
+    [quota] = await ledger.report()
+    assert [w.reserved for w in quota.windows] == [1]
+    ledger.answered("p", "a-1:0")
+    wait = await ledger.reserve("p", [(1, SHORT)], B)  # records the answer, then is refused
+    assert SHORT - 0.05 < wait <= SHORT + 0.01
+    await anyio.sleep(wait)
+    assert await ledger.reserve("p", [(1, SHORT)], B) == 0.0
+
+
+async def test_a_flushed_answer_is_dated_back_to_when_it_came(ledger) -> None:
+    """An answer recorded 0.15 s late frees its slot one window after the answer, not the flush."""
+    assert await ledger.reserve("p", [(1, 0.4)], A, token="a-1:0") == 0.0
+    ledger.answered("p", "a-1:0")
+    await anyio.sleep(0.15)
+    await ledger.flush()
+    wait = await ledger.reserve("p", [(1, 0.4)], B)
+    assert 0.15 < wait < 0.3
+
+
+async def test_a_killed_process_s_leases_age_out_after_lease_and_window(
+    ledger, monkeypatch
+) -> None:
+    """A lease never answered (its process died) counts until lease + window, then frees."""
+    for module in (ledger_sqlite, ledger_redis):
+        monkeypatch.setattr(module, "LEASE_S", 0.3)
+    assert await ledger.reserve("p", [(1, SHORT)], A, token="dead:0") == 0.0
+    await anyio.sleep(0.3)
+    wait = await ledger.reserve("p", [(1, SHORT)], B)
+    assert SHORT - 0.05 < wait <= SHORT + 0.01  # the lease ended: an ordinary reservation now
+    await anyio.sleep(wait)
+    assert await ledger.reserve("p", [(1, SHORT)], B) == 0.0
+    ledger.answered("p", "dead:0")  # an answer after it aged out brings nothing back
+    assert await ledger.reserve("p", [(2, SHORT)], A) == 0.0

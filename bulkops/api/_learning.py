@@ -46,22 +46,46 @@ the server really enforces is learned beside them, in count *and* duration:
   and their 429s neither escalate the backoff nor start new learned windows. A rejected probe
   does not escalate it either: it was a deliberate question, not a sign of trouble.
 
-This module holds the model's pieces (configured and learned windows, the send-time store, the
-duration grid); :class:`bulkops.api.governor.RateGovernor` gathers the evidence and sends the probes.
+Evidence and enforcement differ in one respect. The evidence is send times (``EVIDENCE_MARGIN``
+the safe way): that is what a rejection or an acceptance proves anything about. Windows, the
+configured ones and the learned rules alike, are *kept* on answers (:class:`Attempts`): an
+attempt counts from before its send until its answer + the window (``ANSWER_MARGIN``), and while
+in flight however long, since the server saw it before its answer reached us. A learned rule's
+duration is an upper bound on the server's, so kept this way it holds under any network delay.
+
+This module holds the model's pieces (configured and learned windows, the attempts they count,
+the send-time store, the duration grid); :class:`bulkops.api.governor.RateGovernor` gathers the
+evidence and sends the probes.
 """
 
 from __future__ import annotations
 
-from collections import deque
+import math
+from bisect import bisect_right, insort
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
 from bulkops.api.windows import RateWindow
 from bulkops.writer import AppendFile, wait_for_queued
 
-#: Seconds added to every mutation window, so sends spread by network jitter cannot make the
-#: server see one more request in its window than we counted in ours.
-WINDOW_MARGIN = 0.25
+#: How long an attempt counts in a window after its answer arrived, beyond the window itself.
+#: The server counts an attempt when it arrives, which is after our send and before its answer
+#: reaches us, so counting from the answer needs no allowance for network delay. What is left is
+#: what two clocks cannot agree on: a server that stamps arrivals to the millisecond (1 ms), a
+#: window boundary taken inclusively on one side and exclusively on the other, and a few ms for
+#: the client reading its clock late (an answer is stamped once the event loop gets to it, which
+#: only makes it later: safe). 5 ms covers these with room; the old send-time rule needed 0.25 s.
+ANSWER_MARGIN = 0.005
+#: ... plus this share of the window: two unsynchronised quartz clocks drift up to ~100 ppm, so a
+#: 15-minute window measured by the server may last 0.09 s longer than ours (4 s: 0.4 ms).
+ANSWER_MARGIN_RATIO = 1e-4
+#: The longest an attempt can be in flight: the client's total request timeout (60 s) + 5 s. An
+#: attempt of a run that died in flight (its answer never recorded) counts this long after its send.
+ANSWER_LEASE_S = 65.0
+#: The send-time rule every mutation window used before attempts were counted until their answer;
+#: still the horizon of the evidence and the margin of a probe at a round duration (below).
+SEND_MARGIN = 0.25
 #: Our send times are not the server's arrival times: evidence is counted this much the safe way.
 EVIDENCE_MARGIN = 0.1
 #: Candidate server window durations: a geometric grid from GRID_MIN_S, this ratio apart.
@@ -84,7 +108,7 @@ DURATION_PROBES = 24
 ROUND_DURATIONS_S = (1, 2, 5, 10, 30, 60, 120, 300, 600, 900, 1800, 3600)
 #: A probe at a round duration goes this much after it (jitter between our sends and the server's
 #: arrivals must not make the server see the oldest attempt still inside its window).
-ROUND_PROBE_MARGIN = WINDOW_MARGIN
+ROUND_PROBE_MARGIN = SEND_MARGIN
 #: A bounded window's duration probes (it is no trap: the rule enforces its upper bound) are paid
 #: for out of this share of the attempts sent so far, every rejection counted.
 REFINE_BUDGET = 0.02
@@ -97,36 +121,76 @@ QUIET_SPANS = 3.0
 QUIET_MIN_S = 60.0
 
 
-class SlidingWindow:
-    """Send times within the last ``seconds`` (+ margin); at most ``limit`` of them."""
+def answer_span(seconds: float) -> float:
+    """How long after its answer an attempt still counts in a window of ``seconds``."""
+    return seconds * (1 + ANSWER_MARGIN_RATIO) + ANSWER_MARGIN
 
-    def __init__(self, window: RateWindow, margin: float = WINDOW_MARGIN) -> None:
+
+class Attempts:
+    """The mutation attempts windows count: how many are in flight, and when the others'
+    answers arrived (sorted, as answers may overtake each other).
+
+    The server counts an attempt when it arrives: after we sent it, before its answer reached
+    us. So an attempt occupies a slot of a window of span ``S`` from before it is sent until its
+    answer + ``S``, and while in flight it counts however old it is. (Learning still reasons on
+    send times, see the module docstring: this is only how windows are kept.)
+    """
+
+    def __init__(self) -> None:
+        self.in_flight = 0
+        self.answers: list[float] = []
+
+    def sent(self) -> None:
+        self.in_flight += 1
+
+    def answered(self, when: float) -> None:
+        self.in_flight -= 1
+        insort(self.answers, when)
+
+    def restore(self, answer: float) -> None:
+        """An attempt of an earlier run, answered at ``answer`` (or leased until then)."""
+        insort(self.answers, answer)
+
+    def count(self, span: float, now: float) -> int:
+        return self.in_flight + len(self.answers) - bisect_right(self.answers, now - span)
+
+    def wait(self, limit: int, span: float, now: float) -> float:
+        """Seconds until one more attempt fits ``limit`` per ``span``; ``inf`` while only the
+        answer of an attempt still in flight can free the slot."""
+        first = bisect_right(self.answers, now - span)
+        answered = len(self.answers) - first
+        need = self.in_flight + answered - limit + 1  # attempts that must leave the window first
+        if need <= 0:
+            return 0.0
+        if need > answered:
+            return math.inf
+        return self.answers[first + need - 1] + span - now
+
+    def trim(self, now: float, horizon: float) -> None:
+        old = bisect_right(self.answers, now - horizon)
+        if old > 1024:
+            del self.answers[:old]
+
+
+class SlidingWindow:
+    """A configured window over the governor's :class:`Attempts`: at most ``limit`` of them
+    counting at once, each until its answer + ``span``."""
+
+    def __init__(self, window: RateWindow, attempts: Attempts | None = None) -> None:
         self.configured = window
         self.limit = window.limit
-        self.span = window.seconds + margin
-        self._times: deque[float] = deque()
-
-    def _trim(self, now: float) -> None:
-        while self._times and self._times[0] <= now - self.span:
-            self._times.popleft()
+        self.span = answer_span(window.seconds)
+        self.attempts = attempts if attempts is not None else Attempts()
 
     def count(self, now: float) -> int:
-        self._trim(now)
-        return len(self._times)
+        return self.attempts.count(self.span, now)
 
     def wait_time(self, now: float) -> float:
-        """Seconds until one more send fits."""
-        self._trim(now)
-        if len(self._times) < self.limit:
-            return 0.0
-        # The send that must leave the window before ours fits.
-        return self._times[len(self._times) - self.limit] + self.span - now
-
-    def record(self, when: float) -> None:
-        self._times.append(when)
+        """Seconds until one more send fits (``inf``: not before an answer arrives)."""
+        return self.attempts.wait(self.limit, self.span, now)
 
     def __repr__(self) -> str:
-        return f"<SlidingWindow {len(self._times)}/{self.limit} per {self.span:g}s>"
+        return f"<SlidingWindow {self.limit} per {self.configured.seconds:g}s after the answer>"
 
 
 class LearnedWindow:
@@ -155,46 +219,78 @@ class LearnedWindow:
         return f"{limit} per {grid[self.low]:.3g}s..{top}"
 
 
-class SendTimeStore:
-    """Mutation send times of one project, appended to a file in the state directory.
+#: One attempt of an earlier run: its send time and when its answer arrived (None: unknown).
+StoredAttempt = tuple[float, float | None]
 
-    ``load`` and ``compact`` run once, when the governor is made; ``append`` runs on the event
-    loop for every mutation, so it hands the line to the writer thread (``bulkops.writer``) and
-    never waits: a time lost to a crash only makes the next run's windows a little less full.
+
+class SendTimeStore:
+    """Mutation attempts of one project, appended to a file in the state directory.
+
+    One line per send (``SENT``) and one per answer (``SENT ANSWER``). A send whose answer line
+    is missing was in flight when its run died (or the line was lost): it is counted until
+    ``ANSWER_LEASE_S`` after its send. ``load`` and ``compact`` run once, when the governor is
+    made; ``append`` and ``answered`` run on the event loop for every mutation, so they hand the
+    line to the writer thread (``bulkops.writer``) and never wait: a line lost to a crash only
+    makes the next run's windows a little less full (a lost answer line: a little fuller).
     """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._file: AppendFile | None = None
 
-    def load(self, since: float) -> list[float]:
+    def load(self, since: float) -> list[StoredAttempt]:
+        """Attempts sent after ``since``, in send order."""
         wait_for_queued()  # times this process appended (an apply before its undo) are read too
         try:
-            lines = self.path.read_text().split()
+            lines = self.path.read_text().splitlines()
         except FileNotFoundError:
             return []
-        times = []
+        sends: list[float] = []
+        answers: dict[float, list[float]] = {}
         for line in lines:
             try:
-                value = float(line)
+                values = [float(part) for part in line.split()]
             except ValueError:
                 continue  # a torn last line after a crash
-            if value > since:
-                times.append(value)
-        return times
+            if len(values) == 1:
+                sends.append(values[0])
+            elif len(values) == 2:
+                answers.setdefault(values[0], []).append(values[1])
+        # A compacted file holds answered attempts as pairs alone; sends without a pair are
+        # attempts whose answer never came. Pair each answer with one send of the same time.
+        unpaired = Counter(sends)
+        found: list[StoredAttempt] = []
+        for sent, times in answers.items():
+            for answer in times:
+                found.append((sent, answer))
+                unpaired[sent] -= 1
+        found += [(sent, None) for sent, left in unpaired.items() for _ in range(max(0, left))]
+        return sorted(a for a in found if a[0] > since)
 
-    def compact(self, keep: Iterable[float]) -> None:
+    def compact(self, keep: Iterable[StoredAttempt]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_text("".join(f"{t:.3f}\n" for t in keep))
+        tmp.write_text("".join(_line(sent, answer) for sent, answer in keep))
         tmp.replace(self.path)
         self._file = None  # the next append opens the new file
 
     def append(self, when: float) -> None:
+        """A send, before the attempt goes out."""
+        self._write(_line(when, None))
+
+    def answered(self, sent: float, answer: float) -> None:
+        """The answer of the attempt sent at ``sent``."""
+        self._write(_line(sent, answer))
+
+    def _write(self, line: str) -> None:
         if self._file is None:
             self._file = AppendFile(self.path, mode=0o644, keep_open=False)
         if self._file.error is None:  # a full disk ends the run through the journal, not here
-            self._file.append(f"{when:.3f}\n".encode())
+            self._file.append(line.encode())
+
+
+def _line(sent: float, answer: float | None) -> str:
+    return f"{sent:.3f}\n" if answer is None else f"{sent:.3f} {answer:.3f}\n"
 
 
 def round_durations(windows: list[SlidingWindow]) -> list[float]:

@@ -7,9 +7,14 @@
   recent mutations' round trips; one at a time until the first is measured. At 100/10s and 50 ms
   that is 2, so a server window we do not know yet costs about 2 rejected attempts when it first
   fills, not ``concurrency``. Reads keep the full concurrency.
-- Mutations obey every configured sliding window at once (e.g. 100/10s *and* 900/15min). A send
-  time is recorded when the attempt goes out, whatever its answer, because the server counts rejected
-  attempts too; send times can be persisted so a resumed run still honours the 15-minute window.
+- Mutations obey every configured sliding window at once (e.g. 100/10s *and* 900/15min), and the
+  learned ones. An attempt takes a slot before it goes out, whatever its answer (the server counts
+  rejected attempts too), and keeps it while in flight however long that takes, then until its
+  answer + the window (+ ``ANSWER_MARGIN``): the server counted it on arrival, which was before the
+  answer reached us, so no network delay can make it see more in a window than we counted. Send
+  and answer times can be persisted so a resumed run still honours the 15-minute window.
+- With a quota ledger (other processes), each attempt's reservation is a lease until its answer
+  can arrive; the answer moves it to the answer time (:mod:`bulkops.api.ledger`).
 - Reads may obey optional windows (aiolimiter leaky buckets).
 - A 429 pauses the whole project (both lanes, every task): the read lane halves its concurrency and
   climbs back one step per success; the mutation lane learns the server's real windows.
@@ -33,6 +38,7 @@ import structlog
 from aiolimiter import AsyncLimiter
 
 from bulkops.api._learning import (
+    ANSWER_LEASE_S,
     CONFIRM_RATIO,
     EVIDENCE_MARGIN,
     PINNED_RATIO,
@@ -43,12 +49,14 @@ from bulkops.api._learning import (
     QUIET_SPANS,
     REFINE_BUDGET,
     ROUND_PROBE_MARGIN,
-    WINDOW_MARGIN,
+    SEND_MARGIN,
+    Attempts,
     LearnedWindow,
     Probe,
     Rule,
     SendTimeStore,
     SlidingWindow,
+    answer_span,
     grid_for,
     least_seconds,
     round_durations,
@@ -88,7 +96,9 @@ class RateGovernor:
         rng: random.Random | None = None,
     ) -> None:
         self.project = project
-        self.windows = [SlidingWindow(w) for w in mutation_windows]
+        # Every attempt counts in every window from before its send until its answer + window.
+        self._attempts = Attempts()
+        self.windows = [SlidingWindow(w, self._attempts) for w in mutation_windows]
         self._read_limiters = [AsyncLimiter(w.limit, w.seconds) for w in read_windows]
         self.max_concurrency = concurrency
         self.read_concurrency = concurrency
@@ -108,7 +118,7 @@ class RateGovernor:
         # number of the first one) and, per grid duration, the most attempts ever accepted in it.
         self.grid = grid_for(self.windows)
         self._round = [c + ROUND_PROBE_MARGIN for c in round_durations(self.windows)]
-        self._horizon = self.grid[-1] + WINDOW_MARGIN
+        self._horizon = self.grid[-1] + SEND_MARGIN
         self._times: list[float] = []
         self._base = 0
         self.accepted = [0] * len(self.grid)  # at face value
@@ -119,6 +129,7 @@ class RateGovernor:
         self._mutations_in_flight = 0
         self._peak_in_flight = 1
         self._mutation_freed: anyio.Event | None = None
+        self._answer_came: anyio.Event | None = None  # set when any mutation's answer arrives
         self._round_trips: deque[float] = deque(maxlen=ROUND_TRIP_SAMPLES)
         self._alone: dict[int, bool] = {}
         self._probes: dict[
@@ -132,6 +143,8 @@ class RateGovernor:
         self._last_429_at = -math.inf
         # The quota ledger shared with other processes (bound once the project is identified).
         self._ledger: tuple[QuotaLedger, str, Waiter] | None = None
+        self._tokens = 0  # reservations made in the ledger (each one's token is waiter:n)
+        self._reserved: str | None = None  # the token of the reservation just made
         self._published: list[Rule] = []
         self._published_at = -math.inf
         #: The store whose send times are still to be counted (``_restore``, at the first mutation).
@@ -149,16 +162,15 @@ class RateGovernor:
             return
         since = self._clock() - self._horizon
 
-        def read() -> list[float]:
-            times = store.load(since=since)
-            store.compact(times)
-            return times
+        def read() -> list[tuple[float, float | None]]:
+            attempts = store.load(since=since)
+            store.compact(attempts)
+            return attempts
 
-        times = await anyio.to_thread.run_sync(read)
-        for when in times:
-            for window in self.windows:
-                window.record(when)
-            self._times.append(when)
+        for sent, answer in await anyio.to_thread.run_sync(read):
+            # An attempt whose answer was never recorded may have been in flight till its lease.
+            self._attempts.restore(sent + ANSWER_LEASE_S if answer is None else answer)
+            self._times.append(sent)
         self._unrestored = None
 
     # -- slots ------------------------------------------------------------------------------
@@ -173,8 +185,12 @@ class RateGovernor:
 
     @asynccontextmanager
     async def mutation_slot(self) -> AsyncIterator[None]:
+        """Hold one mutation attempt: the caller sends it, and leaves once its answer (or the
+        error) has arrived; a cancelled attempt keeps its ledger lease (it may still arrive)."""
         probe_done: anyio.Event | None = None
         sent: float | None = None
+        token: str | None = None
+        answered = False
         try:
             async with self._slot(lambda: self.max_concurrency):
                 # One waiter at a time, so mutations leave in arrival order and windows stay exact.
@@ -187,11 +203,11 @@ class RateGovernor:
                     while (wait := await self._reserve(probe)) > 0:
                         await self._sleep(wait)  # other processes hold the project's quota
                         probe = await self._wait_for_windows()
+                    token = self._reserved
                     now = sent = self._clock()
                     self._mutations_in_flight += 1
                     self._peak_in_flight = max(self._peak_in_flight, self._mutations_in_flight)
-                    for window in self.windows:
-                        window.record(now)
+                    self._attempts.sent()
                     seq = self._base + len(self._times)
                     for other in self._alone:
                         self._alone[other] = False
@@ -207,16 +223,35 @@ class RateGovernor:
                         self._hint_until = None
                         self._probes[seq] = probe
                         probe_done = self._probe_done = anyio.Event()
-                yield
+                try:
+                    yield
+                except anyio.get_cancelled_exc_class():
+                    raise
+                except BaseException as exc:
+                    answered = not isinstance(exc, KeyboardInterrupt)  # an error is an answer
+                    raise
+                else:
+                    answered = True
         finally:
             # Released last, with no await after it: the caller's on_success or on_rate_limited
             # runs before the next mutation looks at the state.
             if sent is not None:
+                answer = self._clock()
                 self._mutations_in_flight -= 1
-                self._round_trips.append(self._clock() - sent)
+                # A cancelled attempt may still reach the server: in this process it counts from
+                # now (the run is ending); in the ledger its lease stands.
+                self._attempts.answered(answer)
+                self._round_trips.append(answer - sent)
+                if answered and self._store is not None:
+                    self._store.answered(sent, answer)
+                if answered and token is not None and self._ledger is not None:
+                    self._ledger[0].answered(self._ledger[1], token)
                 if self._mutation_freed is not None:
                     self._mutation_freed.set()
                     self._mutation_freed = None
+                if self._answer_came is not None:
+                    self._answer_came.set()
+                    self._answer_came = None
             if probe_done is not None:
                 self._probe_done = None
                 probe_done.set()
@@ -227,6 +262,7 @@ class RateGovernor:
         Our learned limits go with it whenever they changed (or before they expire there); a
         probe beyond them is not refused by the learned limits (its configured windows hold).
         """
+        self._reserved = None
         if self._ledger is None:
             return 0.0
         ledger, key, waiter = self._ledger
@@ -234,15 +270,20 @@ class RateGovernor:
         now = self._clock()
         stale = bool(learned) and now - self._published_at > LEARNED_TTL_S / 2
         publish = learned if learned != self._published or stale else None
+        token = f"{waiter.id}:{self._tokens}"
         wait = await ledger.reserve(
             key,
             [(w.limit, w.configured.seconds) for w in self.windows],
             waiter,
             publish=publish,
             probe=probe is not None and probe[0] in ("duration", "count"),
+            token=token,
         )
         if publish is not None:
             self._published, self._published_at = publish, now
+        if wait <= 0:
+            self._tokens += 1
+            self._reserved = token
         return wait
 
     def round_trip(self) -> float | None:
@@ -306,8 +347,8 @@ class RateGovernor:
                 continue
             now = self._clock()
             base = max([self.paused_until - now] + [w.wait_time(now) for w in self.windows])
-            # A learned rule's duration is already an upper bound: only jitter needs a margin.
-            waits = [(self._rules_wait(w.rules, now, EVIDENCE_MARGIN), w) for w in self.learned]
+            # A learned rule's duration is already an upper bound, counted from the answers.
+            waits = [(self._answers_wait(w.rules, now), w) for w in self.learned]
             strict = max([base] + [wait for wait, _ in waits])
             if strict <= 0:
                 return ("after-429", None) if self._cautious else None
@@ -315,9 +356,41 @@ class RateGovernor:
             if found is not None and found[0] <= 0:
                 return found[1]
             delay = strict if found is None else min(strict, found[0])
-            await self._sleep(min(delay, WAIT_SLICE_S) if self.learned else delay)
+            if self._ledger is not None:
+                await self._ledger[0].flush()  # answers queued for the ledger go before we wait
+            if math.isinf(delay):
+                # Only an answer still due frees a slot: wait for the next one to arrive.
+                await self._next_answer()
+                continue
+            delay = min(delay, WAIT_SLICE_S) if self.learned else delay
+            if self._ledger is not None and self._attempts.in_flight:
+                # An answer that arrives meanwhile goes to the ledger at once (other processes
+                # see our lease end), so the wait is cut short by it.
+                await self._sleep_or_answer(delay)
+            else:
+                await self._sleep(delay)
 
-    def _rules_wait(self, rules: list[Rule], now: float, margin: float = WINDOW_MARGIN) -> float:
+    async def _next_answer(self) -> None:
+        self._answer_came = came = self._answer_came or anyio.Event()
+        await came.wait()
+
+    async def _sleep_or_answer(self, delay: float) -> None:
+        async with anyio.create_task_group() as group:
+
+            async def wake(wait: Callable[[], Awaitable[None]]) -> None:
+                await wait()
+                group.cancel_scope.cancel()
+
+            group.start_soon(wake, lambda: self._sleep(delay))
+            group.start_soon(wake, self._next_answer)
+
+    def _answers_wait(self, rules: list[Rule], now: float) -> float:
+        """Seconds until one more attempt fits ``rules`` (``inf``: not before an answer)."""
+        waits = [self._attempts.wait(limit, answer_span(s), now) for limit, s in rules]
+        return max(waits, default=0.0)
+
+    def _rules_wait(self, rules: list[Rule], now: float, margin: float) -> float:
+        """The same over send times (a probe's relaxed rules are questions in send time)."""
         times = self._times
         worst = 0.0
         for limit, seconds in rules:
@@ -411,6 +484,7 @@ class RateGovernor:
         if old > 1024:
             del self._times[:old]
             self._base += old
+        self._attempts.trim(now, self._horizon)
 
     # -- evidence ---------------------------------------------------------------------------
     def _counts(self, seq: int, *, inclusive: bool) -> list[int] | None:

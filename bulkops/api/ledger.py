@@ -2,9 +2,28 @@
 
 The mutation quota belongs to the project (across all keys and processes), so before a mutation
 goes out its governor reserves a slot here. ``reserve`` is one atomic step: either it records a
-reservation at the ledger's "now" and returns 0, or it records nothing and returns the seconds
-until a retry can succeed. Reservations simply age out of the windows, so a process killed while
-holding some leaves nothing to release.
+reservation and returns 0, or it records nothing and returns the seconds until a retry can
+succeed. Reservations simply age out of the windows, so a process killed while holding some
+leaves nothing to release.
+
+- A reservation is a *lease*: it is recorded at the ledger's "now" + ``LEASE_S`` (the longest an
+  attempt can be in flight: the client's request timeout and some), so it counts in every window
+  while its attempt is in flight. When the answer arrives the governor reports it
+  (:meth:`QuotaLedger.answered`, which only queues the token with the moment it came) and
+  the ledger moves the reservation to the answer's time: its own "now" when it records it,
+  less the answer's age then (an elapsed time on this process's monotonic clock, so no skew
+  between machines enters). The server counted the attempt on arrival, before that answer, so
+  the slot frees one window after the answer and never earlier. Queued answers go
+  with the process's next ledger call (a reservation of any project, in the same transaction or
+  script), or in a :meth:`QuotaLedger.flush` a governor makes before it waits; so they cost no
+  call of their own while mutations flow. An answer that cannot be recorded (the ledger gone,
+  the reservation already aged out) leaves the lease, which is only more conservative.
+- A process killed while attempts were in flight leaves their leases: they count until
+  ``LEASE_S`` + the window after their reservation, then age out like any other. A caller whose
+  slot only a lease would free polls every ``LEASE_POLL_S`` (its answer may come any moment).
+- Times are the ledger's own clock (SQLite: this machine's; Redis: the server's), both for the
+  lease and for the answer (dated back by its age), so machines whose clocks disagree still
+  cannot double-book.
 
 - Projects are keyed by their identity (``GET /console/v1/project``'s id), not by the key, so two
   keys of one project share one budget. A project served anywhere but the Console API's default
@@ -34,7 +53,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from bulkops.api._learning import WINDOW_MARGIN
+from bulkops.api._learning import ANSWER_LEASE_S, ANSWER_MARGIN, ANSWER_MARGIN_RATIO, answer_span
 from bulkops.api.urls import ledger_url_problem, redacted
 from bulkops.errors import LedgerUnavailable, UserError
 
@@ -42,8 +61,16 @@ from bulkops.errors import LedgerUnavailable, UserError
 CONSOLE_BASE_URL = "https://statsigapi.net"
 #: The environment variable naming the ledger (``redis://...`` or ``sqlite:///path``).
 LEDGER_ENV = "BULKOPS_QUOTA_URL"
-#: Seconds added to every window, as the governor adds to its own (network jitter).
-LEDGER_MARGIN = WINDOW_MARGIN
+#: Seconds added to every window after a reservation's answer, as the governor adds to its own
+#: (clock resolution and drift, see ``ANSWER_MARGIN``) ...
+LEDGER_MARGIN = ANSWER_MARGIN
+#: ... plus this share of the window (clock drift over long windows).
+LEDGER_MARGIN_RATIO = ANSWER_MARGIN_RATIO
+#: A reservation counts this long past its making until its answer moves it (the longest an
+#: attempt can be in flight: the client's 60 s request timeout + 5 s).
+LEASE_S = ANSWER_LEASE_S
+#: A refused caller whose slot only an attempt in flight frees asks again this soon.
+LEASE_POLL_S = 0.05
 #: A refused waiter stays in the queue this long after its planned retry.
 WAITER_GRACE_S = 2.0
 #: Rows of waiters gone quiet are deleted after this long (their place in the queue is lost).
@@ -143,13 +170,25 @@ class QuotaLedger(Protocol):
         *,
         publish: Sequence[Rule] | None = None,
         probe: bool = False,
+        token: str | None = None,
     ) -> float:
         """Reserve one mutation slot (0.0) or say how many seconds until a retry can succeed.
 
         ``publish``: the caller's learned limits, replacing what it shared before (``[]``
         withdraws them). ``probe``: the caller deliberately tests beyond its learned limits, so
-        learned limits do not refuse it (its configured windows still do).
+        learned limits do not refuse it (its configured windows still do). ``token`` (unique
+        per reservation, e.g. ``waiter-id:n``): the reservation is a lease until
+        :meth:`answered` names it; without one it counts from now (a caller that reports no
+        answers, or one already answered).
         """
+
+    def answered(self, project: str, token: str) -> None:
+        """The answer of the attempt reserved as ``token`` arrived: queue moving its reservation
+        to the answer time (done by the next call, or :meth:`flush`). Never waits, never raises."""
+
+    async def flush(self) -> None:
+        """Record the queued answers now (nothing to do: returns at once). A ledger that cannot
+        be reached leaves their leases, and says so in the log; the next reservation fails."""
 
     async def leave(self, project: str, waiter_id: str) -> None:
         """Take a waiter out of the queue (its process is done with the project)."""
@@ -164,14 +203,15 @@ class QuotaLedger(Protocol):
 def wait_needed(times: Sequence[float], rules: Sequence[Rule], now: float, ahead: int) -> float:
     """Seconds until a slot is free for us behind ``ahead`` waiters; 0.0 if one is now.
 
-    ``times`` are the project's reservations, sorted. Under each rule at most ``limit`` fit in
-    ``seconds`` (+ the margin); we need ``ahead + 1`` free slots, so we wait for the reservation
-    whose ageing out frees the last of them.
+    ``times`` are the project's reservations, sorted (leases of attempts in flight lie ahead of
+    ``now``). Under each rule at most ``limit`` fit in ``seconds`` (+ the margins); we need
+    ``ahead + 1`` free slots, so we wait for the reservation whose ageing out frees the last of
+    them; if that one is a lease, its answer can free it any moment: ask again soon.
     """
     worst = 0.0
     blocked = False
     for limit, seconds in rules:
-        span = seconds + LEDGER_MARGIN
+        span = answer_span(seconds)
         first = bisect_right(times, now - span)
         count = len(times) - first
         index = count - limit + ahead
@@ -179,7 +219,8 @@ def wait_needed(times: Sequence[float], rules: Sequence[Rule], now: float, ahead
             continue
         blocked = True
         if count:
-            worst = max(worst, times[first + min(index, count - 1)] + span - now)
+            at = times[first + min(index, count - 1)]
+            worst = max(worst, LEASE_POLL_S if at > now else at + span - now)
     return max(worst, MIN_RETRY_S) if blocked else 0.0
 
 

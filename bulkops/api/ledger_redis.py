@@ -8,20 +8,30 @@ clocks disagree still cannot double-book. A window seen for the first time is se
 longest existing one, so it counts the reservations made before it appeared too. Every key
 expires on its own, so nothing outlives its use. Keys of one project share a hash tag
 (``bulkops:quota:{PROJECT}:...``); a standalone Redis (or a primary) is expected, not a Cluster.
+
+A reservation with a token is a member of that name scored at the lease's end (now +
+``LEASE_S``); its answer is ``ZADD XX`` of the member at the server's "now" in each of the
+project's sets (``XX``: one that aged out meanwhile is not brought back), run at the start of
+the caller's next reservation of that project, or in a script of its own (``SETTLE``) on flush.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import time
 from collections.abc import Sequence
 from typing import Any
 
 import orjson
+import structlog
 
 from bulkops.api.ledger import (
     LEARNED_TTL_S,
+    LEASE_POLL_S,
+    LEASE_S,
     LEDGER_MARGIN,
+    LEDGER_MARGIN_RATIO,
     MIN_RETRY_S,
     PRIORITIES,
     WAITER_GRACE_S,
@@ -40,6 +50,7 @@ from bulkops.api.urls import redacted
 from bulkops.errors import LedgerUnavailable
 
 INDEX_KEY = "bulkops:quota:projects"
+log = structlog.get_logger("bulkops.ledger")
 _NAMES = {rank: name for name, rank in PRIORITIES.items()}
 
 _COMMON = """
@@ -52,10 +63,22 @@ local learned_key = prefix .. ':learned'
 local waiters_key = prefix .. ':waiters'
 local function fmt(x) return string.format('%.10g', x) end
 local function set_key(seconds) return prefix .. ':w:' .. fmt(seconds) end
+local ratio = tonumber(ARGV[#ARGV])  -- every script passes the margin's share of the window last
+local function span(seconds) return seconds * (1 + ratio) + margin end
+-- answers: {token, age} pairs, age measured by the caller just before the call, so the answer
+-- was at most that long before this script's "now" (an elapsed time: no clock skew in it).
+local function record_answers(answers, durations)
+  for _, answer in ipairs(answers) do
+    for _, seconds in pairs(durations) do
+      redis.call('ZADD', set_key(seconds), 'XX', now - answer[2], answer[1])
+    end
+  end
+end
 """
 
 #: KEYS: project prefix, index. ARGV: margin, rules, waiter id, job, rank, publish ("" or JSON),
-#: probe ("1"/"0"), grace, purge, learned ttl, window ttl, min retry, project.
+#: probe ("1"/"0"), grace, purge, learned ttl, window ttl, min retry, project, answered tokens
+#: (JSON), token ("" for none), lease, lease poll, margin ratio.
 RESERVE = (
     _COMMON
     + """
@@ -65,6 +88,8 @@ local publish, probe = ARGV[6], ARGV[7] == '1'
 local grace, purge = tonumber(ARGV[8]), tonumber(ARGV[9])
 local learned_ttl, window_ttl = tonumber(ARGV[10]), tonumber(ARGV[11])
 local min_retry, project = tonumber(ARGV[12]), ARGV[13]
+local answered, token = cjson.decode(ARGV[14]), ARGV[15]
+local lease, poll = tonumber(ARGV[16]), tonumber(ARGV[17])
 
 local durations = {}
 for _, r in ipairs(rules) do
@@ -105,10 +130,11 @@ for i = 1, #entries, 2 do
   end
 end
 
+record_answers(answered, durations)
 local longest, longest_key = -1, nil
 for _, seconds in pairs(durations) do
   local key = set_key(seconds)
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - seconds - margin)
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - span(seconds))
   if seconds > longest and redis.call('EXISTS', key) == 1 then
     longest, longest_key = seconds, key
   end
@@ -118,7 +144,7 @@ if longest_key then
     local key = set_key(seconds)
     if redis.call('EXISTS', key) == 0 then
       redis.call('ZUNIONSTORE', key, 1, longest_key)
-      redis.call('ZREMRANGEBYSCORE', key, '-inf', now - seconds - margin)
+      redis.call('ZREMRANGEBYSCORE', key, '-inf', now - span(seconds))
     end
   end
 end
@@ -148,8 +174,9 @@ for _, r in ipairs(all_rules) do
     blocked = true
     if count > 0 then
       if index > count - 1 then index = count - 1 end
-      local at = redis.call('ZRANGE', key, index, index, 'WITHSCORES')
-      local wait = tonumber(at[2]) + r[2] + margin - now
+      local at = tonumber(redis.call('ZRANGE', key, index, index, 'WITHSCORES')[2])
+      local wait = at + span(r[2]) - now
+      if at > now then wait = poll end  -- a lease: its answer may free it any moment
       if wait > worst then worst = wait end
     end
   end
@@ -163,11 +190,12 @@ if blocked then
   redis.call('PEXPIRE', waiters_key, keep)
   return fmt(worst)
 end
-local member = fmt(now) .. ':' .. redis.call('INCR', prefix .. ':seq')
+local member, at = token, now + lease
+if token == '' then member, at = fmt(now) .. ':' .. redis.call('INCR', prefix .. ':seq'), now end
 for _, seconds in pairs(durations) do
   local key = set_key(seconds)
-  redis.call('ZADD', key, now, member)
-  redis.call('PEXPIRE', key, math.ceil((seconds + margin) * 1000) + 1000)
+  redis.call('ZADD', key, at, member)
+  redis.call('PEXPIRE', key, math.ceil((at - now + span(seconds)) * 1000) + 1000)
 end
 redis.call('HDEL', waiters_key, waiter)
 for _, key in ipairs({windows_key, learned_key, waiters_key, prefix .. ':seq'}) do
@@ -179,7 +207,28 @@ return '0'
 """
 )
 
-#: KEYS: project prefix. ARGV: margin, window ttl. What ``bulkops quota`` shows, as JSON.
+#: KEYS: project prefix. ARGV: margin, answered tokens (JSON), margin ratio. Moves each answered
+#: reservation to now in every set of the project (those registered, expired or not).
+SETTLE = (
+    _COMMON
+    + """
+local durations = {}
+local registered = redis.call('HGETALL', windows_key)
+for i = 1, #registered, 2 do
+  local slash = string.find(registered[i], '/', 1, true)
+  local seconds = tonumber(string.sub(registered[i], slash + 1))
+  durations[fmt(seconds)] = seconds
+end
+local entries = redis.call('HGETALL', learned_key)
+for i = 1, #entries, 2 do
+  for _, r in ipairs(cjson.decode(entries[i + 1]).rules) do durations[fmt(r[2])] = r[2] end
+end
+record_answers(cjson.decode(ARGV[2]), durations)
+return 'ok'
+"""
+)
+
+#: KEYS: project prefix. ARGV: margin, window ttl, margin ratio. What ``bulkops quota`` shows.
 REPORT = (
     _COMMON
     + """
@@ -191,7 +240,7 @@ for i = 1, #registered, 2 do
     local slash = string.find(registered[i], '/', 1, true)
     local limit = tonumber(string.sub(registered[i], 1, slash - 1))
     local seconds = tonumber(string.sub(registered[i], slash + 1))
-    local reserved = redis.call('ZCOUNT', set_key(seconds), '(' .. fmt(now - seconds - margin), '+inf')
+    local reserved = redis.call('ZCOUNT', set_key(seconds), '(' .. fmt(now - span(seconds)), '+inf')
     table.insert(out.windows, {limit, seconds, reserved})
   end
 end
@@ -236,7 +285,10 @@ class RedisLedger:
             url, socket_connect_timeout=5, socket_timeout=10, health_check_interval=30, **driver
         )
         self._reserve = self._redis.register_script(RESERVE)
+        self._settle = self._redis.register_script(SETTLE)
         self._report = self._redis.register_script(REPORT)
+        #: Answers queued on the event loop, per project: (token, time.monotonic() at the answer).
+        self._answers: dict[str, list[tuple[str, float]]] = {}
 
     def _unavailable(self, exc: BaseException) -> LedgerUnavailable:
         return unavailable(
@@ -272,7 +324,9 @@ class RedisLedger:
         *,
         publish: Sequence[Rule] | None = None,
         probe: bool = False,
+        token: str | None = None,
     ) -> float:
+        answered = _aged(self._answers.pop(project, []))
         args = [
             LEDGER_MARGIN,
             orjson.dumps(rules_key(rules)),
@@ -287,13 +341,31 @@ class RedisLedger:
             WINDOW_TTL_S,
             MIN_RETRY_S,
             project,
+            answered,
+            token or "",
+            LEASE_S,
+            LEASE_POLL_S,
+            LEDGER_MARGIN_RATIO,
         ]
         answer = await self._run(self._reserve, [_prefix(project), INDEX_KEY], args)
         return float(answer)
 
+    def answered(self, project: str, token: str) -> None:
+        self._answers.setdefault(project, []).append((token, time.monotonic()))
+
+    async def flush(self) -> None:
+        while self._answers:
+            project, answers = self._answers.popitem()
+            args = [LEDGER_MARGIN, _aged(answers), LEDGER_MARGIN_RATIO]
+            try:
+                await self._run(self._settle, [_prefix(project)], args)
+            except LedgerUnavailable as exc:  # their leases stand; the next reservation fails
+                log.warning("bulkops.ledger.answers_not_recorded", ledger=self.url, error=str(exc))
+
     async def leave(self, project: str, waiter_id: str) -> None:
         from redis.exceptions import RedisError
 
+        await self.flush()
         try:
             await self._redis.hdel(f"{_prefix(project)}:waiters", waiter_id)
         except (RedisError, OSError) as exc:
@@ -311,7 +383,9 @@ class RedisLedger:
             names = list(projects)
         found = []
         for name in names:
-            raw = await self._run(self._report, [_prefix(name)], [LEDGER_MARGIN, WINDOW_TTL_S])
+            raw = await self._run(
+                self._report, [_prefix(name)], [LEDGER_MARGIN, WINDOW_TTL_S, LEDGER_MARGIN_RATIO]
+            )
             body = orjson.loads(raw)
             windows = [WindowUse(int(a), float(b), int(c)) for a, b, c in _rows(body, "windows")]
             learned = {
@@ -333,7 +407,14 @@ class RedisLedger:
         return found
 
     async def aclose(self) -> None:
+        await self.flush()
         await self._redis.aclose()
+
+
+def _aged(answers: list[tuple[str, float]]) -> bytes:
+    """``[[token, seconds since its answer], ...]`` as JSON, the ages taken now."""
+    now = time.monotonic()
+    return orjson.dumps([[token, round(max(0.0, now - at), 6)] for token, at in answers])
 
 
 def _rows(body: dict[str, Any], name: str) -> list[Any]:

@@ -4,23 +4,32 @@ WAL mode, a busy timeout, and ``BEGIN IMMEDIATE`` around every reservation: the 
 record are one transaction, so two processes can never both take the last slot. Times are this
 machine's clock (every process reading the file shares it). Every call runs in a worker thread,
 one at a time per process: sqlite blocks, and the event loop must not.
+
+A reservation is a row ``(project, at)`` with ``at`` its lease's end (now + ``LEASE_S``); its
+answer is one ``UPDATE`` of that row (found by rowid *and* its lease time, so a row reused after
+the lease aged out is never touched) to the answer's "now", in the same transaction as the
+process's next reservation (or a flush). The table is the one earlier versions wrote, unchanged.
 """
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
 import anyio
 import anyio.to_thread
+import structlog
 
+from bulkops.api._learning import answer_span
 from bulkops.api.ledger import (
     LEARNED_TTL_S,
-    LEDGER_MARGIN,
+    LEASE_S,
     PRIORITIES,
     WAITER_GRACE_S,
     WAITER_PURGE_S,
@@ -35,8 +44,10 @@ from bulkops.api.ledger import (
     unavailable,
     wait_needed,
 )
+from bulkops.errors import LedgerUnavailable
 
 T = TypeVar("T")
+log = structlog.get_logger("bulkops.ledger")
 
 #: How long a reservation waits for another process's transaction before the ledger counts as
 #: unreachable (transactions take well under a millisecond; this is a stuck or dead file).
@@ -66,6 +77,12 @@ class SqliteLedger:
         self._db: sqlite3.Connection | None = None
         self._lock = threading.Lock()
         self._limiter = anyio.CapacityLimiter(1)
+        #: Answers queued on the event loop (token, time.monotonic() at the answer), drained by
+        #: the next transaction, which dates each one back from its "now" by its age.
+        self._answers: deque[tuple[str, float]] = deque()
+        #: Leases made by this process and not yet answered: token -> (rowid, lease end).
+        self._leases: dict[str, tuple[int, float]] = {}
+        self.answers_recorded = 0  # (for tests and measurements)
 
     # -- plumbing ---------------------------------------------------------------------------
     async def _call(self, work: Callable[[sqlite3.Connection], T]) -> T:
@@ -130,12 +147,45 @@ class SqliteLedger:
     def _transaction(self, db: sqlite3.Connection, work: Callable[[float], T]) -> T:
         db.execute("BEGIN IMMEDIATE")
         try:
-            result = work(self._clock())  # "now" is read once the write lock is held
+            now = self._clock()  # "now" is read once the write lock is held
+            self._record_answers(db, now)
+            result = work(now)
         except BaseException:
             db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
         return result
+
+    def _record_answers(self, db: sqlite3.Connection, now: float) -> None:
+        """Move the queued answers' reservations to ``now`` (lost if the transaction fails:
+        their leases stand, which is only more conservative)."""
+        rows = []
+        while self._answers:
+            token, answered = self._answers.popleft()
+            lease = self._leases.pop(token, None)
+            if lease is not None:
+                age = max(0.0, time.monotonic() - answered)
+                rows.append((min(now, now - age), lease[0], lease[1]))
+        if rows:
+            db.executemany("UPDATE reservations SET at = ? WHERE rowid = ? AND at = ?", rows)
+            self.answers_recorded += len(rows)
+
+    # -- answers ----------------------------------------------------------------------------
+    def answered(self, project: str, token: str) -> None:
+        self._answers.append((token, time.monotonic()))
+
+    async def flush(self) -> None:
+        if not self._answers:
+            return
+
+        def work(db: sqlite3.Connection) -> None:
+            if self._answers:  # a reservation may have taken them meanwhile
+                self._transaction(db, lambda now: None)
+
+        try:
+            await self._call(work)
+        except LedgerUnavailable as exc:
+            log.warning("bulkops.ledger.answers_not_recorded", ledger=self.url, error=str(exc))
 
     # -- the protocol -----------------------------------------------------------------------
     async def check(self) -> None:
@@ -152,10 +202,12 @@ class SqliteLedger:
         *,
         publish: Sequence[Rule] | None = None,
         probe: bool = False,
+        token: str | None = None,
     ) -> float:
         def work(db: sqlite3.Connection) -> float:
             return self._transaction(
-                db, lambda now: self._reserve(db, now, project, rules, waiter, publish, probe)
+                db,
+                lambda now: self._reserve(db, now, project, rules, waiter, publish, probe, token),
             )
 
         return await self._call(work)
@@ -169,6 +221,7 @@ class SqliteLedger:
         waiter: Waiter,
         publish: Sequence[Rule] | None,
         probe: bool,
+        token: str | None,
     ) -> float:
         db.executemany(
             "INSERT INTO windows VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET used = excluded.used",
@@ -197,7 +250,7 @@ class SqliteLedger:
         ).fetchone()[0]
         db.execute(
             "DELETE FROM reservations WHERE project = ? AND at <= ?",
-            (project, now - (longest or 0.0) - LEDGER_MARGIN),
+            (project, now - answer_span(longest or 0.0)),
         )
         times = [row[0] for row in db.execute(
             "SELECT at FROM reservations WHERE project = ? ORDER BY at", (project,))]  # fmt: skip
@@ -220,7 +273,10 @@ class SqliteLedger:
                 (project, waiter.id, waiter.job, waiter.rank, since, now + wait + WAITER_GRACE_S),
             )  # fmt: skip
             return wait
-        db.execute("INSERT INTO reservations VALUES (?, ?)", (project, now))
+        at = now if token is None else now + LEASE_S
+        row = db.execute("INSERT INTO reservations VALUES (?, ?)", (project, at)).lastrowid
+        if token is not None and row is not None:
+            self._leases[token] = (row, at)
         db.execute("DELETE FROM waiters WHERE project = ? AND waiter = ?", (project, waiter.id))
         return 0.0
 
@@ -235,7 +291,8 @@ class SqliteLedger:
 
     async def leave(self, project: str, waiter_id: str) -> None:
         def work(db: sqlite3.Connection) -> None:
-            db.execute("DELETE FROM waiters WHERE project = ? AND waiter = ?", (project, waiter_id))
+            self._transaction(db, lambda now: db.execute(
+                "DELETE FROM waiters WHERE project = ? AND waiter = ?", (project, waiter_id)))  # fmt: skip
 
         await self._call(work)
 
@@ -258,7 +315,7 @@ class SqliteLedger:
         def reserved(seconds: float) -> int:
             row = db.execute(
                 "SELECT count(*) FROM reservations WHERE project = ? AND at > ?",
-                (project, now - seconds - LEDGER_MARGIN),
+                (project, now - answer_span(seconds)),
             ).fetchone()
             return int(row[0])
 
@@ -293,4 +350,7 @@ class SqliteLedger:
 
     def _close_now(self) -> None:
         with self._lock:
+            if self._answers and self._db is not None:
+                with contextlib.suppress(sqlite3.Error):  # their leases stand
+                    self._transaction(self._db, lambda now: None)
             self._forget()

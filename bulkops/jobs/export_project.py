@@ -20,10 +20,11 @@ killed after some kinds were read resumes with the others. The snapshot format i
 
 Files are staged as they become known, on worker threads, while other kinds are still read:
 each changed file is written beside its final place under a name of its own (no fsync each).
-Publishing checks every staged file's bytes (a crash may have lost them), makes them durable
-together (``make_durable``: one syncfs, or fsyncs from a few threads), and only then withdraws
-the old manifest, renames them into place and writes the new manifest; a file whose bytes did
-not change is left untouched (bytes and mtime).
+Publishing checks the bytes of every file that this process did not stage itself (a crash may
+have lost what an earlier process staged; what this one staged, and the hashes it took then,
+are kept in ``_Staging``), makes them durable together (``make_durable``: one syncfs, or fsyncs
+from a few threads), and only then withdraws the old manifest, renames them into place and
+writes the new manifest; a file whose bytes did not change is left untouched (bytes and mtime).
 """
 
 from __future__ import annotations
@@ -88,8 +89,10 @@ READ_ATTEMPTS = 3
 DETAILS_AT_ONCE = 8
 #: Detail files staged together, on a worker thread, as their details arrive.
 DETAIL_FILES_AT_ONCE = 100
-#: A file of the snapshot: its path relative to the output directory, and its JSON value.
-Staged = tuple[str, Any]
+#: A file of the snapshot: what it holds (kind, id, and detail or None for the entity itself),
+#: its path relative to the output directory, and its JSON value.
+FileKey = tuple[str, str, str | None]
+Staged = tuple[FileKey, str, Any]
 
 
 @dataclass(frozen=True)
@@ -227,7 +230,7 @@ async def _read_kind(
     """One read of the kind: its list, and the details of its entities, whose reads start as
     each page of the list arrives (a list found changed discards them with it); its files are
     staged as soon as they are known (``_stage``), for publishing to rename."""
-    stage = partial(_stage, ctx.job, _suffix(ctx))
+    stage = _staging(ctx).stage
     details = _Details(ctx, client, kind, how, stage)
     try:
         async with anyio.create_task_group() as group:
@@ -458,8 +461,9 @@ def _publish_files(
     crash or a power loss: the new manifest is renamed into place only after every file it names
     (the unchanged ones too, in case a killed run renamed them unsynced) and every rename is on
     stable storage."""
-    root = str(ctx.job.resolve_path(ctx.job.spec.output.dir))
-    suffix = _suffix(ctx)
+    staging = _staging(ctx)
+    root = staging.root
+    suffix = staging.suffix
     staged: list[tuple[str, str]] = []  # (temporary, final)
     unchanged: list[str] = []
     keep: set[str] = set()
@@ -467,21 +471,33 @@ def _publish_files(
     details: dict[str, list[dict[str, str]]] = {}
     join = os.path.join
 
-    def place(relative: str, data: bytes) -> str:
-        final = join(root, relative)
+    def place(key: FileKey, value: Any) -> tuple[str, str]:
+        """The file's path relative to ``root`` and its sha256; it is staged or unchanged."""
+        known = staging.done.get(key)
+        if known is not None:  # staged (or found unchanged) by this process, from this value
+            relative, digest, changed = known
+            final = join(root, relative)
+        else:
+            # A kind read by an earlier process, which may have crashed since: nothing it staged
+            # is trusted (a staged file is not durable yet); its bytes are checked here.
+            kind, name, detail = key
+            relative = (
+                entity_file(kind, name) if detail is None else detail_file(kind, name, detail)
+            )
+            final = join(root, relative)
+            data = dumps(value)
+            digest = sha256(data)
+            changed = not _same_bytes(final, data)
+            if changed and not _same_bytes(_staged_name(final, suffix), data):
+                write_bytes_unsynced(_staged_name(final, suffix), data)
         if final in keep:
             raise ValueError(f"two outputs map to the same file {final}")
         keep.add(final)
-        if _same_bytes(final, data):
-            unchanged.append(final)
+        if changed:
+            staged.append((_staged_name(final, suffix), final))
         else:
-            # Staged while the kind was read, unless this run was resumed after a crash that
-            # lost it (its bytes are checked: a staged file is not durable yet).
-            temporary = _staged_name(final, suffix)
-            if not _same_bytes(temporary, data):
-                write_bytes_unsynced(temporary, data)
-            staged.append((temporary, final))
-        return sha256(data)
+            unchanged.append(final)
+        return relative, digest
 
     folders = [join(root, kind) for kind in kinds]
     for kind, folder in zip(kinds, folders, strict=True):
@@ -491,18 +507,13 @@ def _publish_files(
         for line in ctx.spool.lines(results[kind]["spool"]):
             row = orjson.loads(line)
             key = str(row[how.identity])
-            relative = entity_file(kind, key)
-            listed.append({"id": key, "file": relative, "sha256": place(relative, dumps(row))})
+            relative, digest = place((kind, key, None), row)
+            listed.append({"id": key, "file": relative, "sha256": digest})
         for line in ctx.spool.lines(results[kind]["details_spool"]):
             key, detail, data = orjson.loads(line)
-            relative = detail_file(kind, key, detail)
+            relative, digest = place((kind, key, detail), data)
             details.setdefault(kind, []).append(
-                {
-                    "id": key,
-                    "detail": detail,
-                    "file": relative,
-                    "sha256": place(relative, dumps(data)),
-                }
+                {"id": key, "detail": detail, "file": relative, "sha256": digest}
             )
 
     # Everything the manifest will name, durable before the first rename; then withdraw the old
@@ -548,28 +559,60 @@ def _staged_name(final: str, suffix: str) -> str:
 
 def _entity_files(kind: str, how: Exported, rows: list[dict[str, Any]]) -> Iterator[Staged]:
     for row in rows:
-        yield entity_file(kind, str(row[how.identity])), row
+        key = str(row[how.identity])
+        yield (kind, key, None), entity_file(kind, key), row
 
 
 def _detail_files(kind: str, details: list[list[Any]]) -> Iterator[Staged]:
     for key, detail, data in details:
-        yield detail_file(kind, key, detail), data
+        yield (kind, key, detail), detail_file(kind, key, detail), data
 
 
-def _stage(job: JobDefinition[Spec], suffix: str, files: Iterable[Staged]) -> None:
-    """Each ``(relative, value)`` whose file would change, written beside it under its staged
-    name (not yet durable: publishing checks, syncs and renames it). On a worker thread."""
-    root = job.resolve_path(job.spec.output.dir)
-    made: set[str] = set()
-    for relative, value in files:
-        final = os.path.join(root, relative)
-        folder = os.path.dirname(final)
-        if folder not in made:
-            os.makedirs(folder, exist_ok=True)
-            made.add(folder)
-        data = dumps(value)
-        if not _same_bytes(final, data):
-            write_bytes_unsynced(_staged_name(final, suffix), data)
+class _Staging:
+    """The files this process staged (or found unchanged) for one run, with what publishing
+    needs of each: its path, its sha256, and whether it changed. Held in the run's context, so a
+    resumed run (a new process) trusts nothing an earlier one staged.
+
+    A later staging of the same file (a kind read again) replaces the earlier record; the value
+    recorded is the one spooled, since a kind's rows and details are spooled as they were staged.
+    """
+
+    def __init__(self, job: JobDefinition[Spec], suffix: str) -> None:
+        self.job, self.suffix = job, suffix
+        self.done: dict[FileKey, tuple[str, str, bool]] = {}
+        self._folders: set[str] = set()
+        self._root: str | None = None
+
+    @property
+    def root(self) -> str:
+        """The output directory (resolved on first use, on a worker thread: it asks the OS)."""
+        if self._root is None:
+            self._root = str(self.job.resolve_path(self.job.spec.output.dir))
+        return self._root
+
+    def stage(self, files: Iterable[Staged]) -> None:
+        """Each file whose bytes would change, written beside it under its staged name (not yet
+        durable: publishing syncs and renames it). On a worker thread."""
+        root = self.root
+        for key, relative, value in files:
+            final = os.path.join(root, relative)
+            folder = os.path.dirname(final)
+            if folder not in self._folders:
+                os.makedirs(folder, exist_ok=True)
+                self._folders.add(folder)
+            data = dumps(value)
+            changed = not _same_bytes(final, data)
+            if changed:
+                write_bytes_unsynced(_staged_name(final, self.suffix), data)
+            self.done[key] = (relative, sha256(data), changed)
+
+
+def _staging(ctx: RunContext[Spec]) -> _Staging:
+    """This process's record of the run's staged files (one per run context)."""
+    staging = ctx.notes.get("export_project.staging")
+    if not isinstance(staging, _Staging):
+        staging = ctx.notes["export_project.staging"] = _Staging(ctx.job, _suffix(ctx))
+    return staging
 
 
 def _same_bytes(path: str, data: bytes) -> bool:

@@ -39,6 +39,7 @@ import contextlib
 import gc
 import os
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import partial
@@ -351,8 +352,9 @@ def _identity(row: Any, how: Exported) -> str | None:
 
 
 class _Details:
-    """The details of one read of a kind's entities: started as rows arrive, staged as files in
-    batches as they arrive, collected in list order once the list is known whole."""
+    """The details of one read of a kind's entities: queued as rows arrive and read by a few
+    worker tasks (``width``, not one task per entity), staged as files in batches as they
+    arrive, collected in list order once the list is known whole."""
 
     def __init__(
         self,
@@ -368,8 +370,10 @@ class _Details:
         self.id_lists = kind == "segments" and ctx.job.spec.options.segment_id_lists
         self.found: dict[tuple[str, str], Any] = {}
         self.started: set[tuple[str, str]] = set()
+        self.queued: deque[tuple[str, str]] = deque()
+        self.workers = 0
         # One kind may fill every slot the governor has (it still paces and shares them).
-        self.limiter = anyio.CapacityLimiter(max(DETAILS_AT_ONCE, client.governor.max_concurrency))
+        self.width = max(DETAILS_AT_ONCE, client.governor.max_concurrency)
 
     def wanted(self, row: Any) -> list[tuple[str, str]]:
         """The details ``row``'s entity has: none for a kind without an item path."""
@@ -387,37 +391,55 @@ class _Details:
             for item in self.wanted(row):
                 if item not in self.started:
                     self.started.add(item)
-                    group.start_soon(self.read, *item)
+                    self.queued.append(item)
+        self._hire(group)
+
+    def _hire(self, group: TaskGroup) -> None:
+        """Enough workers for what is queued, at most ``width`` at once."""
+        while self.workers < min(self.width, len(self.queued)):
+            self.workers += 1
+            group.start_soon(self._work)
+
+    async def _work(self) -> None:
+        try:
+            while self.queued:
+                await self.read(*self.queued.popleft())
+        finally:
+            self.workers -= 1
 
     async def read(self, key: str, detail: str) -> None:
         entity = self.how.entity
         assert entity is not None
-        async with self.limiter:
-            try:
-                if detail == "overrides":
-                    body = await self.client.get(entity.item_path(key, "overrides"))
-                    self.found[key, detail] = body.get("data")
-                else:
-                    self.found[key, detail] = await _read_id_list(self.client, entity, key)
-                if not _empty(self.found[key, detail]):
-                    self.unstaged.append([key, detail, self.found[key, detail]])
-                if len(self.unstaged) >= DETAIL_FILES_AT_ONCE and self.group is not None:
-                    batch, self.unstaged = self.unstaged, []
-                    self.group.start_soon(
-                        anyio.to_thread.run_sync, self.stage, _detail_files(self.kind, batch)
-                    )
-            except NotFound:
-                raise _changed(
-                    f"the {self.kind.replace('_', ' ')} of project {self.client.project!r}",
-                    f"{key!r} was deleted before its {detail} were read",
-                ) from None
+        try:
+            if detail == "overrides":
+                body = await self.client.get(entity.item_path(key, "overrides"))
+                self.found[key, detail] = body.get("data")
+            else:
+                self.found[key, detail] = await _read_id_list(self.client, entity, key)
+            if not _empty(self.found[key, detail]):
+                self.unstaged.append([key, detail, self.found[key, detail]])
+            if len(self.unstaged) >= DETAIL_FILES_AT_ONCE and self.group is not None:
+                batch, self.unstaged = self.unstaged, []
+                self.group.start_soon(
+                    anyio.to_thread.run_sync, self.stage, _detail_files(self.kind, batch)
+                )
+        except NotFound:
+            raise _changed(
+                f"the {self.kind.replace('_', ' ')} of project {self.client.project!r}",
+                f"{key!r} was deleted before its {detail} were read",
+            ) from None
 
     async def collect(self, rows: list[dict[str, Any]]) -> list[list[Any]]:
         """``[id, detail, data]`` for every non-empty detail of ``rows``, in list order."""
         self.group = None  # closed: the rest is staged here
         wanted = [item for row in rows for item in self.wanted(row)]
-        missing = [item for item in wanted if item not in self.found]
-        await gather([partial(self.read, *item) for item in missing])
+        self.queued.extend(item for item in wanted if item not in self.found)
+        if self.queued:
+            try:
+                async with anyio.create_task_group() as group:
+                    self._hire(group)
+            except BaseExceptionGroup as error:
+                raise most_telling(error) from None
         await anyio.to_thread.run_sync(self.stage, _detail_files(self.kind, self.unstaged))
         return [
             [key, detail, self.found[key, detail]]

@@ -3,6 +3,7 @@ files staged during the read and checked before publishing, and durability helpe
 
 from __future__ import annotations
 
+import gc
 import os
 
 import pytest
@@ -86,6 +87,36 @@ async def test_staged_files_lost_before_publishing_are_written_again(tmp_path, w
     async with running_emulator(world, EmulatorConfig()) as url:
         assert await run_export(clean, url, tmp_path / "clean-state") == 0
     assert snapshot(out) == snapshot(tmp_path / "clean" / "out")
+
+
+@pytest.mark.parametrize("tags", ["steady", "failing"])
+async def test_lists_read_whole_are_spared_by_the_collector_until_reading_ends(
+    tmp_path, world, tags
+) -> None:
+    """While kinds are read, the lists read whole are frozen out of the cyclic collector's
+    generations; once the last kind is read, or has failed, nothing is left frozen."""
+    job = project_job(tmp_path, extra='[select]\nkinds = ["gates", "tags"]\n')
+    config = EmulatorConfig(latency_ms=5)
+    if tags == "failing":
+        config = EmulatorConfig(latency_ms=5, fail_rate=1.0, fault_paths=(TAG_PAGES,))
+    frozen_before = gc.get_freeze_count()
+    seen: list[int] = []
+
+    def watch(phase: str, info: dict[str, int]) -> None:
+        seen.append(gc.get_freeze_count())
+
+    gc.callbacks.append(watch)
+    try:
+        async with running_emulator(world, config) as url:
+            code = await run_export(job, url, tmp_path / "state")
+    finally:
+        gc.callbacks.remove(watch)
+    if tags == "steady":
+        assert code == 0
+        assert max(seen) > frozen_before  # collections ran while lists were frozen
+    else:
+        assert code == 3  # the tags failed; the gates were read (and their list frozen)
+    assert gc.get_freeze_count() == frozen_before
 
 
 @pytest.mark.parametrize("whole_fs", [True, False])

@@ -14,8 +14,9 @@ import orjson
 import pytest
 
 from bulkops.commands import fleet, signals
-from bulkops.commands.collector import YOUNG_THRESHOLD, collecting_for_a_command
 from bulkops.emulator import Project, World, populate_metrics, running_emulator
+from bulkops.engine import collector
+from bulkops.engine.collector import YOUNG_THRESHOLD, collecting_for_a_command
 from bulkops.engine.spool import Spool
 from bulkops.errors import UserError
 from bulkops.jobs.spec import JobDefinition
@@ -134,3 +135,21 @@ def test_a_collector_someone_else_set_is_left_alone() -> None:
             assert (gc.get_freeze_count(), gc.get_threshold()) == (0, before)
     finally:
         gc.enable()
+
+
+def test_readers_inside_a_command_leave_the_command_s_freeze_to_the_command() -> None:
+    """A job's long-lived reads freeze more as they go, but their end does not thaw what the
+    command froze at start-up; the command's end thaws everything; outside a command, the last
+    reader thaws what the readers froze."""
+    with collecting_for_a_command():
+        with collector.long_lived():
+            kept = [[n] for n in range(1_000)]  # lists are always tracked
+            frozen = gc.get_freeze_count()
+            collector.spare()
+            assert gc.get_freeze_count() >= frozen + len(kept)
+        assert gc.get_freeze_count() > 0  # still the command's
+    assert gc.get_freeze_count() == 0
+    with collector.long_lived():
+        collector.spare()
+        assert gc.get_freeze_count() > 0
+    assert gc.get_freeze_count() == 0

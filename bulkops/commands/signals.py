@@ -17,7 +17,7 @@ import structlog
 from anyio.abc import TaskStatus
 
 from bulkops import human, stopping
-from bulkops.commands.collector import collecting_for_a_command
+from bulkops.engine.collector import collecting_for_a_command
 from bulkops.engine.concurrency import most_telling
 from bulkops.engine.graph import Scheduler
 from bulkops.errors import Aborted, Interrupted, StopRequested

@@ -27,8 +27,8 @@ from a few threads), and only then withdraws the old manifest, renames them into
 writes the new manifest; a file whose bytes did not change is left untouched (bytes and mtime).
 
 While kinds are read, each list read whole is moved out of the cyclic garbage collector's sight
-(``_Spared``: ``gc.freeze``, undone when the last kind is read): a big project's rows are
-thousands of long-lived objects, and every full collection over them stopped the event loop
+(``bulkops.engine.collector``: ``gc.freeze``, undone by whoever owns the freeze, the command or the
+last reader): a big project's rows are thousands of long-lived objects, and every full collection over them stopped the event loop
 (and every request in flight) for up to 0.4 s. Rows hold no reference cycles, so memory is
 still freed as they are dropped; only cyclic garbage made before a freeze waits until the end.
 """
@@ -36,7 +36,6 @@ still freed as they are dropped; only cyclic garbage made before a freeze waits 
 from __future__ import annotations
 
 import contextlib
-import gc
 import os
 import time
 from collections import deque
@@ -52,6 +51,7 @@ from anyio.abc import TaskGroup
 from pydantic import Field
 
 from bulkops.api.client import PAGE_LIMIT, ConsoleClient, Page, api_path, pages_for
+from bulkops.engine import collector
 from bulkops.engine.concurrency import gather, most_telling
 from bulkops.engine.graph import Task
 from bulkops.errors import AuthError, InconsistentListing, NotFound
@@ -216,35 +216,11 @@ async def _project(ctx: RunContext[Spec]) -> dict[str, Any]:
     return {"id": identity.id, "name": identity.name}
 
 
-class _Spared:
-    """Kinds being read in this process; while there are any, each list read whole is frozen
-    out of the cyclic collector's generations (``spare``), and the last kind to finish thaws
-    everything (``gc.unfreeze``), so later collections see it again."""
-
-    readers = 0
-
-    @classmethod
-    @contextlib.contextmanager
-    def reading(cls) -> Iterator[None]:
-        cls.readers += 1
-        try:
-            yield
-        finally:
-            cls.readers -= 1
-            if cls.readers == 0:
-                gc.unfreeze()
-
-    @classmethod
-    def spare(cls) -> None:
-        if cls.readers > 0:
-            gc.freeze()
-
-
 def _reader(ctx: RunContext[Spec], kind: str) -> Any:
     async def read() -> dict[str, Any]:
         client = ctx.clients["source"]
         how = EXPORTED[kind]
-        with _Spared.reading():
+        with collector.long_lived():
             for attempt in range(1, READ_ATTEMPTS + 1):
                 try:
                     rows, details = await _read_kind(ctx, client, kind, how)
@@ -284,7 +260,7 @@ async def _read_kind(
     try:
         async with anyio.create_task_group() as group:
             rows = await _read_rows(client, kind, how, lambda page: details.start(group, page))
-            _Spared.spare()  # long-lived from here on: out of the collector's sight
+            collector.spare()  # long-lived from here on: out of the collector's sight
             # The entity files are staged while the details are still being read.
             group.start_soon(anyio.to_thread.run_sync, stage, _entity_files(kind, how, rows))
     except BaseExceptionGroup as error:

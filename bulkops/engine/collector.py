@@ -17,6 +17,11 @@ Reference cycles are still collected, in batches of up to ``YOUNG_THRESHOLD`` co
 MB at most). Both are undone when the command ends, so a process that runs several commands (the
 tests) is left as it was; a process that already froze objects or turned the collector off is
 left alone.
+
+Jobs that keep what they read (an ``export_project`` holds every list read whole until it
+publishes) move it out of sight too, as it arrives: ``long_lived()`` around the reading,
+``spare()`` after each list. Only the outermost owner of the freeze undoes it: the command at its
+end, or, outside a command (a test calling a job directly), the last reader to finish.
 """
 
 from __future__ import annotations
@@ -29,6 +34,13 @@ from contextlib import contextmanager
 YOUNG_THRESHOLD = 10_000
 
 
+class _Freeze:
+    """Who froze the process's objects, and so undoes it: a command, the readers, or nobody."""
+
+    owner: str | None = None
+    readers = 0
+
+
 @contextmanager
 def collecting_for_a_command() -> Iterator[None]:
     """Freeze what exists and raise the young threshold for the block; restore both after."""
@@ -37,9 +49,36 @@ def collecting_for_a_command() -> Iterator[None]:
         return
     thresholds = gc.get_threshold()
     gc.freeze()
+    _Freeze.owner = "command"
     gc.set_threshold(max(thresholds[0], YOUNG_THRESHOLD), *thresholds[1:])
     try:
         yield
     finally:
         gc.set_threshold(*thresholds)
+        _Freeze.owner = None
         gc.unfreeze()
+
+
+@contextmanager
+def long_lived() -> Iterator[None]:
+    """While any such block runs, ``spare()`` freezes what exists; the last block to end thaws it,
+    unless a command (or someone else) owns the freeze."""
+    _Freeze.readers += 1
+    try:
+        yield
+    finally:
+        _Freeze.readers -= 1
+        if _Freeze.readers == 0 and _Freeze.owner == "readers":
+            _Freeze.owner = None
+            gc.unfreeze()
+
+
+def spare() -> None:
+    """Inside ``long_lived()``: what exists now lives long; out of the collector's sight with it."""
+    if _Freeze.readers == 0 or not gc.isenabled():
+        return
+    if _Freeze.owner is None:
+        if gc.get_freeze_count():
+            return  # frozen by someone else, who undoes it: leave theirs alone
+        _Freeze.owner = "readers"
+    gc.freeze()

@@ -28,9 +28,10 @@ writes the new manifest; a file whose bytes did not change is left untouched (by
 
 While kinds are read, each list read whole is moved out of the cyclic garbage collector's sight
 (``bulkops.engine.collector``: ``gc.freeze``, undone by whoever owns the freeze, the command or the
-last reader): a big project's rows are thousands of long-lived objects, and every full collection over them stopped the event loop
-(and every request in flight) for up to 0.4 s. Rows hold no reference cycles, so memory is
-still freed as they are dropped; only cyclic garbage made before a freeze waits until the end.
+last reader): a big project's rows are thousands of long-lived objects, and every full collection
+over them stopped the event loop (and every request in flight) for up to 0.4 s. Rows hold no
+reference cycles, so memory is still freed as they are dropped; only cyclic garbage made before a
+freeze waits until the end.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from pydantic import Field
 
 from bulkops.api.client import PAGE_LIMIT, ConsoleClient, Page, api_path, pages_for
 from bulkops.engine import collector
+from bulkops.engine.background import in_background
 from bulkops.engine.concurrency import gather, most_telling
 from bulkops.engine.graph import Task
 from bulkops.errors import AuthError, InconsistentListing, NotFound
@@ -262,7 +264,7 @@ async def _read_kind(
             rows = await _read_rows(client, kind, how, lambda page: details.start(group, page))
             collector.spare()  # long-lived from here on: out of the collector's sight
             # The entity files are staged while the details are still being read.
-            group.start_soon(anyio.to_thread.run_sync, stage, _entity_files(kind, how, rows))
+            group.start_soon(in_background, stage, _entity_files(kind, how, rows))
     except BaseExceptionGroup as error:
         raise most_telling(error) from None
     return rows, await details.collect(rows)
@@ -445,9 +447,7 @@ class _Details:
                 self.unstaged.append([key, detail, self.found[key, detail]])
             if len(self.unstaged) >= DETAIL_FILES_AT_ONCE and self.group is not None:
                 batch, self.unstaged = self.unstaged, []
-                self.group.start_soon(
-                    anyio.to_thread.run_sync, self.stage, _detail_files(self.kind, batch)
-                )
+                self.group.start_soon(in_background, self.stage, _detail_files(self.kind, batch))
         except NotFound:
             raise _changed(
                 f"the {self.kind.replace('_', ' ')} of project {self.client.project!r}",
@@ -465,7 +465,7 @@ class _Details:
                     self._hire(group)
             except BaseExceptionGroup as error:
                 raise most_telling(error) from None
-        await anyio.to_thread.run_sync(self.stage, _detail_files(self.kind, self.unstaged))
+        await in_background(self.stage, _detail_files(self.kind, self.unstaged))
         return [
             [key, detail, self.found[key, detail]]
             for key, detail in wanted

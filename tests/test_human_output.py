@@ -181,3 +181,18 @@ def test_an_aborted_apply_tells_written_mutations_from_attempts() -> None:
     text = "\n".join(summary_lines(run))
     assert "63 planned, 0 written" in text
     assert "5 mutation attempts" in text
+
+
+def test_a_snapshot_s_manifest_is_shown_from_where_the_command_runs(tmp_path, monkeypatch) -> None:
+    """The export's manifest path reads from the current directory (the job file's output dir is
+    relative to the job file's folder, so the configured text would mislead), else absolute."""
+    from bulkops.output.summary import summary_lines
+
+    manifest = tmp_path / "snapshots" / "prod" / "manifest.json"
+    run = {"job": "snap", "status": "complete", "exit_code": 0, "summary": {"exit_code": 0}}
+    run["summary"]["job"] = {"snapshot_manifest": str(manifest), "exported": "3 entities"}
+    monkeypatch.chdir(tmp_path)
+    assert "  snapshot: snapshots/prod/manifest.json" in summary_lines(run)
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert f"  snapshot: {manifest}" in summary_lines(run)

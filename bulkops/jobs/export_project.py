@@ -733,17 +733,17 @@ def _iso(epoch: float) -> str:
 def summary(ctx: RunContext[Spec]) -> dict[str, Any]:
     """Plain text under keys of its own (the summary prints them as they are)."""
     kinds = selected_kinds(ctx.job.spec)
-    where = ctx.job.spec.output.dir
     if not ctx.scheduler.is_done(PUBLISH):
         read = sum(1 for kind in kinds if ctx.scheduler.is_done(f"kind:{kind}"))
         return {
             "snapshot": f"not published: {read} of {plural(len(kinds), 'kind')} read, "
-            f"{where} left as it was"
+            "the output directory left as it was"
         }
     done = ctx.scheduler.result(PUBLISH)
     unavailable = done.get("unavailable") or {}
     lines = {
-        "snapshot": f"{where}/{MANIFEST}",
+        # Absolute; the summary shows it from where the command runs.
+        "snapshot_manifest": os.path.join(done["dir"], MANIFEST),
         "exported": f"{plural(done['entities'], 'entity', 'entities')} of "
         f"{plural(len(kinds) - len(unavailable), 'kind')}, {plural(done['details'], 'detail')}",
         "files_written": f"{count(done['files_written'])} (unchanged files are kept as they are)",

@@ -153,6 +153,9 @@ def _job_lines(job: dict[str, Any], elapsed: str) -> list[str]:
             for kind, items in notes.items()
         ]
         lines += table(rows, indent="    ")
+    manifest = rest.pop("snapshot_manifest", None)
+    if manifest:
+        rest = {"snapshot": path(manifest), **rest}
     for key, item in rest.items():  # keys a job kind adds later still read as text
         lines.append(f"  {key.replace('_', ' ')}: {value(item)}")
     return lines

@@ -155,7 +155,9 @@ def sequential(args: argparse.Namespace) -> int:
             await get("/console/v1/project")
             for kind, how in EXPORTED.items():
                 items: list[Any] = []
-                if how.document_key:
+                if how.documents:  # singleton documents (settings), one GET each
+                    items = [(await get(f"{how.list_path}/{d}"))["data"] for d in how.documents]
+                elif how.document_key:
                     items = (await get(how.list_path))["data"][how.document_key]
                 else:
                     extra = "".join(f"&{k}={v}" for k, v in (how.query or {}).items())

@@ -8,6 +8,8 @@ runs, :func:`current` names its project, and the pipeline's few seams ask it wha
   governor lane), instead of opening one and a log file of its own;
 - ``run.execute`` gives its progress to the fleet's board instead of drawing it (``watched``);
 - ``run.finish`` records the run, but the fleet prints one summary for all (``finished``);
+- a plan's apply starts once every project has planned or stopped (``start_together``), so
+  that every project's first burst of mutations leaves at once;
 - what the pipeline says for people (the plan) is kept under the project's name (``say``),
   and the next step it would suggest for a single job is left to the fleet (``hint``).
 
@@ -16,7 +18,7 @@ Outside a fleet :func:`current` is None and every seam does what a single-projec
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -36,6 +38,32 @@ class Reporter(Protocol):
     async def run(self) -> None: ...
 
 
+class StartLine:
+    """Where the projects of a fleet wait for each other before their first mutation.
+
+    A project is *at the line* once it is ready to apply (planned, or resuming a saved plan) or
+    once its command ended for any reason (a failed plan, a refusal, an interrupt): the line
+    opens when every project is, so no project's first burst leaves while another still plans,
+    and a project that will never apply cannot hold the others up.
+    """
+
+    def __init__(self, names: Iterable[str]) -> None:
+        self._away = set(names)
+        self._open = anyio.Event()
+        if not self._away:
+            self._open.set()
+
+    def reach(self, name: str) -> None:
+        """``name`` is ready to apply, or will never apply (its command ended)."""
+        self._away.discard(name)
+        if not self._away:
+            self._open.set()
+
+    async def wait(self, name: str) -> None:
+        self.reach(name)
+        await self._open.wait()
+
+
 @dataclass
 class Member:
     """One project's part of a fleet run: what the fleet opened for it and what it left."""
@@ -49,6 +77,8 @@ class Member:
     #: Its run record once finished (``run.json``), and the exit code it ended with.
     run: dict[str, Any] | None = None
     exit_code: int | None = None
+    #: Shared by the fleet's projects: where each waits for the others before applying.
+    start: StartLine | None = None
 
 
 _CURRENT: ContextVar[Member | None] = ContextVar("bulkops_member", default=None)
@@ -96,6 +126,14 @@ def watched(progress: Reporter) -> Reporter:
         return progress
     member.progress = progress
     return _Quiet()
+
+
+async def start_together() -> None:
+    """Before a plan's first mutation: alone, go at once; in a fleet, wait until every project
+    is ready to apply or has stopped (``StartLine``), so all first bursts leave together."""
+    member = current()
+    if member is not None and member.start is not None:
+        await member.start.wait(member.name)
 
 
 def finished(run: dict[str, Any], exit_code: int) -> bool:

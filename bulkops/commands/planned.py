@@ -415,6 +415,11 @@ def _estimate(plan: Plan, clients: dict[str, ConsoleClient]) -> dict[str, Any]:
 async def _apply(session: Session, plan: Plan) -> tuple[int, dict[str, Any]]:
     session.run["status"] = "running"
     await session.state.write_run_async(session.run)
+    try:  # in a fleet, every project's first burst leaves at once (``member.StartLine``)
+        await interruptible(member.start_together)
+    except Interrupted:
+        message = "interrupted before applying; nothing was sent."
+        return EXIT_INTERRUPTED, aborted_summary(EXIT_INTERRUPTED, message, session.clients)
     apply_options = _apply_options(session.job, session.options)
 
     def tasks(ctx: RunContext[JobSpec]) -> list[Task]:

@@ -103,8 +103,10 @@ class RateGovernor:
         self.max_concurrency = concurrency
         self.read_concurrency = concurrency
         self._in_flight = 0
-        self._slot_freed = anyio.Condition()
-        self._mutation_lock = anyio.Lock()
+        #: Tasks waiting for a slot, first come first: each wakes on its event and looks again.
+        self._slot_waiters: deque[anyio.Event] = deque()
+        # Taken without a trip through the event loop when nobody holds it (most mutations).
+        self._mutation_lock = anyio.Lock(fast_acquire=True)
         self._clock = clock
         self._sleep = sleep
         self._store = store
@@ -320,20 +322,34 @@ class RateGovernor:
 
     @asynccontextmanager
     async def _slot(self, limit: Callable[[], int]) -> AsyncIterator[None]:
-        async with self._slot_freed:
-            while self._in_flight >= max(1, limit()):
-                await self._slot_freed.wait()
-            self._in_flight += 1
+        """Hold one of the requests in flight (``limit()`` of them at most). Taken and freed
+        without a trip through the event loop when one is free: the loop is single-threaded, so
+        no lock is needed between the check and the count (an ``anyio.Condition`` cost a
+        checkpoint each way, for every request)."""
+        while self._in_flight >= max(1, limit()):
+            freed = anyio.Event()
+            self._slot_waiters.append(freed)
+            try:
+                await freed.wait()
+            except BaseException:
+                if freed.is_set():
+                    self._wake_slot_waiters(everyone=False)  # pass on the wake-up it got
+                else:
+                    self._slot_waiters.remove(freed)
+                raise
+        self._in_flight += 1
         try:
             yield
         finally:
-            with anyio.CancelScope(shield=True):
-                async with self._slot_freed:
-                    self._in_flight -= 1
-                    if self.read_concurrency < self.max_concurrency:
-                        self._slot_freed.notify_all()  # lanes differ: the next waiter may not fit
-                    else:
-                        self._slot_freed.notify()  # one slot freed: wake one waiter
+            self._in_flight -= 1
+            # Lanes differ: the next waiter may not fit, so every waiter looks again.
+            self._wake_slot_waiters(everyone=self.read_concurrency < self.max_concurrency)
+
+    def _wake_slot_waiters(self, *, everyone: bool) -> None:
+        while self._slot_waiters:
+            self._slot_waiters.popleft().set()
+            if not everyone:
+                return
 
     async def _wait_pause(self) -> None:
         while (delay := self.paused_until - self._clock()) > 0:

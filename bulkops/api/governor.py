@@ -103,6 +103,8 @@ class RateGovernor:
         self.max_concurrency = concurrency
         self.read_concurrency = concurrency
         self._in_flight = 0
+        #: What every mutation awaits first, until it has returned once (``hold_mutations``).
+        self._hold: Callable[[], Awaitable[None]] | None = None
         #: Tasks waiting for a slot, first come first: each wakes on its event and looks again.
         self._slot_waiters: deque[anyio.Event] = deque()
         # Taken without a trip through the event loop when nobody holds it (most mutations).
@@ -185,10 +187,17 @@ class RateGovernor:
             await self._wait_pause()
             yield
 
+    def hold_mutations(self, until: Callable[[], Awaitable[None]] | None) -> None:
+        """Send no mutation before ``until()`` has returned (a fleet's start line); reads go on."""
+        self._hold = until
+
     @asynccontextmanager
     async def mutation_slot(self) -> AsyncIterator[None]:
         """Hold one mutation attempt: the caller sends it, and leaves once its answer (or the
         error) has arrived; a cancelled attempt keeps its ledger lease (it may still arrive)."""
+        if self._hold is not None:
+            await self._hold()
+            self._hold = None
         probe_done: anyio.Event | None = None
         sent: float | None = None
         token: str | None = None

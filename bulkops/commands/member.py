@@ -8,8 +8,8 @@ runs, :func:`current` names its project, and the pipeline's few seams ask it wha
   governor lane), instead of opening one and a log file of its own;
 - ``run.execute`` gives its progress to the fleet's board instead of drawing it (``watched``);
 - ``run.finish`` records the run, but the fleet prints one summary for all (``finished``);
-- a plan's apply starts once every project has planned or stopped (``start_together``), so
-  that every project's first burst of mutations leaves at once;
+- a plan's apply sends no mutation before every project has planned or stopped
+  (``ready_to_apply``), so that every project's first burst of mutations leaves at once;
 - what the pipeline says for people (the plan) is kept under the project's name (``say``),
   and the next step it would suggest for a single job is left to the fleet (``hint``).
 
@@ -18,7 +18,7 @@ Outside a fleet :func:`current` is None and every seam does what a single-projec
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -59,9 +59,10 @@ class StartLine:
         if not self._away:
             self._open.set()
 
-    async def wait(self, name: str) -> None:
-        self.reach(name)
-        await self._open.wait()
+    async def opened(self) -> None:
+        """Return once every project is at the line."""
+        if not self._open.is_set():
+            await self._open.wait()
 
 
 @dataclass
@@ -128,12 +129,14 @@ def watched(progress: Reporter) -> Reporter:
     return _Quiet()
 
 
-async def start_together() -> None:
-    """Before a plan's first mutation: alone, go at once; in a fleet, wait until every project
-    is ready to apply or has stopped (``StartLine``), so all first bursts leave together."""
+def ready_to_apply() -> Callable[[], Awaitable[None]] | None:
+    """A plan's apply begins: alone, None (send at once); in a fleet, this project is at the
+    start line (``StartLine``), and what its mutations await first: every project there."""
     member = current()
-    if member is not None and member.start is not None:
-        await member.start.wait(member.name)
+    if member is None or member.start is None:
+        return None
+    member.start.reach(member.name)
+    return member.start.opened
 
 
 def finished(run: dict[str, Any], exit_code: int) -> bool:

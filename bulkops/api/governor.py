@@ -105,8 +105,10 @@ class RateGovernor:
         self._in_flight = 0
         #: What every mutation awaits first, until it has returned once (``hold_mutations``).
         self._hold: Callable[[], Awaitable[None]] | None = None
-        #: Tasks waiting for a slot, first come first: each wakes on its event and looks again.
-        self._slot_waiters: deque[anyio.Event] = deque()
+        #: Tasks waiting for a request slot, first come first (a mutation cleared to go before
+        #: any read): each wakes on its event and looks again.
+        self._mutation_waiters: deque[anyio.Event] = deque()
+        self._read_waiters: deque[anyio.Event] = deque()
         # Taken without a trip through the event loop when nobody holds it (most mutations).
         self._mutation_lock = anyio.Lock(fast_acquire=True)
         self._clock = clock
@@ -202,48 +204,56 @@ class RateGovernor:
         sent: float | None = None
         token: str | None = None
         answered = False
+        slot = False
         try:
-            async with self._slot(lambda: self.max_concurrency):
-                # One waiter at a time, so mutations leave in arrival order and windows stay exact.
-                async with self._mutation_lock:
-                    await self._restore()
-                    while self._mutations_in_flight >= self.mutation_cap():
-                        self._mutation_freed = freed = anyio.Event()
-                        await freed.wait()
+            # One waiter at a time, so mutations leave in arrival order and windows stay exact.
+            async with self._mutation_lock:
+                await self._restore()
+                while self._mutations_in_flight >= self.mutation_cap():
+                    self._mutation_freed = freed = anyio.Event()
+                    await freed.wait()
+                # The windows' wait holds no request slot (reads go on meanwhile); once they
+                # allow it, the mutation takes the next free slot before any waiting read, and
+                # looks at the windows again (a 429 may have paused the project meanwhile).
+                await self._wait_for_windows()
+                await self._take_slot(lambda: self.max_concurrency, mutation=True)
+                slot = True
+                probe = await self._wait_for_windows()
+                while (wait := await self._reserve(probe)) > 0:
+                    await self._sleep(wait)  # other processes hold the project's quota
                     probe = await self._wait_for_windows()
-                    while (wait := await self._reserve(probe)) > 0:
-                        await self._sleep(wait)  # other processes hold the project's quota
-                        probe = await self._wait_for_windows()
-                    token = self._reserved
-                    now = sent = self._clock()
-                    self._mutations_in_flight += 1
-                    self._peak_in_flight = max(self._peak_in_flight, self._mutations_in_flight)
-                    self._attempts.sent()
-                    seq = self._base + len(self._times)
-                    for other in self._alone:
-                        self._alone[other] = False
-                    self._alone[seq] = not self._alone
-                    _ATTEMPT.set((self, seq))
-                    self._times.append(now)
-                    self._trim_evidence(now)
-                    if self._store is not None:
-                        self._store.append(now)
-                    self.mutations_sent += 1
-                    if probe is not None:
-                        self.probes_sent += 1
-                        self._hint_until = None
-                        self._probes[seq] = probe
-                        probe_done = self._probe_done = anyio.Event()
-                try:
-                    yield
-                except anyio.get_cancelled_exc_class():
-                    raise
-                except BaseException as exc:
-                    answered = not isinstance(exc, KeyboardInterrupt)  # an error is an answer
-                    raise
-                else:
-                    answered = True
+                token = self._reserved
+                now = sent = self._clock()
+                self._mutations_in_flight += 1
+                self._peak_in_flight = max(self._peak_in_flight, self._mutations_in_flight)
+                self._attempts.sent()
+                seq = self._base + len(self._times)
+                for other in self._alone:
+                    self._alone[other] = False
+                self._alone[seq] = not self._alone
+                _ATTEMPT.set((self, seq))
+                self._times.append(now)
+                self._trim_evidence(now)
+                if self._store is not None:
+                    self._store.append(now)
+                self.mutations_sent += 1
+                if probe is not None:
+                    self.probes_sent += 1
+                    self._hint_until = None
+                    self._probes[seq] = probe
+                    probe_done = self._probe_done = anyio.Event()
+            try:
+                yield
+            except anyio.get_cancelled_exc_class():
+                raise
+            except BaseException as exc:
+                answered = not isinstance(exc, KeyboardInterrupt)  # an error is an answer
+                raise
+            else:
+                answered = True
         finally:
+            if slot:
+                self._free_slot()
             # Released last, with no await after it: the caller's on_success or on_rate_limited
             # runs before the next mutation looks at the state.
             if sent is not None:
@@ -331,34 +341,56 @@ class RateGovernor:
 
     @asynccontextmanager
     async def _slot(self, limit: Callable[[], int]) -> AsyncIterator[None]:
-        """Hold one of the requests in flight (``limit()`` of them at most). Taken and freed
-        without a trip through the event loop when one is free: the loop is single-threaded, so
-        no lock is needed between the check and the count (an ``anyio.Condition`` cost a
-        checkpoint each way, for every request)."""
-        while self._in_flight >= max(1, limit()):
+        await self._take_slot(limit, mutation=False)
+        try:
+            yield
+        finally:
+            self._free_slot()
+
+    async def _take_slot(self, limit: Callable[[], int], *, mutation: bool) -> None:
+        """Take one of the requests in flight (``limit()`` of them at most); a read also waits
+        while a mutation does. Taken and freed without a trip through the event loop when one is
+        free: the loop is single-threaded, so no lock is needed between the check and the count
+        (an ``anyio.Condition`` cost a checkpoint each way, for every request)."""
+        waiters = self._mutation_waiters if mutation else self._read_waiters
+        woken = False
+        while self._in_flight >= max(1, limit()) or (not mutation and self._mutation_waiters):
             freed = anyio.Event()
-            self._slot_waiters.append(freed)
+            if woken:
+                waiters.appendleft(freed)  # woken, then beaten to the slot: still first in line
+            else:
+                waiters.append(freed)
             try:
                 await freed.wait()
             except BaseException:
                 if freed.is_set():
-                    self._wake_slot_waiters(everyone=False)  # pass on the wake-up it got
+                    self._wake_slot_waiters()  # pass on the wake-up it got
                 else:
-                    self._slot_waiters.remove(freed)
+                    waiters.remove(freed)
                 raise
+            woken = True
         self._in_flight += 1
-        try:
-            yield
-        finally:
-            self._in_flight -= 1
-            # Lanes differ: the next waiter may not fit, so every waiter looks again.
-            self._wake_slot_waiters(everyone=self.read_concurrency < self.max_concurrency)
+        if mutation and self._read_waiters and not self._mutation_waiters:
+            self._wake_slot_waiters()  # reads that waited behind mutations may go now
 
-    def _wake_slot_waiters(self, *, everyone: bool) -> None:
-        while self._slot_waiters:
-            self._slot_waiters.popleft().set()
-            if not everyone:
-                return
+    def _free_slot(self) -> None:
+        self._in_flight -= 1
+        self._wake_slot_waiters()
+
+    def _wake_slot_waiters(self) -> None:
+        """Wake as many waiters as there are free slots, mutations first; every read when the
+        read lane is narrower (which of them fits is for each to see)."""
+        free = self.max_concurrency - self._in_flight
+        mutations, reads = self._mutation_waiters, self._read_waiters
+        while free > 0 and mutations:
+            mutations.popleft().set()
+            free -= 1
+        if mutations:
+            return
+        everyone = self.read_concurrency < self.max_concurrency
+        while reads and (free > 0 or everyone):
+            reads.popleft().set()
+            free -= 1
 
     async def _wait_pause(self) -> None:
         while (delay := self.paused_until - self._clock()) > 0:

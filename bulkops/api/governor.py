@@ -208,16 +208,16 @@ class RateGovernor:
         try:
             # One waiter at a time, so mutations leave in arrival order and windows stay exact.
             async with self._mutation_lock:
+                # Only the mutation next in line holds a request slot while it waits (taken
+                # before any waiting read): the others wait for the lock holding none, so the
+                # reads of the tasks behind them go on meanwhile, and this one is sent the moment
+                # its windows allow, never queued behind reads.
+                await self._take_slot(lambda: self.max_concurrency, mutation=True)
+                slot = True
                 await self._restore()
                 while self._mutations_in_flight >= self.mutation_cap():
                     self._mutation_freed = freed = anyio.Event()
                     await freed.wait()
-                # The windows' wait holds no request slot (reads go on meanwhile); once they
-                # allow it, the mutation takes the next free slot before any waiting read, and
-                # looks at the windows again (a 429 may have paused the project meanwhile).
-                await self._wait_for_windows()
-                await self._take_slot(lambda: self.max_concurrency, mutation=True)
-                slot = True
                 probe = await self._wait_for_windows()
                 while (wait := await self._reserve(probe)) > 0:
                     await self._sleep(wait)  # other processes hold the project's quota

@@ -6,6 +6,7 @@ import random
 
 import anyio
 import pytest
+from anyio import wait_all_tasks_blocked
 
 from bulkops.api._learning import answer_span
 from bulkops.api.governor import RateGovernor, SendTimeStore, SlidingWindow
@@ -227,6 +228,90 @@ async def test_concurrency_cap_bounds_requests_in_flight() -> None:
         for _ in range(12):
             tg.start_soon(read)
     assert peak == 3
+
+
+async def test_slots_go_first_come_first_served() -> None:
+    """Reads waiting for a slot get it in the order they asked, one as each slot frees."""
+    gov = RateGovernor("p", mutation_windows=[], concurrency=1)
+    order: list[int] = []
+
+    async def read(number: int) -> None:
+        async with gov.read_slot():
+            order.append(number)
+            await anyio.lowlevel.checkpoint()
+
+    async with anyio.create_task_group() as tg:
+        for number in range(6):
+            tg.start_soon(read, number)
+    assert order == list(range(6))
+
+
+async def test_a_mutation_takes_the_next_free_slot_before_waiting_reads() -> None:
+    """With every request slot taken by reads and more reads queued, a mutation allowed by its
+    windows goes as soon as one slot frees, ahead of the reads queued before it."""
+    gov = RateGovernor("p", mutation_windows=[], concurrency=2)
+    release = anyio.Event()
+    order: list[str] = []
+
+    async def holder() -> None:
+        async with gov.read_slot():
+            await release.wait()
+
+    async def read(name: str) -> None:
+        async with gov.read_slot():
+            order.append(name)
+
+    async def mutation() -> None:
+        async with gov.mutation_slot():
+            order.append("mutation")
+
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            for _ in range(2):
+                tg.start_soon(holder)
+            await wait_all_tasks_blocked()
+            for name in ("read 1", "read 2", "read 3"):
+                tg.start_soon(read, name)
+                await wait_all_tasks_blocked()
+            tg.start_soon(mutation)
+            await wait_all_tasks_blocked()
+            assert order == []  # all four wait: both slots are held
+            release.set()
+    assert order[0] == "mutation"
+    assert order[1:] == ["read 1", "read 2", "read 3"]
+
+
+async def test_a_waiter_cancelled_once_woken_passes_the_slot_on() -> None:
+    """A waiting read cancelled in the same step as a freed slot wakes it does not take the
+    wake-up with it: the next waiter gets the slot."""
+    gov = RateGovernor("p", mutation_windows=[], concurrency=1)
+    release = anyio.Event()
+    first = anyio.CancelScope()
+    got: list[str] = []
+
+    async def holder() -> None:
+        async with gov.read_slot():
+            await release.wait()
+            first.cancel()  # cancelled, yet still queued when the slot frees and wakes it
+
+    async def waiter(name: str) -> None:
+        async with gov.read_slot():
+            got.append(name)
+
+    async def in_scope(scope: anyio.CancelScope) -> None:
+        with scope:
+            await waiter("first")
+
+    with anyio.fail_after(5):  # a lost wake-up leaves "second" waiting forever
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(holder)
+            await wait_all_tasks_blocked()
+            tg.start_soon(in_scope, first)
+            await wait_all_tasks_blocked()
+            tg.start_soon(waiter, "second")
+            await wait_all_tasks_blocked()
+            release.set()
+    assert got == ["second"]
 
 
 async def test_a_lower_long_window_is_learned_and_the_short_one_kept() -> None:

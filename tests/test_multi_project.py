@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import anyio
 import orjson
 import pytest
 
@@ -221,6 +222,44 @@ async def test_batch_update_plans_applies_and_undoes_per_project(
         assert summary["mutations_sent"] == 7
         assert summary["outcomes"] == {"applied": 7}
         assert (state / "projects" / name / "undo" / "journal.jsonl").is_file()
+
+
+def first_mutation(world: World, name: str) -> float:
+    return min(r.time for r in world.requests(project=name, is_mutation=True))
+
+
+async def test_every_project_starts_applying_once_all_have_planned(tmp_path, monkeypatch) -> None:
+    """A target whose plan reads one gate per page (so plans far slower) does not let the
+    other start applying first: the projects' first mutations leave together."""
+    slow = World([gates_project("slow", gates=20)])
+    fast = World([gates_project("fast")])  # both worlds log on time.monotonic
+    set_keys(monkeypatch, slow, fast)
+    paged = EmulatorConfig(latency_ms=20, max_page_limit=1, mutation_windows=("2000/10s",))
+    quick = EmulatorConfig(latency_ms=20, mutation_windows=("2000/10s",))
+    async with running_emulator(slow, paged) as slow_url, running_emulator(fast, quick) as fast_url:
+        job = batch_job(tmp_path, {"slow": slow_url, "fast": fast_url})
+        assert await run(job, tmp_path / "state") == 0
+    slow_plan = slow.requests(project="slow", is_mutation=False)
+    assert len(slow_plan) >= 20  # a page per gate: its plan took 20 round trips and more
+    assert abs(first_mutation(slow, "slow") - first_mutation(fast, "fast")) < 0.15
+
+
+async def test_a_failed_plan_does_not_hold_the_others_at_the_start(tmp_path, monkeypatch) -> None:
+    """A target whose gate listing always fails ends its plan with an error; the others do not
+    wait for it, and apply in full; the run exits 3 naming it."""
+    healthy = World([gates_project("eu"), gates_project("apac")])
+    broken = World([gates_project("us")])
+    set_keys(monkeypatch, healthy, broken)
+    faults = EmulatorConfig(fail_rate=1.0, fault_paths=("/console/v1/gates",), fault_seed=3)
+    async with running_emulator(healthy) as good, running_emulator(broken, faults) as bad:
+        job = batch_job(tmp_path, {"eu": good, "us": bad, "apac": good})
+        with anyio.fail_after(30):  # a start line waiting for "us" forever fails here
+            assert await run(job, tmp_path / "state") == 3
+    assert broken.count(is_mutation=True) == 0
+    for name in ("eu", "apac"):
+        assert healthy.count(is_mutation=True, project=name, status=200) == 7
+    outcomes = (await StateDir(tmp_path / "state").read_run_async() or {})["projects"]
+    assert [name for name, o in outcomes.items() if o["exit_code"] != 0] == ["us"]
 
 
 async def test_two_targets_that_are_one_project_are_refused(tmp_path, monkeypatch) -> None:

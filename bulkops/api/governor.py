@@ -103,8 +103,14 @@ class RateGovernor:
         self.max_concurrency = concurrency
         self.read_concurrency = concurrency
         self._in_flight = 0
-        self._slot_freed = anyio.Condition()
-        self._mutation_lock = anyio.Lock()
+        #: What every mutation awaits first, until it has returned once (``hold_mutations``).
+        self._hold: Callable[[], Awaitable[None]] | None = None
+        #: Tasks waiting for a request slot, first come first (a mutation cleared to go before
+        #: any read): each wakes on its event and looks again.
+        self._mutation_waiters: deque[anyio.Event] = deque()
+        self._read_waiters: deque[anyio.Event] = deque()
+        # Taken without a trip through the event loop when nobody holds it (most mutations).
+        self._mutation_lock = anyio.Lock(fast_acquire=True)
         self._clock = clock
         self._sleep = sleep
         self._store = store
@@ -183,56 +189,71 @@ class RateGovernor:
             await self._wait_pause()
             yield
 
+    def hold_mutations(self, until: Callable[[], Awaitable[None]] | None) -> None:
+        """Send no mutation before ``until()`` has returned (a fleet's start line); reads go on."""
+        self._hold = until
+
     @asynccontextmanager
     async def mutation_slot(self) -> AsyncIterator[None]:
         """Hold one mutation attempt: the caller sends it, and leaves once its answer (or the
         error) has arrived; a cancelled attempt keeps its ledger lease (it may still arrive)."""
+        if self._hold is not None:
+            await self._hold()
+            self._hold = None
         probe_done: anyio.Event | None = None
         sent: float | None = None
         token: str | None = None
         answered = False
+        slot = False
         try:
-            async with self._slot(lambda: self.max_concurrency):
-                # One waiter at a time, so mutations leave in arrival order and windows stay exact.
-                async with self._mutation_lock:
-                    await self._restore()
-                    while self._mutations_in_flight >= self.mutation_cap():
-                        self._mutation_freed = freed = anyio.Event()
-                        await freed.wait()
+            # One waiter at a time, so mutations leave in arrival order and windows stay exact.
+            async with self._mutation_lock:
+                # Only the mutation next in line holds a request slot while it waits (taken
+                # before any waiting read): the others wait for the lock holding none, so the
+                # reads of the tasks behind them go on meanwhile, and this one is sent the moment
+                # its windows allow, never queued behind reads.
+                await self._take_slot(lambda: self.max_concurrency, mutation=True)
+                slot = True
+                await self._restore()
+                while self._mutations_in_flight >= self.mutation_cap():
+                    self._mutation_freed = freed = anyio.Event()
+                    await freed.wait()
+                probe = await self._wait_for_windows()
+                while (wait := await self._reserve(probe)) > 0:
+                    await self._sleep(wait)  # other processes hold the project's quota
                     probe = await self._wait_for_windows()
-                    while (wait := await self._reserve(probe)) > 0:
-                        await self._sleep(wait)  # other processes hold the project's quota
-                        probe = await self._wait_for_windows()
-                    token = self._reserved
-                    now = sent = self._clock()
-                    self._mutations_in_flight += 1
-                    self._peak_in_flight = max(self._peak_in_flight, self._mutations_in_flight)
-                    self._attempts.sent()
-                    seq = self._base + len(self._times)
-                    for other in self._alone:
-                        self._alone[other] = False
-                    self._alone[seq] = not self._alone
-                    _ATTEMPT.set((self, seq))
-                    self._times.append(now)
-                    self._trim_evidence(now)
-                    if self._store is not None:
-                        self._store.append(now)
-                    self.mutations_sent += 1
-                    if probe is not None:
-                        self.probes_sent += 1
-                        self._hint_until = None
-                        self._probes[seq] = probe
-                        probe_done = self._probe_done = anyio.Event()
-                try:
-                    yield
-                except anyio.get_cancelled_exc_class():
-                    raise
-                except BaseException as exc:
-                    answered = not isinstance(exc, KeyboardInterrupt)  # an error is an answer
-                    raise
-                else:
-                    answered = True
+                token = self._reserved
+                now = sent = self._clock()
+                self._mutations_in_flight += 1
+                self._peak_in_flight = max(self._peak_in_flight, self._mutations_in_flight)
+                self._attempts.sent()
+                seq = self._base + len(self._times)
+                for other in self._alone:
+                    self._alone[other] = False
+                self._alone[seq] = not self._alone
+                _ATTEMPT.set((self, seq))
+                self._times.append(now)
+                self._trim_evidence(now)
+                if self._store is not None:
+                    self._store.append(now)
+                self.mutations_sent += 1
+                if probe is not None:
+                    self.probes_sent += 1
+                    self._hint_until = None
+                    self._probes[seq] = probe
+                    probe_done = self._probe_done = anyio.Event()
+            try:
+                yield
+            except anyio.get_cancelled_exc_class():
+                raise
+            except BaseException as exc:
+                answered = not isinstance(exc, KeyboardInterrupt)  # an error is an answer
+                raise
+            else:
+                answered = True
         finally:
+            if slot:
+                self._free_slot()
             # Released last, with no await after it: the caller's on_success or on_rate_limited
             # runs before the next mutation looks at the state.
             if sent is not None:
@@ -320,20 +341,56 @@ class RateGovernor:
 
     @asynccontextmanager
     async def _slot(self, limit: Callable[[], int]) -> AsyncIterator[None]:
-        async with self._slot_freed:
-            while self._in_flight >= max(1, limit()):
-                await self._slot_freed.wait()
-            self._in_flight += 1
+        await self._take_slot(limit, mutation=False)
         try:
             yield
         finally:
-            with anyio.CancelScope(shield=True):
-                async with self._slot_freed:
-                    self._in_flight -= 1
-                    if self.read_concurrency < self.max_concurrency:
-                        self._slot_freed.notify_all()  # lanes differ: the next waiter may not fit
-                    else:
-                        self._slot_freed.notify()  # one slot freed: wake one waiter
+            self._free_slot()
+
+    async def _take_slot(self, limit: Callable[[], int], *, mutation: bool) -> None:
+        """Take one of the requests in flight (``limit()`` of them at most); a read also waits
+        while a mutation does. Taken and freed without a trip through the event loop when one is
+        free: the loop is single-threaded, so no lock is needed between the check and the count
+        (an ``anyio.Condition`` cost a checkpoint each way, for every request)."""
+        waiters = self._mutation_waiters if mutation else self._read_waiters
+        woken = False
+        while self._in_flight >= max(1, limit()) or (not mutation and self._mutation_waiters):
+            freed = anyio.Event()
+            if woken:
+                waiters.appendleft(freed)  # woken, then beaten to the slot: still first in line
+            else:
+                waiters.append(freed)
+            try:
+                await freed.wait()
+            except BaseException:
+                if freed.is_set():
+                    self._wake_slot_waiters()  # pass on the wake-up it got
+                else:
+                    waiters.remove(freed)
+                raise
+            woken = True
+        self._in_flight += 1
+        if mutation and self._read_waiters and not self._mutation_waiters:
+            self._wake_slot_waiters()  # reads that waited behind mutations may go now
+
+    def _free_slot(self) -> None:
+        self._in_flight -= 1
+        self._wake_slot_waiters()
+
+    def _wake_slot_waiters(self) -> None:
+        """Wake as many waiters as there are free slots, mutations first; every read when the
+        read lane is narrower (which of them fits is for each to see)."""
+        free = self.max_concurrency - self._in_flight
+        mutations, reads = self._mutation_waiters, self._read_waiters
+        while free > 0 and mutations:
+            mutations.popleft().set()
+            free -= 1
+        if mutations:
+            return
+        everyone = self.read_concurrency < self.max_concurrency
+        while reads and (free > 0 or everyone):
+            reads.popleft().set()
+            free -= 1
 
     async def _wait_pause(self) -> None:
         while (delay := self.paused_until - self._clock()) > 0:

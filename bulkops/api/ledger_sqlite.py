@@ -13,17 +13,20 @@ process's next reservation (or a flush). The table is the one earlier versions w
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
+import os
+import queue
 import sqlite3
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import anyio
-import anyio.to_thread
 import structlog
 
 from bulkops.api._learning import answer_span
@@ -76,7 +79,9 @@ class SqliteLedger:
         self._clock = clock
         self._db: sqlite3.Connection | None = None
         self._lock = threading.Lock()
-        self._limiter = anyio.CapacityLimiter(1)
+        #: The one thread that runs this ledger's transactions, one after the other, taking
+        #: the next as soon as one ends (``_call``).
+        self._thread: _Worker | None = None
         #: Answers queued on the event loop (token, time.monotonic() at the answer), drained by
         #: the next transaction, which dates each one back from its "now" by its age.
         self._answers: deque[tuple[str, float]] = deque()
@@ -86,7 +91,20 @@ class SqliteLedger:
 
     # -- plumbing ---------------------------------------------------------------------------
     async def _call(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        return await anyio.to_thread.run_sync(self._locked, work, limiter=self._limiter)
+        """Run ``work`` in a transaction on the ledger's own thread. Calls queue there, not on
+        the event loop: under a burst of reservations (every project of a fleet at once) each
+        starts as soon as the previous ends, instead of one loop iteration later, as a
+        ``CapacityLimiter(1)`` of anyio's worker threads made it. Like a worker thread's call it
+        is never abandoned half-way: a cancelled caller still waits for its transaction's end."""
+        future = self._executor().submit(lambda: self._locked(work))
+        with anyio.CancelScope(shield=True):
+            result = await asyncio.wrap_future(future)
+        return result
+
+    def _executor(self) -> _Worker:
+        if self._thread is None or self._thread.pid != os.getpid():  # (anew in a forked child)
+            self._thread = _Worker()
+        return self._thread
 
     def _locked(self, work: Callable[[sqlite3.Connection], T]) -> T:
         with self._lock:
@@ -346,7 +364,12 @@ class SqliteLedger:
         return ProjectQuota(project, windows, learned, waiting)
 
     async def aclose(self) -> None:
-        await anyio.to_thread.run_sync(self._close_now, limiter=self._limiter)
+        future = self._executor().submit(self._close_now)
+        with anyio.CancelScope(shield=True):
+            await asyncio.wrap_future(future)
+        if self._thread is not None:
+            self._thread.stop()  # its last call has returned: it ends at once
+            self._thread = None
 
     def _close_now(self) -> None:
         with self._lock:
@@ -354,3 +377,32 @@ class SqliteLedger:
                 with contextlib.suppress(sqlite3.Error):  # their leases stand
                     self._transaction(self._db, lambda now: None)
             self._forget()
+
+
+class _Worker:
+    """A daemon thread running the calls handed to it, in order (so, like anyio's worker
+    threads, it never holds up the interpreter's exit)."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self._queue: queue.SimpleQueue[
+            tuple[Callable[[], Any], concurrent.futures.Future[Any]] | None
+        ]
+        self._queue = queue.SimpleQueue()
+        threading.Thread(target=self._run, name="bulkops-ledger", daemon=True).start()
+
+    def submit(self, call: Callable[[], T]) -> concurrent.futures.Future[T]:
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        self._queue.put((call, future))
+        return future
+
+    def stop(self) -> None:
+        self._queue.put(None)
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            call, future = item
+            try:
+                future.set_result(call())
+            except BaseException as exc:  # handed to the caller, as a worker thread's would be
+                future.set_exception(exc)

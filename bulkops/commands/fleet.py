@@ -247,7 +247,8 @@ async def _run_members(
     structlog.contextvars.bind_contextvars(job=job.name, run_id=run["run_id"])
     started = time.monotonic()
     errors = dict(failed)
-    members = {name: Member(name, conn) for name, conn in connections.items()}
+    line = member.StartLine(connections)
+    members = {name: Member(name, conn, start=line) for name, conn in connections.items()}
     try:
         board = Board(members, live=options.progress)
         async with anyio.create_task_group() as group:
@@ -393,6 +394,9 @@ async def _lane(
         except (BulkopsError, Interrupted) as exc:
             errors[one.name] = _failure(exc)
             one.exit_code = errors[one.name][0]
+        finally:  # ended, however: the others need not wait for it to start applying
+            if one.start is not None:
+                one.start.reach(one.name)
 
 
 def _failure(exc: BaseException) -> tuple[int, str]:

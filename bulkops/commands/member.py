@@ -8,6 +8,8 @@ runs, :func:`current` names its project, and the pipeline's few seams ask it wha
   governor lane), instead of opening one and a log file of its own;
 - ``run.execute`` gives its progress to the fleet's board instead of drawing it (``watched``);
 - ``run.finish`` records the run, but the fleet prints one summary for all (``finished``);
+- a plan's apply sends no mutation before every project has planned or stopped
+  (``ready_to_apply``), so that every project's first burst of mutations leaves at once;
 - what the pipeline says for people (the plan) is kept under the project's name (``say``),
   and the next step it would suggest for a single job is left to the fleet (``hint``).
 
@@ -16,7 +18,7 @@ Outside a fleet :func:`current` is None and every seam does what a single-projec
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -36,6 +38,33 @@ class Reporter(Protocol):
     async def run(self) -> None: ...
 
 
+class StartLine:
+    """Where the projects of a fleet wait for each other before their first mutation.
+
+    A project is *at the line* once it is ready to apply (planned, or resuming a saved plan) or
+    once its command ended for any reason (a failed plan, a refusal, an interrupt): the line
+    opens when every project is, so no project's first burst leaves while another still plans,
+    and a project that will never apply cannot hold the others up.
+    """
+
+    def __init__(self, names: Iterable[str]) -> None:
+        self._away = set(names)
+        self._open = anyio.Event()
+        if not self._away:
+            self._open.set()
+
+    def reach(self, name: str) -> None:
+        """``name`` is ready to apply, or will never apply (its command ended)."""
+        self._away.discard(name)
+        if not self._away:
+            self._open.set()
+
+    async def opened(self) -> None:
+        """Return once every project is at the line."""
+        if not self._open.is_set():
+            await self._open.wait()
+
+
 @dataclass
 class Member:
     """One project's part of a fleet run: what the fleet opened for it and what it left."""
@@ -49,6 +78,8 @@ class Member:
     #: Its run record once finished (``run.json``), and the exit code it ended with.
     run: dict[str, Any] | None = None
     exit_code: int | None = None
+    #: Shared by the fleet's projects: where each waits for the others before applying.
+    start: StartLine | None = None
 
 
 _CURRENT: ContextVar[Member | None] = ContextVar("bulkops_member", default=None)
@@ -96,6 +127,16 @@ def watched(progress: Reporter) -> Reporter:
         return progress
     member.progress = progress
     return _Quiet()
+
+
+def ready_to_apply() -> Callable[[], Awaitable[None]] | None:
+    """A plan's apply begins: alone, None (send at once); in a fleet, this project is at the
+    start line (``StartLine``), and what its mutations await first: every project there."""
+    member = current()
+    if member is None or member.start is None:
+        return None
+    member.start.reach(member.name)
+    return member.start.opened
 
 
 def finished(run: dict[str, Any], exit_code: int) -> bool:

@@ -415,6 +415,11 @@ def _estimate(plan: Plan, clients: dict[str, ConsoleClient]) -> dict[str, Any]:
 async def _apply(session: Session, plan: Plan) -> tuple[int, dict[str, Any]]:
     session.run["status"] = "running"
     await session.state.write_run_async(session.run)
+    # In a fleet, every project's first burst leaves at once (``member.StartLine``): the task
+    # graph starts now, its reads too, but no mutation is sent before the line opens.
+    opened = member.ready_to_apply()
+    for client in session.clients.values():
+        client.governor.hold_mutations(opened)
     apply_options = _apply_options(session.job, session.options)
 
     def tasks(ctx: RunContext[JobSpec]) -> list[Task]:

@@ -246,6 +246,31 @@ async def test_slots_go_first_come_first_served() -> None:
     assert order == list(range(6))
 
 
+async def test_a_task_that_frees_a_slot_and_asks_again_queues_behind_the_waiters() -> None:
+    """A worker draining a queue (free the slot, ask again at once, no await between) never takes
+    the slot from reads already waiting: a freed slot is handed to the first waiter. Without the
+    hand-off two such workers kept every slot and starved a kind's list read for seconds."""
+    gov = RateGovernor("p", mutation_windows=[], concurrency=1)
+    order: list[str] = []
+
+    async def worker() -> None:
+        for turn in range(3):
+            async with gov.read_slot():
+                order.append(f"worker {turn}")
+                for _ in range(3):  # the waiter starts and queues meanwhile
+                    await anyio.lowlevel.checkpoint()
+
+    async def waiter() -> None:
+        async with gov.read_slot():
+            order.append("waiter")
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(worker)
+        await anyio.lowlevel.checkpoint()  # the worker holds the slot
+        tg.start_soon(waiter)
+    assert order == ["worker 0", "waiter", "worker 1", "worker 2"]
+
+
 async def test_a_mutation_takes_the_next_free_slot_before_waiting_reads() -> None:
     """With every request slot taken by reads and more reads queued, a mutation allowed by its
     windows goes as soon as one slot frees, ahead of the reads queued before it."""

@@ -348,49 +348,44 @@ class RateGovernor:
             self._free_slot()
 
     async def _take_slot(self, limit: Callable[[], int], *, mutation: bool) -> None:
-        """Take one of the requests in flight (``limit()`` of them at most); a read also waits
-        while a mutation does. Taken and freed without a trip through the event loop when one is
-        free: the loop is single-threaded, so no lock is needed between the check and the count
-        (an ``anyio.Condition`` cost a checkpoint each way, for every request)."""
-        waiters = self._mutation_waiters if mutation else self._read_waiters
-        woken = False
-        while self._in_flight >= max(1, limit()) or (not mutation and self._mutation_waiters):
-            freed = anyio.Event()
-            if woken:
-                waiters.appendleft(freed)  # woken, then beaten to the slot: still first in line
+        """Take one of the requests in flight (``limit()`` of them at most), first come first
+        served, a mutation before any read. Taken and freed without a trip through the event loop
+        when one is free (an ``anyio.Condition`` cost a checkpoint each way, for every request);
+        a freed slot is handed to the first waiter (``_fill``), so a task that frees one and asks
+        again at once (a worker draining a queue) never takes it from those already waiting."""
+        if mutation:
+            queued = bool(self._mutation_waiters)
+        else:
+            queued = bool(self._mutation_waiters or self._read_waiters)
+        if not queued and self._in_flight < max(1, limit()):
+            self._in_flight += 1
+            return
+        granted = anyio.Event()
+        (self._mutation_waiters if mutation else self._read_waiters).append(granted)
+        try:
+            await granted.wait()  # set once the slot is this task's (counted in _in_flight)
+        except BaseException:
+            if granted.is_set():
+                self._free_slot()  # handed a slot while being cancelled: pass it on
             else:
-                waiters.append(freed)
-            try:
-                await freed.wait()
-            except BaseException:
-                if freed.is_set():
-                    self._wake_slot_waiters()  # pass on the wake-up it got
-                else:
-                    waiters.remove(freed)
-                raise
-            woken = True
-        self._in_flight += 1
-        if mutation and self._read_waiters and not self._mutation_waiters:
-            self._wake_slot_waiters()  # reads that waited behind mutations may go now
+                (self._mutation_waiters if mutation else self._read_waiters).remove(granted)
+                self._fill()  # a read may have waited behind this mutation alone
+            raise
 
     def _free_slot(self) -> None:
         self._in_flight -= 1
-        self._wake_slot_waiters()
+        self._fill()
 
-    def _wake_slot_waiters(self) -> None:
-        """Wake as many waiters as there are free slots, mutations first; every read when the
-        read lane is narrower (which of them fits is for each to see)."""
-        free = self.max_concurrency - self._in_flight
+    def _fill(self) -> None:
+        """Hand free slots to the waiters, mutations first, reads within the read lane (which
+        a 429 narrows and successes widen again, ``on_success`` calls this then)."""
         mutations, reads = self._mutation_waiters, self._read_waiters
-        while free > 0 and mutations:
+        while mutations and self._in_flight < max(1, self.max_concurrency):
+            self._in_flight += 1
             mutations.popleft().set()
-            free -= 1
-        if mutations:
-            return
-        everyone = self.read_concurrency < self.max_concurrency
-        while reads and (free > 0 or everyone):
+        while not mutations and reads and self._in_flight < max(1, self.read_concurrency):
+            self._in_flight += 1
             reads.popleft().set()
-            free -= 1
 
     async def _wait_pause(self) -> None:
         while (delay := self.paused_until - self._clock()) > 0:
@@ -680,6 +675,7 @@ class RateGovernor:
         self._consecutive_429 = 0
         if self.read_concurrency < self.max_concurrency:
             self.read_concurrency += 1
+            self._fill()
         attempt = _ATTEMPT.get()
         if attempt is not None and attempt[0] is self:
             _ATTEMPT.set(None)

@@ -39,6 +39,14 @@ class _Item:
     waiter: _Waiter | None = None
 
 
+def write_all(fd: int, data: bytes) -> None:
+    """Every byte of ``data`` to ``fd`` (``os.write`` may write less), with plain ``os`` calls,
+    each of which lets go of the GIL."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
 class AppendFile:
     """One file opened for appending through the writer thread; safe to use from any thread.
 
@@ -133,10 +141,7 @@ class AppendFile:
         if self._fd < 0:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, self._mode)
-        view = memoryview(data)
-        while view:
-            written = os.write(self._fd, view)
-            view = view[written:]
+        write_all(self._fd, data)
         self._unsynced = True
 
     def _sync(self) -> None:

@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 
 from bulkops.errors import CheckpointError, writing
+from bulkops.output.files import write_file
 
 #: One page to write (file name, encoded rows), and the future its fetching task waits on.
 _Pending = tuple[str, bytes, "asyncio.Future[str]"]
@@ -76,14 +77,7 @@ class Spool:
         final = os.path.join(self.root, name)
         tmp = os.path.join(self.root, f".{name}.tmp")
         with writing(tmp):
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
-            try:
-                view = memoryview(payload)
-                while view:
-                    view = view[os.write(fd, view) :]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            write_file(tmp, payload, sync=True)
             os.replace(tmp, final)
         return name
 

@@ -16,6 +16,7 @@ import anyio
 import orjson
 
 from bulkops.errors import writing
+from bulkops.writer import write_all
 
 
 def write_json_atomic(path: Path, value: Any) -> None:
@@ -50,13 +51,19 @@ def write_bytes_unsynced(path: str, data: bytes) -> None:
     """``data`` at ``path`` (created or truncated), not yet durable: ``make_durable`` follows
     before anything relies on it."""
     with writing(path):
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-        finally:
-            os.close(fd)
+        write_file(path, data, sync=False)
+
+
+def write_file(path: str, data: bytes, *, sync: bool) -> None:
+    """``data`` at ``path`` (created or truncated), fsync'ed if ``sync``: plain ``os`` calls, so
+    a worker thread holds the GIL as little as it can."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+    try:
+        write_all(fd, data)
+        if sync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def make_durable(files: Sequence[str], folders: Sequence[str], *, whole_fs: bool = True) -> str:

@@ -26,11 +26,9 @@ import asyncio
 import copy
 import json
 import os
-import signal
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,35 +83,10 @@ def build_world(scale: float) -> Any:
 
 
 def serve(args: argparse.Namespace) -> int:
-    from bulkops.emulator import EmulatorConfig, running_emulator
+    from bulkops.emulator import EmulatorConfig
 
     world = build_world(args.scale)
-    config = EmulatorConfig(latency_ms=args.latency_ms)
-
-    async def main() -> None:
-        loop = asyncio.get_running_loop()
-        stop = asyncio.Event()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-
-        def watch_stdin() -> None:  # EOF on stdin: the benchmark is done (or died)
-            try:
-                while os.read(0, 4096):
-                    pass
-            except OSError:
-                pass
-            loop.call_soon_threadsafe(stop.set)
-
-        threading.Thread(target=watch_stdin, daemon=True).start()
-        async with running_emulator(world, config, base.HOST, 0) as url:
-            print(f"URL {url}", flush=True)
-            try:
-                await asyncio.wait_for(stop.wait(), timeout=args.max_seconds)
-            except TimeoutError:
-                print("emulator: --max-seconds reached", file=sys.stderr, flush=True)
-
-    asyncio.run(main())
-    return 0
+    return base.serve_world(world, EmulatorConfig(latency_ms=args.latency_ms), args.max_seconds)
 
 
 class ProjectEmulator(base.Emulator):

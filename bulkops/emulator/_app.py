@@ -5,7 +5,8 @@ Order of checks for each request (each step may end it):
 1. route on the raw path (:mod:`._routing`); no route → 404, no auth needed (as NestJS does);
 2. ``STATSIG-API-KEY`` → project; missing/unknown → 401 (never delayed or faulted);
 3. fault decision, counted per exact request (:mod:`._faults`), then half the injected latency
-   (the other half once the answer is ready: latency is the network's, both ways);
+   (the answer leaves once the whole latency has passed since the request came in: latency is
+   the round trip, the emulator's own work inside it);
 4. mutations: the project's quota bucket records the attempt → 429 when over; a read-only key
    → 403 (both after the attempt is counted: rejected attempts use up quota); the one limited
    read, ``GET /segments/{id}/id_list``, draws from its own bucket the same way;
@@ -183,10 +184,13 @@ class _Pipeline:
             self.request.query.items(),
             is_mutation=parsed.is_mutation,
         )
-        # Latency is network time: half for the request to arrive, half for the answer to travel
-        # back once it is ready. So a burst of requests is handled as it arrives, instead of every
-        # answer being built in one queue at the end of its sleep (which a real server, with many
-        # workers, would not do).
+        # Latency is the round trip: the request is handled half-way through it (so a burst is
+        # handled as it arrives, as a server with many workers would, not queued at the end of its
+        # sleep), and the answer leaves one latency after the request came in. The emulator's own
+        # work and timer slop fall inside that latency, not on top of it: it shares the client's
+        # CPU, which a real server does not, and a configured 50 ms must mean 50 ms on the wire.
+        loop = asyncio.get_running_loop()
+        answer_at = loop.time() + decision.latency_s
         half = decision.latency_s / 2
         if half > 0:
             await asyncio.sleep(half)
@@ -200,8 +204,8 @@ class _Pipeline:
             response: web.StreamResponse = self.finish(project.name, refused)
         else:
             response = await self._serve(match, project, decision)
-        if half > 0:
-            await asyncio.sleep(half)
+        if (rest := answer_at - loop.time()) > 0:
+            await asyncio.sleep(rest)
         return response
 
     def _admit(

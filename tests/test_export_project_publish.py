@@ -3,9 +3,12 @@ files staged during the read and checked before publishing, and durability helpe
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import gc
 import os
 
+import orjson
 import pytest
 
 from bulkops.emulator import EmulatorConfig, running_emulator
@@ -141,3 +144,87 @@ def test_make_durable_names_a_file_it_cannot_sync(tmp_path) -> None:
     missing = str(tmp_path / "gone.json")
     with pytest.raises(LocalIOError, match=r"gone\.json"):
         make_durable([missing], [str(tmp_path)], whole_fs=False)
+
+
+class _SyncfsSpy:
+    """Wraps libc's syncfs: records how many requests the emulator had answered at each call,
+    and can make the first call report a write-back error (EIO), as a failing disk would."""
+
+    def __init__(self, world, fail_first: bool = False) -> None:
+        self.world, self.fail_first = world, fail_first
+        self.real = files._syncfs
+        self.answered_at_call: list[int] = []
+
+    def __call__(self, fd: int) -> int:
+        self.answered_at_call.append(len(self.world.requests()))
+        if self.fail_first and len(self.answered_at_call) == 1:
+            ctypes.set_errno(errno.EIO)
+            return -1
+        assert self.real is not None
+        return self.real(fd)
+
+
+@pytest.fixture
+def syncfs_spy(monkeypatch, world):
+    if files._syncfs is None:
+        pytest.skip("no syncfs on this system: staged files are fsynced one by one instead")
+
+    def install(fail_first: bool = False) -> _SyncfsSpy:
+        spy = _SyncfsSpy(world, fail_first)
+        monkeypatch.setattr(files, "_syncfs", spy)
+        return spy
+
+    return install
+
+
+async def test_staged_files_go_to_disk_while_the_reads_go_on(tmp_path, world, syncfs_spy) -> None:
+    """Staged files are synced early, while requests are still being answered, so publishing's
+    own sync finds little left; the snapshot is the same as ever."""
+    spy = syncfs_spy()
+    job = project_job(tmp_path, extra='[select]\nkinds = ["gates", "tags"]\n')
+    async with running_emulator(world, EmulatorConfig(latency_ms=20)) as url:
+        assert await run_export(job, url, tmp_path / "state") == 0
+    total = len(world.requests())
+    assert len(spy.answered_at_call) >= 2  # early ones, then publishing's
+    assert min(spy.answered_at_call) < total  # one ran before the last answer
+
+
+async def test_a_write_back_error_met_early_fails_the_run_and_keeps_the_old_snapshot(
+    tmp_path, world, syncfs_spy
+) -> None:
+    """An I/O error reported to an early sync is not lost: the run ends with exit 4 naming the
+    output directory, the published snapshot stays as it was, and a re-run publishes."""
+    job = project_job(tmp_path, extra='[select]\nkinds = ["gates", "tags"]\n')
+    out = tmp_path / "out"
+    config = EmulatorConfig(latency_ms=20)
+    async with running_emulator(world, config) as url:
+        assert await run_export(job, url, tmp_path / "state") == 0
+    old_manifest = (out / "manifest.json").read_bytes()
+    old = snapshot(out)
+    tag = world.project("source").collection("tags").values()[0]
+    tag["description"] = "changed after the first snapshot"
+    spy = syncfs_spy(fail_first=True)
+    async with running_emulator(world, config) as url:
+        assert await run_export(job, url, tmp_path / "state") == 4
+    assert spy.answered_at_call[0] < len(world.requests())  # the failing sync was an early one
+    assert (out / "manifest.json").read_bytes() == old_manifest
+    for entry in orjson.loads(old_manifest)["entities"]["tags"]:
+        assert (out / entry["file"]).read_bytes() == old["files"][entry["file"]]
+    async with running_emulator(world, EmulatorConfig()) as url:
+        assert await run_export(job, url, tmp_path / "state") == 0
+    assert b"changed after the first snapshot" in b"".join(snapshot(out)["files"].values())
+
+
+def test_early_write_back_requested_after_finish_does_nothing(tmp_path, monkeypatch) -> None:
+    """Once publishing has finished the early syncs, a late request starts none (it would race
+    the final sync for a write-back error)."""
+    calls: list[int] = []
+    monkeypatch.setattr(files, "_syncfs", lambda fd: calls.append(fd) or 0)
+    early = files.EarlyWriteBack(lambda: str(tmp_path))
+    early.request()
+    early.finish()
+    count = len(calls)
+    early.request()
+    early.finish()
+    assert count >= 1
+    assert len(calls) == count

@@ -728,6 +728,16 @@ def fmt(value: float, spec: str = ".3f", unit: str = "") -> str:
     return "—" if math.isnan(value) else f"{value:{spec}}{unit}"
 
 
+def process_cpu_s(pid: int) -> float:
+    """User+sys CPU seconds a live process has used so far (Linux ``/proc``; NaN elsewhere):
+    what the emulator child spent serving a run, read before and after it."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return math.nan
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def verdict(ok: bool) -> str:
     return "PASS" if ok else "MISSED"
 

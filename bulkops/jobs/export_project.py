@@ -243,6 +243,8 @@ def _reader(ctx: RunContext[Spec], kind: str) -> Any:
                         raise
                 except (NotFound, AuthError) as error:
                     return _unavailable(ctx, kind, error)
+        keys = [_keyed(row, how)[0] for row in rows]
+        _staging(ctx).read[kind] = (keys, [(key, detail) for key, detail, _ in details])
         rows_spool = await ctx.spool.write_async(f"kind:{kind}", rows)
         details_spool = await ctx.spool.write_async(f"details:{kind}", details)
         return {
@@ -571,6 +573,7 @@ def _publish_files(
             relative, digest, changed = known
             final = join(root, relative)
         else:
+            assert value is not None, f"{key} was read by this process but never staged"
             # A kind read by an earlier process, which may have crashed since: nothing it staged
             # is trusted (a staged file is not durable yet); its bytes are checked here.
             kind, name, detail = key
@@ -594,19 +597,16 @@ def _publish_files(
 
     folders = [join(root, kind) for kind in kinds]
     for kind, folder in zip(kinds, folders, strict=True):
-        how = EXPORTED[kind]
         os.makedirs(folder, exist_ok=True)
         listed = entities[kind] = []
-        for line in ctx.spool.lines(results[kind]["spool"]):
-            key, data = _keyed(orjson.loads(line), how)
-            relative, digest = place((kind, key, None), data)
-            listed.append({"id": key, "file": relative, "sha256": digest})
-        for line in ctx.spool.lines(results[kind]["details_spool"]):
-            key, detail, data = orjson.loads(line)
-            relative, digest = place((kind, key, detail), data)
-            details.setdefault(kind, []).append(
-                {"id": key, "detail": detail, "file": relative, "sha256": digest}
-            )
+        for (_, key, detail), value in _files_of(ctx, staging, kind, results[kind]):
+            relative, digest = place((kind, key, detail), value)
+            if detail is None:
+                listed.append({"id": key, "file": relative, "sha256": digest})
+            else:
+                details.setdefault(kind, []).append(
+                    {"id": key, "detail": detail, "file": relative, "sha256": digest}
+                )
 
     # Everything the manifest will name, durable before the first rename; then withdraw the old
     # manifest, rename the changed files into place, prune, and make the renames durable.
@@ -641,6 +641,29 @@ def _publish_files(
         "files_written": len(staged),
         "unavailable": unavailable,
     }
+
+
+def _files_of(
+    ctx: RunContext[Spec], staging: _Staging, kind: str, result: dict[str, Any]
+) -> Iterator[tuple[FileKey, Any]]:
+    """The kind's files in the manifest's order, each with its value: None for a kind this
+    process read (what it staged is on record; its spool need not be read back), else the
+    spooled value (read by an earlier process: ``place`` checks its bytes)."""
+    read = staging.read.get(kind)
+    if read is not None:
+        entity_keys, detail_keys = read
+        for key in entity_keys:
+            yield (kind, key, None), None
+        for key, detail in detail_keys:
+            yield (kind, key, detail), None
+        return
+    how = EXPORTED[kind]
+    for line in ctx.spool.lines(result["spool"]):
+        key, data = _keyed(orjson.loads(line), how)
+        yield (kind, key, None), data
+    for line in ctx.spool.lines(result["details_spool"]):
+        key, detail, data = orjson.loads(line)
+        yield (kind, key, detail), data
 
 
 def _rename_all(staged: list[tuple[str, str]]) -> None:
@@ -691,6 +714,9 @@ class _Staging:
     def __init__(self, job: JobDefinition[Spec], suffix: str) -> None:
         self.job, self.suffix = job, suffix
         self.done: dict[FileKey, tuple[str, str, bool]] = {}
+        #: Per kind read whole by this process (every file staged): its entities' keys and its
+        #: details' (key, detail), in list order, as spooled.
+        self.read: dict[str, tuple[list[str], list[tuple[str, str]]]] = {}
         self._folders: set[str] = set()
         self._root: str | None = None
         #: What is staged goes to disk while the reads go on; publishing's sync finds little left.

@@ -97,7 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
     emulator.add_argument("--port", type=_port, default=8787, help="0 picks a free port")
     emulator.add_argument("--seed", default="demo", help="demo data seed")
     emulator.add_argument("--scale", type=_positive_int, default=1, help="multiply demo data size")
-    emulator.add_argument("--latency-ms", type=_milliseconds, default=0.0, metavar="MS")
+    emulator.add_argument(
+        "--latency-ms",
+        type=_milliseconds,
+        default=0.0,
+        metavar="MS",
+        help="each request's round trip (default 0)",
+    )
     emulator.add_argument(
         "--fail-rate",
         type=_probability,

@@ -54,6 +54,10 @@ def _check_rate(name: str, value: float) -> None:
 class EmulatorConfig:
     """How the emulator behaves: latency, faults, quotas, page cap and create status codes.
 
+    ``latency_ms`` (plus up to ``latency_jitter_ms``, seeded) is each request's round trip:
+    handled half-way through it, answered once it has passed since the request came in, the
+    emulator's own work inside it (not added to it).
+
     Fault rates are probabilities per request (0..1). ``drop_rate``, ``truncate_rate`` and
     ``fail_rate`` apply to reads and mutations; ``lost_answer_rate`` applies to mutations only (the
     change is applied, then the connection is dropped). Their sum must not exceed 1.

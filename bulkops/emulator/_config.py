@@ -18,6 +18,7 @@ _CREATE_STATUS_CHOICES = ("spec", "200", "201")
 _FULL_UPDATE_CHOICES = ("replace", "merge")
 _OVERRIDE_KEY_CHOICES = ("name", "id", "both")
 _LIST_ORDER_CHOICES = ("reversed", "kept")
+_LISTED_IDS_CHOICES = ("sent", "omitted")
 #: The newer configuration kinds a project (or an API version) may not serve.
 OPTIONAL_KINDS = ("alerts", "release_pipelines", "roles", "prompts", "settings")
 
@@ -100,6 +101,9 @@ class EmulatorConfig:
     * ``list_order``: whether answers keep the order of lists the API does not order. For now
       this covers experiment overrides (``overrides``, ``userIDOverrides`` and their ``ids``):
       ``"reversed"`` (default) answers them in reverse order, ``"kept"`` as stored.
+    * ``listed_ids``: whether the list rows of target apps and teams carry their ``id``:
+      ``"sent"`` (default) or ``"omitted"``, as both lists' spec examples show (``TargetAppDto``
+      makes ``id`` optional). Single reads keep it.
     """
 
     latency_ms: float = 0.0
@@ -124,6 +128,7 @@ class EmulatorConfig:
     list_change_limit: int | None = None
     unserved_kinds: tuple[str, ...] = ()
     unserved_status: int = 404
+    listed_ids: str = "sent"
     _parsed: dict[str, tuple[QuotaWindow, ...]] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
@@ -173,6 +178,7 @@ class EmulatorConfig:
             ("full_update", _FULL_UPDATE_CHOICES),
             ("override_key", _OVERRIDE_KEY_CHOICES),
             ("list_order", _LIST_ORDER_CHOICES),
+            ("listed_ids", _LISTED_IDS_CHOICES),
         ):
             if getattr(self, name) not in choices:
                 raise ValueError(

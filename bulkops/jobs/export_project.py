@@ -137,6 +137,9 @@ class Exported:
     #: Singleton documents at ``<list_path>/<document>``, each an entity keyed by its segment
     #: (settings); read by ``_read_documents``.
     documents: tuple[str, ...] = ()
+    #: The field that names a row carrying no ``identity`` (target apps and teams: the spec's
+    #: list examples give their rows no ``id``); None: such a row is an error.
+    fallback: str | None = None
 
 
 def _table() -> dict[str, Exported]:
@@ -151,12 +154,12 @@ def _table() -> dict[str, Exported]:
         "holdouts": listed(HOLDOUT),
         "segments": listed(SEGMENT),
         "tags": listed(TAG),
-        "target_apps": listed(TARGET_APP),
+        "target_apps": listed(TARGET_APP, fallback="name"),
         "metric_sources": listed(METRIC_SOURCE),
         # Hidden metrics too; the list holds metrics with and without a source.
         "metrics": Exported(api_path("metrics", "list"), "id", query={"showHiddenMetrics": "true"}),
         "unit_id_types": listed(UNIT_ID_TYPE),
-        "teams": listed(TEAM),
+        "teams": listed(TEAM, fallback="name"),
         "environments": Exported(api_path("environments"), "name", document_key="environments"),
         "assignment_sources": listed(ASSIGNMENT_SOURCE),
         "entity_properties": listed(ENTITY_PROPERTY),
@@ -309,7 +312,8 @@ async def _read_rows(
             rows = again
     ids = [_identity(row, how) for row in rows]
     if any(key is None for key in ids):
-        raise _changed(what, f"an item has no {how.identity!r}")
+        named = f"{how.identity!r}" + (f" (nor {how.fallback!r})" if how.fallback else "")
+        raise _changed(what, f"an item has no {named}")
     if len(set(ids)) != len(ids):
         raise _changed(what, "an item appeared twice")
     return rows
@@ -383,12 +387,20 @@ def _keyed(row: Any, how: Exported) -> tuple[str, Any]:
     """A row's key and the object its file holds (a document kind's row wraps its data)."""
     if how.documents:
         return str(row["id"]), row["data"]
-    return str(row[how.identity]), row
+    key = _identity(row, how)
+    assert key is not None, "rows are checked for their identity when read"
+    return key, row
 
 
 def _identity(row: Any, how: Exported) -> str | None:
-    key = row.get(how.identity) if isinstance(row, dict) else None
-    return key if isinstance(key, str) and key else None
+    """The row's ``identity``, or else its ``fallback`` field, if a non-empty string."""
+    if not isinstance(row, dict):
+        return None
+    for field in (how.identity, how.fallback):
+        key = row.get(field) if field else None
+        if isinstance(key, str) and key:
+            return key
+    return None
 
 
 class _Details:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._context import Call
 from .._errors import NOT_FOUND, not_found
 from .._store import Collection, Entity, Project
 from .._validation import Obj, Str
@@ -20,6 +21,7 @@ __all__ = [
     "first_named",
     "get_or_404",
     "indexed_by_name",
+    "listed_rows",
     "metric_source_of",
     "metric_sources",
     "metrics",
@@ -67,6 +69,14 @@ def first_named(coll: Collection, name: str) -> Entity | None:
     """The entity of an :func:`indexed_by_name` collection with this exact name, if any."""
     found = coll.where(BY_NAME, name)
     return found[0] if found else None
+
+
+def listed_rows(call: Call, rows: list[Entity]) -> list[Entity]:
+    """List rows of a kind whose ``id`` the spec's list examples leave out (target apps, teams):
+    as stored, or without ``id`` under ``EmulatorConfig.listed_ids="omitted"``."""
+    if call.config.listed_ids == "sent":
+        return rows
+    return [{k: v for k, v in row.items() if k != "id"} for row in rows]
 
 
 def metric_source_of(metric: Entity) -> str | None:

@@ -8,9 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pytest
 
 from bulkops.emulator import EmulatorConfig, World, project_from_snapshot, running_emulator
+from bulkops.errors import MalformedResponse
+from bulkops.jobs.export_project import _ids_of
 from tests.support.commands import run_export
+from tests.support.jobs import snapshot
 from tests.test_export_project import manifest_of, project_job
 
 
@@ -29,6 +33,13 @@ def files_of(out: Path, kind: str) -> dict[str, Any]:
     """The kind's exported objects, by manifest id."""
     entries = manifest_of(out)["entities"][kind]
     return {e["id"]: orjson.loads((out / e["file"]).read_bytes()) for e in entries}
+
+
+def detail_of(out: Path, kind: str, key: str, detail: str) -> Any:
+    """The exported ``detail`` of the ``kind`` entity ``key``."""
+    entries = manifest_of(out)["details"][kind]
+    entry = next(e for e in entries if e["id"] == key and e["detail"] == detail)
+    return orjson.loads((out / entry["file"]).read_bytes())
 
 
 async def test_target_apps_and_teams_listed_without_ids_are_keyed_by_name(tmp_path, world) -> None:
@@ -56,3 +67,57 @@ async def test_target_apps_and_teams_with_ids_stay_keyed_by_id(tmp_path, world) 
     source = world.project("source")
     for kind in ("target_apps", "teams"):
         assert set(files_of(tmp_path / "out", kind)) == set(source.collection(kind)), kind
+
+
+def with_long_id_list(world: World, size: int = 250) -> World:
+    """The demo world with the ``vip_users`` id list grown to ``size`` ids (several pages)."""
+    ids = [f"user-{n:04d}" for n in range(size)]
+    world.project("source").collection("segment_ids").put("vip_users", {"ids": ids})
+    return world
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"pagination": "omitted"},
+        {"pagination": "unpaged"},
+        {"id_list_shape": "wrapped"},
+        {"id_list_shape": "ids", "pagination": "omitted"},
+    ],
+    ids=lambda config: ",".join(f"{k}={v}" for k, v in config.items()),
+)
+async def test_lists_read_alike_with_or_without_pagination_and_in_each_id_list_shape(
+    tmp_path, world, config
+) -> None:
+    """Without a pagination block (pages sliced by limit, or every row on every page), and
+    with an id list's data in each shape, the export is the same as under the default reading:
+    every gate of several pages and every one of 250 ids of a segment."""
+    with_long_id_list(world)
+    select = kinds("gates", "segments")
+    assert await export(world, tmp_path / "default", select) == 0
+    world.clear_log()
+    assert await export(world, tmp_path / "reading", select, **config) == 0
+    assert snapshot(tmp_path / "reading" / "out") == snapshot(tmp_path / "default" / "out")
+    out = tmp_path / "reading" / "out"
+    assert len(files_of(out, "gates")) == 301
+    assert detail_of(out, "segments", "vip_users", "id_list") == [
+        f"user-{n:04d}" for n in range(250)
+    ]
+    if config.get("pagination") == "unpaged":  # page 2 repeated page 1: the list ends there
+        pages = world.requests(method="GET", path_prefix="/console/v1/gates")
+        assert sorted(int(r.query["page"]) for r in pages if r.path == "/console/v1/gates") == [
+            1,
+            2,
+        ]
+
+
+def test_an_id_list_page_in_no_known_shape_is_malformed() -> None:
+    """An id list's data that is neither {ids}, [{ids}] nor a list of ids is a MalformedResponse
+    naming the request, never read as no ids; a null data is no ids."""
+    assert _ids_of({"name": "s", "count": 2, "ids": ["a", "b"]}, "GET /x", "p") == ["a", "b"]
+    assert _ids_of([{"ids": ["a"]}], "GET /x", "p") == ["a"]
+    assert _ids_of(["a", 7], "GET /x", "p") == ["a", "7"]
+    assert _ids_of(None, "GET /x", "p") == []
+    for data in ({"name": "s"}, "a,b", [{"ids": "a"}], [["a"]]):
+        with pytest.raises(MalformedResponse, match="GET /x"):
+            _ids_of(data, "GET /x", "p")

@@ -19,6 +19,8 @@ _FULL_UPDATE_CHOICES = ("replace", "merge")
 _OVERRIDE_KEY_CHOICES = ("name", "id", "both")
 _LIST_ORDER_CHOICES = ("reversed", "kept")
 _LISTED_IDS_CHOICES = ("sent", "omitted")
+_PAGINATION_CHOICES = ("sent", "omitted", "unpaged")
+_ID_LIST_SHAPE_CHOICES = ("object", "wrapped", "ids")
 #: The newer configuration kinds a project (or an API version) may not serve.
 OPTIONAL_KINDS = ("alerts", "release_pipelines", "roles", "prompts", "settings")
 
@@ -104,6 +106,14 @@ class EmulatorConfig:
     * ``listed_ids``: whether the list rows of target apps and teams carry their ``id``:
       ``"sent"`` (default) or ``"omitted"``, as both lists' spec examples show (``TargetAppDto``
       makes ``id`` optional). Single reads keep it.
+    * ``pagination``: the ``pagination`` block of list answers, which the spec marks required
+      but many of its examples omit: ``"sent"`` (default; the client checks ``totalItems``, so
+      a list changing under it is caught), ``"omitted"`` (pages sliced by ``limit``, no block),
+      or ``"unpaged"`` (every item on every page, ``page`` and ``limit`` ignored, no block, as
+      the examples with ``itemsPerPage: 20000`` suggest a server may do).
+    * ``id_list_shape``: the ``data`` of ``GET /segments/{id}/id_list``, whose schema joins a
+      list envelope to an object: ``"object"`` (default, ``{name, count, ids}`` as the example
+      shows), ``"wrapped"`` (that object in a one-item list) or ``"ids"`` (the page's ids).
     """
 
     latency_ms: float = 0.0
@@ -129,6 +139,8 @@ class EmulatorConfig:
     unserved_kinds: tuple[str, ...] = ()
     unserved_status: int = 404
     listed_ids: str = "sent"
+    pagination: str = "sent"
+    id_list_shape: str = "object"
     _parsed: dict[str, tuple[QuotaWindow, ...]] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
@@ -179,6 +191,8 @@ class EmulatorConfig:
             ("override_key", _OVERRIDE_KEY_CHOICES),
             ("list_order", _LIST_ORDER_CHOICES),
             ("listed_ids", _LISTED_IDS_CHOICES),
+            ("pagination", _PAGINATION_CHOICES),
+            ("id_list_shape", _ID_LIST_SHAPE_CHOICES),
         ):
             if getattr(self, name) not in choices:
                 raise ValueError(

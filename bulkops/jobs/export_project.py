@@ -60,7 +60,7 @@ from bulkops.engine import collector
 from bulkops.engine.background import in_background
 from bulkops.engine.concurrency import gather, most_telling
 from bulkops.engine.graph import Task
-from bulkops.errors import AuthError, InconsistentListing, NotFound
+from bulkops.errors import AuthError, InconsistentListing, MalformedResponse, NotFound
 from bulkops.human import count, plural
 from bulkops.jobs.base import Count, RunContext
 from bulkops.jobs.entity_kinds import (
@@ -331,8 +331,10 @@ async def _read_pages(
 
     Page 1 gives the total, and the other pages are then read at once (with ``known_pages``,
     every page at once); a last page that says there is a next one (the list grew, or the
-    server gave no total) is followed, page by page. ``on_page`` sees each page's rows as they
-    arrive."""
+    server gave no total) is followed, page by page. Without a ``pagination`` block a full page
+    says so (``parse_page``), and a page that repeats the one before ends the list: a server
+    that does not page answers every row on every page. ``on_page`` sees each page's rows as
+    they arrive."""
     got: dict[int, Page] = {}
 
     async def fetch(number: int) -> None:
@@ -354,6 +356,10 @@ async def _read_pages(
     while got[number].data and got[number].has_next:
         number += 1
         await fetch(number)
+        if _repeats(got[number].data, got[number - 1].data, how):
+            del got[number]  # the server ignores `page`: the page before was the whole list
+            number -= 1
+            break
     rows = [row for index in sorted(got) for row in got[index].data]
     total = got[1].total
     if total is not None and len(rows) != total:
@@ -499,29 +505,69 @@ class _Details:
 
 
 async def _read_id_list(client: ConsoleClient, segment: EntityKind, key: str) -> list[str]:
-    """Every id of an id_list segment, all pages, in the API's order."""
+    """Every id of an id_list segment, all pages, in the API's order.
+
+    A page is followed by the next while its ``pagination`` says ``nextPage`` or, without a
+    ``pagination`` block (as the spec's example), while it is full; a page that repeats the one
+    before (a server that does not page) or an empty one ends the list. ``data`` may be the
+    ``IDListDto`` the example shows, that object in a list, or the ids themselves
+    (``_ids_of``); ``count`` is never checked, since the example's ``["1, 2, 3"]`` with
+    ``count: 3`` leaves open what an item of ``ids`` is."""
     path = segment.item_path(key, "id_list")
     ids: list[str] = []
-    number, total = 1, None
+    number = 1
+    total: int | None = None
+    before: list[str] | None = None
     while True:
         body = await client.get(path, {"page": number, "limit": PAGE_LIMIT})
-        data = body.get("data")
-        page = data.get("ids") if isinstance(data, dict) else None
-        if not isinstance(page, list):
-            page = []
-        ids.extend(str(item) for item in page)
+        page = _ids_of(
+            body.get("data"), f"GET {path} on project {client.project!r}", client.project
+        )
+        if page == before:
+            break
+        ids.extend(page)
         pagination = body.get("pagination") or {}
+        if not isinstance(pagination, dict):
+            pagination = {}
         if number == 1 and isinstance(pagination.get("totalItems"), int):
             total = pagination["totalItems"]
-        if not page or not pagination.get("nextPage"):
+        # Without a pagination block (as the spec's example) a full page may not be the last.
+        full = len(page) >= PAGE_LIMIT
+        more = bool(pagination.get("nextPage")) if "pagination" in body else full
+        if not page or not more:
             break
-        number += 1
+        number, before = number + 1, page
     if total is not None and len(ids) != total:
         raise InconsistentListing(
             f"the ids of segment {key!r}: read {len(ids)} but totalItems={total}; the list "
             "changed while it was being read."
         )
     return ids
+
+
+def _ids_of(data: Any, where: str, project: str) -> list[str]:
+    """The ids of one id_list page: ``data`` as ``{ids}``, ``[{ids}, ...]`` or ``[id, ...]``;
+    None (no ids) is none."""
+    if data is None:
+        return []
+    if isinstance(data, dict):
+        data = [data]
+    if isinstance(data, list):
+        if all(isinstance(item, dict) for item in data):
+            lists = [item.get("ids") for item in data]
+            if all(isinstance(found, list) for found in lists):
+                return [str(i) for found in lists if isinstance(found, list) for i in found]
+        elif all(isinstance(item, str | int) for item in data):
+            return [str(item) for item in data]
+    raise MalformedResponse(
+        f"{where}: expected the segment's ids in `data` (an object with `ids`, or a list)",
+        project=project,
+    )
+
+
+def _repeats(page: list[Any], before: list[Any], how: Exported) -> bool:
+    """Whether ``page`` lists the same rows as the page before it (non-empty)."""
+    return bool(page) and [_identity(r, how) for r in page] == [_identity(r, how) for r in before]
 
 
 def _empty(value: Any) -> bool:

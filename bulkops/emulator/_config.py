@@ -21,6 +21,7 @@ _LIST_ORDER_CHOICES = ("reversed", "kept")
 _LISTED_IDS_CHOICES = ("sent", "omitted")
 _PAGINATION_CHOICES = ("sent", "omitted", "unpaged")
 _ID_LIST_SHAPE_CHOICES = ("object", "wrapped", "ids")
+_EMPTY_OVERRIDES_CHOICES = ("lists", "null", "404")
 #: The newer configuration kinds a project (or an API version) may not serve.
 OPTIONAL_KINDS = ("alerts", "release_pipelines", "roles", "prompts", "settings")
 
@@ -114,6 +115,9 @@ class EmulatorConfig:
     * ``id_list_shape``: the ``data`` of ``GET /segments/{id}/id_list``, whose schema joins a
       list envelope to an object: ``"object"`` (default, ``{name, count, ids}`` as the example
       shows), ``"wrapped"`` (that object in a one-item list) or ``"ids"`` (the page's ids).
+    * ``empty_overrides``: what ``GET /{gates|holdouts|experiments|layers}/{id}/overrides``
+      answers for an entity with none: ``"lists"`` (default, the DTO with empty lists),
+      ``"null"`` (``data`` null) or ``"404"`` (the spec documents a 404 on these reads).
     """
 
     latency_ms: float = 0.0
@@ -141,6 +145,7 @@ class EmulatorConfig:
     listed_ids: str = "sent"
     pagination: str = "sent"
     id_list_shape: str = "object"
+    empty_overrides: str = "lists"
     _parsed: dict[str, tuple[QuotaWindow, ...]] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
@@ -193,6 +198,7 @@ class EmulatorConfig:
             ("listed_ids", _LISTED_IDS_CHOICES),
             ("pagination", _PAGINATION_CHOICES),
             ("id_list_shape", _ID_LIST_SHAPE_CHOICES),
+            ("empty_overrides", _EMPTY_OVERRIDES_CHOICES),
         ):
             if getattr(self, name) not in choices:
                 raise ValueError(

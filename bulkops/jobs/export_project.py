@@ -480,10 +480,22 @@ class _Details:
                 batch, self.unstaged = self.unstaged, []
                 self.group.start_soon(in_background, self.stage, _detail_files(self.kind, batch))
         except NotFound:
-            raise _changed(
-                f"the {self.kind.replace('_', ' ')} of project {self.client.project!r}",
-                f"{key!r} was deleted before its {detail} were read",
-            ) from None
+            if not await self._exists(key):
+                raise _changed(
+                    f"the {self.kind.replace('_', ' ')} of project {self.client.project!r}",
+                    f"{key!r} was deleted before its {detail} were read",
+                ) from None
+            self.found[key, detail] = None  # a 404 for "none" (the spec documents one)
+
+    async def _exists(self, key: str) -> bool:
+        """Whether the entity is still there, after its detail answered 404: the spec documents
+        a 404 on the overrides reads, which a server may answer for an entity with none."""
+        assert self.how.entity is not None
+        try:
+            await self.client.get(self.how.entity.read_path(key))
+        except NotFound:
+            return False
+        return True
 
     async def collect(self, rows: list[dict[str, Any]]) -> list[list[Any]]:
         """``[id, detail, data]`` for every non-empty detail of ``rows``, in list order."""

@@ -18,6 +18,10 @@ _CREATE_STATUS_CHOICES = ("spec", "200", "201")
 _FULL_UPDATE_CHOICES = ("replace", "merge")
 _OVERRIDE_KEY_CHOICES = ("name", "id", "both")
 _LIST_ORDER_CHOICES = ("reversed", "kept")
+_LISTED_IDS_CHOICES = ("sent", "omitted")
+_PAGINATION_CHOICES = ("sent", "omitted", "unpaged")
+_ID_LIST_SHAPE_CHOICES = ("object", "wrapped", "ids")
+_EMPTY_OVERRIDES_CHOICES = ("lists", "null", "404")
 #: The newer configuration kinds a project (or an API version) may not serve.
 OPTIONAL_KINDS = ("alerts", "release_pipelines", "roles", "prompts", "settings")
 
@@ -100,6 +104,20 @@ class EmulatorConfig:
     * ``list_order``: whether answers keep the order of lists the API does not order. For now
       this covers experiment overrides (``overrides``, ``userIDOverrides`` and their ``ids``):
       ``"reversed"`` (default) answers them in reverse order, ``"kept"`` as stored.
+    * ``listed_ids``: whether the list rows of target apps and teams carry their ``id``:
+      ``"sent"`` (default) or ``"omitted"``, as both lists' spec examples show (``TargetAppDto``
+      makes ``id`` optional). Single reads keep it.
+    * ``pagination``: the ``pagination`` block of list answers, which the spec marks required
+      but many of its examples omit: ``"sent"`` (default; the client checks ``totalItems``, so
+      a list changing under it is caught), ``"omitted"`` (pages sliced by ``limit``, no block),
+      or ``"unpaged"`` (every item on every page, ``page`` and ``limit`` ignored, no block, as
+      the examples with ``itemsPerPage: 20000`` suggest a server may do).
+    * ``id_list_shape``: the ``data`` of ``GET /segments/{id}/id_list``, whose schema joins a
+      list envelope to an object: ``"object"`` (default, ``{name, count, ids}`` as the example
+      shows), ``"wrapped"`` (that object in a one-item list) or ``"ids"`` (the page's ids).
+    * ``empty_overrides``: what ``GET /{gates|holdouts|experiments|layers}/{id}/overrides``
+      answers for an entity with none: ``"lists"`` (default, the DTO with empty lists),
+      ``"null"`` (``data`` null) or ``"404"`` (the spec documents a 404 on these reads).
     """
 
     latency_ms: float = 0.0
@@ -124,6 +142,10 @@ class EmulatorConfig:
     list_change_limit: int | None = None
     unserved_kinds: tuple[str, ...] = ()
     unserved_status: int = 404
+    listed_ids: str = "sent"
+    pagination: str = "sent"
+    id_list_shape: str = "object"
+    empty_overrides: str = "lists"
     _parsed: dict[str, tuple[QuotaWindow, ...]] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
@@ -173,6 +195,10 @@ class EmulatorConfig:
             ("full_update", _FULL_UPDATE_CHOICES),
             ("override_key", _OVERRIDE_KEY_CHOICES),
             ("list_order", _LIST_ORDER_CHOICES),
+            ("listed_ids", _LISTED_IDS_CHOICES),
+            ("pagination", _PAGINATION_CHOICES),
+            ("id_list_shape", _ID_LIST_SHAPE_CHOICES),
+            ("empty_overrides", _EMPTY_OVERRIDES_CHOICES),
         ):
             if getattr(self, name) not in choices:
                 raise ValueError(

@@ -8,6 +8,8 @@
 ``nextPage``/``previousPage`` are relative links that repeat the request's own path and query
 with ``page`` changed (and ``page``/``limit`` appended when absent), or null. ``limit`` defaults to
 100 and is capped at ``EmulatorConfig.max_page_limit``; a bad ``page`` or ``limit`` is a 400.
+``EmulatorConfig.pagination`` may leave the block out (``"omitted"``), or also answer every item
+whatever the ``page`` and ``limit`` (``"unpaged"``).
 """
 
 from __future__ import annotations
@@ -67,6 +69,9 @@ def _link(call: Call, page: int, limit: int) -> str:
 
 def paged(call: Call, message: str, items: Sequence[Any]) -> Reply:
     """Slice ``items`` by the call's ``page``/``limit`` and wrap them in the list envelope."""
+    mode = call.config.pagination
+    if mode == "unpaged":
+        return Reply(200, {"message": message, "data": list(items)})
     page = _positive_int(call, "page", 1)
     limit = min(_positive_int(call, "limit", DEFAULT_LIMIT), call.config.max_page_limit)
     total = len(items)
@@ -81,4 +86,6 @@ def paged(call: Call, message: str, items: Sequence[Any]) -> Reply:
         "totalItems": total,
         "all": call.raw_path,
     }
+    if mode == "omitted":
+        return Reply(200, {"message": message, "data": data})
     return Reply(200, {"message": message, "data": data, "pagination": pagination})

@@ -19,7 +19,9 @@ sequence so they cannot repeat a seeded id made by an emulator project of the sa
 A settings document (kind ``settings``) is stored under its manifest ``id``, the path segment
 (``project``, ``reviews``, ``roles``, ``teams``). Kinds the manifest lists as ``unavailable``
 (optional kinds the source project did not serve) are not served by the seeded project either
-(404), so an export of it writes the same ``unavailable``. Experiment overrides are answered
+(404), so an export of it writes the same ``unavailable``. A target app or team exported
+without an ``id`` (a server whose lists leave it out) is given the one this emulator derives
+from its name. Experiment overrides are answered
 exactly as read until the first write (their stored form names each gate or segment by id *and*
 name, which a read answers by one of them).
 
@@ -32,7 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +44,7 @@ from ._config import OPTIONAL_KINDS
 from ._ids import stable_id
 from ._store import Project
 from ._world import World
+from .resources._entities import derive_id
 from .resources.experiment_overrides import SEEDED_ANSWER
 from .resources.settings import DOCUMENTS as SETTINGS_DOCUMENTS
 
@@ -78,6 +81,12 @@ ENTITY_KINDS: dict[str, str] = {
     "release_pipelines": "id",
     "roles": "name",
     "prompts": "id",
+}
+#: Kinds whose list rows may carry no ``id`` (``EmulatorConfig.listed_ids``): a file without one
+#: is stored under the id this emulator gives such an entity, derived from its name.
+_ID_FROM_NAME: dict[str, Callable[[str, str], str]] = {
+    "target_apps": lambda project, name: derive_id(name, strict=True),
+    "teams": lambda project, name: stable_id("team", project, name),
 }
 #: Kinds of singleton documents: the manifest's ``id`` (the path segment) keys each one.
 DOCUMENT_KINDS: dict[str, tuple[str, ...]] = {"settings": SETTINGS_DOCUMENTS}
@@ -233,6 +242,16 @@ def _newest_time(value: Any) -> int:
     return max((int(t) for t in times if isinstance(t, int | float)), default=0)
 
 
+def _with_id(project: str, kind: str, entity: Any) -> Any:
+    """``entity``, given the id the emulator derives from its name if its kind may come
+    without one (``_ID_FROM_NAME``) and it has none."""
+    derive = _ID_FROM_NAME.get(kind)
+    if derive is None or not isinstance(entity, dict) or entity.get("id"):
+        return entity
+    name = entity.get("name")
+    return {**entity, "id": derive(project, name)} if isinstance(name, str) and name else entity
+
+
 def _document_key(snap: _Snapshot, kind: str, entry: dict[str, Any], document: Any) -> str:
     """The key of a singleton document: its manifest ``id``, one of the kind's documents."""
     documents = DOCUMENT_KINDS[kind]
@@ -282,6 +301,7 @@ def project_from_snapshot(
         if key_field is None:
             key = _document_key(snap, kind, entry, entity)
         else:
+            entity = _with_id(project.name, kind, entity)
             key = entity.get(key_field) if isinstance(entity, dict) else None
         if not isinstance(key, str) or not key:
             raise snap.fail(

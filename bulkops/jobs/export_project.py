@@ -60,7 +60,7 @@ from bulkops.engine import collector
 from bulkops.engine.background import in_background
 from bulkops.engine.concurrency import gather, most_telling
 from bulkops.engine.graph import Task
-from bulkops.errors import AuthError, InconsistentListing, NotFound
+from bulkops.errors import AuthError, InconsistentListing, MalformedResponse, NotFound
 from bulkops.human import count, plural
 from bulkops.jobs.base import Count, RunContext
 from bulkops.jobs.entity_kinds import (
@@ -137,6 +137,9 @@ class Exported:
     #: Singleton documents at ``<list_path>/<document>``, each an entity keyed by its segment
     #: (settings); read by ``_read_documents``.
     documents: tuple[str, ...] = ()
+    #: The field that names a row carrying no ``identity`` (target apps and teams: the spec's
+    #: list examples give their rows no ``id``); None: such a row is an error.
+    fallback: str | None = None
 
 
 def _table() -> dict[str, Exported]:
@@ -151,12 +154,12 @@ def _table() -> dict[str, Exported]:
         "holdouts": listed(HOLDOUT),
         "segments": listed(SEGMENT),
         "tags": listed(TAG),
-        "target_apps": listed(TARGET_APP),
+        "target_apps": listed(TARGET_APP, fallback="name"),
         "metric_sources": listed(METRIC_SOURCE),
         # Hidden metrics too; the list holds metrics with and without a source.
         "metrics": Exported(api_path("metrics", "list"), "id", query={"showHiddenMetrics": "true"}),
         "unit_id_types": listed(UNIT_ID_TYPE),
-        "teams": listed(TEAM),
+        "teams": listed(TEAM, fallback="name"),
         "environments": Exported(api_path("environments"), "name", document_key="environments"),
         "assignment_sources": listed(ASSIGNMENT_SOURCE),
         "entity_properties": listed(ENTITY_PROPERTY),
@@ -309,7 +312,8 @@ async def _read_rows(
             rows = again
     ids = [_identity(row, how) for row in rows]
     if any(key is None for key in ids):
-        raise _changed(what, f"an item has no {how.identity!r}")
+        named = f"{how.identity!r}" + (f" (nor {how.fallback!r})" if how.fallback else "")
+        raise _changed(what, f"an item has no {named}")
     if len(set(ids)) != len(ids):
         raise _changed(what, "an item appeared twice")
     return rows
@@ -327,8 +331,10 @@ async def _read_pages(
 
     Page 1 gives the total, and the other pages are then read at once (with ``known_pages``,
     every page at once); a last page that says there is a next one (the list grew, or the
-    server gave no total) is followed, page by page. ``on_page`` sees each page's rows as they
-    arrive."""
+    server gave no total) is followed, page by page. Without a ``pagination`` block a full page
+    says so (``parse_page``), and a page that repeats the one before ends the list: a server
+    that does not page answers every row on every page. ``on_page`` sees each page's rows as
+    they arrive."""
     got: dict[int, Page] = {}
 
     async def fetch(number: int) -> None:
@@ -350,6 +356,10 @@ async def _read_pages(
     while got[number].data and got[number].has_next:
         number += 1
         await fetch(number)
+        if _repeats(got[number].data, got[number - 1].data, how):
+            del got[number]  # the server ignores `page`: the page before was the whole list
+            number -= 1
+            break
     rows = [row for index in sorted(got) for row in got[index].data]
     total = got[1].total
     if total is not None and len(rows) != total:
@@ -383,12 +393,20 @@ def _keyed(row: Any, how: Exported) -> tuple[str, Any]:
     """A row's key and the object its file holds (a document kind's row wraps its data)."""
     if how.documents:
         return str(row["id"]), row["data"]
-    return str(row[how.identity]), row
+    key = _identity(row, how)
+    assert key is not None, "rows are checked for their identity when read"
+    return key, row
 
 
 def _identity(row: Any, how: Exported) -> str | None:
-    key = row.get(how.identity) if isinstance(row, dict) else None
-    return key if isinstance(key, str) and key else None
+    """The row's ``identity``, or else its ``fallback`` field, if a non-empty string."""
+    if not isinstance(row, dict):
+        return None
+    for field in (how.identity, how.fallback):
+        key = row.get(field) if field else None
+        if isinstance(key, str) and key:
+            return key
+    return None
 
 
 class _Details:
@@ -462,10 +480,22 @@ class _Details:
                 batch, self.unstaged = self.unstaged, []
                 self.group.start_soon(in_background, self.stage, _detail_files(self.kind, batch))
         except NotFound:
-            raise _changed(
-                f"the {self.kind.replace('_', ' ')} of project {self.client.project!r}",
-                f"{key!r} was deleted before its {detail} were read",
-            ) from None
+            if not await self._exists(key):
+                raise _changed(
+                    f"the {self.kind.replace('_', ' ')} of project {self.client.project!r}",
+                    f"{key!r} was deleted before its {detail} were read",
+                ) from None
+            self.found[key, detail] = None  # a 404 for "none" (the spec documents one)
+
+    async def _exists(self, key: str) -> bool:
+        """Whether the entity is still there, after its detail answered 404: the spec documents
+        a 404 on the overrides reads, which a server may answer for an entity with none."""
+        assert self.how.entity is not None
+        try:
+            await self.client.get(self.how.entity.read_path(key))
+        except NotFound:
+            return False
+        return True
 
     async def collect(self, rows: list[dict[str, Any]]) -> list[list[Any]]:
         """``[id, detail, data]`` for every non-empty detail of ``rows``, in list order."""
@@ -487,29 +517,69 @@ class _Details:
 
 
 async def _read_id_list(client: ConsoleClient, segment: EntityKind, key: str) -> list[str]:
-    """Every id of an id_list segment, all pages, in the API's order."""
+    """Every id of an id_list segment, all pages, in the API's order.
+
+    A page is followed by the next while its ``pagination`` says ``nextPage`` or, without a
+    ``pagination`` block (as the spec's example), while it is full; a page that repeats the one
+    before (a server that does not page) or an empty one ends the list. ``data`` may be the
+    ``IDListDto`` the example shows, that object in a list, or the ids themselves
+    (``_ids_of``); ``count`` is never checked, since the example's ``["1, 2, 3"]`` with
+    ``count: 3`` leaves open what an item of ``ids`` is."""
     path = segment.item_path(key, "id_list")
     ids: list[str] = []
-    number, total = 1, None
+    number = 1
+    total: int | None = None
+    before: list[str] | None = None
     while True:
         body = await client.get(path, {"page": number, "limit": PAGE_LIMIT})
-        data = body.get("data")
-        page = data.get("ids") if isinstance(data, dict) else None
-        if not isinstance(page, list):
-            page = []
-        ids.extend(str(item) for item in page)
+        page = _ids_of(
+            body.get("data"), f"GET {path} on project {client.project!r}", client.project
+        )
+        if page == before:
+            break
+        ids.extend(page)
         pagination = body.get("pagination") or {}
+        if not isinstance(pagination, dict):
+            pagination = {}
         if number == 1 and isinstance(pagination.get("totalItems"), int):
             total = pagination["totalItems"]
-        if not page or not pagination.get("nextPage"):
+        # Without a pagination block (as the spec's example) a full page may not be the last.
+        full = len(page) >= PAGE_LIMIT
+        more = bool(pagination.get("nextPage")) if "pagination" in body else full
+        if not page or not more:
             break
-        number += 1
+        number, before = number + 1, page
     if total is not None and len(ids) != total:
         raise InconsistentListing(
             f"the ids of segment {key!r}: read {len(ids)} but totalItems={total}; the list "
             "changed while it was being read."
         )
     return ids
+
+
+def _ids_of(data: Any, where: str, project: str) -> list[str]:
+    """The ids of one id_list page: ``data`` as ``{ids}``, ``[{ids}, ...]`` or ``[id, ...]``;
+    None (no ids) is none."""
+    if data is None:
+        return []
+    if isinstance(data, dict):
+        data = [data]
+    if isinstance(data, list):
+        if all(isinstance(item, dict) for item in data):
+            lists = [item.get("ids") for item in data]
+            if all(isinstance(found, list) for found in lists):
+                return [str(i) for found in lists if isinstance(found, list) for i in found]
+        elif all(isinstance(item, str | int) for item in data):
+            return [str(item) for item in data]
+    raise MalformedResponse(
+        f"{where}: expected the segment's ids in `data` (an object with `ids`, or a list)",
+        project=project,
+    )
+
+
+def _repeats(page: list[Any], before: list[Any], how: Exported) -> bool:
+    """Whether ``page`` lists the same rows as the page before it (non-empty)."""
+    return bool(page) and [_identity(r, how) for r in page] == [_identity(r, how) for r in before]
 
 
 def _empty(value: Any) -> bool:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .._context import Call, Reply
+from .._envelopes import single
 from .._errors import NOT_FOUND, not_found
 from .._store import Collection, Entity, Project
 from .._validation import Obj, Str
@@ -20,10 +22,12 @@ __all__ = [
     "first_named",
     "get_or_404",
     "indexed_by_name",
+    "listed_rows",
     "metric_source_of",
     "metric_sources",
     "metrics",
     "modified_fields",
+    "overrides_read",
 ]
 
 CONSOLE_API = "CONSOLE API"
@@ -67,6 +71,25 @@ def first_named(coll: Collection, name: str) -> Entity | None:
     """The entity of an :func:`indexed_by_name` collection with this exact name, if any."""
     found = coll.where(BY_NAME, name)
     return found[0] if found else None
+
+
+def listed_rows(call: Call, rows: list[Entity]) -> list[Entity]:
+    """List rows of a kind whose ``id`` the spec's list examples leave out (target apps, teams):
+    as stored, or without ``id`` under ``EmulatorConfig.listed_ids="omitted"``."""
+    if call.config.listed_ids == "sent":
+        return rows
+    return [{k: v for k, v in row.items() if k != "id"} for row in rows]
+
+
+def overrides_read(call: Call, message: str, overrides: Any, status: int = 200) -> Reply:
+    """The answer of an overrides GET; overrides that are all empty are answered as
+    ``EmulatorConfig.empty_overrides`` says: the lists, ``data`` null, or a 404."""
+    empty = isinstance(overrides, dict) and not any(overrides.values())
+    if empty and call.config.empty_overrides == "404":
+        raise not_found()
+    if empty and call.config.empty_overrides == "null":
+        return single(message, None, status)
+    return single(message, overrides, status)
 
 
 def metric_source_of(metric: Entity) -> str | None:

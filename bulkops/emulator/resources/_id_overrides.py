@@ -22,6 +22,7 @@ from .._errors import validation_failed
 from .._routing import Router
 from .._store import Entity
 from .._validation import ListOf, Obj, Str, validate
+from ._common import overrides_read
 from ._entities import Kind, clears_all, get_entity, save_overrides
 
 __all__ = ["EMPTY_OVERRIDES", "OVERRIDES_SCHEMA", "register_id_overrides"]
@@ -115,7 +116,7 @@ def register_id_overrides(router: Router, base: str, kind: Kind, status: int) ->
 
     async def read(call: Call) -> Reply:
         _, overrides = current(call)
-        return single(read_msg, overrides, status)
+        return overrides_read(call, read_msg, overrides, status)
 
     def writer(op: str) -> Any:
         async def write(call: Call) -> Reply:

@@ -25,7 +25,7 @@ from .._ids import stable_id
 from .._routing import Router
 from .._store import Collection, Entity, Project
 from .._validation import Bool, Enum, ListOf, Obj, Str, validate
-from ._common import first_named, get_or_404, indexed_by_name
+from ._common import first_named, get_or_404, indexed_by_name, listed_rows
 
 __all__ = [
     "create_team",
@@ -156,7 +156,8 @@ def create_unit_id_type(project: Project, fields: dict[str, Any]) -> Entity:
 
 
 async def list_teams(call: Call) -> Reply:
-    return paged(call, "Teams listed successfully.", teams(call.project).values())
+    found = list(teams(call.project).values())
+    return paged(call, "Teams listed successfully.", listed_rows(call, found))
 
 
 async def read_team(call: Call) -> Reply:

@@ -36,6 +36,7 @@ from .._errors import validation_failed
 from .._routing import Router
 from .._store import Entity
 from .._validation import Enum, ListOf, Obj, Str, validate
+from ._common import overrides_read
 from ._entities import EXPERIMENTS, GATES, SEGMENTS, clears_all, get_entity, save_overrides
 from ._refs import Errors
 from .experiments import resolve_group
@@ -189,7 +190,8 @@ async def read(call: Call) -> Reply:
     found = EXPERIMENTS.overrides(call.project).get(exp["id"])
     if found is not None and SEEDED_ANSWER in found:
         return single("Experiment Overrides read successfully.", found[SEEDED_ANSWER])
-    return single("Experiment Overrides read successfully.", _shown(call, found or dict(_EMPTY)))
+    shown = _shown(call, found or dict(_EMPTY))
+    return overrides_read(call, "Experiment Overrides read successfully.", shown)
 
 
 def _writer(op: str) -> Any:

@@ -19,6 +19,7 @@ from .._errors import validation_failed
 from .._routing import Router
 from .._store import Entity, Project
 from .._validation import Enum, ListOf, Obj, Str, validate
+from ._common import overrides_read
 from ._entities import GATES, LAYERS, SEGMENTS, clears_all, get_entity, save_overrides
 from ._refs import Errors
 from .layers import experiments_in
@@ -115,7 +116,7 @@ def _apply(current: dict[str, Any], body: dict[str, Any], op: str) -> dict[str, 
 async def read(call: Call) -> Reply:
     layer = get_entity(call.project, LAYERS, call.params["id"])
     found = LAYERS.overrides(call.project).get(layer["id"])
-    return single("Layer Overrides read successfully.", found or dict(_EMPTY))
+    return overrides_read(call, "Layer Overrides read successfully.", found or dict(_EMPTY))
 
 
 def _writer(op: str) -> Any:

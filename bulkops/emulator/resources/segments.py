@@ -147,7 +147,10 @@ async def read_ids(call: Call) -> Reply:
     segment = get_entity(call.project, SEGMENTS, call.params["id"])
     ids = segment_ids(call.project, segment["id"])
     reply = paged(call, "Segments listed successfully.", ids)
-    reply.body["data"] = {"name": segment["name"], "count": len(ids), "ids": reply.body["data"]}
+    shape = call.config.id_list_shape
+    if shape != "ids":  # "ids": the page's ids as they are (EmulatorConfig.id_list_shape)
+        listed = {"name": segment["name"], "count": len(ids), "ids": reply.body["data"]}
+        reply.body["data"] = [listed] if shape == "wrapped" else listed
     return reply
 
 

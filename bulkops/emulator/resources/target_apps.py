@@ -5,7 +5,8 @@ name-like values such as ``"my_app"``). The emulator derives it from the name li
 entities: lower-case, whitespace and characters outside ``[a-z0-9_.-]`` become ``_``
 (``"iOS App"`` → ``"ios_app"``). So the same app name has the same id in every project, and
 renaming an app (``PATCH /target_app/{id}``) keeps its id. Entities' ``targetApps`` hold these
-ids; ``GET /target_app/{id}`` also accepts the display name.
+ids; ``GET /target_app/{id}`` also accepts the display name. With
+``EmulatorConfig.listed_ids="omitted"`` the list's rows carry no ``id``, as the spec's example.
 
 Create and the bulk assign (``PATCH /target_app``) add the apps to the listed gates, dynamic
 configs and experiments (a union: nothing is removed), each such entity taking a version bump.
@@ -23,6 +24,7 @@ from .._errors import name_in_use, not_found
 from .._routing import Router
 from .._store import Collection, Entity, Project
 from .._validation import ListOf, Obj, Str, validate
+from ._common import listed_rows
 from ._entities import DYNAMIC_CONFIGS, EXPERIMENTS, GATES, Kind, derive_id, touch
 
 __all__ = ["CREATE_SCHEMA", "create_target_app", "register", "target_apps"]
@@ -97,7 +99,8 @@ def _get(project: Project, key: str, *, by_name: bool = False) -> Entity:
 
 
 async def list_apps(call: Call) -> Reply:
-    return paged(call, "Target apps listed successfully.", target_apps(call.project).values())
+    apps = list(target_apps(call.project).values())
+    return paged(call, "Target apps listed successfully.", listed_rows(call, apps))
 
 
 async def create(call: Call) -> Reply:

@@ -266,3 +266,22 @@ async def test_https_to_a_plain_http_server_says_tls_at_once() -> None:
             with pytest.raises(Unreachable, match="TLS handshake failed"):
                 await client.identify()
     assert time.monotonic() - started < 3
+
+
+@pytest.mark.parametrize("pagination", ["sent", "omitted", "unpaged"])
+async def test_list_all_reads_every_row_once_however_the_server_pages(pagination) -> None:
+    """``list_all`` returns each of 301 gates once whether the server sends a pagination block,
+    omits it (pages sliced by limit), or does not page at all (every row on every page: the
+    repeated page ends the list instead of looping for ever)."""
+    from bulkops.emulator import build_demo_world
+
+    world = build_demo_world()
+    project = world.project("source")
+    want = [gate["id"] for gate in project.collection("gates").values()]
+    assert len(want) > 100
+    config = EmulatorConfig(pagination=pagination)
+    async with running_emulator(world, config) as url, client_for(url, project.console_key) as c:
+        rows = await c.list_all(GATES)
+    assert sorted(row["id"] for row in rows) == sorted(want)
+    pages = [r for r in world.requests(method="GET") if r.path == GATES]
+    assert len(pages) == (2 if pagination == "unpaged" else -(-len(want) // 100))

@@ -371,17 +371,21 @@ class ConsoleClient:
         )
 
     async def list_all(self, path: str, query: Mapping[str, Any] | None = None) -> list[Any]:
-        """Every row of a paginated list, following pages until the server says there are no more."""
+        """Every row of a paginated list, following pages until the server says there are no more
+        (or, without a ``pagination`` block, until a page is short, empty, or the one before)."""
         rows: list[Any] = []
         page_number = 1
         total: int | None = None
+        before: list[Any] | None = None
         while True:
             page = await self.get_page(path, page_number, query=query)
+            if page.data and page.data == before:
+                break  # a server that does not page answers every row on every page
             rows.extend(page.data)
             total = page.total if page_number == 1 else total
             if not page.has_next or not page.data:
                 break
-            page_number += 1
+            page_number, before = page_number + 1, page.data
         check_total(rows_read=len(rows), total=total, what=f"{path} on project {self.project!r}")
         return rows
 

@@ -77,6 +77,10 @@ PACE_HORIZON_S = 60.0
 ROUND_TRIP_SAMPLES = 32
 #: Longest single sleep while waiting for a window, so new evidence is looked at soon.
 WAIT_SLICE_S = 2.0
+#: A wait for the windows this short neither flushes the answers queued for the ledger first nor
+#: wakes on an answer to flush it: the reservation right after it carries them, and a flush's
+#: trip through the ledger's thread (5-13 ms in a busy fleet) would outlast the wait itself.
+SHORT_WAIT_S = 0.05
 
 #: (governor, sequence number) of the mutation the current task sent last; None after a read.
 _ATTEMPT: ContextVar[tuple[RateGovernor, int] | None] = ContextVar("bulkops_attempt", default=None)
@@ -450,14 +454,15 @@ class RateGovernor:
             if self._hold is not None:
                 await self._pass_line()  # the windows wait: never hold the fleet's start up
                 continue
-            if self._ledger is not None:
+            short = delay <= SHORT_WAIT_S
+            if self._ledger is not None and not short:
                 await self._ledger[0].flush()  # answers queued for the ledger go before we wait
             if math.isinf(delay):
                 # Only an answer still due frees a slot: wait for the next one to arrive.
                 await self._next_answer()
                 continue
             delay = min(delay, WAIT_SLICE_S) if self.learned else delay
-            if self._ledger is not None and self._attempts.in_flight:
+            if self._ledger is not None and self._attempts.in_flight and not short:
                 # An answer that arrives meanwhile goes to the ledger at once (other processes
                 # see our lease end), so the wait is cut short by it.
                 await self._sleep_or_answer(delay)

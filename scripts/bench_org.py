@@ -482,6 +482,7 @@ def edit_job(projects: int, windows: list[str]) -> str:
 class EditRun:
     measured: bx.Measured
     log: dict[str, Any]
+    load: float = math.nan  # the machine's load average (1 min) when the run began
 
     def times(self, name: str | None = None) -> list[float]:
         names = [name] if name else list(self.log)
@@ -536,12 +537,14 @@ def run_edit(args: argparse.Namespace) -> tuple[list[EditRun], list[EditRun]]:
     alone: list[EditRun] = []
     for rep in range(1, args.repeat + 1):
         for what, projects, into in (("org", args.edit_projects, runs), ("alone", 0, alone)):
+            load = os.getloadavg()[0]
             run = run_edit_once(args, timeout, projects)
+            run.load = load
             into.append(run)
             bx.log(
                 f"   rep {rep} {what}: wall {run.measured.wall_s:.2f}s makespan "
                 f"{run.makespan():.2f}s ({run.makespan() / minimum:.3f}x) 429s {run.rejected} "
-                f"cpu {run.measured.cpu_s:.2f}s"
+                f"cpu {run.measured.cpu_s:.2f}s load {load:.2f}"
             )
     return runs, alone
 
@@ -584,6 +587,8 @@ def edit_report(runs: list[EditRun], alone: list[EditRun], args: argparse.Namesp
         f"| {alone_span:.2f} | {alone_span / minimum:.3f}× "
         f"| {sum(r.rejected for r in alone)} |",
         "",
+        f"- Load average (1 min) at each run's start: org "
+        f"{', '.join(f'{r.load:.2f}' for r in runs)}; alone {', '.join(f'{r.load:.2f}' for r in alone)}.",
         f"- Whole process: wall {wall:.2f} s, client CPU {cpu:.2f} s ({requests:,.0f} requests, "
         f"{cpu / requests * 1000:.2f} ms each), peak RSS {max(r.measured.peak_rss_mb for r in runs):.1f}"
         f" MiB; makespans of the runs: {', '.join(f'{m:.2f}' for m in makespans)} s.",

@@ -77,6 +77,10 @@ PACE_HORIZON_S = 60.0
 ROUND_TRIP_SAMPLES = 32
 #: Longest single sleep while waiting for a window, so new evidence is looked at soon.
 WAIT_SLICE_S = 2.0
+#: A wait for the windows this short neither flushes the answers queued for the ledger first nor
+#: wakes on an answer to flush it: the reservation right after it carries them, and a flush's
+#: trip through the ledger's thread (5-13 ms in a busy fleet) would outlast the wait itself.
+SHORT_WAIT_S = 0.05
 
 #: (governor, sequence number) of the mutation the current task sent last; None after a read.
 _ATTEMPT: ContextVar[tuple[RateGovernor, int] | None] = ContextVar("bulkops_attempt", default=None)
@@ -103,7 +107,7 @@ class RateGovernor:
         self.max_concurrency = concurrency
         self.read_concurrency = concurrency
         self._in_flight = 0
-        #: What every mutation awaits first, until it has returned once (``hold_mutations``).
+        #: The start line the first mutation awaits, till it has returned once (``hold_mutations``).
         self._hold: Callable[[], Awaitable[None]] | None = None
         #: Tasks waiting for a request slot, first come first (a mutation cleared to go before
         #: any read): each wakes on its event and looks again.
@@ -190,16 +194,16 @@ class RateGovernor:
             yield
 
     def hold_mutations(self, until: Callable[[], Awaitable[None]] | None) -> None:
-        """Send no mutation before ``until()`` has returned (a fleet's start line); reads go on."""
+        """Send no mutation before ``until()`` has returned (a fleet's start line); reads go on.
+
+        The first mutation calls it once it is ready to go (its windows allow it, its
+        reservation is made), or before it would wait for the project's windows or quota."""
         self._hold = until
 
     @asynccontextmanager
     async def mutation_slot(self) -> AsyncIterator[None]:
         """Hold one mutation attempt: the caller sends it, and leaves once its answer (or the
         error) has arrived; a cancelled attempt keeps its ledger lease (it may still arrive)."""
-        if self._hold is not None:
-            await self._hold()
-            self._hold = None
         probe_done: anyio.Event | None = None
         sent: float | None = None
         token: str | None = None
@@ -215,14 +219,7 @@ class RateGovernor:
                 await self._take_slot(lambda: self.max_concurrency, mutation=True)
                 slot = True
                 await self._restore()
-                while self._mutations_in_flight >= self.mutation_cap():
-                    self._mutation_freed = freed = anyio.Event()
-                    await freed.wait()
-                probe = await self._wait_for_windows()
-                while (wait := await self._reserve(probe)) > 0:
-                    await self._sleep(wait)  # other processes hold the project's quota
-                    probe = await self._wait_for_windows()
-                token = self._reserved
+                probe, token = await self._clear_to_send()
                 now = sent = self._clock()
                 self._mutations_in_flight += 1
                 self._peak_in_flight = max(self._peak_in_flight, self._mutations_in_flight)
@@ -276,6 +273,60 @@ class RateGovernor:
             if probe_done is not None:
                 self._probe_done = None
                 probe_done.set()
+
+    async def _clear_to_send(self) -> tuple[Probe | None, str | None]:
+        """Wait until the next attempt may go (the caller holds the mutation lock): within the
+        windows, reserved in the ledger, past the start line (``hold_mutations``) and below the
+        in-flight cap; what it probes, and its reservation's token.
+
+        The reservation is made first, while the attempts ahead are still in flight (pipelined):
+        the ledger's round trip (a thread, and the event loop's turn to hear back, 10 ms and
+        more in a busy fleet) then overlaps their answers instead of following them. It counts
+        from before the send, as ever, only earlier. Once the attempts ahead leave room, the
+        windows are looked at again; if anything changed meanwhile (a 429, a window that now
+        asks to wait, another probe) the reservation is given back as if answered now (it
+        counts one window more in the ledger: only more conservative) and all starts again.
+        """
+        while True:
+            probe = await self._wait_for_windows()
+            while (wait := await self._reserve(probe)) > 0:
+                # Other processes hold the project's quota (first at the start line, if not yet).
+                await (self._pass_line() if self._hold is not None else self._sleep(wait))
+                probe = await self._wait_for_windows()
+            token = self._reserved
+            if self._hold is None and self._mutations_in_flight < self.mutation_cap():
+                return probe, token
+            rejections = self.rejections
+            try:
+                await self._pass_line()
+                while self._mutations_in_flight >= self.mutation_cap():
+                    self._mutation_freed = freed = anyio.Event()
+                    await freed.wait()
+            except BaseException:
+                self._give_back(token)
+                raise
+            delay, again = self._windows_now()
+            if (
+                delay <= 0
+                and again == probe
+                and self.rejections == rejections
+                and self._probe_done is None
+            ):
+                return probe, token
+            self._give_back(token)
+
+    async def _pass_line(self) -> None:
+        """Wait at the start line (``hold_mutations``) if not passed yet: the first mutation does,
+        once ready to go or before it waits for the project's quota, whichever comes first, so
+        a fleet's projects all leave together and none waits on another's quota."""
+        if self._hold is not None:
+            await self._hold()
+            self._hold = None
+
+    def _give_back(self, token: str | None) -> None:
+        """A reservation that will not be sent: counted as answered now (never freed sooner)."""
+        if token is not None and self._ledger is not None:
+            self._ledger[0].answered(self._ledger[1], token)
 
     async def _reserve(self, probe: Probe | None) -> float:
         """Reserve this mutation's slot in the shared ledger: 0.0, or the seconds to wait first.
@@ -397,30 +448,41 @@ class RateGovernor:
             if self._probe_done is not None:
                 await self._probe_done.wait()
                 continue
-            now = self._clock()
-            base = max([self.paused_until - now] + [w.wait_time(now) for w in self.windows])
-            # A learned rule's duration is already an upper bound, counted from the answers.
-            waits = [(self._answers_wait(w.rules, now), w) for w in self.learned]
-            strict = max([base] + [wait for wait, _ in waits])
-            if strict <= 0:
-                return ("after-429", None) if self._cautious else None
-            found = self._probe_wait(now, base, waits)
-            if found is not None and found[0] <= 0:
-                return found[1]
-            delay = strict if found is None else min(strict, found[0])
-            if self._ledger is not None:
+            delay, probe = self._windows_now()
+            if delay <= 0:
+                return probe
+            if self._hold is not None:
+                await self._pass_line()  # the windows wait: never hold the fleet's start up
+                continue
+            short = delay <= SHORT_WAIT_S
+            if self._ledger is not None and not short:
                 await self._ledger[0].flush()  # answers queued for the ledger go before we wait
             if math.isinf(delay):
                 # Only an answer still due frees a slot: wait for the next one to arrive.
                 await self._next_answer()
                 continue
             delay = min(delay, WAIT_SLICE_S) if self.learned else delay
-            if self._ledger is not None and self._attempts.in_flight:
+            if self._ledger is not None and self._attempts.in_flight and not short:
                 # An answer that arrives meanwhile goes to the ledger at once (other processes
                 # see our lease end), so the wait is cut short by it.
                 await self._sleep_or_answer(delay)
             else:
                 await self._sleep(delay)
+
+    def _windows_now(self) -> tuple[float, Probe | None]:
+        """``(0.0, what it probes)`` if the next mutation may go now, else ``(seconds to wait,
+        None)`` (``inf``: until an answer arrives)."""
+        now = self._clock()
+        base = max([self.paused_until - now] + [w.wait_time(now) for w in self.windows])
+        # A learned rule's duration is already an upper bound, counted from the answers.
+        waits = [(self._answers_wait(w.rules, now), w) for w in self.learned]
+        strict = max([base] + [wait for wait, _ in waits])
+        if strict <= 0:
+            return 0.0, ("after-429", None) if self._cautious else None
+        found = self._probe_wait(now, base, waits)
+        if found is not None and found[0] <= 0:
+            return 0.0, found[1]
+        return (strict if found is None else min(strict, found[0])), None
 
     async def _next_answer(self) -> None:
         self._answer_came = came = self._answer_came or anyio.Event()

@@ -8,7 +8,15 @@ one at a time per process: sqlite blocks, and the event loop must not.
 A reservation is a row ``(project, at)`` with ``at`` its lease's end (now + ``LEASE_S``); its
 answer is one ``UPDATE`` of that row (found by rowid *and* its lease time, so a row reused after
 the lease aged out is never touched) to the answer's "now", in the same transaction as the
-process's next reservation (or a flush). The table is the one earlier versions wrote, unchanged.
+process's next reservation (or a flush), never to later than its lease. The table is the one
+earlier versions wrote, unchanged.
+
+A reservation decides with four statements (learned limits, the reservations inside the caller's
+own windows, the waiters, the record); the upkeep (recording the caller's windows, deleting rows
+aged out of every window) runs every ``SWEEP_S`` per project and process, or at once for windows
+this process has not recorded yet. Rows aged out but not yet swept never count. Each statement
+gives up the GIL and takes it back, which behind a busy event loop can cost a switch interval, so
+in a fleet's bursts fewer statements mean shorter reservations.
 """
 
 from __future__ import annotations
@@ -55,6 +63,8 @@ log = structlog.get_logger("bulkops.ledger")
 #: How long a reservation waits for another process's transaction before the ledger counts as
 #: unreachable (transactions take well under a millisecond; this is a stuck or dead file).
 BUSY_TIMEOUT_MS = 10_000
+#: A project's upkeep (windows recorded, aged rows deleted) runs at most this often per process.
+SWEEP_S = 5.0
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS reservations (project TEXT NOT NULL, at REAL NOT NULL);
@@ -88,6 +98,8 @@ class SqliteLedger:
         #: Leases made by this process and not yet answered: token -> (rowid, lease end).
         self._leases: dict[str, tuple[int, float]] = {}
         self.answers_recorded = 0  # (for tests and measurements)
+        #: Per project: when this process last swept it, and the windows it recorded then.
+        self._swept: dict[str, tuple[float, set[Rule]]] = {}
 
     # -- plumbing ---------------------------------------------------------------------------
     async def _call(self, work: Callable[[sqlite3.Connection], T]) -> T:
@@ -185,7 +197,11 @@ class SqliteLedger:
                 age = max(0.0, time.monotonic() - answered)
                 rows.append((min(now, now - age), lease[0], lease[1]))
         if rows:
-            db.executemany("UPDATE reservations SET at = ? WHERE rowid = ? AND at = ?", rows)
+            # Never later than its lease: an answer after the lease ended (its row not swept
+            # yet) brings nothing back; the lease was the longest the attempt could be in flight.
+            db.executemany(
+                "UPDATE reservations SET at = min(at, ?) WHERE rowid = ? AND at = ?", rows
+            )
             self.answers_recorded += len(rows)
 
     # -- answers ----------------------------------------------------------------------------
@@ -241,13 +257,15 @@ class SqliteLedger:
         probe: bool,
         token: str | None,
     ) -> float:
-        db.executemany(
-            "INSERT INTO windows VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET used = excluded.used",
-            [(project, limit, seconds, now) for limit, seconds in set(rules)],
-        )
-        db.execute(
-            "DELETE FROM windows WHERE project = ? AND used < ?", (project, now - WINDOW_TTL_S)
-        )
+        # Four statements decide (learned limits, reservations, waiters, the record); the
+        # upkeep goes every SWEEP_S per project, or at once for windows not recorded yet: each
+        # statement gives up the GIL and must get it back, which under a busy event loop can
+        # take a switch interval (5 ms), so the fewer the better.
+        swept = self._swept.get(project)
+        kept = set(rules)
+        if swept is None or now - swept[0] >= SWEEP_S or not kept <= swept[1]:
+            self._sweep(db, now, project, kept | (swept[1] if swept else set()))
+            self._swept[project] = (now, kept | (swept[1] if swept else set()))
         if publish is not None:
             db.execute(
                 "DELETE FROM learned WHERE project = ? AND publisher = ?", (project, waiter.id)
@@ -259,31 +277,24 @@ class SqliteLedger:
                     for limit, seconds in set(publish)
                 ],
             )
-        db.execute("DELETE FROM learned WHERE expires < ?", (now,))
-        learned = [] if probe else self._learned(db, project)
-        longest = db.execute(
-            "SELECT max(seconds) FROM (SELECT seconds FROM windows WHERE project = ?1 "
-            "UNION ALL SELECT seconds FROM learned WHERE project = ?1)",
-            (project,),
-        ).fetchone()[0]
-        db.execute(
-            "DELETE FROM reservations WHERE project = ? AND at <= ?",
-            (project, now - answer_span(longest or 0.0)),
-        )
+        learned = [] if probe else self._learned(db, project, now)
+        checked = [*rules, *learned]
+        # Only what lies inside the caller's own windows decides (the sweep ages out the rest).
+        since = now - answer_span(max((seconds for _, seconds in checked), default=0.0))
         times = [row[0] for row in db.execute(
-            "SELECT at FROM reservations WHERE project = ? ORDER BY at", (project,))]  # fmt: skip
-        db.execute(
-            "DELETE FROM waiters WHERE project = ? AND alive_until < ?", (project, now - WAITER_PURGE_S)
-        )  # fmt: skip
-        mine = db.execute(
-            "SELECT since FROM waiters WHERE project = ? AND waiter = ?", (project, waiter.id)
-        ).fetchone()
-        since = mine[0] if mine else now
-        live = db.execute(
-            "SELECT waiter, priority, since FROM waiters WHERE project = ? AND alive_until >= ?",
-            (project, now),
-        ).fetchall()
-        wait = wait_needed(times, [*rules, *learned], now, ahead_of(waiter, since, live))
+            "SELECT at FROM reservations WHERE project = ? AND at > ? ORDER BY at",
+            (project, since))]  # fmt: skip
+        since, queued = now, False
+        live = []
+        for other, rank, other_since, alive_until in db.execute(
+            "SELECT waiter, priority, since, alive_until FROM waiters WHERE project = ?",
+            (project,),
+        ):
+            if other == waiter.id:
+                since, queued = other_since, True
+            if alive_until >= now:
+                live.append((other, rank, other_since))
+        wait = wait_needed(times, checked, now, ahead_of(waiter, since, live))
         if wait > 0:
             db.execute(
                 "INSERT INTO waiters VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO UPDATE SET "
@@ -295,15 +306,42 @@ class SqliteLedger:
         row = db.execute("INSERT INTO reservations VALUES (?, ?)", (project, at)).lastrowid
         if token is not None and row is not None:
             self._leases[token] = (row, at)
-        db.execute("DELETE FROM waiters WHERE project = ? AND waiter = ?", (project, waiter.id))
+        if queued:
+            db.execute("DELETE FROM waiters WHERE project = ? AND waiter = ?", (project, waiter.id))
         return 0.0
 
     @staticmethod
-    def _learned(db: sqlite3.Connection, project: str) -> list[Rule]:
+    def _sweep(db: sqlite3.Connection, now: float, project: str, rules: set[Rule]) -> None:
+        """The upkeep of a project: record the caller's windows (for ``bulkops quota``, and so
+        reservations inside any caller's longest window are kept), and delete what aged out."""
+        db.executemany(
+            "INSERT INTO windows VALUES (?, ?, ?, ?) ON CONFLICT DO UPDATE SET used = excluded.used",
+            [(project, limit, seconds, now) for limit, seconds in rules],
+        )
+        db.execute(
+            "DELETE FROM windows WHERE project = ? AND used < ?", (project, now - WINDOW_TTL_S)
+        )
+        db.execute("DELETE FROM learned WHERE expires < ?", (now,))
+        longest = db.execute(
+            "SELECT max(seconds) FROM (SELECT seconds FROM windows WHERE project = ?1 "
+            "UNION ALL SELECT seconds FROM learned WHERE project = ?1)",
+            (project,),
+        ).fetchone()[0]
+        db.execute(
+            "DELETE FROM reservations WHERE project = ? AND at <= ?",
+            (project, now - answer_span(longest or 0.0)),
+        )
+        db.execute(
+            "DELETE FROM waiters WHERE project = ? AND alive_until < ?", (project, now - WAITER_PURGE_S)
+        )  # fmt: skip
+
+    @staticmethod
+    def _learned(db: sqlite3.Connection, project: str, now: float) -> list[Rule]:
         return [
             (int(limit), float(seconds))
             for limit, seconds in db.execute(
-                "SELECT DISTINCT lim, seconds FROM learned WHERE project = ?", (project,)
+                "SELECT DISTINCT lim, seconds FROM learned WHERE project = ? AND expires >= ?",
+                (project, now),
             )
         ]
 

@@ -181,7 +181,9 @@ class _Writer:
         if loop is None or isinstance(item.waiter, concurrent.futures.Future):
             if loop is not None:
                 self._flush(loop)
-            for stopped in [other for other in self._pending if not other.is_running()]:
+            # list() copies the keys in one step under the GIL: a loop thread adds and removes
+            # its entry every iteration, and iterating the dict itself here could then raise.
+            for stopped in [other for other in list(self._pending) if not other.is_running()]:
                 self._flush(stopped)  # a loop that ended before its flush ran: its items first
             self._queue.put(item)
             return

@@ -141,3 +141,21 @@ async def test_overrides_answered_null_or_404_when_none_are_no_overrides(
         answered = world.requests(method="GET", path_prefix="/console/v1/", status=404)
         assert len(answered) == without
         assert all(r.path.endswith("/overrides") for r in answered)
+
+
+async def test_a_listed_item_without_its_identity_fails_at_once_as_a_malformed_answer(
+    tmp_path, world, capsys
+) -> None:
+    """A tag listed without an ``id`` is a malformed answer, not a list that changed: the run
+    fails (exit 3) after one read of the list, naming the kind and the missing field."""
+    tags = world.project("source").collection("tags")
+    tags.add("no-id", {"name": "tag without an id", "description": ""})
+    assert await export(world, tmp_path, kinds("tags")) == 3
+    pages = [r for r in world.requests(path_prefix="/console/v1/tags") if r.query.get("page")]
+    assert [r.query["page"] for r in pages] == ["1"]
+    said = capsys.readouterr()
+    message = said.out + said.err
+    assert "the tags of project" in message
+    assert "has no `id`" in message
+    assert "kept changing" not in message
+    assert not (tmp_path / "out" / "manifest.json").exists()

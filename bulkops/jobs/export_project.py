@@ -312,8 +312,13 @@ async def _read_rows(
             rows = again
     ids = [_identity(row, how) for row in rows]
     if any(key is None for key in ids):
-        named = f"{how.identity!r}" + (f" (nor {how.fallback!r})" if how.fallback else "")
-        raise _changed(what, f"an item has no {named}")
+        # Not a list that changed (reading it again gives the same): an answer we cannot name.
+        named = f"`{how.identity}`" + (f" (nor a `{how.fallback}`)" if how.fallback else "")
+        raise MalformedResponse(
+            f"{what}: an item of GET {how.list_path} has no {named}, so it cannot be given a "
+            "file of the snapshot; the server's answer is not the list the API documents",
+            project=client.project,
+        )
     if len(set(ids)) != len(ids):
         raise _changed(what, "an item appeared twice")
     return rows

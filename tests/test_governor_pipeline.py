@@ -89,6 +89,49 @@ def reservations(log: list[tuple[Any, ...]]) -> list[str]:
     return [entry[1] for entry in log if entry[0] == "reserve" and entry[2] == 0.0]
 
 
+def attempt_ahead(
+    gov: RateGovernor,
+    log: list[tuple[Any, ...]],
+    release: anyio.Event,
+    *,
+    then: Callable[[], None] | None = None,
+) -> Callable[[], Any]:
+    """Mutation 2: sent, holding its slot (so the cap of 1) until ``release``; ``then`` runs
+    after its answer (as the client reacts to one)."""
+
+    async def ahead() -> None:
+        async with gov.mutation_slot():
+            log.append(("sent", 2))
+            await release.wait()
+        if then is not None:
+            then()
+
+    return ahead
+
+
+def attempt_behind(
+    gov: RateGovernor, log: list[tuple[Any, ...]], *noted: Callable[[], Any]
+) -> Callable[[], Any]:
+    """Mutation 3: logs ``("sent", 3, ...)`` (with ``noted`` values) once it may send."""
+
+    async def behind() -> None:
+        async with gov.mutation_slot():
+            log.append(("sent", 3, *(note() for note in noted)))
+
+    return behind
+
+
+async def queue_behind(
+    group: Any, gov: RateGovernor, log: list[tuple[Any, ...]], ahead: Any, behind: Any
+) -> None:
+    """Start ``ahead``, wait until it is sent, start ``behind``, and wait until ``behind`` has
+    reserved and waits for the cap."""
+    group.start_soon(ahead)
+    await until(lambda: ("sent", 2) in log)
+    group.start_soon(behind)
+    await until(lambda: gov._mutation_freed is not None)
+
+
 async def test_the_next_reservation_is_made_while_the_attempt_ahead_is_in_flight(
     lane: Lane,
 ) -> None:
@@ -97,22 +140,9 @@ async def test_the_next_reservation_is_made_while_the_attempt_ahead_is_in_flight
     gov, log = lane.gov, lane.log
     await one_answered_at_once(gov, log)
     release = anyio.Event()
-
-    async def ahead() -> None:
-        async with gov.mutation_slot():
-            log.append(("sent", 2))
-            await release.wait()
-        log.append(("answer", 2))
-
-    async def behind() -> None:
-        async with gov.mutation_slot():
-            log.append(("sent", 3))
-
+    ahead = attempt_ahead(gov, log, release, then=lambda: log.append(("answer", 2)))
     async with anyio.create_task_group() as group:
-        group.start_soon(ahead)
-        await until(lambda: ("sent", 2) in log)
-        group.start_soon(behind)
-        await until(lambda: gov._mutation_freed is not None)  # reserved, waiting for the cap
+        await queue_behind(group, gov, log, ahead, attempt_behind(gov, log))
         assert len(reservations(log)) == 3
         assert ("sent", 3) not in log
         release.set()
@@ -131,23 +161,13 @@ async def test_a_429_while_a_reservation_waits_gives_it_back_and_reserves_anew(l
     gov, clock, log = lane.gov, lane.clock, lane.log
     await one_answered_at_once(gov, log)
     release = anyio.Event()
-
-    async def ahead() -> None:
-        async with gov.mutation_slot():
-            log.append(("sent", 2))
-            await release.wait()
-        gov.on_rate_limited(retry_after=None, mutation=True)  # as the client does: no await
-
-    async def behind() -> None:
-        async with gov.mutation_slot():
-            log.append(("sent", 3, clock.now))
-
+    # A 429 answers it; as the client does, with no await.
+    ahead = attempt_ahead(
+        gov, log, release, then=lambda: gov.on_rate_limited(retry_after=None, mutation=True)
+    )
     start = clock.now
     async with anyio.create_task_group() as group:
-        group.start_soon(ahead)
-        await until(lambda: ("sent", 2) in log)
-        group.start_soon(behind)
-        await until(lambda: gov._mutation_freed is not None)
+        await queue_behind(group, gov, log, ahead, attempt_behind(gov, log, lambda: clock.now))
         assert len(reservations(log)) == 3  # reserved while the attempt ahead is in flight
         pipelined = reservations(log)[-1]
         release.set()
@@ -163,21 +183,11 @@ async def test_a_reservation_cancelled_before_its_send_is_given_back(lane: Lane)
     gov, log = lane.gov, lane.log
     await one_answered_at_once(gov, log)
     release = anyio.Event()
-
-    async def ahead() -> None:
-        async with gov.mutation_slot():
-            log.append(("sent", 2))
-            await release.wait()
-
-    async def behind() -> None:
-        async with gov.mutation_slot():
-            log.append(("sent", 3))
-
     async with anyio.create_task_group() as group:
-        group.start_soon(ahead)
+        group.start_soon(attempt_ahead(gov, log, release))
         await until(lambda: ("sent", 2) in log)
         async with anyio.create_task_group() as inner:
-            inner.start_soon(behind)
+            inner.start_soon(attempt_behind(gov, log))
             await until(lambda: gov._mutation_freed is not None)
             assert len(reservations(log)) == 3
             inner.cancel_scope.cancel()

@@ -77,10 +77,9 @@ class FaultPlanner:
         latency = cfg.latency_ms
         if cfg.latency_jitter_ms:
             latency += cfg.latency_jitter_ms * unit_float(*base, "jitter")
-        draw = unit_float(*base, "fault")
-
-        fault: FaultKind | None = None
-        threshold = 0.0
+        # Each draw is its own hash of the request's key, so a draw nobody needs is skipped (a
+        # rate of 0 can pick nothing) without changing any other: the same seed, the same fates.
+        in_scope = not cfg.fault_paths or path.startswith(cfg.fault_paths)
         choices: list[tuple[float, FaultKind]] = [
             (cfg.drop_rate, "drop"),
             (cfg.truncate_rate, "truncate"),
@@ -88,12 +87,24 @@ class FaultPlanner:
         ]
         if is_mutation:
             choices.append((cfg.lost_answer_rate, "lost_answer"))
-        in_scope = not cfg.fault_paths or path.startswith(cfg.fault_paths)
-        for rate, kind in choices if in_scope else ():
-            threshold += rate
-            if draw < threshold:
-                fault = kind
-                break
+        fault: FaultKind | None = None
+        if in_scope and any(rate > 0 for rate, _ in choices):
+            draw = unit_float(*base, "fault")
+            threshold = 0.0
+            for rate, kind in choices:
+                threshold += rate
+                if draw < threshold:
+                    fault = kind
+                    break
+        list_change = (
+            in_scope
+            and method == "GET"
+            and fault is None
+            and cfg.list_change_rate > 0
+            and unit_float(*base, "list_change") < cfg.list_change_rate
+        )
+        if fault is None and not list_change:
+            return FaultDecision(latency_s=latency / 1000.0, fault=None)
         pick = unit_float(*base, "detail")
         change_kinds = cfg.list_change_kinds
         return FaultDecision(
@@ -101,12 +112,9 @@ class FaultPlanner:
             fault=fault,
             error_status=_SERVER_ERROR_STATUSES[int(pick * len(_SERVER_ERROR_STATUSES))],
             truncate_fraction=0.1 + 0.8 * pick,
-            list_change=in_scope
-            and method == "GET"
-            and fault is None
-            and unit_float(*base, "list_change") < cfg.list_change_rate,
+            list_change=list_change,
             list_change_kind=change_kinds[int(pick * len(change_kinds))],
-            list_change_pick=unit_float(*base, "list_change_pick"),
+            list_change_pick=unit_float(*base, "list_change_pick") if list_change else 0.0,
         )
 
     def take_list_change(self) -> bool:

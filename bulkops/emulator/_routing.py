@@ -98,30 +98,33 @@ class Match:
 
 
 class Router:
-    """A table of :class:`Route`; :meth:`resolve` picks the most literal match for a method."""
+    """A table of :class:`Route`; :meth:`resolve` picks the most literal match for a method.
+
+    Routes are kept per (method, number of segments), most literal first, so a request looks at
+    the few routes of its own shape and the first match is the best one.
+    """
 
     def __init__(self) -> None:
         self._routes: list[Route] = []
+        self._by_shape: dict[tuple[str, int], list[Route]] = {}
 
     def add(self, method: str, template: str, handler: Handler) -> None:
         route = Route.parse(method, template, handler)
-        for existing in self._routes:
-            if existing.method == route.method and existing.segments == route.segments:
-                raise ValueError(f"Route {method} {template} registered twice")
+        shape = (route.method, len(route.segments))
+        candidates = self._by_shape.setdefault(shape, [])
+        if any(existing.segments == route.segments for existing in candidates):
+            raise ValueError(f"Route {method} {template} registered twice")
         self._routes.append(route)
+        candidates.append(route)
+        candidates.sort(key=lambda r: r.specificity, reverse=True)
 
     def resolve(self, method: str, decoded: list[str]) -> Match | None:
         """The best route for ``method`` and decoded segments, or None (→ 404)."""
-        best: Match | None = None
-        for route in self._routes:
-            if route.method != method:
-                continue
+        for route in self._by_shape.get((method, len(decoded)), ()):
             params = route.match(decoded)
-            if params is None:
-                continue
-            if best is None or route.specificity > best.route.specificity:
-                best = Match(route, params)
-        return best
+            if params is not None:
+                return Match(route, params)
+        return None
 
     @property
     def routes(self) -> list[Route]:

@@ -393,3 +393,16 @@ def test_the_example_python_edits_converge_on_every_demo_gate() -> None:
         assert edited.idempotent, (gate["id"], edited.again)
         changed += normalize([s.rule for s in edited.slots]) != normalize(gate["rules"])
     assert changed > 100
+
+
+async def test_verify_reads_the_written_entities_back_concurrently(tmp_path, world) -> None:
+    """Verify's read-backs overlap at the job's concurrency instead of one round trip each."""
+    latency_s = 0.03
+    async with running_emulator(world, config(latency_ms=latency_s * 1000)) as url:
+        assert await bulkops("run", job_file(tmp_path), url, tmp_path / "state") == 0
+    last_write = max(r.time for r in world.requests(is_mutation=True, project="target"))
+    read_backs = [r.time for r in world.requests(method="GET", project="target")
+                  if r.time > last_write and r.path.startswith("/console/v1/gates/")]  # fmt: skip
+    assert len(read_backs) == len(changed_checkout_ids())
+    one_at_a_time = len(read_backs) * latency_s  # 2.1 s: what the sequential verify took
+    assert max(read_backs) - min(read_backs) < one_at_a_time / 3

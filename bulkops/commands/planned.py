@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import time
 from pathlib import Path
@@ -43,6 +44,7 @@ from bulkops.commands.session import (
 )
 from bulkops.commands.signals import interruptible
 from bulkops.engine.apply import ApplyOptions, operation_task
+from bulkops.engine.concurrency import gather
 from bulkops.engine.graph import Task
 from bulkops.engine.journal import Intent, Outcome, Record, read_journal
 from bulkops.engine.plan import Note, Operation, Plan
@@ -494,32 +496,23 @@ def _notes_by_kind(plan: Plan) -> dict[str, list[str]]:
 
 
 async def _verify(session: Session, plan: Plan) -> dict[str, Any]:
-    """Read every entity the plan wrote back and compare it with the after-images."""
+    """Read every entity the plan wrote back and compare it with the after-images.
+
+    The reads go at once; the governor's read lane decides how many are in flight.
+    """
     expected: dict[tuple[str, str], dict[str, Any]] = {}
     ops_by_path: dict[tuple[str, str], Operation] = {}
     for op in plan.operations:
         key = (op.role, op.read_path)
         expected.setdefault(key, {}).update(op.expected)
         ops_by_path[key] = op
-    entities = []
-    for (role, path), want in expected.items():
-        op = ops_by_path[(role, path)]
-        try:
-            current = await read_entity(session.clients[role], path)
-        except ApiError as exc:  # one unreadable entity is reported, not fatal to the rest
-            entities.append(
-                {
-                    "role": role,
-                    "kind": op.kind,
-                    "id": op.entity_id,
-                    "differences": {"(unverified)": redact.text(str(exc))},
-                }
-            )
-            continue
-        diff = differences(current, want)
-        if current and current.get("activeReview"):
-            diff = {}  # a pending review shows the old state on purpose
-        entities.append({"role": role, "kind": op.kind, "id": op.entity_id, "differences": diff})
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+
+    async def check(key: tuple[str, str]) -> None:
+        found[key] = await _verify_one(session, ops_by_path[key], expected[key])
+
+    await gather(functools.partial(check, key) for key in expected)
+    entities = [found[key] for key in expected]  # in the plan's order, whatever answered first
     report = {
         "checked": len(entities),
         "differences": sum(1 for e in entities if e["differences"]),
@@ -527,6 +520,19 @@ async def _verify(session: Session, plan: Plan) -> dict[str, Any]:
     }
     await write_json_atomic_async(session.state.root / "verify.json", report)
     return report
+
+
+async def _verify_one(session: Session, op: Operation, want: dict[str, Any]) -> dict[str, Any]:
+    """One entity read back: its differences from ``want`` (an unreadable one is reported)."""
+    entity: dict[str, Any] = {"role": op.role, "kind": op.kind, "id": op.entity_id}
+    try:
+        current = await read_entity(session.clients[op.role], op.read_path)
+    except ApiError as exc:  # one unreadable entity is reported, not fatal to the rest
+        return {**entity, "differences": {"(unverified)": redact.text(str(exc))}}
+    diff = differences(current, want)
+    if current and current.get("activeReview"):
+        diff = {}  # a pending review shows the old state on purpose
+    return {**entity, "differences": diff}
 
 
 # -- state ----------------------------------------------------------------------------------

@@ -398,8 +398,11 @@ def measure(argv: list[str], *, cwd: Path, env: dict[str, str], timeout_s: float
 
 
 def child_env() -> dict[str, str]:
+    """A client child's environment, as on a user's machine: bytecode cached (under
+    PYTHONDONTWRITEBYTECODE each run would compile bulkops anew, ~0.2 s of CPU), no tracing."""
     env = {**os.environ, KEY_ENV: KEY}
-    env.pop("PYTHONTRACEMALLOC", None)
+    for name in ("PYTHONTRACEMALLOC", "PYTHONDONTWRITEBYTECODE"):
+        env.pop(name, None)
     return env
 
 

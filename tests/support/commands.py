@@ -53,8 +53,9 @@ async def bulkops(command: str, job: Path | None, url: str, state: Path, **optio
 def cli(
     *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, **popen: Any
 ) -> subprocess.Popen[bytes]:
-    """Start ``bulkops`` as a real subprocess."""
+    """Start ``bulkops`` as a real subprocess, its bytecode cached (not compiled anew each time)."""
     full_env = {**os.environ, **(env or {})}
+    full_env.pop("PYTHONDONTWRITEBYTECODE", None)
     return subprocess.Popen(
         [sys.executable, "-m", "bulkops.cli", *args],
         env=full_env,

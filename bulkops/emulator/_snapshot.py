@@ -17,7 +17,8 @@ and stamps a time later than every seeded one (the project's clock starts past t
 ``createdTime``/``lastModifiedTime`` it holds), and server-assigned ids start from a high
 sequence so they cannot repeat a seeded id made by an emulator project of the same name.
 A settings document (kind ``settings``) is stored under its manifest ``id``, the path segment
-(``project``, ``reviews``, ``roles``, ``teams``). Kinds the manifest lists as ``unavailable``
+(``project``, ``reviews``, ``roles``, ``teams``); one whose file holds ``null`` (the server
+answered ``data: null``) is answered ``data: null`` again. Kinds the manifest lists as ``unavailable``
 (optional kinds the source project did not serve) are not served by the seeded project either
 (404), so an export of it writes the same ``unavailable``. A target app or team exported
 without an ``id`` (a server whose lists leave it out) is given the one this emulator derives
@@ -47,6 +48,7 @@ from ._world import World
 from .resources._entities import derive_id
 from .resources.experiment_overrides import SEEDED_ANSWER
 from .resources.settings import DOCUMENTS as SETTINGS_DOCUMENTS
+from .resources.settings import seed_null_settings
 
 __all__ = [
     "DOCUMENT_KINDS",
@@ -260,8 +262,11 @@ def _document_key(snap: _Snapshot, kind: str, entry: dict[str, Any], document: A
             f"manifest.json lists {kind} {entry['id']!r} (file {entry['file']}); the {kind} "
             f"documents are {', '.join(documents)}"
         )
-    if not isinstance(document, dict):
-        raise snap.fail(f"file {entry['file']} should hold the {kind}/{entry['id']} object")
+    if document is not None and not isinstance(document, dict):
+        raise snap.fail(
+            f"file {entry['file']} should hold the {kind}/{entry['id']} object (or null, as "
+            "the server may answer it)"
+        )
     return str(entry["id"])
 
 
@@ -311,6 +316,9 @@ def project_from_snapshot(
         coll = project.collection(kind)
         if key in coll:
             raise snap.fail(f"{kind} {key!r} appears twice (file {entry['file']})")
+        if entity is None:  # a settings document the server answered as null
+            seed_null_settings(project, key)
+            continue
         coll.add(key, entity)
         newest = max(newest, _newest_time(entity))
     for kind, entry in snap.entries(manifest, "details"):

@@ -368,7 +368,7 @@ def test_bulkops_emulator_from_a_damaged_snapshot_exits_2_with_one_message(
     out, err = proc.communicate(timeout=30)
     assert proc.returncode == 2
     text = err.decode()
-    assert "--from: snapshot" in text
-    assert '"complete": true' in text
+    assert f"--from {snap}: snapshot {snap} is not a complete snapshot" in text
+    assert "says complete: false" in text
     assert "Traceback" not in text
     assert out == b""

@@ -5,14 +5,21 @@ bulkops, unavailable kinds, an empty project, an org export) seed what they hold
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
+from bulkops.cli import main
 from bulkops.emulator import SeedNotes, project_from_snapshot
+
+JOB = Path(__file__).parents[1] / "jobs" / "batch_rule_update.toml"
+#: A Python repr of a string, list or dict: a quote that opens after a space or bracket.
+REPR = re.compile(r"(^|[\s(\[{=:])'[^'\s]*'|\bNone\b|\[\]|\{\}")
 
 #: Kinds with every sort of file (details, documents, ids by name) and little data.
 KINDS = '["gates", "segments", "environments", "target_apps", "settings", "tags"]'
@@ -21,8 +28,6 @@ KINDS = '["gates", "segments", "environments", "target_apps", "settings", "tags"
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory) -> Path:
     """A real export_project snapshot of the demo source project (a few kinds, with details)."""
-    from bulkops.cli import main
-
     folder = tmp_path_factory.mktemp("export")
     job = folder / "export.toml"
     job.write_text(
@@ -106,3 +111,141 @@ def test_kinds_and_details_of_a_newer_bulkops_are_left_out_leniently(snap) -> No
     project = project_from_snapshot(snap, name="p", notes=notes)
     assert notes.skipped == {"widgets": 2, "gates history": 1}
     assert len(project.collection("gates")) == len(value["entities"]["gates"])
+
+
+# -- the command line: one clear sentence and exit 2 for each snapshot that cannot be seeded ----
+def one_error(capsys: pytest.CaptureFixture[str]) -> str:
+    """The one error line a refused command printed; it is for a person."""
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("bulkops:")]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("bulkops: error: ")
+    assert "Traceback" not in err
+    assert not REPR.search(lines[0]), lines[0]
+    return lines[0]
+
+
+def org_of(snap: Path, *, failed: str | None = None) -> Path:
+    """An org export's index beside ``snap``: projects eu and us, each a copy of it; ``failed``
+    names a project the export did not finish."""
+    org = snap.parent / "org"
+    projects = []
+    for name in ("eu", "us"):
+        shutil.copytree(snap, org / name)
+        done = name != failed
+        projects.append({"name": name, "dir": name, "complete": done, "status": "complete"})
+    index = {"complete": failed is None, "kind": "export_project", "job": "org", "run_id": "r1",
+             "failed": [failed] if failed else [], "projects": projects}  # fmt: skip
+    (org / "manifest.json").write_bytes(orjson.dumps(index))
+    return org
+
+
+def _metrics(snap: Path) -> Path:
+    metrics = snap.parent / "metrics"
+    metrics.mkdir()
+    header = {"complete": True, "kind": "export_metrics", "job": "nightly", "metric_sources": []}
+    (metrics / "manifest.json").write_bytes(orjson.dumps(header))
+    return metrics
+
+
+def _incomplete(snap: Path) -> Path:
+    save(snap, {**manifest(snap), "complete": False})
+    return snap
+
+
+def _missing(snap: Path) -> Path:
+    (snap / first(snap)["file"]).unlink()
+    return snap
+
+
+def _not_json(snap: Path) -> Path:
+    (snap / first(snap)["file"]).write_bytes(b'{"id": "cut short",')
+    rehash(snap)
+    return snap
+
+
+def _other_id(snap: Path) -> Path:
+    value = manifest(snap)
+    value["entities"]["gates"][0]["id"] = "not_this_gate"
+    save(snap, value)
+    return snap
+
+
+#: (damage, what the message must say): each makes the snapshot one that cannot be seeded.
+REFUSED: list[tuple[Callable[[Path], Path], str]] = [
+    (lambda snap: snap.parent / "no-such-folder", "does not exist"),
+    (lambda snap: snap / "manifest.json", "is a file, not a snapshot directory"),
+    (_metrics, "a manifest of an export_metrics job, not of an export_project job"),
+    (_incomplete, "says complete: false. The export that wrote it did not finish"),
+    (lambda snap: org_of(snap, failed="us"), 'the export did not finish project "us"'),
+    (_missing, "is listed in manifest.json but missing"),
+    (_not_json, "is not valid JSON"),
+    (_other_id, 'but manifest.json lists it as "not_this_gate"'),
+]
+REFUSED_IDS = ["missing", "file", "metrics", "incomplete", "org-failed", "lost-file", "not-json",
+               "other-id"]  # fmt: skip
+
+
+@pytest.mark.parametrize(("damage", "says"), REFUSED[2:], ids=REFUSED_IDS[2:])
+def test_a_snapshot_that_cannot_be_seeded_stops_plan_with_one_sentence(
+    snap, tmp_path, capsys, damage, says
+) -> None:
+    """``plan --sandbox-from`` on a snapshot that cannot be seeded exits 2 before planning,
+    naming the option and the problem in one line, with no traceback or repr."""
+    given = damage(snap)
+    args = ["plan", str(JOB), "--sandbox-from", f"target={given}", "--state", str(tmp_path / "s")]
+    assert main(args) == 2
+    line = one_error(capsys)
+    assert line.startswith("bulkops: error: --sandbox-from target=")
+    assert says in line
+    assert not (tmp_path / "s" / "plan.json").exists()
+
+
+@pytest.mark.parametrize(("damage", "says"), REFUSED, ids=REFUSED_IDS)
+def test_a_snapshot_that_cannot_be_seeded_stops_the_emulator_with_one_sentence(
+    snap, capsys, damage, says
+) -> None:
+    """``bulkops emulator --from`` a snapshot that cannot be seeded exits 2 before serving,
+    with one line naming the problem."""
+    given = damage(snap)
+    assert main(["emulator", "--port", "0", "--from", f"prod={given}"]) == 2
+    line = one_error(capsys)
+    assert line.startswith("bulkops: error: --from")
+    assert says in line
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--from", "p={snap}", "--from", "p={snap}"], 'both be served as project "p"'),
+        (["--from", "={snap}"], "the project name before = is empty"),
+        (["--from", "prod={org}"], "give --from {org} for all of them, or NAME=FOLDER"),
+    ],
+    ids=["same-name-twice", "empty-name", "org-renamed"],
+)
+def test_bad_emulator_from_arguments_are_one_sentence(snap, capsys, args, says) -> None:
+    """Two snapshots under one NAME, an empty NAME, or a NAME for a whole org each exit 2 with
+    one line that says how to write it instead."""
+    org = org_of(snap)
+    filled = [a.format(snap=snap, org=org) for a in args]
+    assert main(["emulator", "--port", "0", *filled]) == 2
+    assert says.format(org=org) in one_error(capsys)
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        ("bogus={snap}", "this job has no [bogus]; its projects are [target]"),
+        ("target={org}", "is an org snapshot (of projects eu, us), not one project's"),
+    ],
+    ids=["unknown-role", "org"],
+)
+def test_bad_sandbox_from_arguments_are_one_sentence(snap, tmp_path, capsys, value, says) -> None:
+    """A role the job does not have, or a whole org for one role, exits 2 naming what to give."""
+    org = org_of(snap)
+    args = ["plan", str(JOB), "--sandbox-from", value.format(snap=snap, org=org)]
+    assert main([*args, "--state", str(tmp_path / "s")]) == 2
+    line = one_error(capsys)
+    assert says in line
+    if "org" in value:
+        assert f"--sandbox-from target={org / 'eu'}" in line

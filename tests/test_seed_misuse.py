@@ -186,7 +186,7 @@ REFUSED_IDS = ["missing", "file", "metrics", "incomplete", "org-failed", "lost-f
                "other-id"]  # fmt: skip
 
 
-@pytest.mark.parametrize(("damage", "says"), REFUSED[2:], ids=REFUSED_IDS[2:])
+@pytest.mark.parametrize(("damage", "says"), REFUSED, ids=REFUSED_IDS)
 def test_a_snapshot_that_cannot_be_seeded_stops_plan_with_one_sentence(
     snap, tmp_path, capsys, damage, says
 ) -> None:

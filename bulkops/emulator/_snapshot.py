@@ -18,9 +18,9 @@ and stamps a time later than every seeded one (the project's clock starts past t
 sequence so they cannot repeat a seeded id made by an emulator project of the same name.
 A settings document (kind ``settings``) is stored under its manifest ``id``, the path segment
 (``project``, ``reviews``, ``roles``, ``teams``); one whose file holds ``null`` (the server
-answered ``data: null``) is answered ``data: null`` again. Kinds the manifest lists as ``unavailable``
-(optional kinds the source project did not serve) are not served by the seeded project either
-(404), so an export of it writes the same ``unavailable``. A target app or team exported
+answered ``data: null``) is answered ``data: null`` again. Kinds the manifest lists as
+``unavailable`` (optional kinds the source project did not serve) are not served by the seeded
+project either (404), so an export of it writes the same ``unavailable``. A target app or team exported
 without an ``id`` (a server whose lists leave it out) is given the one this emulator derives
 from its name. Experiment overrides are answered
 exactly as read until the first write (their stored form names each gate or segment by id *and*

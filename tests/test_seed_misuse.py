@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import re
 import shutil
+import signal
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import pytest
 
 from bulkops.cli import main
 from bulkops.emulator import SeedNotes, project_from_snapshot
+from tests.support.commands import cli
 
 JOB = Path(__file__).parents[1] / "jobs" / "batch_rule_update.toml"
 #: A Python repr of a string, list or dict: a quote that opens after a space or bracket.
@@ -249,3 +251,61 @@ def test_bad_sandbox_from_arguments_are_one_sentence(snap, tmp_path, capsys, val
     assert says in line
     if "org" in value:
         assert f"--sandbox-from target={org / 'eu'}" in line
+
+
+# -- snapshots that seed, with what was tolerated said --------------------------------------------
+def test_a_hand_edited_snapshot_rehearses_as_edited_and_says_so(snap, tmp_path, capsys) -> None:
+    """A gate edited by hand after the export (sha256 no longer matching) is planned from its
+    edited content, and a warning names the file; exit 0."""
+    value = manifest(snap)
+    for entry in value["entities"]["gates"]:
+        gate = orjson.loads((snap / entry["file"]).read_bytes())
+        internal = [r for r in gate["rules"] if r["name"] == "Internal"]
+        if entry["id"].startswith("checkout_") and internal:
+            break
+    internal[0]["passPercentage"] = 77
+    (snap / entry["file"]).write_bytes(orjson.dumps(gate))
+    state = tmp_path / "s"
+    assert main(["plan", str(JOB), "--sandbox-from", str(snap), "--state", str(state)]) == 0
+    err = capsys.readouterr().err
+    assert "1 file changed since the export" in err
+    assert entry["file"] in err
+    plan = orjson.loads((state / "plan.json").read_bytes())
+    befores = [r["passPercentage"] for op in plan["operations"] for r in op["before"]["rules"]]
+    assert 77 in befores
+
+
+def test_newer_unavailable_and_null_content_seeds_and_plans(snap, tmp_path, capsys) -> None:
+    """A snapshot with a kind of a newer bulkops, kinds listed unavailable and a settings
+    document of null plans with exit 0; the unknown kind is named as left out."""
+    value = manifest(snap)
+    value["entities"]["widgets"] = [first(snap, "tags")]
+    value["unavailable"] = {"roles": "403: Forbidden resource", "alerts": "404: Not Found"}
+    reviews = next(e for e in value["entities"]["settings"] if e["id"] == "reviews")
+    (snap / reviews["file"]).write_bytes(b"null\n")
+    reviews["sha256"] = hashlib.sha256(b"null\n").hexdigest()
+    save(snap, value)
+    args = ["plan", str(JOB), "--sandbox-from", f"target={snap}", "--state", str(tmp_path / "s")]
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "left out, as this bulkops does not know them" in err
+    assert "widgets (1 file)" in err
+
+
+def test_the_emulator_serves_every_project_of_an_org_export(snap) -> None:
+    """``--from ORG`` serves each project of an org export's index under its own name, and warns
+    about a hand-edited file in one of them."""
+    org = org_of(snap)
+    entry = edit_gate(org / "us", description="edited")
+    proc = cli("emulator", "--port", "0", "--from", str(org))
+    try:
+        assert proc.stdout is not None
+        lines = [proc.stdout.readline().decode().strip() for _ in range(3)]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=10)
+    assert lines[0].startswith("Statsig Console API emulator listening on http://127.0.0.1:")
+    assert [line.split(" key ")[0] for line in lines[1:]] == ["project eu", "project us"]
+    assert "bulkops: warning: project us: 1 file changed since the export" in err.decode()
+    assert entry["file"] in err.decode()
+    assert "Traceback" not in err.decode()

@@ -309,3 +309,15 @@ def test_the_emulator_serves_every_project_of_an_org_export(snap) -> None:
     assert "bulkops: warning: project us: 1 file changed since the export" in err.decode()
     assert entry["file"] in err.decode()
     assert "Traceback" not in err.decode()
+
+
+def test_an_export_without_a_project_name_is_served_under_its_settings_name(snap) -> None:
+    """The API gives an export no project name: the seeded project takes the name its
+    settings/project document holds; without that document, NAME= is asked for."""
+    assert manifest(snap)["project"]["name"] is None
+    assert project_from_snapshot(snap).name == "source"
+    value = manifest(snap)
+    value["entities"].pop("settings")
+    save(snap, value)
+    with pytest.raises(ValueError, match=f"serve it under a name of your choice: NAME={snap}"):
+        project_from_snapshot(snap)

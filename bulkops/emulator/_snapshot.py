@@ -363,6 +363,22 @@ def _entity_key(snap: _Snapshot, project: Project, kind: str, entry: dict[str, A
     return key, entity
 
 
+def _settings_name(snap: _Snapshot, manifest: dict[str, Any]) -> str | None:
+    """The project's name as its ``settings/project`` document gives it, if the snapshot holds
+    one (the manifest names no project: the API tells an export none). Read quietly: a damaged
+    file is reported when it is seeded."""
+    listed = manifest.get("entities", {}).get("settings")
+    for entry in listed if isinstance(listed, list) else []:
+        if isinstance(entry, dict) and entry.get("id") == "project":
+            try:
+                document = orjson.loads((snap.dir / str(entry.get("file"))).read_bytes())
+            except (OSError, orjson.JSONDecodeError):
+                return None
+            found = document.get("name") if isinstance(document, dict) else None
+            return found if isinstance(found, str) and found.strip() else None
+    return None
+
+
 def project_from_snapshot(
     directory: str | Path,
     *,
@@ -372,7 +388,8 @@ def project_from_snapshot(
 ) -> Project:
     """A project holding exactly the snapshot in ``directory`` (see the module docstring).
 
-    ``name`` defaults to the snapshot's project name; ``console_key`` to :func:`snapshot_key`.
+    ``name`` defaults to the snapshot's project name, else the ``name`` of its
+    ``settings/project`` document; ``console_key`` to :func:`snapshot_key`.
     Raises ``ValueError`` for a snapshot that is incomplete or damaged. With ``notes``, a file
     that no longer matches its sha256 is seeded as it is, and kinds and details unknown here are
     left out; both are noted in ``notes``.
@@ -380,11 +397,11 @@ def project_from_snapshot(
     snap = _Snapshot(Path(directory), notes)
     manifest = snap.manifest()
     meta = manifest["project"]
-    served = name or meta.get("name")
+    served = name or meta.get("name") or _settings_name(snap, manifest)
     if not served:  # the API gives no name for a project, so an export may have none
         raise snap.fail(
-            "names no project (the API gives an export none); serve it under a name of your "
-            f"choice: NAME={snap.dir}"
+            "names no project (the API gives an export none, and it holds no settings/project "
+            f"with a name); serve it under a name of your choice: NAME={snap.dir}"
         )
     project = Project(
         served, console_key or snapshot_key(served, meta["id"]), project_id=meta["id"]

@@ -141,8 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="[NAME=]SNAP",
-        help="serve an export_project snapshot as project NAME (default: its project's name) "
-        "instead of the demo data; repeatable",
+        help="serve an export_project snapshot as project NAME (default: its project's name), "
+        "or every project of an org export under its own name, instead of the demo data; "
+        "repeatable",
     )
     return parser
 

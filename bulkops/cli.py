@@ -141,8 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="[NAME=]SNAP",
-        help="serve an export_project snapshot as project NAME (default: its project's name) "
-        "instead of the demo data; repeatable",
+        help="serve an export_project snapshot as project NAME (default: its project's name), "
+        "or every project of an org export under its own name, instead of the demo data; "
+        "repeatable",
     )
     return parser
 
@@ -388,11 +389,9 @@ def _sandbox_from(args: argparse.Namespace) -> tuple[tuple[str | None, Path], ..
         if "=" in text and not snapshot.is_dir():
             role, _, rest = text.partition("=")
             role, snapshot = role.strip() or None, Path(rest)
-        if not (snapshot / "manifest.json").is_file():
-            raise UserError(
-                f"--sandbox-from {text}: {snapshot} is not a snapshot directory (no "
-                "manifest.json); give a directory written by an export_project job."
-            )
+        from bulkops.commands.sandbox import check_snapshot
+
+        check_snapshot(f"--sandbox-from {text}", snapshot)  # before any state is touched
         pairs.append((role, snapshot.resolve()))
     return tuple(pairs)
 

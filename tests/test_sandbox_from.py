@@ -48,7 +48,7 @@ def test_a_clone_rehearses_from_the_snapshot_into_an_empty_project(
 @pytest.mark.parametrize(
     ("value", "says"),
     [
-        ("target=/no/such/dir", "is not a snapshot directory"),
+        ("target=/no/such/dir", "snapshot /no/such/dir does not exist"),
         ("bogus={snap}", "this job has no [bogus]"),
     ],
 )

@@ -15,7 +15,9 @@ from typing import Any
 import anyio
 import structlog
 
+from bulkops import human
 from bulkops.errors import UserError
+from bulkops.output.snapshot import OrgSnapshot, open_snapshot
 
 log = structlog.get_logger("bulkops.run")
 
@@ -82,15 +84,27 @@ def _demo_copies(templates: Mapping[str, str]) -> Any:
 
 
 def _seeded_world(roles: Mapping[str, str], seeded: Mapping[str, Path]) -> Any:
-    from bulkops.emulator import Project, World, project_from_snapshot, seed_directory
+    from bulkops.emulator import Project, SeedNotes, World, project_from_snapshot, seed_directory
 
     world = World()
     for role in roles:
         if role in seeded:
+            option = f"--sandbox-from {role}={human.path(seeded[role])}"
+            opened = check_snapshot(option, seeded[role])
+            if isinstance(opened, OrgSnapshot):
+                one = next(iter(opened.projects.values()))
+                raise UserError(
+                    f"{option}: {human.path(opened.root)} is an org snapshot (of projects "
+                    f"{', '.join(opened.projects)}), not one project's; seed it from one "
+                    f"project's folder, e.g. --sandbox-from {role}={human.path(one.root)}."
+                )
+            notes = SeedNotes()
             try:
-                project = project_from_snapshot(seeded[role], name=role)
+                project = project_from_snapshot(seeded[role], name=role, notes=notes)
             except ValueError as exc:
-                raise UserError(f"--sandbox-from {role}={seeded[role]}: {exc}.") from None
+                raise UserError(f"{option}: {exc}.") from None
+            for line in _noted(notes):
+                log.warning("bulkops.sandbox.seeded_as_is", role=role, message=line)
         else:  # a new project: nothing in it but the unit id types every project starts with
             project = Project(role, f"console-sandbox-empty-{role}")
             seed_directory(project, units=("userID", "stableID"), tags=(), teams=(), apps=())
@@ -119,10 +133,15 @@ def serve_emulator(
         raise UserError(f"{str(exc).removeprefix('EmulatorConfig: ')}.") from None
     world = None
     if snapshots:
+        notes: dict[str, Any] = {}
         try:
-            world = world_from_snapshots(_snapshot_source(text) for text in snapshots)
+            sources = [source for text in snapshots for source in _snapshot_sources(text)]
+            world = world_from_snapshots(sources, notes=notes)
         except ValueError as exc:
             raise UserError(f"--from: {exc}.") from None
+        for name, noted in notes.items():
+            for line in _noted(noted):
+                human.say(f"bulkops: warning: project {name}: {line}", err=True)
     try:
         serve_forever(host, port, seed, scale, config, world=world)
     except OSError as exc:
@@ -143,12 +162,56 @@ def _cannot_serve(host: str, port: int, exc: OSError) -> str:
     )
 
 
-def _snapshot_source(text: str) -> tuple[str | None, Path]:
+def check_snapshot(option: str, path: Path) -> Any:
+    """The snapshot at ``path`` (a ``ProjectSnapshot`` or an ``OrgSnapshot``), its manifest
+    checked; a usage error naming ``option`` (``--from prod=snap``) if it is none: missing, a
+    file, of another job, unfinished, or damaged. Entity files are checked when seeded."""
+    try:
+        return open_snapshot(path, "snapshot")
+    except UserError as exc:
+        raise UserError(f"{option}: {exc}") from None
+
+
+def _snapshot_sources(text: str) -> list[tuple[str | None, Path]]:
     """``--from [NAME=]SNAP``: a value that is an existing folder is SNAP whole (its name may
-    hold ``=``); otherwise what precedes the first ``=`` is the project name."""
-    if "=" in text and not Path(text).is_dir():
-        name, _, path = text.partition("=")
-        if not name.strip():
-            raise ValueError(f"{text!r} gives an empty project name before '='; write NAME=SNAP")
-        return name.strip(), Path(path)
-    return None, Path(text)
+    hold ``=``); otherwise what precedes the first ``=`` is the project name. An org snapshot
+    (an export of ``[[sources]]``) serves each of its projects under the name the index gives."""
+    name: str | None = None
+    path = Path(text)
+    if "=" in text and not path.is_dir():
+        given, _, rest = text.partition("=")
+        if not given.strip():
+            raise UserError(
+                f"--from {text}: the project name before = is empty; write NAME=SNAP (or just "
+                "SNAP)."
+            )
+        name, path = given.strip(), Path(rest)
+    opened = check_snapshot(f"--from {text}", path)
+    if not isinstance(opened, OrgSnapshot):
+        return [(name, path)]
+    if name is not None:
+        one = next(iter(opened.projects))
+        raise UserError(
+            f"--from {text}: {human.path(path)} is an org snapshot, whose projects are served "
+            f"under their own names ({', '.join(opened.projects)}); give --from "
+            f"{human.path(path)} for all of them, or NAME=FOLDER for one, e.g. --from "
+            f"{name}={human.path(opened.projects[one].root)}."
+        )
+    return [(project, snapshot.root) for project, snapshot in opened.projects.items()]
+
+
+def _noted(notes: Any) -> list[str]:
+    """What a lenient seeding tolerated (``SeedNotes``), one sentence each."""
+    lines = []
+    if notes.edited:
+        files = human.listing(notes.edited, limit=5)
+        lines.append(
+            f"{human.plural(len(notes.edited), 'file')} changed since the export (not matching "
+            f"their sha256 in manifest.json), seeded as they are now: {files}"
+        )
+    if notes.skipped:
+        lines.append(
+            "left out, as this bulkops does not know them (a newer one wrote the snapshot): "
+            + ", ".join(f"{what} ({human.plural(n, 'file')})" for what, n in notes.skipped.items())
+        )
+    return lines

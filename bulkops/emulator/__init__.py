@@ -17,7 +17,7 @@ from ._app import create_app
 from ._config import EmulatorConfig
 from ._demo import build_demo_world, populate_experiments, populate_metrics, seed_directory
 from ._server import EmulatorThread, running_emulator, serve_forever
-from ._snapshot import project_from_snapshot, snapshot_key, world_from_snapshots
+from ._snapshot import SeedNotes, project_from_snapshot, snapshot_key, world_from_snapshots
 from ._store import Project
 from ._world import World
 from .resources._entities import set_review_required
@@ -26,6 +26,7 @@ __all__ = [
     "EmulatorConfig",
     "EmulatorThread",
     "Project",
+    "SeedNotes",
     "World",
     "build_demo_world",
     "create_app",

@@ -210,11 +210,25 @@ def _require_complete(manifest: dict[str, Any], named: str, *, required: bool) -
         )
         raise SnapshotError(
             f"{named} is not a complete snapshot: its {MANIFEST} {said}. The export that wrote "
-            "it did not finish; run it again and compare the finished snapshot."
+            "it did not finish; run it again, then use the finished snapshot."
         )
 
 
 def _open_org(root: Path, named: str, manifest: dict[str, Any]) -> OrgSnapshot:
+    unfinished = [
+        item["name"]
+        for item in manifest["projects"]
+        if isinstance(item, dict)
+        and _is_name(item.get("name"))
+        and item.get("complete", True) is not True
+    ]
+    if unfinished:  # say which, before the index's own "complete": false says only that
+        raise SnapshotError(
+            f"{named} is not a complete snapshot: the export did not finish project "
+            f"{', '.join(map(_json, unfinished))} (its {MANIFEST} says complete: false for "
+            f"{'it' if len(unfinished) == 1 else 'them'}); run it again, then use the finished "
+            "snapshot."
+        )
     _require_complete(manifest, named, required=False)
     projects: dict[str, ProjectSnapshot] = {}
     for index, item in enumerate(manifest["projects"]):
@@ -233,7 +247,8 @@ def _open_org(root: Path, named: str, manifest: dict[str, Any]) -> OrgSnapshot:
         if item.get("complete", True) is not True:
             raise SnapshotError(
                 f"{named} is not a complete snapshot: project {_json(name)} says complete: "
-                f"{_json(item.get('complete'))}. Run the export again and compare the finished one."
+                f"{_json(item.get('complete'))}. The export did not finish it; run it again, then "
+                "use the finished snapshot."
             )
         project_root = root / folder
         label = f"{named}, project {name}"

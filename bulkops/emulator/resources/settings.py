@@ -6,7 +6,9 @@ as stored; ``POST`` validates the body against its DTO (``SettingsProjectContrac
 others) and replaces the document with it (fields left out are gone: the harsher reading of an
 update whose DTO has required fields). A project that never had a document answers its defaults
 (the project's own name, ``CLOSED``, no reviews required, ``Member`` as the default role, teams
-not required) without storing them. ``settings/roles``' ``default_project_role`` must name a
+not required) without storing them. A document seeded as ``null`` (a snapshot of a server that
+answered ``data: null``, see :func:`seed_null_settings`) is answered ``data: null`` until the
+first ``POST`` replaces it. ``settings/roles``' ``default_project_role`` must name a
 built-in or custom role (the validation 400 otherwise). The ``name`` of ``settings/project`` is
 stored as sent and does not rename the emulator's project. The kind is optional (see
 :mod:`._optional`).
@@ -26,7 +28,15 @@ from .._validation import Bool, Enum, Obj, Str, validate
 from ._optional import add_optional
 from .roles import BUILT_IN, roles
 
-__all__ = ["DOCUMENTS", "SCHEMAS", "register", "set_settings", "settings", "settings_of"]
+__all__ = [
+    "DOCUMENTS",
+    "SCHEMAS",
+    "register",
+    "seed_null_settings",
+    "set_settings",
+    "settings",
+    "settings_of",
+]
 
 BASE = "/console/v1/settings"
 KIND = "settings"
@@ -74,14 +84,27 @@ _DEFAULTS: dict[str, Callable[[Project], Entity]] = {
 }
 
 
+#: The stored form of a document answered ``data: null`` (collections hold objects only).
+_NULL: Entity = {"\x00seeded-null": True}
+
+
 def settings(project: Project) -> Collection:
     """The project's settings documents keyed by path segment (only those ever written)."""
     return project.collection(KIND)
 
 
-def settings_of(project: Project, document: str) -> Entity:
-    """The document as the API answers it: stored, or the project's defaults."""
-    return settings(project).get(document) or _DEFAULTS[document](project)
+def settings_of(project: Project, document: str) -> Entity | None:
+    """The document as the API answers it: stored, the project's defaults, or None (seeded as
+    ``null``)."""
+    stored = settings(project).get(document)
+    if stored == _NULL:
+        return None
+    return stored or _DEFAULTS[document](project)
+
+
+def seed_null_settings(project: Project, document: str) -> None:
+    """Store ``document`` as one the server answers ``data: null`` (seeding a snapshot)."""
+    settings(project).put(document, dict(_NULL))
 
 
 def set_settings(project: Project, document: str, fields: dict[str, Any]) -> Entity:

@@ -13,6 +13,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field
 
 from bulkops.api.client import ConsoleClient
+from bulkops.api.urls import group_names_path
 from bulkops.engine.plan import Note, NoteKind, Operation, Plan, PlanNote, estimate_lines
 from bulkops.jobs.clone_bodies import clean_rules, create_body, update_body
 from bulkops.jobs.clone_reader import Closure, Entity, read_closure
@@ -268,6 +269,8 @@ class _Planner:
             if ref is not None:
                 deps.append(self.plan_entity(ref, exp_id) or "")
         path = EXPERIMENT.item_path(exp_id, "overrides")
+        # Read back with group ids turned into names, as the planner compared them (#6).
+        read_path = group_names_path(path, EXPERIMENT.item_path(exp_id))
         self._add(
             Operation(
                 id=f"experiment:{exp_id}:overrides",
@@ -278,7 +281,7 @@ class _Planner:
                 method="POST",
                 path=path,
                 body=overrides,
-                read_path=path,
+                read_path=read_path,
                 precondition=None if current is None else {"fields": current},
                 expected=expected,
                 deps=[d for d in deps if d],

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Any
 
-from bulkops.api.client import ConsoleClient, read_entity
+from bulkops.api.client import ConsoleClient, read_entity, with_group_names
 from bulkops.engine.concurrency import gather
 from bulkops.jobs.clone_bodies import referenced_ids
 from bulkops.jobs.entity_kinds import (
@@ -213,7 +213,10 @@ class _Reader:
                 self.closure.overrides[exp_id] = _portable_overrides(
                     source, self.closure.entity("experiment", exp_id).source
                 )
-            self.closure.target_overrides[exp_id] = await read_entity(self.target, path)
+            target = await read_entity(self.target, path)
+            if target is not None:  # a server may answer group ids where names were sent
+                target = with_group_names(target, self.closure.entity("experiment", exp_id).target)
+            self.closure.target_overrides[exp_id] = target
 
         await _gather([(one, ("experiment", e["id"])) for e in self.closure.experiments])
 

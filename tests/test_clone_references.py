@@ -15,10 +15,12 @@ import pytest
 from bulkops.api.client import with_group_names
 from bulkops.commands import planned
 from bulkops.commands.session import RunOptions
-from bulkops.emulator import EmulatorConfig, World, running_emulator
+from bulkops.emulator import EmulatorConfig, World, build_demo_world, running_emulator
+from bulkops.emulator.resources.target_apps import app_ids, create_target_app
+from bulkops.jobs.clone_bodies import with_target_apps
 from tests.support.commands import FAST_RETRY, loaded
 from tests.support.http import serve
-from tests.support.jobs import clone_job
+from tests.support.jobs import clone_job, keys_env
 
 V1 = "/console/v1"
 GROUP_READINGS = ("id", "name", "sent")
@@ -139,3 +141,87 @@ async def test_changed_overrides_of_an_existing_experiment_reconcile_a_lost_answ
     assert [op["kind"] for op in second["plan"]["operations"]] == ["overrides"]
     assert second["verify"]["differences"] == 0
     assert len(world.requests(project="target", method="POST", path_prefix=path)) == before + 1
+
+
+# -- #7: target-app references ---------------------------------------------------------------
+def app_names(project: Any) -> dict[str, str]:
+    """App id -> app name in ``project``."""
+    return {a["id"]: a["name"] for a in project.collection("target_apps").values()}
+
+
+def carried_apps(world: World, kind: str, created: set[str]) -> list[tuple[list[str], list[str]]]:
+    """Per entity of ``kind`` the clone created: the names of its target apps in the source
+    and in the target."""
+    source, target = world.project("source"), world.project("target")
+    in_source, in_target = app_names(source), app_names(target)
+    pairs = []
+    for entity in target.collection(kind).values():
+        original = source.collection(kind).get(entity["id"])
+        if original is not None and entity["id"] in created:
+            pairs.append(
+                (
+                    sorted(in_source[a] for a in original.get("targetApps") or []),
+                    sorted(in_target[a] for a in entity.get("targetApps") or []),
+                )
+            )
+    return pairs
+
+
+@pytest.mark.parametrize("ids", ["assigned", "derived"])
+async def test_the_clone_carries_target_apps_by_name_whatever_their_ids(
+    tmp_path, monkeypatch, ids: str
+) -> None:
+    """Whether each project assigns target-app ids of its own or derives them from names, the
+    cloned gates and experiments end in the target's apps of the same names, verify is clean
+    and a second run plans nothing."""
+    world = build_demo_world(target_app_ids=ids)
+    for name, value in keys_env(world).items():
+        monkeypatch.setenv(name, value)
+    first = await clone(tmp_path, EmulatorConfig(), world)
+    assert first["code"] == 0
+    assert first["verify"]["differences"] == 0
+    created = {op["entity_id"] for op in first["plan"]["operations"] if op["action"] == "create"}
+    for kind in ("gates", "experiments"):
+        pairs = carried_apps(world, kind, created)
+        assert any(want for want, _ in pairs), kind
+        assert all(want == have for want, have in pairs), kind
+    again = await clone(tmp_path, EmulatorConfig(), world)
+    assert again["code"] == 0
+    assert again["plan"]["operations"] == []
+
+
+async def test_an_app_the_target_has_is_referenced_by_the_targets_id(tmp_path, world) -> None:
+    """A target app the target already has (same name, another id) is not created again, and
+    every body naming it carries the target's id, never the source's."""
+    target_web = create_target_app(world.project("target"), {"name": "Web", "description": ""})
+    source_web = app_ids(world.project("source"), ["Web"])[0]
+    result = await clone(tmp_path, EmulatorConfig(), world)
+    assert result["code"] == 0
+    ops = result["plan"]["operations"]
+    assert not [op for op in ops if op["kind"] == "target_app" and op["body"]["name"] == "Web"]
+    bodies = [orjson.dumps(op["body"]).decode() for op in ops]
+    assert not [b for b in bodies if source_web in b]
+    assert any(target_web["id"] in b for b in bodies)
+
+
+def test_target_app_conditions_and_lists_map_to_the_targets_ids() -> None:
+    """with_target_apps maps targetApps and target_app conditions through the mapping, leaves
+    out apps it cannot map from targetApps, and leaves other conditions alone."""
+    mapping = {"s-web": "t-web", "s-ios": None}
+    body = {
+        "targetApps": ["s-web", "s-ios"],
+        "rules": [
+            {
+                "name": "r",
+                "conditions": [
+                    {"type": "target_app", "operator": "any", "targetValue": ["s-web"]},
+                    {"type": "passes_gate", "targetValue": "s-web"},
+                ],
+            }
+        ],
+    }
+    out = with_target_apps(body, mapping.get)
+    assert out["targetApps"] == ["t-web"]
+    assert out["rules"][0]["conditions"][0]["targetValue"] == ["t-web"]
+    assert out["rules"][0]["conditions"][1]["targetValue"] == "s-web"
+    assert body["targetApps"] == ["s-web", "s-ios"]  # the source's body is not changed

@@ -17,6 +17,7 @@ import pytest
 from bulkops.commands import planned
 from bulkops.commands.session import RunOptions
 from bulkops.emulator import EmulatorConfig, World, running_emulator
+from bulkops.emulator.resources.target_apps import app_ids, create_target_app
 from bulkops.jobs.semantics import differences, normalize
 from tests.support.commands import FAST_RETRY, loaded
 from tests.support.jobs import clone_job
@@ -28,10 +29,13 @@ HARSH = EmulatorConfig(full_update="replace", override_key="name", list_order="r
 
 @pytest.fixture
 def world(world: World) -> World:
-    """The demo world, with the source layer in a target app (so a full update can lose it)."""
+    """The demo world, with the source layer in a target app (so a full update can lose it)
+    that the target has too, under an id of its own (api-assumptions #7)."""
+    create_target_app(world.project("target"), {"name": "Web", "description": "web app"})
     layers = world.project("source").collection("layers")
     layer = layers.get("checkout_layer")
-    layers.replace("checkout_layer", {**layer, "targetApps": ["web"]})
+    web = app_ids(world.project("source"), ["Web"])
+    layers.replace("checkout_layer", {**layer, "targetApps": web})
     return world
 
 
@@ -61,7 +65,9 @@ async def test_replace_semantics_and_name_identified_overrides_the_clone_verifie
     assert result["verify"]["checked"] > 0
     assert any(op["kind"] == "overrides" for op in result["plan"]["operations"])
     source, target = world.project("source"), world.project("target")
-    assert target.collection("layers").get("checkout_layer")["targetApps"] == ["web"]
+    assert target.collection("layers").get("checkout_layer")["targetApps"] == app_ids(
+        target, ["Web"]
+    )
     updated = [op for op in result["plan"]["operations"] if op["action"] == "update"]
     assert {"metric"} <= {op["kind"] for op in updated}, "the demo target has a differing metric"
     for op in updated:
@@ -263,7 +269,7 @@ async def test_the_emulator_full_update_resets_or_keeps_omitted_fields(
         updated_source = await _call(
             url, key, "POST", f"{V1}/metrics/metric_source/{name}", required
         )
-    assert (layer["targetApps"] == ["web"]) is kept
+    assert (layer["targetApps"] == app_ids(source, ["Web"])) is kept
     assert (updated_metric["tags"] == metric["tags"]) is kept
     assert (updated_source["tags"] == metric_source["tags"]) is kept
     assert updated_metric["name"] == metric["name"]  # part of the id: never reset

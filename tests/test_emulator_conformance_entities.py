@@ -80,8 +80,10 @@ def _fill(text: str, world: World, *, quoted: bool = True) -> str:
     assert config
     assert tag
     team = project.collection("teams").values()[0]
+    app = next(a for a in project.collection("target_apps").values() if a["name"] == "iOS App")
     return (
         text.replace("{gate_rule}", enc(gate["rules"][0]["id"]))
+        .replace("{app}", app["id"])
         .replace("{config_rule}", enc(config["rules"][0]["id"]))
         .replace("{config_base}", config["rules"][0]["baseID"])
         .replace("{tag}", tag["id"])

@@ -254,7 +254,7 @@ CASES = [
     c("role-delete-400-default", "DELETE", f"{V1}/roles/Analyst", 400),
     c("prompts-list", "GET", f"{V1}/prompts?limit=1", 200),
     c("prompts-list-404-unserved", "GET", f"{V1}/prompts", 404, config=UNSERVED),
-    c("prompt-create", "POST", f"{V1}/prompts", 200, {"name": "new prompt", "targetApps": "ios_app"}),
+    c("prompt-create", "POST", f"{V1}/prompts", 200, {"name": "new prompt", "targetApps": "{app}"}),
     c("prompt-create-400", "POST", f"{V1}/prompts", 400, {"name": "ab"}, body_valid=False),
     c("prompt-read", "GET", f"{V1}/prompts/support_reply", 200),
     c("prompt-read-404", "GET", f"{V1}/prompts/nope", 404),

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from bulkops.emulator import (
     EmulatorConfig,
+    Project,
 )
+from bulkops.emulator.resources.target_apps import app_ids, create_target_app
 from tests.support.http import V1, seg, serve
 from tests.support.worlds import NEW_GATE, TARGET_KEY, entities_world
 
@@ -51,34 +55,47 @@ async def test_tag_ids_are_server_assigned_per_project_and_get_accepts_the_name(
         assert missing.body["message"].startswith("Tag not found")
 
 
-async def test_target_app_id_derives_from_name_and_bulk_assign_bumps_entities() -> None:
-    """Target-app ids come from names; renames keep ids; bulk assign adds apps, 404s on unknowns."""
+async def test_target_app_ids_are_the_projects_own_and_bulk_assign_bumps_entities() -> None:
+    """A target app's id is assigned per project (one name, another id in each project, #7);
+    reads take the name too; renames keep ids; bulk assign adds apps, 404s on unknowns."""
     world = entities_world()
+    ios = app_ids(world.project("source"), ["iOS App"])[0]
+    assert ios != app_ids(world.project("target"), ["iOS App"])[0]
     async with serve(world) as api:
         made = await api.post(f"{V1}/target_app", {"name": "Android TV", "description": "tv"})
         assert made.status == 200
-        assert made.data["id"] == "android_tv"
-        assert (await api.get(f"{V1}/target_app/{seg('Android TV')}")).data["id"] == "android_tv"
-        renamed = await api.patch(f"{V1}/target_app/android_tv", {"name": "Big Screen"})
+        tv = made.data["id"]
+        assert BASE62_22.match(tv)
+        assert (await api.get(f"{V1}/target_app/{seg('Android TV')}")).data["id"] == tv
+        renamed = await api.patch(f"{V1}/target_app/{tv}", {"name": "Big Screen"})
         assert renamed.body == {"message": "Target apps updated successfully."}
-        assert (await api.get(f"{V1}/target_app/android_tv")).data["name"] == "Big Screen"
+        assert (await api.get(f"{V1}/target_app/{tv}")).data["name"] == "Big Screen"
         gate = (await api.get(f"{V1}/gates/bench_0001_gate")).data
         done = await api.patch(
-            f"{V1}/target_app",
-            {"targetApps": ["android_tv", "ios_app"], "gates": ["bench_0001_gate"]},
+            f"{V1}/target_app", {"targetApps": [tv, ios], "gates": ["bench_0001_gate"]}
         )
         assert done.status == 200
         after = (await api.get(f"{V1}/gates/bench_0001_gate")).data
-        assert after["targetApps"] == ["android_tv", "ios_app"]
+        assert after["targetApps"] == [tv, ios]
         assert after["version"] == gate["version"] + 1
         missing = await api.patch(
-            f"{V1}/target_app", {"targetApps": ["ios_app"], "gates": ["not a gate"]}
+            f"{V1}/target_app", {"targetApps": [ios], "gates": ["not a gate"]}
         )
         assert missing.status == 404
         assert missing.body["message"] == "Gates with IDs [not a gate] do not exist"
-        no_app = await api.patch(f"{V1}/target_app", {"targetApps": ["nope"]})
-        assert no_app.status == 404
-        assert "nope" in no_app.body["message"]
+        no_app = await api.patch(f"{V1}/target_app", {"targetApps": ["ios_app"]})
+        assert no_app.status == 404  # the name-derived id is not this project's id
+
+
+def test_target_app_ids_derive_from_names_under_the_derived_reading() -> None:
+    """With Project.target_app_ids="derived" an app's id is its name made an id, in every
+    project alike; any other reading is refused when the project is made."""
+    for name in ("a", "b"):
+        project = Project(name, f"key-{name}", target_app_ids="derived")
+        made = create_target_app(project, {"name": "iOS App", "description": ""})
+        assert made["id"] == "ios_app"
+    with pytest.raises(ValueError, match="target_app_ids"):
+        Project("c", "key-c", target_app_ids="names")
 
 
 async def test_teams_and_unit_id_types_are_listed_and_referenced_by_entities() -> None:

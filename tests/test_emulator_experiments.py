@@ -257,9 +257,10 @@ async def test_experiment_list_filters() -> None:
 
 
 async def test_experiment_overrides_replace_add_remove() -> None:
-    """POST replaces, PATCH adds, DELETE removes; groupID by name or id; answers name only
-    (in stored order here: by default they come back reversed)."""
-    async with serve(entities_world(), EmulatorConfig(list_order="kept")) as api:
+    """POST replaces, PATCH adds, DELETE removes; groupID by name or id; answers name only,
+    groups by name here (by default by id), in stored order (by default reversed)."""
+    config = EmulatorConfig(list_order="kept", override_group_key="name")
+    async with serve(entities_world(), config) as api:
         exp = (await api.get(f"{V1}/experiments/bench_0001_exp")).data
         test_id = next(g["id"] for g in exp["groups"] if g["name"] == "Test")
         path = f"{V1}/experiments/bench_0001_exp/overrides"

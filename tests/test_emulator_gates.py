@@ -5,6 +5,7 @@ from __future__ import annotations
 from bulkops.emulator import (
     EmulatorConfig,
 )
+from bulkops.emulator.resources.target_apps import app_ids
 from tests.support.http import V1, serve
 from tests.support.worlds import NEW_GATE, entities_world
 
@@ -58,14 +59,16 @@ async def test_gate_create_defaults_id_from_name_and_duplicates() -> None:
 
 async def test_gate_full_update_resets_omitted_fields_and_partial_merges() -> None:
     """POST is a full update (required fields, omitted settings reset); PATCH merges."""
-    async with serve(entities_world()) as api:
+    world = entities_world()
+    ios = app_ids(world.project("source"), ["iOS App"])[0]
+    async with serve(world) as api:
         await api.post(
-            f"{V1}/gates", {**GATE, "tags": ["growth"], "team": "Growth", "targetApps": "ios_app"}
+            f"{V1}/gates", {**GATE, "tags": ["growth"], "team": "Growth", "targetApps": ios}
         )
         patched = await api.patch(f"{V1}/gates/new_checkout", {"description": "patched"})
         assert patched.data["tags"] == ["growth"]
         assert patched.data["team"] == "Growth"
-        assert patched.data["targetApps"] == ["ios_app"]
+        assert patched.data["targetApps"] == [ios]
         missing = await api.post(f"{V1}/gates/new_checkout", {"tags": []})
         assert missing.status == 400
         assert sorted(missing.error_props()) == ["description", "isEnabled", "rules"]

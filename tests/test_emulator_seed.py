@@ -216,7 +216,10 @@ async def test_a_write_on_a_seeded_entity_moves_on_from_its_seeded_version(tmp_p
     rule = {"name": "new", "passPercentage": 5, "conditions": [{"type": "public"}]}
     headers = {"STATSIG-API-KEY": key}
     async with (
-        running_emulator(World([project], wall_clock=lambda: 1_700_000_000.0)) as base,
+        running_emulator(
+            World([project], wall_clock=lambda: 1_700_000_000.0),
+            EmulatorConfig(override_group_key="name"),  # groups answered by name, as sent
+        ) as base,
         aiohttp.ClientSession() as s,
     ):
         url = f"{base}{V1}/gates/bench_0001_gate"

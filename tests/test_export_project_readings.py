@@ -10,7 +10,13 @@ from typing import Any
 import orjson
 import pytest
 
-from bulkops.emulator import EmulatorConfig, World, project_from_snapshot, running_emulator
+from bulkops.emulator import (
+    EmulatorConfig,
+    World,
+    build_demo_world,
+    project_from_snapshot,
+    running_emulator,
+)
 from bulkops.errors import MalformedResponse
 from bulkops.jobs.export_project import _ids_of
 from tests.support.commands import run_export
@@ -45,7 +51,9 @@ def detail_of(out: Path, kind: str, key: str, detail: str) -> Any:
 async def test_target_apps_and_teams_listed_without_ids_are_keyed_by_name(tmp_path, world) -> None:
     """Under listed_ids="omitted" (the spec's list examples) every target app and team is
     exported under its name, as listed, and a project seeded from that snapshot serves them
-    under the ids the emulator had given them."""
+    under the ids the emulator had given them (target-app ids derived from names here: ids
+    a server assigned cannot come back from a snapshot that does not hold them)."""
+    world = build_demo_world(target_app_ids="derived")  # the fixture's keys, set in the env
     select = kinds("target_apps", "teams")
     assert await export(world, tmp_path, select, listed_ids="omitted") == 0
     out = tmp_path / "out"

@@ -28,7 +28,7 @@ from yarl import URL
 from bulkops import redact, stopping
 from bulkops.api.governor import RateGovernor
 from bulkops.api.urls import api_path as api_path  # re-exported: its home is urls (no aiohttp)
-from bulkops.api.urls import split_listed_item_path
+from bulkops.api.urls import split_group_names_path, split_listed_item_path
 from bulkops.errors import (
     ApiError,
     AuthError,
@@ -396,6 +396,13 @@ async def read_entity(client: ConsoleClient, path: str) -> dict[str, Any] | None
     A ``listed_item_path`` (``LIST#FIELD=VALUE``) reads LIST and returns its row whose FIELD
     equals VALUE: for kinds the API lists but has no GET of one item for (assignment sources).
     """
+    grouped = split_group_names_path(path)
+    if grouped is not None:
+        overrides_path, experiment_path = grouped
+        overrides = await read_entity(client, overrides_path)
+        if overrides is None:
+            return None
+        return with_group_names(overrides, await read_entity(client, experiment_path))
     listed = split_listed_item_path(path)
     if listed is not None:
         list_path, field, value = listed
@@ -409,6 +416,35 @@ async def read_entity(client: ConsoleClient, path: str) -> dict[str, Any] | None
     if isinstance(data, list):  # a few endpoints wrap one object in a list
         data = data[0] if data else None
     return data if isinstance(data, dict) else None
+
+
+def with_group_names(
+    overrides: dict[str, Any], experiment: dict[str, Any] | None
+) -> dict[str, Any]:
+    """Experiment overrides whose ``groupID`` values name groups: each that is the id of one of
+    the experiment's ``groups`` becomes that group's name (others are kept as they are)."""
+    names = {
+        g.get("id"): g.get("name")
+        for g in (experiment or {}).get("groups") or []
+        if isinstance(g, dict) and g.get("id") and g.get("name")
+    }
+    if not names:
+        return overrides
+
+    def named(items: Any) -> Any:
+        if not isinstance(items, list):
+            return items
+        return [
+            {**item, "groupID": names.get(item.get("groupID"), item.get("groupID"))}
+            if isinstance(item, dict) and "groupID" in item
+            else item
+            for item in items
+        ]
+
+    return {
+        **overrides,
+        **{k: named(overrides[k]) for k in ("overrides", "userIDOverrides") if k in overrides},
+    }
 
 
 def parse_page(body: dict[str, Any], page: int, limit: int, where: str, project: str) -> Page:

@@ -57,10 +57,31 @@ def listed_item_path(list_path: str, field: str, value: str) -> str:
 def split_listed_item_path(path: str) -> tuple[str, str, str] | None:
     """(list path, field, value) of a ``listed_item_path``; None for an ordinary path."""
     list_path, sep, fragment = path.partition("#")
-    if not sep:
+    if not sep or fragment.startswith(_GROUPS_OF):
         return None
     field, _, value = fragment.partition("=")
     return list_path, field, unquote(value)
+
+
+_GROUPS_OF = "group-names-of="
+
+
+def group_names_path(path: str, experiment_path: str) -> str:
+    """A read path for experiment overrides whose ``groupID`` values read as group names.
+
+    ``PATH#group-names-of=EXPERIMENT`` reads PATH, then the experiment at EXPERIMENT, and turns
+    each ``groupID`` that is the id of one of its groups into that group's name (a server may
+    answer ids where names were sent; docs/api-assumptions.md #6). The fragment is never sent.
+    """
+    return f"{path}#{_GROUPS_OF}{quote(experiment_path, safe='')}"
+
+
+def split_group_names_path(path: str) -> tuple[str, str] | None:
+    """(overrides path, experiment path) of a ``group_names_path``; None for any other path."""
+    base, sep, fragment = path.partition("#")
+    if not sep or not fragment.startswith(_GROUPS_OF):
+        return None
+    return base, unquote(fragment[len(_GROUPS_OF) :])
 
 
 # -- quota ledger URLs (checked by job files too, so they live here, away from the ledger) --

@@ -17,6 +17,7 @@ _UNIT_SECONDS = {"s": 1.0, "min": 60.0, "h": 3600.0}
 _CREATE_STATUS_CHOICES = ("spec", "200", "201")
 _FULL_UPDATE_CHOICES = ("replace", "merge")
 _OVERRIDE_KEY_CHOICES = ("name", "id", "both")
+_OVERRIDE_GROUP_KEY_CHOICES = ("id", "name", "sent")
 _LIST_ORDER_CHOICES = ("reversed", "kept")
 _LISTED_IDS_CHOICES = ("sent", "omitted")
 _PAGINATION_CHOICES = ("sent", "omitted", "unpaged")
@@ -96,6 +97,10 @@ class EmulatorConfig:
     * ``override_key``: how ``GET /experiments/{id}/overrides`` names the gate or segment of
       each ``overrides[]`` item: ``"name"`` (default, as the spec's GET examples do), ``"id"``
       (as the request DTO does) or ``"both"``.
+    * ``override_group_key``: how the same answers give each ``groupID`` (of ``overrides[]``
+      and ``userIDOverrides[]``), which requests may send as a group name or id: ``"id"``
+      (default: the group's server-assigned id, though the spec's examples show names),
+      ``"name"`` (the group's name), or ``"sent"`` (as the request gave it).
     * ``unserved_kinds``: which of ``OPTIONAL_KINDS`` (alerts, release_pipelines, roles,
       prompts, settings) every project answers as an API version without them would:
       ``unserved_status`` 404 (default, "Not Found") or 403 ("Forbidden resource") on each of
@@ -136,6 +141,7 @@ class EmulatorConfig:
     id_list_read_windows: tuple[str, ...] = ("100/1min",)
     full_update: str = "replace"
     override_key: str = "name"
+    override_group_key: str = "id"
     list_order: str = "reversed"
     list_change_rate: float = 0.0
     list_change_kinds: tuple[str, ...] = ("add", "delete")
@@ -194,6 +200,7 @@ class EmulatorConfig:
         for name, choices in (
             ("full_update", _FULL_UPDATE_CHOICES),
             ("override_key", _OVERRIDE_KEY_CHOICES),
+            ("override_group_key", _OVERRIDE_GROUP_KEY_CHOICES),
             ("list_order", _LIST_ORDER_CHOICES),
             ("listed_ids", _LISTED_IDS_CHOICES),
             ("pagination", _PAGINATION_CHOICES),

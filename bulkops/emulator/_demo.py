@@ -213,8 +213,10 @@ def _add_event_metrics(project: Project, clock: _Clock) -> None:
         create_metric(project, fields, clock.tick())
 
 
-def _build_source_project(seed: str, scale: int) -> Project:
-    project = Project("source", SOURCE_KEY, read_only_keys=[SOURCE_READ_ONLY_KEY])
+def _build_source_project(seed: str, scale: int, target_app_ids: str) -> Project:
+    project = Project(
+        "source", SOURCE_KEY, read_only_keys=[SOURCE_READ_ONLY_KEY], target_app_ids=target_app_ids
+    )
     rng = _rng(seed, "source")
     clock = _Clock(rng)
     random_slots = [i for i, (_, _, fixed) in enumerate(_SOURCES) if fixed is None]
@@ -230,8 +232,8 @@ def _build_source_project(seed: str, scale: int) -> Project:
     return project
 
 
-def _build_target_project(seed: str) -> Project:
-    project = Project("target", TARGET_KEY)
+def _build_target_project(seed: str, target_app_ids: str) -> Project:
+    project = Project("target", TARGET_KEY, target_app_ids=target_app_ids)
     rng = _rng(seed, "target")
     clock = _Clock(rng)
     # Metric names depend on (seed, stem, index) only, so "Orders" and "Log Events" share their
@@ -244,15 +246,23 @@ def _build_target_project(seed: str) -> Project:
     return project
 
 
-def build_demo_world(seed: str = "demo", scale: int = 1) -> World:
+def build_demo_world(
+    seed: str = "demo", scale: int = 1, *, target_app_ids: str = "assigned"
+) -> World:
     """Projects ``source`` (large, awkward) and ``target`` (small); deterministic from ``seed``.
 
     ``scale`` multiplies the metric count of every source except the fixed boundary cases
-    (0, 100 and 101 metrics).
+    (0, 100 and 101 metrics). ``target_app_ids`` is how both projects' target apps get their
+    ids (``Project.target_app_ids``: each project's own by default, or derived from names).
     """
     if scale < 1:
         raise ValueError(f"build_demo_world: scale must be >= 1, got {scale}")
-    return World([_build_source_project(seed, scale), _build_target_project(seed)])
+    return World(
+        [
+            _build_source_project(seed, scale, target_app_ids),
+            _build_target_project(seed, target_app_ids),
+        ]
+    )
 
 
 def populate_metrics(

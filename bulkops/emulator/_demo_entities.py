@@ -32,6 +32,7 @@ from .resources._entities import EXPERIMENTS, LAYERS, touch
 from .resources.gates import CREATE_SCHEMA as GATE_SCHEMA
 from .resources.gates import create_gate
 from .resources.holdouts import create_holdout, set_members
+from .resources.target_apps import app_ids
 
 __all__ = ["add_source_entities", "add_target_entities"]
 
@@ -72,7 +73,7 @@ def _dynamic_configs(project: Project, rng: random.Random, tick: Tick, gate_ids:
             "rules": rules,
             "defaultValue": {"enabled": False, "limit": 10},
             "tags": [family],
-            "targetApps": ["web"] if rng.random() < 0.5 else [],
+            "targetApps": app_ids(project, ["Web"] if rng.random() < 0.5 else []),
         }
         dynamic_configs.create_dynamic_config(
             project, validate(dynamic_configs.CREATE_SCHEMA, body), tick()
@@ -128,7 +129,7 @@ def _experiment_body(
         "secondaryMetrics": [metric_ref(picks[2])],
         "primaryMetricTags": ["north star"],
         "secondaryMetricTags": ["growth"] if i % 4 == 0 else [],
-        "targetApps": ["ios_app", "android"] if i % 2 else ["web"],
+        "targetApps": ["iOS App", "Android"] if i % 2 else ["Web"],  # names: ids below
         "team": "Growth" if i % 2 else "Payments",
         "allocation": rng.choice((50, 100)),
         "groups": [
@@ -165,6 +166,7 @@ def _experiments(
     made = []
     for i in range(1, 13):
         body = _experiment_body(rng, i, gate_ids, events + whn)
+        body["targetApps"] = app_ids(project, body["targetApps"])
         exp = experiments.create_experiment(
             project, validate(experiments.CREATE_SCHEMA, body), tick()
         )

@@ -14,6 +14,7 @@ from ._store import Project
 from ._validation import validate
 from .resources import gates, segments
 from .resources._id_overrides import EMPTY_OVERRIDES, apply_overrides
+from .resources.target_apps import app_ids
 
 __all__ = ["FAMILIES", "add_gates", "add_segments"]
 
@@ -168,7 +169,9 @@ def add_gates(project: Project, rng: random.Random, tick: Tick, per_family: int)
                 "type": "TEMPORARY" if rng.random() < 0.3 else "PERMANENT",
                 "isEnabled": rng.random() > 0.08,
                 "team": rng.choice((None, "Growth", "Payments")),
-                "targetApps": rng.sample(("ios_app", "android", "web"), rng.randint(0, 2)),
+                "targetApps": app_ids(
+                    project, rng.sample(("iOS App", "Android", "Web"), rng.randint(0, 2))
+                ),
             }
             if name == "checkout_wallet_14":
                 body["reviewSettings"] = {"requiredReview": True}

@@ -123,6 +123,10 @@ class Collection:
                     del index[value]
 
 
+#: The readings of a target app's id (``Project.target_app_ids``).
+TARGET_APP_IDS = ("assigned", "derived")
+
+
 class Project:
     """One Statsig project: a name, its console key(s) and a collection per entity kind.
 
@@ -138,7 +142,12 @@ class Project:
         *,
         read_only_keys: Iterable[str] = (),
         project_id: str | None = None,
+        target_app_ids: str = "assigned",
     ) -> None:
+        if target_app_ids not in TARGET_APP_IDS:
+            raise ValueError(
+                f"Project.target_app_ids must be one of {TARGET_APP_IDS}, got {target_app_ids!r}"
+            )
         self.name = name
         self.console_key = console_key
         #: What ``GET /console/v1/project`` answers; distinct per key, so two worlds' projects
@@ -155,6 +164,10 @@ class Project:
         #: Optional kinds (``EmulatorConfig.OPTIONAL_KINDS``) this project does not serve: a
         #: snapshot's ``unavailable`` ones, so a project seeded from it answers as its source did.
         self.unserved: set[str] = set()
+        #: How target apps created here get their ids (docs/api-assumptions.md #7): "assigned"
+        #: (a server id of this project's own, so one app name has another id in each project)
+        #: or "derived" (from the name, the same in every project).
+        self.target_app_ids = target_app_ids
 
     def stamp(self, now_ms: int) -> int:
         """A change time for "now": ``now_ms``, or one past the last one handed out.

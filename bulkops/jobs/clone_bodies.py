@@ -7,6 +7,7 @@ a field the API adds later is left out rather than sent blindly.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from bulkops.jobs.entity_kinds import ENTITY_KINDS
@@ -69,3 +70,47 @@ def referenced_ids(rules: list[dict[str, Any]] | None) -> tuple[set[str], set[st
             elif kind in ("passes_segment", "fails_segment"):
                 segments.update(values)
     return gates, segments
+
+
+def condition_apps(rules: list[dict[str, Any]] | None) -> set[str]:
+    """Target-app values that ``target_app`` rule conditions point at."""
+    apps: set[str] = set()
+    for rule in rules or []:
+        for condition in rule.get("conditions") or []:
+            if condition.get("type") == "target_app":
+                targets = condition.get("targetValue")
+                values = targets if isinstance(targets, list) else [targets]
+                apps.update(str(v) for v in values if v)
+    return apps
+
+
+def with_target_apps(body: dict[str, Any], app_id: Callable[[str], str | None]) -> dict[str, Any]:
+    """``body`` with every target-app reference (``targetApps``, ``target_app`` conditions)
+    turned into the target's id for the same app; apps ``app_id`` cannot map are left out."""
+    out = dict(body)
+    if "targetApps" in out:
+        apps = out["targetApps"]
+        values = [apps] if isinstance(apps, str) else list(apps or [])
+        out["targetApps"] = [t for t in (app_id(v) for v in values) if t is not None]
+    if isinstance(out.get("rules"), list):
+        out["rules"] = [
+            {
+                **rule,
+                "conditions": [_condition_apps(c, app_id) for c in rule.get("conditions") or []],
+            }
+            for rule in out["rules"]
+        ]
+    return out
+
+
+def _condition_apps(
+    condition: dict[str, Any], app_id: Callable[[str], str | None]
+) -> dict[str, Any]:
+    if condition.get("type") != "target_app":
+        return condition
+    targets = condition.get("targetValue")
+    if isinstance(targets, list):
+        mapped: Any = [app_id(str(v)) or v for v in targets]
+    else:
+        mapped = app_id(str(targets)) or targets if targets else targets
+    return {**condition, "targetValue": mapped}

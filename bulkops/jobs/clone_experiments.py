@@ -13,8 +13,9 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field
 
 from bulkops.api.client import ConsoleClient
+from bulkops.api.urls import group_names_path
 from bulkops.engine.plan import Note, NoteKind, Operation, Plan, PlanNote, estimate_lines
-from bulkops.jobs.clone_bodies import clean_rules, create_body, update_body
+from bulkops.jobs.clone_bodies import clean_rules, create_body, update_body, with_target_apps
 from bulkops.jobs.clone_reader import Closure, Entity, read_closure
 from bulkops.jobs.entity_kinds import ENTITY_KINDS, EXPERIMENT, HOLDOUT, LAYER, SEGMENT
 from bulkops.jobs.planning import PlannedFunctions
@@ -64,6 +65,7 @@ async def build_plan(job: JobDefinition[Spec], clients: dict[str, ConsoleClient]
     for experiment in closure.experiments:
         planner.plan_experiment(experiment)
     planner.finish_holdouts()
+    planner.finish_target_apps()
     return Plan(
         job=job.name,
         kind=Spec.kind,
@@ -81,6 +83,8 @@ class _Planner:
         self.operations: list[Operation] = []
         self.notes: list[PlanNote] = []
         self._planned: dict[tuple[str, str], str | None] = {}  # entity -> op id (None: no op)
+        #: Target apps new to the target -> the written entities to assign to each, by kind.
+        self._new_apps: dict[str, list[tuple[str, str, str]]] = {}
 
     # -- per experiment ---------------------------------------------------------------------
     def plan_experiment(self, experiment: dict[str, Any]) -> None:
@@ -127,6 +131,12 @@ class _Planner:
         key = (entity.kind, entity.id)
         if key in self._planned:
             return self._planned[key]
+        if entity.kind == "target_app" and entity.target is None:
+            # Its id is the target's to assign: created after the entities that reference it,
+            # which its create assigns to it (finish_target_apps), not before them (#7).
+            self._new_apps.setdefault(entity.id, [])
+            self._planned[key] = None
+            return None
         deps = list(deps or []) + [d for d in self._entity_deps(entity, group) if d]
         expected = self._expected(entity)
         op_id: str | None = None
@@ -145,7 +155,15 @@ class _Planner:
                     f"{self.on_conflict})",
                 )
         self._planned[key] = op_id
+        if op_id is not None:
+            for app in self._apps_new_to_target(entity):
+                self._new_apps.setdefault(app, []).append((entity.kind, entity.id, op_id))
         return op_id
+
+    def _apps_new_to_target(self, entity: Entity) -> list[str]:
+        apps = entity.source.get("targetApps")
+        values = [apps] if isinstance(apps, str) else list(apps or [])
+        return [v for v in values if self.closure.target_app_id(v) is None]
 
     def _entity_deps(self, entity: Entity, group: str) -> list[str | None]:
         return [self.plan_entity(ref, group) for ref in self.closure.references(entity)]
@@ -158,10 +176,14 @@ class _Planner:
             body["parameters"] = entity.source.get("parameters") or []
         if entity.kind == "target_app":
             body = {"name": body["name"]}  # TargetAppDto shows only id and name
+        body = with_target_apps(body, self.closure.target_app_id)
+        if self._apps_new_to_target(entity):  # the app's create adds it: checked on a re-run
+            body.pop("targetApps", None)
         return {k: v for k, v in body.items() if k not in self.closure.dropped_fields(entity)}
 
     def _body(self, entity: Entity, update: bool) -> dict[str, Any]:
         body = (update_body if update else create_body)(entity.kind, entity.source)
+        body = with_target_apps(body, self.closure.target_app_id)  # the target's ids (#7)
         for field in self.closure.dropped_fields(entity):
             body.pop(field, None)
         return body
@@ -268,6 +290,8 @@ class _Planner:
             if ref is not None:
                 deps.append(self.plan_entity(ref, exp_id) or "")
         path = EXPERIMENT.item_path(exp_id, "overrides")
+        # Read back with group ids turned into names, as the planner compared them (#6).
+        read_path = group_names_path(path, EXPERIMENT.item_path(exp_id))
         self._add(
             Operation(
                 id=f"experiment:{exp_id}:overrides",
@@ -278,7 +302,7 @@ class _Planner:
                 method="POST",
                 path=path,
                 body=overrides,
-                read_path=path,
+                read_path=read_path,
                 precondition=None if current is None else {"fields": current},
                 expected=expected,
                 deps=[d for d in deps if d],
@@ -326,6 +350,42 @@ class _Planner:
                 group=members[0],
                 describe=f"add {', '.join(members)} to holdout {holdout_id}",
             )
+
+    def finish_target_apps(self) -> None:
+        """Create each target app the target lacks, after the entities referencing it, and
+        assign them in its create (``gates``, ``experiments``): its id is the target's to
+        assign, so no body planned before can name it (docs/api-assumptions.md #7)."""
+        for app_id, members in self._new_apps.items():
+            app = self.closure.entity("target_app", app_id)
+            body = create_body("target_app", app.source)
+            assignable = {"gate": "gates", "experiment": "experiments"}
+            for kind, entity_id, _ in members:
+                if kind in assignable:
+                    body.setdefault(assignable[kind], []).append(entity_id)
+                else:
+                    self._note(
+                        self._group_of(kind, entity_id),
+                        "cannot_carry",
+                        f"{kind} {entity_id!r} is written without target app "
+                        f"{app.source['name']!r}: the target assigns the app's id when it is "
+                        f"created, and a {kind} cannot be assigned to an app then; run the "
+                        'clone again (on_conflict = "update") to add it',
+                    )
+            assigned = sum(len(body.get(k, [])) for k in ("gates", "experiments"))
+            group = self._group_of(*members[0][:2]) if members else ""
+            self._entity_op(
+                app, "create", "POST", ENTITY_KINDS["target_app"].collection_path(), body,
+                precondition="absent", expected=self._expected(app),
+                deps=[op_id for _, _, op_id in members], group=group,
+                describe=f"create target_app {app.source['name']}"
+                + (f", assigned to {assigned} entities" if assigned else ""),
+            )  # fmt: skip
+
+    def _group_of(self, kind: str, entity_id: str) -> str:
+        for op in self.operations:
+            if op.kind == kind and op.entity_id == entity_id:
+                return op.group
+        return ""
 
     # -- bookkeeping ------------------------------------------------------------------------
     def _add(self, op: Operation) -> None:

@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Any
 
-from bulkops.api.client import ConsoleClient, read_entity
+from bulkops.api.client import ConsoleClient, read_entity, with_group_names
+from bulkops.api.urls import listed_item_path
 from bulkops.engine.concurrency import gather
-from bulkops.jobs.clone_bodies import referenced_ids
+from bulkops.jobs.clone_bodies import condition_apps, referenced_ids
 from bulkops.jobs.entity_kinds import (
     ASSIGNMENT_SOURCE,
     ENTITY_KINDS,
@@ -88,6 +89,14 @@ class Closure:
         team = entity.source.get("team")
         return {"team"} if team and team in self.missing_teams else set()
 
+    def target_app_id(self, value: str) -> str | None:
+        """The target's id for the app a source entity names ``value`` (matched by name); None
+        for an app the target does not have yet (its id is the target's to assign, #7)."""
+        app = self.entities.get(("target_app", value))
+        if app is None:  # not a listed app of the source: carried as it is
+            return value
+        return app.target_id if app.target is not None else None
+
     def holdouts_of(self, exp_id: str) -> list[Entity]:
         return [h for h in self.holdouts if exp_id in (h.source.get("experimentIDs") or [])]
 
@@ -150,7 +159,6 @@ class _Reader:
             "source_tags": {t["name"]: t for t in lists["source_tags"]},
             "target_tags": {t["name"]: t for t in lists["target_tags"]},
             "source_apps": _index_apps(lists["source_apps"]),
-            "target_apps": _index_apps(lists["target_apps"]),
             "source_assignment_sources": {
                 s["name"]: s for s in lists.get("source_assignment_sources", [])
             },
@@ -213,7 +221,10 @@ class _Reader:
                 self.closure.overrides[exp_id] = _portable_overrides(
                     source, self.closure.entity("experiment", exp_id).source
                 )
-            self.closure.target_overrides[exp_id] = await read_entity(self.target, path)
+            target = await read_entity(self.target, path)
+            if target is not None:  # a server may answer group ids where names were sent
+                target = with_group_names(target, self.closure.entity("experiment", exp_id).target)
+            self.closure.target_overrides[exp_id] = target
 
         await _gather([(one, ("experiment", e["id"])) for e in self.closure.experiments])
 
@@ -261,22 +272,27 @@ class _Reader:
             tags.update(entity.source.get("primaryMetricTags") or [])
             tags.update(entity.source.get("secondaryMetricTags") or [])
             apps.update(_as_list(entity.source.get("targetApps")))
+            apps.update(condition_apps(entity.source.get("rules")))
         for name in sorted(tags):
             source = self.by_name["source_tags"].get(name) or {"name": name, "description": ""}
             target = self.by_name["target_tags"].get(name)
             self._add(
                 "tag", name, source, target=target, target_id=target.get("id") if target else None
             )
+        target_apps = {a.get("name"): a for a in self.lists["target_apps"]}
         for app in sorted(apps):
+            # A source value is the source's id of the app (or its name); the target's app of
+            # the same name has an id of the target's own, so it is read by name (#7).
             source = self.by_name["source_apps"].get(app) or {"name": app, "description": ""}
             source = {**source, "description": source.get("description") or ""}
-            target = self.by_name["target_apps"].get(app)
+            target = target_apps.get(source["name"])
             self._add(
                 "target_app",
                 app,
                 source,
                 target=target,
-                target_id=target.get("id") if target else None,
+                target_id=(target.get("id") or target["name"]) if target else None,
+                path=listed_item_path(TARGET_APP.list_path(), "name", source["name"]),
             )
 
     def _holdouts(self) -> None:
@@ -348,6 +364,17 @@ class _Reader:
                     f"{entity.id!r} does not exist in the target; created without a team",
                 }
             )
+        for app in sorted(condition_apps(entity.source.get("rules"))):
+            if self.closure.target_app_id(app) is None:
+                name = self.closure.entity("target_app", app).source["name"]
+                problems.append(
+                    {
+                        "fatal": True,
+                        "message": f"rules of {entity.kind} {entity.id!r} have a target_app "
+                        f"condition on {name!r}, a target app the target does not have; its id "
+                        "there is not known until it exists: create it in the target and re-run",
+                    }
+                )
         if entity.kind == "segment" and entity.source.get("type") != "rule_based":
             problems.append(
                 {
@@ -380,11 +407,12 @@ class _Reader:
         *,
         target: dict[str, Any] | None,
         target_id: str | None = None,
+        path: str | None = None,
     ) -> None:
         key = (kind, entity_id)
         if key not in self.closure.entities:
             self.closure.entities[key] = Entity(
-                kind, entity_id, source, target, read_path(kind, entity_id), target_id
+                kind, entity_id, source, target, path or read_path(kind, entity_id), target_id
             )
 
 

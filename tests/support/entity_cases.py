@@ -2,7 +2,8 @@
 
 Kept apart from test_emulator_conformance_entities.py, which runs them, so the table of cases can
 grow without the tests around it growing too. ``path`` and ``body`` may hold placeholders
-(``{gate_rule}``, ``{config_rule}``, ``{tag}``, ``{team}``) that the test fills from the world.
+(``{gate_rule}``, ``{config_rule}``, ``{tag}``, ``{team}``, ``{app}``: the id of the app named
+"iOS App", each project's own) that the test fills from the world.
 """
 
 from __future__ import annotations
@@ -88,7 +89,7 @@ PARAMS = [{"name": "color", "type": "string", "defaultValue": "blue"}]
 class Case:
     id: str
     method: str
-    path: str  # may hold {gate_rule}, {config_rule}, {tag}, {team}: filled from the world
+    path: str  # may hold {gate_rule}, {config_rule}, {tag}, {team}, {app}: filled from the world
     status: int
     body: Any = None
     key: str | None = SOURCE_KEY
@@ -127,23 +128,23 @@ CASES = [
         200,
         {"name": "Web", "description": "d", "gates": ["bench_0001_gate"]},
     ),
-    c("app-read", "GET", f"{V1}/target_app/ios_app", 200),
-    c("app-update", "PATCH", f"{V1}/target_app/ios_app", 200, {"description": "new"}),
+    c("app-read", "GET", f"{V1}/target_app/{{app}}", 200),
+    c("app-update", "PATCH", f"{V1}/target_app/{{app}}", 200, {"description": "new"}),
     c("app-update-404", "PATCH", f"{V1}/target_app/nope", 404, {"description": "new"}),
-    c("app-delete", "DELETE", f"{V1}/target_app/ios_app", 200),
+    c("app-delete", "DELETE", f"{V1}/target_app/{{app}}", 200),
     c(
         "apps-assign",
         "PATCH",
         f"{V1}/target_app",
         200,
-        {"targetApps": ["ios_app"], "gates": ["bench_0001_gate"], "experiments": []},
+        {"targetApps": ["{app}"], "gates": ["bench_0001_gate"], "experiments": []},
     ),
     c(
         "apps-assign-404",
         "PATCH",
         f"{V1}/target_app",
         404,
-        {"targetApps": ["ios_app"], "gates": ["not a gate"]},
+        {"targetApps": ["{app}"], "gates": ["not a gate"]},
     ),
     c("teams-list", "GET", f"{V1}/users/teams", 200),
     c("team-read", "GET", f"{V1}/users/teams/{{team}}", 200),

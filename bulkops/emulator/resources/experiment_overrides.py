@@ -13,7 +13,9 @@ replaces everything, PATCH adds, DELETE removes the listed items (its body, same
   keyed by ``(type, id, environment)``: adding one for a gate already overridden in that
   environment moves it to the new group.
 * ``groupID`` may be a group name or a group id; it is stored as sent and compared by the group
-  it resolves to. ``userIDOverrides`` entries are keyed by ``(group, environment, unitType)``;
+  it resolves to. Answers give it as ``EmulatorConfig.override_group_key`` says: the group's
+  ``id`` (the default, the harsher reading: a client that sent names must map them back), its
+  ``name``, or as ``sent``. ``userIDOverrides`` entries are keyed by ``(group, environment, unitType)``;
   adding ids to one group takes them out of the other groups of the same environment and unit
   type, since a unit can be forced into one group only.
 * References are checked on POST and PATCH: the gate or segment must exist, the group must be a
@@ -174,11 +176,28 @@ def _remove(exp: Entity, current: dict[str, Any], body: dict[str, Any]) -> dict[
     }
 
 
-def _shown(call: Call, overrides: dict[str, Any]) -> dict[str, Any]:
-    """Overrides as answered: each item's gate or segment named by the configured key(s)."""
+def _answered_group(call: Call, exp: Entity, key: str) -> str:
+    """A stored ``groupID`` as answered: the group's id, its name, or as sent."""
+    how = call.config.override_group_key
+    found = resolve_group(exp["groups"], key) if how != "sent" else None
+    return key if found is None else str(found[how])
+
+
+def _shown(call: Call, exp: Entity, overrides: dict[str, Any]) -> dict[str, Any]:
+    """Overrides as answered: each item's gate or segment named by the configured key(s), each
+    group as ``EmulatorConfig.override_group_key`` says."""
     hidden = {"name": ("id",), "id": ("name",), "both": ()}[call.config.override_key]
-    items = [{k: v for k, v in o.items() if k not in hidden} for o in overrides["overrides"]]
-    users = [dict(u) for u in overrides["userIDOverrides"]]
+    items = [
+        {
+            **{k: v for k, v in o.items() if k not in hidden},
+            "groupID": _answered_group(call, exp, o["groupID"]),
+        }
+        for o in overrides["overrides"]
+    ]
+    users = [
+        {**u, "groupID": _answered_group(call, exp, u["groupID"])}
+        for u in overrides["userIDOverrides"]
+    ]
     if call.config.list_order == "reversed":
         items.reverse()
         users = [{**u, "ids": u["ids"][::-1]} for u in reversed(users)]
@@ -190,7 +209,7 @@ async def read(call: Call) -> Reply:
     found = EXPERIMENTS.overrides(call.project).get(exp["id"])
     if found is not None and SEEDED_ANSWER in found:
         return single("Experiment Overrides read successfully.", found[SEEDED_ANSWER])
-    shown = _shown(call, found or dict(_EMPTY))
+    shown = _shown(call, exp, found or dict(_EMPTY))
     return overrides_read(call, "Experiment Overrides read successfully.", shown)
 
 
@@ -212,7 +231,7 @@ def _writer(op: str) -> Any:
         else:
             updated = _remove(exp, current, body)
         save_overrides(call, EXPERIMENTS, exp, updated)
-        return single("Experiment Overrides updated successfully.", _shown(call, updated))
+        return single("Experiment Overrides updated successfully.", _shown(call, exp, updated))
 
     return write
 

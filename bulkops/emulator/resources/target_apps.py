@@ -1,11 +1,14 @@
 """Target apps: ``/console/v1/target_app`` (list, create, bulk assign) and ``/target_app/{id}``.
 
 The spec leaves the id of a target app undocumented (``TargetAppDto {id?, name}``; examples use
-name-like values such as ``"my_app"``). The emulator derives it from the name like other
-entities: lower-case, whitespace and characters outside ``[a-z0-9_.-]`` become ``_``
-(``"iOS App"`` → ``"ios_app"``). So the same app name has the same id in every project, and
-renaming an app (``PATCH /target_app/{id}``) keeps its id. Entities' ``targetApps`` hold these
-ids; ``GET /target_app/{id}`` also accepts the display name. With
+name-like values such as ``"my_app"``). By default (``Project.target_app_ids="assigned"``, the
+harsher reading, docs/api-assumptions.md #7) the server assigns it: a 22-character id of the
+project's own, so the same app name has a different id in each project and a client copying
+references between projects must map them by name. With ``"derived"`` the id comes from the
+name like other entities': lower-case, whitespace and characters outside ``[a-z0-9_.-]`` become
+``_`` (``"iOS App"`` → ``"ios_app"``), the same in every project. Either way renaming an app
+(``PATCH /target_app/{id}``) keeps its id. Entities' ``targetApps`` hold these ids;
+``GET /target_app/{id}`` also accepts the display name. With
 ``EmulatorConfig.listed_ids="omitted"`` the list's rows carry no ``id``, as the spec's example.
 
 Create and the bulk assign (``PATCH /target_app``) add the apps to the listed gates, dynamic
@@ -16,18 +19,20 @@ anything changes.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from .._context import Call, Reply
 from .._envelopes import message_only, paged, single
 from .._errors import name_in_use, not_found
+from .._ids import stable_id
 from .._routing import Router
 from .._store import Collection, Entity, Project
 from .._validation import ListOf, Obj, Str, validate
 from ._common import listed_rows
 from ._entities import DYNAMIC_CONFIGS, EXPERIMENTS, GATES, Kind, derive_id, touch
 
-__all__ = ["CREATE_SCHEMA", "create_target_app", "register", "target_apps"]
+__all__ = ["CREATE_SCHEMA", "app_ids", "create_target_app", "register", "target_apps"]
 
 BASE = "/console/v1/target_app"
 _ASSIGNABLE: tuple[tuple[str, Kind, str], ...] = (
@@ -77,7 +82,10 @@ def _assign(project: Project, fields: dict[str, Any], app_ids: list[str], now_ms
 
 def create_target_app(project: Project, fields: dict[str, Any], now_ms: int = 0) -> Entity:
     """Create an app from validated fields and assign it where asked (handler and seeder)."""
-    app_id = derive_id(fields["name"], strict=True)
+    if project.target_app_ids == "derived":
+        app_id = derive_id(fields["name"], strict=True)
+    else:
+        app_id = stable_id("target_app", project.id, fields["name"])
     coll = target_apps(project)
     if app_id in coll or any(a["name"] == fields["name"] for a in coll.values()):
         raise name_in_use()
@@ -86,6 +94,12 @@ def create_target_app(project: Project, fields: dict[str, Any], now_ms: int = 0)
     coll.add(app_id, app)
     _assign(project, fields, [app_id], now_ms)
     return app
+
+
+def app_ids(project: Project, names: Iterable[str]) -> list[str]:
+    """The ids of the apps named ``names`` (seeders reference apps by name)."""
+    by_name = {a["name"]: a["id"] for a in target_apps(project).values()}
+    return [by_name[name] for name in names]
 
 
 def _get(project: Project, key: str, *, by_name: bool = False) -> Entity:

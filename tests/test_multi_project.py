@@ -277,16 +277,24 @@ async def test_two_targets_that_are_one_project_are_refused(tmp_path, monkeypatc
 
 
 # -- clone into several targets ---------------------------------------------------------------
-async def test_clone_into_two_targets(tmp_path, monkeypatch) -> None:
-    """One source's experiments are cloned into two projects, each with its own plan and verify."""
+def clone_world(
+    monkeypatch: pytest.MonkeyPatch, names: tuple[str, ...], *, experiments: int
+) -> tuple[World, Project, list[Project]]:
+    """A source with ``experiments`` experiments and an empty target per name, keys set."""
     source = Project("source", "console-src-key")
-    targets = [Project(name, f"console-{name}-key") for name in ("eu", "us")]
+    targets = [Project(name, f"console-{name}-key") for name in names]
     for one in (source, *targets):
         seed_directory(one, units=("userID", "stableID"), tags=("growth",), teams=(), apps=())
-    populate_experiments(source, 2)
+    populate_experiments(source, experiments)
     world = World([source, *targets])
     set_keys(monkeypatch, world)
     monkeypatch.setenv("BULKOPS_TEST_SOURCE_KEY", "console-src-key")
+    return world, source, targets
+
+
+async def test_clone_into_two_targets(tmp_path, monkeypatch) -> None:
+    """One source's experiments are cloned into two projects, each with its own plan and verify."""
+    world, source, targets = clone_world(monkeypatch, ("eu", "us"), experiments=2)
     async with running_emulator(world) as url:
         job = job_file(
             tmp_path, 'job = "clone_experiments"\nname = "org-clone"\n[source]\n'
@@ -301,6 +309,33 @@ async def test_clone_into_two_targets(tmp_path, monkeypatch) -> None:
     for name in ("eu", "us"):
         assert summary[name]["verify"]["differences"] == 0
         assert summary[name]["verify"]["checked"] > 0
+
+
+async def test_a_source_cloned_into_many_targets_has_one_lane_and_is_read_once(
+    tmp_path, monkeypatch
+) -> None:
+    """Four targets' clones share the source's lane: its concurrency holds for all of them
+    together, and each of its entities is read once, not once per target."""
+    names = ("eu", "us", "ap", "sa")
+    world, source, targets = clone_world(monkeypatch, names, experiments=6)
+    async with running_emulator(world, EmulatorConfig(latency_ms=20)) as url:
+        job = job_file(
+            tmp_path, 'job = "clone_experiments"\nname = "org-clone"\n[source]\n'
+            f'api_key_env = "BULKOPS_TEST_SOURCE_KEY"\nbase_url = "{url}"', "targets",
+            dict.fromkeys(names, url), "[limits]\nconcurrency = 3\n",
+        )  # fmt: skip
+        assert await run(job, tmp_path / "state") == 0
+    for target in targets:
+        assert set(target.collection("experiments")) == set(source.collection("experiments"))
+    reads = [
+        (r.path, tuple(sorted(r.query.items())))
+        for r in world.requests(project="source")
+        if r.path != "/console/v1/project"
+    ]  # fmt: skip  (each job checks its own key)
+    assert world.max_in_flight("source") <= 3
+    assert reads
+    assert len(reads) == len(set(reads)), "a source read was sent more than once"
+    assert all(world.max_in_flight(name) <= 3 for name in names)
 
 
 # -- crash and resume ------------------------------------------------------------------------

@@ -120,8 +120,11 @@ class ConsoleClient:
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
         rng: random.Random | None = None,
         timeout: float = 60.0,
+        reads: SharedReads | None = None,
     ) -> None:
         self.project = project
+        #: GET answers shared with other clients of the same project (a fleet's shared source).
+        self._reads = reads
         self.base_url = base_url.rstrip("/")
         self._key = api_key
         redact.register(api_key)
@@ -147,6 +150,18 @@ class ConsoleClient:
         extra_headers: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
         """Send with retries; return the decoded JSON body of a 2xx answer."""
+        if self._reads is not None and method == "GET" and not extra_headers:
+            return await self._reads.get(self, path, query)
+        return await self._request(method, path, query, json, extra_headers)
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        query: Mapping[str, Any] | None,
+        json: Any,
+        extra_headers: Mapping[str, str] | None,
+    ) -> dict[str, Any]:
         mutation = method in MUTATING
         started = time.monotonic()
         attempt = 0
@@ -388,6 +403,41 @@ class ConsoleClient:
             page_number, before = page_number + 1, page.data
         check_total(rows_read=len(rows), total=total, what=f"{path} on project {self.project!r}")
         return rows
+
+
+class SharedReads:
+    """The GET answers of one project, shared by the clients of several jobs in one process
+    (a clone's source, read by every target's job of a fleet).
+
+    The first client to ask for a path (and query) sends the request; the others wait for its
+    answer instead of sending their own, and each gets a copy of its own to change as it likes.
+    A failed read is not kept: the next asker sends it again. Only requests actually sent are
+    counted in a client's ``stats``. The source is read once however many targets clone it,
+    so all of them plan from the same answers.
+    """
+
+    def __init__(self) -> None:
+        self._answers: dict[tuple[str, tuple[tuple[str, str], ...]], bytes] = {}
+        self._pending: dict[tuple[str, tuple[tuple[str, str], ...]], anyio.Event] = {}
+
+    async def get(
+        self, client: ConsoleClient, path: str, query: Mapping[str, Any] | None
+    ) -> dict[str, Any]:
+        key = (path, tuple(sorted((k, str(v)) for k, v in (query or {}).items())))
+        while key not in self._answers:
+            pending = self._pending.get(key)
+            if pending is None:
+                self._pending[key] = done = anyio.Event()
+                try:
+                    body = await client._request("GET", path, query, None, None)
+                    self._answers[key] = orjson.dumps(body)
+                    return body
+                finally:
+                    del self._pending[key]
+                    done.set()
+            await pending.wait()  # answered, or failed: then this asker sends it itself
+        decoded: dict[str, Any] = orjson.loads(self._answers[key])
+        return decoded
 
 
 async def read_entity(client: ConsoleClient, path: str) -> dict[str, Any] | None:

@@ -42,6 +42,7 @@ from bulkops.commands.session import (
     Connection,
     ProjectAccess,
     RunOptions,
+    SharedLanes,
     api_key,
     open_projects,
     resolve_state_dir,
@@ -273,9 +274,12 @@ async def _opened(
     names: list[str],
 ) -> Any:
     """Open every project at once (each its own clients); a project that cannot be opened is
-    a failed project, not a failed fleet."""
+    a failed project, not a failed fleet. A project every member uses (a clone's source) has one
+    lane for all of them (``SharedLanes``)."""
     async with AsyncExitStack() as stack:
         access = await stack.enter_async_context(_access(job, members, options, names))
+        common = {role for one in members.values() for role in one.spec.projects()}
+        shared = SharedLanes(stack, frozenset(common - {job.spec.many_role}))
         connections: dict[str, Connection] = {}
         failed: dict[str, tuple[int, str]] = {}
 
@@ -285,7 +289,7 @@ async def _opened(
             where = member_state(state, name)
             try:
                 connections[name] = await stack.enter_async_context(
-                    open_projects(single, mine, where, access[name])
+                    open_projects(single, mine, where, access[name], shared)
                 )
             except (BulkopsError, Interrupted) as exc:
                 failed[name] = _failure(exc)

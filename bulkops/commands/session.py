@@ -12,7 +12,7 @@ import dataclasses
 import functools
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +24,7 @@ import structlog
 
 from bulkops import logs
 from bulkops.api._learning import SendTimeStore
-from bulkops.api.client import ConsoleClient, ProjectIdentity, RetryPolicy
+from bulkops.api.client import ConsoleClient, ProjectIdentity, RetryPolicy, SharedReads
 from bulkops.api.governor import RateGovernor
 from bulkops.api.ledger import (
     QuotaLedger,
@@ -171,11 +171,12 @@ async def open_projects(
     options: RunOptions,
     state: StateDir,
     access: dict[str, ProjectAccess],
+    shared: SharedLanes | None = None,
 ) -> AsyncIterator[Connection]:
     """A client per project of ``access`` (its governor keeping send times in ``state``), and
-    who each key opens."""
+    who each key opens. ``shared``: the lanes of projects other jobs of a fleet use too."""
     async with AsyncExitStack() as stack:
-        clients = await _open_clients(stack, job, options, state, access)
+        clients = await _open_clients(stack, job, options, state, access, shared)
         identities = await interruptible(lambda: _identify(clients))
         if is_planned(job.kind) and options.command != "plan":
             sandbox_ledger = state.root / SANDBOX_LEDGER if options.sandbox else None
@@ -328,8 +329,12 @@ async def _open_clients(
     options: RunOptions,
     state: StateDir,
     access: dict[str, ProjectAccess],
+    shared: SharedLanes | None = None,
 ) -> dict[str, ConsoleClient]:
-    """One session, governor and client per distinct project; roles sharing a key share them."""
+    """One session, governor and client per distinct project; roles sharing a key share them.
+
+    A role of ``shared.roles`` gets the lane the fleet keeps for its project (one session, one
+    governor, its GET answers shared), in a client of its own (its own request counts)."""
     limits = job.spec.limits
     concurrency = options.concurrency or limits.concurrency
     by_project: dict[tuple[str, str], ConsoleClient] = {}
@@ -337,16 +342,27 @@ async def _open_clients(
     for role, project in access.items():
         identity = (project.base_url, project.api_key)
         if identity not in by_project:
-            session = await stack.enter_async_context(
-                aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency))
-            )
-            governor = RateGovernor(
-                role,
-                mutation_windows=limits.mutation_windows(),
-                read_windows=limits.read_windows(),
-                concurrency=concurrency,
-                store=SendTimeStore(state.governor_file(role)),
-            )
+
+            async def lane(
+                opened: AsyncExitStack, role: str = role
+            ) -> tuple[aiohttp.ClientSession, RateGovernor]:
+                session = await opened.enter_async_context(
+                    aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency))
+                )
+                governor = RateGovernor(
+                    role,
+                    mutation_windows=limits.mutation_windows(),
+                    read_windows=limits.read_windows(),
+                    concurrency=concurrency,
+                    store=SendTimeStore(state.governor_file(role)),
+                )
+                return session, governor
+
+            reads = None
+            if shared is not None and role in shared.roles:
+                session, governor, reads = await shared.lane(identity, lane)
+            else:
+                session, governor = await lane(stack)
             by_project[identity] = ConsoleClient(
                 project=role,
                 base_url=project.base_url,
@@ -354,6 +370,34 @@ async def _open_clients(
                 session=session,
                 governor=governor,
                 retry=options.retry,
+                reads=reads,
             )
         clients[role] = by_project[identity]
     return clients
+
+
+class SharedLanes:
+    """The lanes of projects several jobs of a fleet use at once (a clone's source, read by
+    every target's job): one session and one governor per project, so its concurrency, windows
+    and 429 pauses hold for all of them together, and one set of GET answers, so the project is
+    read once. ``roles``: the roles that share (never one a job writes to alone)."""
+
+    def __init__(self, stack: AsyncExitStack, roles: frozenset[str]) -> None:
+        self.roles = roles
+        self._stack = stack
+        self._lanes: dict[tuple[str, str], tuple[aiohttp.ClientSession, RateGovernor, SharedReads]]
+        self._lanes = {}
+        self._lock = anyio.Lock()
+
+    async def lane(
+        self,
+        identity: tuple[str, str],
+        make: Callable[[AsyncExitStack], Awaitable[tuple[aiohttp.ClientSession, RateGovernor]]],
+    ) -> tuple[aiohttp.ClientSession, RateGovernor, SharedReads]:
+        async with (
+            self._lock
+        ):  # the jobs open at once: the first makes the lane, on the fleet's stack
+            if identity not in self._lanes:
+                session, governor = await make(self._stack)
+                self._lanes[identity] = (session, governor, SharedReads())
+            return self._lanes[identity]

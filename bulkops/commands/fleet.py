@@ -5,7 +5,9 @@ set to one project (``JobDefinition.members``), its state in ``<state>/projects/
 export's output in ``<dir>/<name>/``. They run concurrently in one event loop, each through the
 very pipeline a one-project job runs (``run.run_job``, ``planned.*``; ``bulkops.commands.member``
 names the few seams), with clients of its own and so a governor lane of its own: a project
-paused on a 429, or waiting for its windows, never holds another up.
+paused on a 429, or waiting for its windows, never holds another up. A project every member
+uses (a clone's source) has one lane for all of them, and its answers are read once
+(``session.SharedLanes``).
 
 The fleet itself holds the lock of the top state directory, checks every key and output folder
 before the first request, opens every project (one sandbox for all), refuses targets that are

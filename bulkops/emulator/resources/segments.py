@@ -139,7 +139,13 @@ async def conditional(call: Call) -> Reply:
     old = _of_type(call.project, call.params["id"], "rule_based")
     rules = validate_value(_RULES, call.json_any())
     check_references(call.project, {}, condition_errors(call.project, rules, "rules"))
-    new_list = merge_rules(call.project, old.get("rules", []), rules, config=False)
+    new_list = merge_rules(
+        call.project,
+        old.get("rules", []),
+        rules,
+        config=False,
+        rule_fields=call.config.rule_fields,
+    )
     return single("Rules successfully updated", _save(call, {**old, "rules": new_list}))
 
 

@@ -1,0 +1,179 @@
+"""What bulkops writes, under each reading of what the spec leaves open (docs/api-assumptions.md).
+
+Each test runs a write against the emulator under every reading the finding names, and checks
+the entity as stored afterwards: what the job meant to change changed, and nothing else did.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+
+from bulkops.emulator import Project, World, running_emulator
+from tests.support.batch import KEY, KEY_ENV, config, job_file
+from tests.support.commands import bulkops
+
+RULE_FIELDS = ("reset", "kept")
+PENDING = [{"time": 1_900_000_000_000, "passPercent": 50}]
+DONE = [{"time": 1_700_000_000_000, "passPercent": 10}]
+BETA = {"type": "passes_segment", "targetValue": "beta_users"}
+EMAIL = {"type": "email", "operator": "str_contains_any", "targetValue": ["@example.com"]}
+
+
+# -- the world: gates and dynamic configs whose rules carry every field a rule can have -------
+def _rich_rule(name: str, *, config: bool) -> dict[str, Any]:
+    rule: dict[str, Any] = {
+        "name": name,
+        "passPercentage": 10,
+        "conditions": [BETA],
+        "environments": ["production"],
+        "completedAutomatedRollouts": DONE,
+        "pendingAutomatedRollouts": PENDING,
+    }
+    if config:
+        rule["returnValue"] = {"size": 3}
+        rule["variants"] = [{"name": "big", "passPercentage": 50, "returnValue": {"size": 9}}]
+    return rule
+
+
+def rich_world() -> World:
+    """Two gates and two dynamic configs, each with an Internal and an Other rule."""
+    from bulkops.emulator.resources.dynamic_configs import create_dynamic_config
+    from bulkops.emulator.resources.gates import create_gate
+    from bulkops.emulator.resources.segments import create_segment
+
+    project = Project("target", KEY)
+    create_segment(project, {"name": "beta_users", "type": "id_list"}, 0, ids=["u1"])
+    for i in range(2):
+        gate_rules = [_rich_rule(n, config=False) for n in ("Internal", "Other")]
+        create_gate(project, {"id": f"gate_{i}", "name": f"gate {i}", "rules": gate_rules}, i)
+        config_rules = [_rich_rule(n, config=True) for n in ("Internal", "Other")]
+        create_dynamic_config(project, {"name": f"config {i}", "rules": config_rules}, i)
+    return World([project])
+
+
+def stored(world: World, kind: str) -> dict[str, dict[str, Any]]:
+    return {e["id"]: copy.deepcopy(e) for e in world.project("target").collection(kind).values()}
+
+
+@pytest.fixture
+def key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(KEY_ENV, KEY)
+
+
+SET_50 = """
+[[edits]]
+op = "set_pass_percentage"
+value = 50
+[[edits]]
+op = "add_condition"
+condition = { type = "email", operator = "str_contains_any", targetValue = ["@example.com"] }
+"""
+
+
+def _job(tmp_path: Path, entity: str, edits: str = SET_50) -> Path:
+    return job_file(tmp_path, select=f'entity = "{entity}"\nrule_name = "Internal"', edits=edits)
+
+
+async def _patch(url: str, path: str, body: Any) -> dict[str, Any]:
+    headers = {"STATSIG-API-KEY": KEY, "Content-Type": "application/json"}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.patch(f"{url}/console/v1/{path}", data=orjson.dumps(body),
+                      headers=headers) as response,
+    ):  # fmt: skip
+        assert response.status == 200, await response.text()
+        return dict((await response.json())["data"])
+
+
+# -- #25: what a full rules list leaves of a matched rule's fields ----------------------------
+@pytest.mark.parametrize("rule_fields", RULE_FIELDS)
+async def test_the_emulator_readings_of_a_rule_item_that_leaves_fields_out(rule_fields) -> None:
+    """Under "reset" a rule item sent with only its id and content loses environments, return
+    value, variants and rollouts; under "kept" it keeps them: the readings differ."""
+    world = rich_world()
+    config_id = "config_0"
+    rule = stored(world, "dynamic_configs")[config_id]["rules"][0]
+    thin = {k: rule[k] for k in ("id", "name", "passPercentage", "conditions")}
+    async with running_emulator(world, config(rule_fields=rule_fields)) as url:
+        answer = await _patch(url, f"dynamic_configs/{config_id}", {"rules": [thin]})
+    [after] = answer["rules"]
+    assert after["baseID"] == rule["baseID"]
+    kept = {k: after.get(k) for k in ("environments", "returnValue", "variants",
+                                     "pendingAutomatedRollouts")}  # fmt: skip
+    if rule_fields == "kept":
+        assert kept == {k: rule[k] for k in kept}
+    else:
+        assert kept == {"environments": None, "returnValue": {}, "variants": None,
+                        "pendingAutomatedRollouts": []}  # fmt: skip
+
+
+@pytest.mark.parametrize("rule_fields", RULE_FIELDS)
+@pytest.mark.parametrize("entity", ["gates", "dynamic_configs"])
+async def test_batch_edit_and_undo_keep_every_field_of_every_rule(
+    tmp_path, key, entity, rule_fields
+) -> None:
+    """batch_rule_update changes only what its edits say (environments, return values, variants
+    and scheduled rollouts kept, on the edited rule and the others), and undo restores the rules
+    exactly, under either reading of what a rule item left out means."""
+    world = rich_world()
+    before = stored(world, entity)
+    job = _job(tmp_path, entity)
+    async with running_emulator(world, config(rule_fields=rule_fields)) as url:
+        assert await bulkops("run", job, url, tmp_path / "state") == 0
+        edited = stored(world, entity)
+        assert await bulkops("undo", None, url, tmp_path / "state") == 0
+    for entity_id, old in before.items():
+        internal, other = edited[entity_id]["rules"]
+        want = {**old["rules"][0], "passPercentage": 50, "conditions": [BETA, EMAIL]}
+        assert _content(internal) == _content(want)
+        assert internal["baseID"] == old["rules"][0]["baseID"]
+        assert other == old["rules"][1]  # untouched: not even a new revision
+        undone = stored(world, entity)[entity_id]["rules"]
+        assert [_content(r) for r in undone] == [_content(r) for r in old["rules"]]
+        assert [r["baseID"] for r in undone] == [r["baseID"] for r in old["rules"]]
+
+
+def _content(rule: dict[str, Any]) -> dict[str, Any]:
+    """A rule without its revision id (which an edit moves on)."""
+    return {k: v for k, v in rule.items() if k != "id"}
+
+
+CLEAR_ENVIRONMENTS = """
+[[edits]]
+op = "python"
+function = "fresh:everywhere"
+"""
+FRESH = '''
+def everywhere(entity, rule):
+    """A fresh dict: the rule in every environment, without the server's own fields."""
+    return {"name": rule["name"], "passPercentage": rule["passPercentage"],
+            "conditions": rule["conditions"], "environments": None,
+            "returnValue": rule.get("returnValue"), "variants": rule.get("variants")}
+'''
+
+
+@pytest.mark.parametrize("rule_fields", RULE_FIELDS)
+async def test_a_python_edit_may_clear_environments_and_leave_out_server_fields(
+    tmp_path, key, rule_fields
+) -> None:
+    """A python edit that returns a fresh rule with ``environments`` None clears them (the null
+    is sent), and the rule keeps its baseID and scheduled rollouts (carried from the rule read)."""
+    world = rich_world()
+    before = stored(world, "dynamic_configs")
+    job = _job(tmp_path, "dynamic_configs", CLEAR_ENVIRONMENTS)
+    (tmp_path / "fresh.py").write_text(FRESH)
+    async with running_emulator(world, config(rule_fields=rule_fields)) as url:
+        assert await bulkops("run", job, url, tmp_path / "state") == 0
+    for entity_id, old in before.items():
+        internal = stored(world, "dynamic_configs")[entity_id]["rules"][0]
+        assert internal["environments"] is None
+        assert internal["baseID"] == old["rules"][0]["baseID"]
+        assert internal["pendingAutomatedRollouts"] == PENDING
+        assert internal["returnValue"] == {"size": 3}
+        assert internal["variants"] == old["rules"][0]["variants"]

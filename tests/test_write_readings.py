@@ -177,3 +177,64 @@ async def test_a_python_edit_may_clear_environments_and_leave_out_server_fields(
         assert internal["pendingAutomatedRollouts"] == PENDING
         assert internal["returnValue"] == {"size": 3}
         assert internal["variants"] == old["rules"][0]["variants"]
+
+
+# -- targetValue types after an edit --------------------------------------------------------
+def _swap_world() -> World:
+    """gate_mixed: an email list of two; gate_single: of one; gate_beta: a segment condition."""
+    from bulkops.emulator.resources.gates import create_gate
+    from bulkops.emulator.resources.segments import create_segment
+
+    project = Project("target", KEY)
+    create_segment(project, {"name": "beta_users", "type": "id_list"}, 0, ids=["u1"])
+    emails = {"gate_mixed": ["@example.com", "@test.com"], "gate_single": ["@example.com"]}
+    for gate_id, values in emails.items():
+        condition = {**EMAIL, "targetValue": values}
+        rules = [{"name": "Internal", "passPercentage": 10, "conditions": [condition, BETA]}]
+        create_gate(project, {"id": gate_id, "rules": rules}, 0)
+    return World([project])
+
+
+@pytest.mark.parametrize(
+    ("match", "old", "new", "failing", "reason"),
+    [
+        ('{ type = "email" }', '"@example.com"', "5", ["gate_mixed"], "mixing strings and numbers"),
+        ('{ type = "passes_segment" }', '"beta_users"', "7", ["gate_mixed", "gate_single"],
+         "passes_segment conditions take a gate or segment id (a string)"),
+    ],
+)  # fmt: skip
+async def test_a_swap_that_would_give_a_target_value_of_the_wrong_type_fails_that_entity(
+    tmp_path, key, capsys, match, old, new, failing, reason
+) -> None:
+    """replace_target_value that would mix strings and numbers in a list, or put a number where
+    a gate or segment id goes, fails that entity at plan time (exit 3, nothing sent for it)
+    instead of sending a body the API rejects; a swap that stays well typed is applied."""
+    world = _swap_world()
+    edits = f'[[edits]]\nop = "replace_target_value"\nmatch = {match}\nfrom = {old}\nto = {new}\n'
+    job = job_file(tmp_path, select='entity = "gates"', edits=edits)
+    async with running_emulator(world, config()) as url:
+        assert await bulkops("run", job, url, tmp_path / "state") == 3
+    err = capsys.readouterr().err
+    for gate_id in failing:
+        assert f'{gate_id}: edits.0 (replace_target_value): in rule "Internal"' in err
+    assert reason in err
+    sent = [r.path.rsplit("/", 1)[-1] for r in world.requests(is_mutation=True)]
+    assert sent == [g for g in ("gate_single",) if g not in failing]
+    assert all(r.status == 200 for r in world.requests(is_mutation=True))
+    if sent:
+        stored_gate = stored(world, "gates")["gate_single"]
+        assert stored_gate["rules"][0]["conditions"][0]["targetValue"] == [5]
+
+
+@pytest.mark.parametrize("dto", ["GatePartialUpdateDto", "DynamicConfigPartialUpdateDto"])
+def test_the_condition_types_an_edit_accepts_are_the_specs_enum(dto) -> None:
+    """add_condition, add_rule and python edits accept exactly the condition types of the rule
+    in the PATCH bodies batch_rule_update sends, no more and no fewer."""
+    from typing import get_args
+
+    from bulkops.jobs.rule_edits import ConditionType
+    from tests.support.openapi_spec import spec_or_skip
+
+    rule = spec_or_skip().document["components"]["schemas"][dto]["properties"]["rules"]["items"]
+    enum = rule["properties"]["conditions"]["items"]["properties"]["type"]["enum"]
+    assert sorted(get_args(ConditionType)) == sorted(enum)

@@ -14,9 +14,12 @@ import aiohttp
 import orjson
 import pytest
 
-from bulkops.emulator import Project, World, running_emulator
+from bulkops.commands import planned
+from bulkops.commands.session import RunOptions
+from bulkops.emulator import EmulatorConfig, Project, World, running_emulator
 from tests.support.batch import KEY, KEY_ENV, config, job_file
-from tests.support.commands import bulkops
+from tests.support.commands import FAST_RETRY, bulkops, loaded
+from tests.support.jobs import clone_job
 
 RULE_FIELDS = ("reset", "kept")
 PENDING = [{"time": 1_900_000_000_000, "passPercent": 50}]
@@ -238,3 +241,39 @@ def test_the_condition_types_an_edit_accepts_are_the_specs_enum(dto) -> None:
     rule = spec_or_skip().document["components"]["schemas"][dto]["properties"]["rules"]["items"]
     enum = rule["properties"]["conditions"]["items"]["properties"]["type"]["enum"]
     assert sorted(get_args(ConditionType)) == sorted(enum)
+
+
+# -- #27: the answer of a segment's rules update -----------------------------------------------
+async def _clone(tmp_path: Path, world: World, emulator: EmulatorConfig) -> dict[str, Any]:
+    """A clone with on_conflict = "update", run to its end: exit code, plan, verify report."""
+    state = tmp_path / "s"
+    async with running_emulator(world, emulator) as url:
+        job = await loaded(str(clone_job(tmp_path, on_conflict="update")))
+        code = await planned.run_planned(
+            job, RunOptions(state_dir=state, base_url=url, retry=FAST_RETRY, progress=False)
+        )
+    read = lambda name: orjson.loads((state / name).read_bytes())  # noqa: E731
+    return {"code": code, "plan": read("plan.json"), "verify": read("verify.json")}
+
+
+@pytest.mark.parametrize("answer", ["message", "segment"])
+async def test_a_clone_that_replaces_segment_rules_verifies_under_either_answer(
+    tmp_path, world, answer
+) -> None:
+    """A clone (on_conflict = "update") whose plan replaces a segment's rules through
+    POST /segments/{id}/conditional finishes clean whether the answer holds the segment in
+    ``data`` or is the message alone, and a second run plans nothing."""
+    from bulkops.emulator.resources.segments import create_segment
+
+    emulator = EmulatorConfig(segment_rules_answer=answer)
+    public = [{"name": "Old", "passPercentage": 5, "conditions": [{"type": "public"}]}]
+    for segment in world.project("source").collection("segments").values():
+        if segment["type"] == "rule_based":  # in the target too, with other rules
+            create_segment(world.project("target"), {**segment, "rules": public}, 0)
+    first = await _clone(tmp_path, world, emulator)
+    conditional = [op for op in first["plan"]["operations"] if op["path"].endswith("/conditional")]
+    assert conditional, "the demo target has a rule_based segment that differs"
+    assert first["code"] == 0
+    assert first["verify"]["differences"] == 0
+    again = await _clone(tmp_path, world, emulator)
+    assert again["plan"]["operations"] == []

@@ -24,6 +24,7 @@ _PAGINATION_CHOICES = ("sent", "omitted", "unpaged")
 _ID_LIST_SHAPE_CHOICES = ("object", "wrapped", "ids")
 _EMPTY_OVERRIDES_CHOICES = ("lists", "null", "404")
 _RULE_FIELDS_CHOICES = ("reset", "kept")
+_SEGMENT_RULES_ANSWER_CHOICES = ("message", "segment")
 #: The newer configuration kinds a project (or an API version) may not serve.
 OPTIONAL_KINDS = ("alerts", "release_pipelines", "roles", "prompts", "settings")
 
@@ -129,6 +130,9 @@ class EmulatorConfig:
       when its item leaves fields out: ``"reset"`` (default) takes the item whole
       (``environments`` null, ``returnValue`` ``{}``, no ``variants``, empty automated-rollout
       histories); ``"kept"`` keeps the stored values of what it leaves out.
+    * ``segment_rules_answer``: the answer of ``POST /segments/{id}/conditional``, whose schema
+      puts the segment in ``data`` while its example is the message alone: ``"message"``
+      (default, no ``data``) or ``"segment"`` (the updated segment in ``data``).
     """
 
     latency_ms: float = 0.0
@@ -159,6 +163,7 @@ class EmulatorConfig:
     id_list_shape: str = "object"
     empty_overrides: str = "lists"
     rule_fields: str = "reset"
+    segment_rules_answer: str = "message"
     _parsed: dict[str, tuple[QuotaWindow, ...]] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
@@ -214,6 +219,7 @@ class EmulatorConfig:
             ("id_list_shape", _ID_LIST_SHAPE_CHOICES),
             ("empty_overrides", _EMPTY_OVERRIDES_CHOICES),
             ("rule_fields", _RULE_FIELDS_CHOICES),
+            ("segment_rules_answer", _SEGMENT_RULES_ANSWER_CHOICES),
         ):
             if getattr(self, name) not in choices:
                 raise ValueError(

@@ -125,7 +125,7 @@ async def test_teams_and_unit_id_types_are_listed_and_referenced_by_entities() -
 async def test_segment_types_and_their_endpoints() -> None:
     """rule_based: conditional replaces rules; id_list: add/remove/reset ids; wrong type: 400."""
     world = entities_world()
-    async with serve(world) as api:
+    async with serve(world, EmulatorConfig(segment_rules_answer="segment")) as api:
         rb = await api.post(
             f"{V1}/segments",
             {

@@ -353,14 +353,18 @@ def test_the_example_job_file_is_valid() -> None:
 
 
 # -- the request body, the diff, undo -----------------------------------------------------------
-def test_request_rules_keep_ids_and_drop_other_server_fields_and_nulls() -> None:
-    """A rule sent back keeps its ids and drops the other server fields and null values."""
+def test_request_rules_keep_ids_and_rollouts_and_send_null_environments() -> None:
+    """A rule sent back keeps its ids and rollout histories, drops other server fields and null
+    condition fields, and sends ``environments`` null rather than leaving it out (#25)."""
     stored = rule(conditions=[{**EMAIL, "field": None, "customID": None}],
-                  pendingAutomatedRollouts=[], returnValueJson5="{}")  # fmt: skip
+                  pendingAutomatedRollouts=[], returnValueJson5="{}", checksPerHour=3)  # fmt: skip
     body = job_kind.request_rule(stored, config=False)
     assert body == {"id": stored["id"], "baseID": "baseInternal", "name": "Internal",
-                    "passPercentage": 10, "conditions": [EMAIL]}  # fmt: skip
-    assert job_kind.request_rule(stored, config=True)["returnValueJson5"] == "{}"
+                    "passPercentage": 10, "conditions": [EMAIL], "environments": None,
+                    "completedAutomatedRollouts": [], "pendingAutomatedRollouts": []}  # fmt: skip
+    config_body = job_kind.request_rule(stored, config=True)
+    assert config_body["returnValueJson5"] == "{}"
+    assert config_body["variants"] == []
 
 
 def test_the_diff_names_each_changed_rule_and_field() -> None:

@@ -23,6 +23,8 @@ _LISTED_IDS_CHOICES = ("sent", "omitted")
 _PAGINATION_CHOICES = ("sent", "omitted", "unpaged")
 _ID_LIST_SHAPE_CHOICES = ("object", "wrapped", "ids")
 _EMPTY_OVERRIDES_CHOICES = ("lists", "null", "404")
+_RULE_FIELDS_CHOICES = ("reset", "kept")
+_SEGMENT_RULES_ANSWER_CHOICES = ("message", "segment")
 #: The newer configuration kinds a project (or an API version) may not serve.
 OPTIONAL_KINDS = ("alerts", "release_pipelines", "roles", "prompts", "settings")
 
@@ -123,6 +125,14 @@ class EmulatorConfig:
     * ``empty_overrides``: what ``GET /{gates|holdouts|experiments|layers}/{id}/overrides``
       answers for an entity with none: ``"lists"`` (default, the DTO with empty lists),
       ``"null"`` (``data`` null) or ``"404"`` (the spec documents a 404 on these reads).
+    * ``rule_fields``: what a full ``rules`` list (gate and dynamic-config ``PATCH``/``POST``,
+      segment ``POST …/conditional``) does to a stored rule it matches by ``id``/``baseID``
+      when its item leaves fields out: ``"reset"`` (default) takes the item whole
+      (``environments`` null, ``returnValue`` ``{}``, no ``variants``, empty automated-rollout
+      histories); ``"kept"`` keeps the stored values of what it leaves out.
+    * ``segment_rules_answer``: the answer of ``POST /segments/{id}/conditional``, whose schema
+      puts the segment in ``data`` while its example is the message alone: ``"message"``
+      (default, no ``data``) or ``"segment"`` (the updated segment in ``data``).
     """
 
     latency_ms: float = 0.0
@@ -152,6 +162,8 @@ class EmulatorConfig:
     pagination: str = "sent"
     id_list_shape: str = "object"
     empty_overrides: str = "lists"
+    rule_fields: str = "reset"
+    segment_rules_answer: str = "message"
     _parsed: dict[str, tuple[QuotaWindow, ...]] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
@@ -206,6 +218,8 @@ class EmulatorConfig:
             ("pagination", _PAGINATION_CHOICES),
             ("id_list_shape", _ID_LIST_SHAPE_CHOICES),
             ("empty_overrides", _EMPTY_OVERRIDES_CHOICES),
+            ("rule_fields", _RULE_FIELDS_CHOICES),
+            ("segment_rules_answer", _SEGMENT_RULES_ANSWER_CHOICES),
         ):
             if getattr(self, name) not in choices:
                 raise ValueError(

@@ -4,10 +4,12 @@ Plan: read the selected entities (one list, or one GET per explicit id), run the
 each entity's rules (``bulkops.jobs.rule_edits``) and, for every entity whose rules come out
 different, plan *one* mutation: ``PATCH /console/v1/{gates|dynamic_configs}/{id}`` with the whole
 new ``rules`` list. Existing rules keep their ``id``/``baseID`` in the body (the request schema
-allows both), which is how the server knows a rule was edited rather than replaced; no other
-server-assigned field is sent. The precondition pins the entity as read (``version`` and
-``lastModifiedTime``), so ``apply`` never overwrites a change made after the plan; the before-image
-(the rules as read) is what ``undo`` restores, guarded by the version our write produced.
+allows both), which is how the server knows a rule was edited rather than replaced, and every
+other field of the rule's DTO as read (automated-rollout histories, null ``environments``), so
+a server that takes each rule whole loses nothing (docs/api-assumptions.md #25). The
+precondition pins the entity as read (``version`` and ``lastModifiedTime``), so ``apply`` never
+overwrites a change made after the plan; the before-image (the rules as read) is what ``undo``
+restores, guarded by the version our write produced.
 
 An entity whose ``python`` edit raised (anything, ``SystemExit`` included) or returned something
 that is not a rule is left out of the plan and noted as failed (the traceback goes to the log); the
@@ -79,10 +81,21 @@ NOT_IDEMPOTENT_MESSAGE = "not idempotent: running this job again after it finish
 GUEST_PACKAGE = "_bulkops_guest"
 #: The entity kind each ``select.entity`` edits.
 SELECTABLE: dict[str, EntityKind] = {"gates": GATE, "dynamic_configs": DYNAMIC_CONFIG}
-#: What a rule in a PATCH body may hold (GatePartialUpdateDto / DynamicConfigPartialUpdateDto,
-#: minus the automated-rollout histories the server keeps on its own).
-RULE_KEYS = ("id", "baseID", "name", "passPercentage", "conditions", "environments", "returnValue")
+#: What a rule in a PATCH body holds: every field of the rule of GatePartialUpdateDto /
+#: DynamicConfigPartialUpdateDto that the rule has. The automated-rollout histories are sent back
+#: as read: a server that takes each rule whole would otherwise cancel a scheduled rollout
+#: (docs/api-assumptions.md #25).
+ROLLOUT_KEYS = ("completedAutomatedRollouts", "pendingAutomatedRollouts")
+RULE_KEYS = ("id", "baseID", "name", "passPercentage", "conditions", "environments",
+             "returnValue", *ROLLOUT_KEYS)  # fmt: skip
 CONFIG_RULE_KEYS = (*RULE_KEYS, "returnValueJson5", "variants")
+#: Sent even when the rule has none (null or empty): a server that merges each rule into the
+#: stored one would keep the old value of a field left out (#25).
+ALWAYS_SENT: dict[str, Any] = {"conditions": [], "environments": None}
+CONFIG_ALWAYS_SENT: dict[str, Any] = {**ALWAYS_SENT, "variants": []}
+#: The server's own fields of a rule, carried from the rule as read when an edit's result lacks
+#: them (a python edit that builds a fresh dict still edits the same rule).
+CARRIED_KEYS = ("id", "baseID", *ROLLOUT_KEYS)
 CONDITION_KEYS = ("type", "operator", "targetValue", "field", "customID")
 #: How the diff's first line of each changed rule starts (for the plan's totals).
 RULE_LINES = ("~ rule '", '~ rule "', "+ rule ", "- rule ")
@@ -274,6 +287,7 @@ def _operation(collection: str, entity: dict[str, Any], slots: list[Slot]) -> Op
     """The one PATCH that writes the entity's edited rules, or None when nothing changed."""
     kind, config = _kind_of(collection)
     before = list(entity.get("rules") or [])
+    slots = [_carried(slot, before) for slot in slots]
     if config:
         slots = [Slot(slot.origin, _fill_return_value(slot.rule)) for slot in slots]
     after = [slot.rule for slot in slots]
@@ -297,10 +311,22 @@ def _operation(collection: str, entity: dict[str, Any], slots: list[Slot]) -> Op
     )
 
 
+def _carried(slot: Slot, before: list[Rule]) -> Slot:
+    """The slot's rule with the server's own fields of the rule it came from, where it lacks them."""
+    if slot.origin is None:
+        return slot
+    origin = before[slot.origin]
+    missing = {k: origin[k] for k in CARRIED_KEYS if slot.rule.get(k) is None and k in origin}
+    return Slot(slot.origin, {**slot.rule, **missing}) if missing else slot
+
+
 def request_rule(rule: Rule, *, config: bool) -> Rule:
-    """A rule as a PATCH body may carry it: the schema's keys only, nulls left out."""
+    """A rule as a PATCH body carries it: the schema's keys only; nulls left out, except the
+    fields a left-out value could leave as they were (``ALWAYS_SENT``)."""
     keys = CONFIG_RULE_KEYS if config else RULE_KEYS
     body = {key: rule[key] for key in keys if rule.get(key) is not None}
+    for key, empty in (CONFIG_ALWAYS_SENT if config else ALWAYS_SENT).items():
+        body.setdefault(key, empty)
     if "conditions" in body:
         body["conditions"] = [
             {key: c[key] for key in CONDITION_KEYS if c.get(key) is not None}

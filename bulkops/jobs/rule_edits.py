@@ -46,7 +46,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails, PydanticCustomError
 
-from bulkops.errors import FunctionFailed, NotARule
+from bulkops.errors import EditFailed, FunctionFailed, NotARule
 from bulkops.jobs.semantics import normalize
 from bulkops.jobs.spec import Items, NonEmpty, Strict, expect, explain_all, quoted, show
 
@@ -383,14 +383,45 @@ def remove_condition(rule: Rule, match: Mapping[str, Any]) -> Rule:
     return {**copy.deepcopy(rule), "conditions": kept}
 
 
+class UnwritableEdit(ValueError):
+    """An edit whose result the API would reject (the message says why, for a person)."""
+
+
+#: Conditions whose ``targetValue`` is one gate or segment id (a string).
+REFERENCE_TYPES = ("passes_gate", "fails_gate", "passes_segment", "fails_segment")
+
+
 def replace_target_value(rule: Rule, match: Mapping[str, Any], old: Scalar, new: Scalar) -> Rule:
+    """UnwritableEdit if a swapped value gives a ``targetValue`` the spec's types reject."""
     conditions = []
     for condition in rule.get("conditions") or []:
         condition = copy.deepcopy(condition)
         if condition_matches(condition, match):
-            condition["targetValue"] = _replaced(condition.get("targetValue"), old, new)
+            target = condition.get("targetValue")
+            condition["targetValue"] = _replaced(target, old, new)
+            if not _same(condition["targetValue"], target):
+                _check_target_value(rule, condition)
         conditions.append(condition)
     return {**copy.deepcopy(rule), "conditions": conditions}
+
+
+def _check_target_value(rule: Rule, condition: Mapping[str, Any]) -> None:
+    """The spec's ``targetValue`` is a string, a number, or a list of strings or of numbers."""
+    value, kind = condition.get("targetValue"), condition.get("type")
+    where = f"in rule {quoted(str(rule.get('name', '?')))}, the {kind} condition's targetValue"
+    if kind in REFERENCE_TYPES and not isinstance(value, str):
+        raise UnwritableEdit(
+            f"{where} would become {show(value)}, but {kind} conditions take a gate or segment "
+            "id (a string); make `to` a string"
+        )
+    if isinstance(value, list) and not (
+        all(isinstance(v, str) for v in value) or all(_number(v) for v in value)
+    ):
+        raise UnwritableEdit(
+            f"{where} would become {show(value)}, mixing strings and numbers, which the API "
+            "rejects (a list of strings or a list of numbers); make `to` the same type as "
+            "the values beside it"
+        )
 
 
 def _replaced(target: Any, old: Scalar, new: Scalar) -> Any:
@@ -549,7 +580,7 @@ def edit_entity(
     try:
         again = run_edits({**entity, "rules": result}, edits, rule_name=rule_name,
                           functions=functions, config=config)  # fmt: skip
-    except FunctionFailed as exc:
+    except EditFailed as exc:
         return Edited(slots, idempotent=False, again=f"applied again, {exc}")
     second = [slot.rule for slot in again]
     if normalize(second) != normalize(result):
@@ -591,11 +622,22 @@ def run_edits(
             if isinstance(edit, PythonEdit):
                 rule = _call_guest(index, edit, slot.rule, entity, functions.get(index), config)
             else:
-                rule = edit.apply(slot.rule, entity, None)
+                rule = _apply_builtin(index, edit, slot.rule, entity)
             if rule is not None:
                 edited.append(Slot(slot.origin, rule))
         slots = edited
     return slots
+
+
+def _apply_builtin(index: int, edit: Any, rule: Rule, entity: Entity) -> Rule | None:
+    """A built-in edit's result; EditFailed (this entity only) if the API would reject it."""
+    try:
+        result: Rule | None = edit.apply(rule, entity, None)
+    except UnwritableEdit as exc:
+        failed = EditFailed(f"edits.{index} ({edit.op}): {exc}")
+        failed.index = index
+        raise failed from None
+    return result
 
 
 def _call_guest(

@@ -168,7 +168,14 @@ CASES = [
     c("segment-delete", "DELETE", f"{S}/bench_0001_segment", 200),
     c("segment-delete-404", "DELETE", f"{S}/nope", 404),
     c("segment-archive", "PUT", f"{S}/bench_0001_segment/archive", 200),
-    c("segment-conditional", "POST", f"{S}/bench_0001_segment/conditional", 200, [RULE]),
+    c(
+        "segment-conditional",
+        "POST",
+        f"{S}/bench_0001_segment/conditional",
+        200,
+        [RULE],
+        config=EmulatorConfig(segment_rules_answer="segment"),
+    ),  # the schema's answer (#27)
     c("segment-conditional-400", "POST", f"{S}/conf_ids/conditional", 400, [RULE]),
     c("segment-conditional-404", "POST", f"{S}/nope/conditional", 404, [RULE]),
     c("segment-ids-add", "PATCH", f"{S}/conf_ids/id_list", 200, {"ids": ["x", "y"]}),

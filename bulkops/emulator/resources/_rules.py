@@ -18,6 +18,14 @@ match); ``baseID`` always matches, so clients should send rules back as they rea
 incoming rules naming the same stored rule are a 400. The "update list" endpoints (``PATCH
 …/rules``) only update: every item must name an existing rule.
 
+**What a matched rule keeps** (docs/api-assumptions.md #25). The spec does not say what a full
+rules list does to the fields of a matched rule that its item leaves out. ``EmulatorConfig.
+rule_fields="reset"`` (default, the harsher reading) takes the item whole: ``environments``
+left out is null, ``returnValue`` ``{}``, ``variants`` none, the automated-rollout histories
+empty; only ``baseID`` survives. ``"kept"`` merges the item over the stored rule (what it
+leaves out keeps its stored value, so a null must be *sent* to clear ``environments``). Either
+way, automated-rollout histories an item sends are stored as sent (the request DTO has them).
+
 **References.** ``passes_gate``/``fails_gate`` must name an existing gate, ``passes_segment``/
 ``fails_segment`` an existing segment, ``target_app`` existing target apps and ``unit_id``'s
 ``customID`` an existing unit id type (see :mod:`._refs` for why dangling references are 400s).
@@ -114,6 +122,7 @@ _VARIANTS = ListOf(
 )
 _CONTENT = ("name", "passPercentage", "conditions", "environments")
 _CONFIG_CONTENT = ("returnValue", "returnValueJson5", "variants")
+_ROLLOUT_KEYS = ("completedAutomatedRollouts", "pendingAutomatedRollouts")
 _REFERENCE_KINDS = {
     "passes_gate": GATES,
     "fails_gate": GATES,
@@ -207,18 +216,28 @@ def new_rules(project: Project, incoming: list[dict[str, Any]], *, config: bool)
                 "id": _rule_id(base_id, content["passPercentage"], 1),
                 "baseID": base_id,
                 **content,
-                "completedAutomatedRollouts": [],
-                "pendingAutomatedRollouts": [],
+                **{key: list(fields.get(key) or []) for key in _ROLLOUT_KEYS},
             }
         )
     return out
 
 
-def revise_rule(old: Entity, changes: dict[str, Any], *, config: bool, fill: bool) -> Entity:
-    """``old`` with ``changes`` applied; a content change bumps the revision and the ``id``."""
-    content = _content(changes, config=config, fill=fill)
+def revise_rule(
+    old: Entity, changes: dict[str, Any], *, config: bool, fill: bool, whole: bool = False
+) -> Entity:
+    """``old`` with ``changes`` applied; a content change bumps the revision and the ``id``.
+
+    ``whole``: ``changes`` is the whole rule (``rule_fields="reset"``), so what it leaves out
+    is reset rather than kept (``fill`` resets ``environments`` and ``returnValue`` only).
+    """
+    content = _content(changes, config=config, fill=fill or whole)
     new = {**old, **content}
-    if any(new.get(k) != old.get(k) for k in content):
+    for key in _ROLLOUT_KEYS:
+        if key in changes or whole:
+            new[key] = list(changes.get(key) or [])
+    if whole and config and "variants" not in changes:
+        new.pop("variants", None)
+    if any(new.get(k) != old.get(k) for k in _CONTENT + (_CONFIG_CONTENT if config else ())):
         new["id"] = _rule_id(old["baseID"], new["passPercentage"], _revision(old) + 1)
     return new
 
@@ -241,9 +260,15 @@ def find_rule_or_404(rules: list[Entity], key: str, owner: str) -> int:
 
 
 def merge_rules(
-    project: Project, existing: list[Entity], incoming: list[dict[str, Any]], *, config: bool
+    project: Project,
+    existing: list[Entity],
+    incoming: list[dict[str, Any]],
+    *,
+    config: bool,
+    rule_fields: str = "reset",
 ) -> list[Entity]:
-    """A full replacement rules list (module docstring: matching by ``id``/``baseID``)."""
+    """A full replacement rules list (module docstring: matching by ``id``/``baseID``, and
+    ``rule_fields``, what a matched rule keeps of the fields its item leaves out)."""
     out: list[Entity] = []
     used: dict[str, int] = {}
     errors: Errors = []
@@ -265,7 +290,8 @@ def merge_rules(
             )
             continue
         used[base_id] = i
-        out.append(revise_rule(existing[index], fields, config=config, fill=True))
+        whole = rule_fields == "reset"
+        out.append(revise_rule(existing[index], fields, config=config, fill=False, whole=whole))
     if errors:
         raise validation_failed(errors)
     return out

@@ -103,7 +103,9 @@ _PLAIN = (
 )
 
 
-def _changes(project: Project, old: Entity | None, fields: dict[str, Any]) -> dict[str, Any]:
+def _changes(
+    project: Project, old: Entity | None, fields: dict[str, Any], rule_fields: str = "reset"
+) -> dict[str, Any]:
     out: dict[str, Any] = {k: fields[k] for k in _PLAIN if k in fields}
     out.update(resolve_team(project, fields))
     if "targetApps" in fields:
@@ -117,7 +119,9 @@ def _changes(project: Project, old: Entity | None, fields: dict[str, Any]) -> di
         out.update(defaultValue=value, defaultValueJson5=text)
     if "rules" in fields:
         existing = old["rules"] if old else []
-        out["rules"] = merge_rules(project, existing, fields["rules"], config=True)
+        out["rules"] = merge_rules(
+            project, existing, fields["rules"], config=True, rule_fields=rule_fields
+        )
     return out
 
 
@@ -177,7 +181,7 @@ async def update(call: Call, *, full: bool) -> Reply:
     fields = validate(FULL_SCHEMA if full else PARTIAL_SCHEMA, call.json_body())
     check_with_rules(call.project, fields)
     base = {**old, **_RESETS} if full and call.config.replaces_on_full_update else old
-    new = _with_status({**base, **_changes(call.project, old, fields)})
+    new = _with_status({**base, **_changes(call.project, old, fields, call.config.rule_fields)})
     stored, applied = save_change(call, DYNAMIC_CONFIGS, old, new)
     return change_reply(DYNAMIC_CONFIGS, stored, applied, UPDATED)
 

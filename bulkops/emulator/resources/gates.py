@@ -110,7 +110,9 @@ _PLAIN = (
 )
 
 
-def _changes(project: Project, old: Entity | None, fields: dict[str, Any]) -> dict[str, Any]:
+def _changes(
+    project: Project, old: Entity | None, fields: dict[str, Any], rule_fields: str = "reset"
+) -> dict[str, Any]:
     """Stored-field changes from validated body ``fields`` (create, full or partial)."""
     out: dict[str, Any] = {k: fields[k] for k in _PLAIN if k in fields}
     out.update(resolve_team(project, fields))
@@ -124,7 +126,9 @@ def _changes(project: Project, old: Entity | None, fields: dict[str, Any]) -> di
         }
     if "rules" in fields:
         existing = old["rules"] if old else []
-        out["rules"] = merge_rules(project, existing, fields["rules"], config=False)
+        out["rules"] = merge_rules(
+            project, existing, fields["rules"], config=False, rule_fields=rule_fields
+        )
     return out
 
 
@@ -218,7 +222,7 @@ async def update(call: Call, *, full: bool) -> Reply:
     fields = validate(FULL_SCHEMA if full else PARTIAL_SCHEMA, call.json_body())
     check_with_rules(call.project, fields)
     base = {**old, **_RESETS} if full and call.config.replaces_on_full_update else old
-    new = _with_status({**base, **_changes(call.project, old, fields)})
+    new = _with_status({**base, **_changes(call.project, old, fields, call.config.rule_fields)})
     stored, applied = save_change(call, GATES, old, new)
     return change_reply(GATES, stored, applied, UPDATED)
 

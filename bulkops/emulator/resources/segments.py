@@ -7,7 +7,9 @@ replaced with ``POST /{id}/conditional`` (a bare JSON array of rules, matched to
 (add), ``DELETE`` (remove) and ``POST …/reset`` (replace) on ``/{id}/id_list``; a
 ``user_store_id_list`` segment's with ``PATCH /{id}/add_ids`` and ``/remove_ids``. Using the wrong
 kind of endpoint is the documented 400 "Segment must be of type '…' to be modified on this
-endpoint". Segment rule conditions allow only the segment subset of condition types.
+endpoint". Segment rule conditions allow only the segment subset of condition types. The
+``conditional`` answer is the message alone by default, as the spec's example shows (its schema
+says ``data`` holds the segment: ``EmulatorConfig.segment_rules_answer="segment"``).
 
 Every segment mutation, including id-list edits, bumps ``version``; all of them draw from the
 separate segment quota (the dispatcher routes ``/segments`` mutations to that bucket). ``id``
@@ -139,8 +141,17 @@ async def conditional(call: Call) -> Reply:
     old = _of_type(call.project, call.params["id"], "rule_based")
     rules = validate_value(_RULES, call.json_any())
     check_references(call.project, {}, condition_errors(call.project, rules, "rules"))
-    new_list = merge_rules(call.project, old.get("rules", []), rules, config=False)
-    return single("Rules successfully updated", _save(call, {**old, "rules": new_list}))
+    new_list = merge_rules(
+        call.project,
+        old.get("rules", []),
+        rules,
+        config=False,
+        rule_fields=call.config.rule_fields,
+    )
+    saved = _save(call, {**old, "rules": new_list})
+    if call.config.segment_rules_answer == "message":  # as the spec's example answers
+        return message_only("Rules successfully updated")
+    return single("Rules successfully updated", saved)
 
 
 async def read_ids(call: Call) -> Reply:

@@ -406,3 +406,32 @@ async def test_verify_reads_the_written_entities_back_concurrently(tmp_path, wor
     assert len(read_backs) == len(changed_checkout_ids())
     one_at_a_time = len(read_backs) * latency_s  # 2.1 s: what the sequential verify took
     assert max(read_backs) - min(read_backs) < one_at_a_time / 3
+
+
+@pytest.mark.parametrize("shown", ["dto", "all"])
+async def test_a_dynamic_config_held_for_review_is_reported_pending_under_either_answer(
+    tmp_path, monkeypatch, shown
+) -> None:
+    """With respect_review, a config whose change is held is reported as a pending review and
+    not as a verify difference, whether or not its answer shows ``activeReview``."""
+    from bulkops.emulator.resources._entities import set_review_required
+    from bulkops.emulator.resources.dynamic_configs import create_dynamic_config
+
+    world = World([Project("target", KEY)])
+    project = world.project("target")
+    monkeypatch.setenv(KEY_ENV, KEY)
+    for i in range(4):
+        rules = [{"name": "Internal", "passPercentage": 10, "conditions": [USERS],
+                  "returnValue": {"size": i}}]  # fmt: skip
+        create_dynamic_config(project, {"name": f"config {i}", "rules": rules}, i)
+    set_review_required(project, "dynamic_configs", "config_2")
+    job = job_file(tmp_path, select='entity = "dynamic_configs"\nrule_name = "Internal"',
+                   extra="[options]\nrespect_review = true\n")  # fmt: skip
+    async with running_emulator(world, config(review_shown=shown)) as url:
+        assert await bulkops("run", job, url, tmp_path / "state") == 0
+    summary = run_record(tmp_path / "state")["summary"]
+    assert summary["job"]["pending_review"] == ["config_2"]
+    assert summary["job"]["outcomes"] == {"applied": 3, "pending_review": 1}
+    assert summary["verify"]["differences"] == 0
+    held = project.collection("dynamic_configs").get("config_2")
+    assert held["rules"][0]["passPercentage"] == 10

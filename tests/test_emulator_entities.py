@@ -15,6 +15,7 @@ from bulkops.emulator import (
     populate_experiments,
     set_review_required,
 )
+from bulkops.emulator.resources._entities import DYNAMIC_CONFIGS, latest_review
 from tests.support.http import REVIEW, V1, seg, serve
 from tests.support.worlds import NEW_GATE, SOURCE_RO_KEY, entities_world
 
@@ -48,9 +49,10 @@ async def test_version_and_last_modified_time_move_on_every_change() -> None:
 
 async def test_review_header_holds_changes_on_entities_that_require_review() -> None:
     """With the header, a change to a review-required entity is not applied but pending;
-    without it, it applies; committing the review applies the held change."""
+    without it, it applies; committing the review applies the held change (every kind showing
+    ``activeReview``: the ``review_shown="all"`` reading)."""
     world = entities_world()
-    async with serve(world) as api:
+    async with serve(world, EmulatorConfig(review_shown="all")) as api:
         await api.post(f"{V1}/gates", {**GATE, "reviewSettings": {"requiredReview": True}})
         held = await api.patch(
             f"{V1}/gates/new_checkout", {"description": "reviewed"}, headers=REVIEW
@@ -104,6 +106,30 @@ async def test_review_header_holds_changes_on_entities_that_require_review() -> 
             f"{V1}/experiments/bench_0002_exp", {"hypothesis": "h"}, headers=REVIEW
         )
         assert plain.data["hypothesis"] == "h"  # no review required on this one
+
+
+async def test_a_dynamic_config_held_for_review_answers_as_it_was() -> None:
+    """``DynamicConfigDto`` has no ``activeReview``: by default a held config change answers the
+    config unchanged, version unmoved; only its newest review commits, and only while the config
+    is unchanged."""
+    world = entities_world()
+    async with serve(world) as api:
+        created = await api.post(f"{V1}/dynamic_configs", {"name": "guarded config"})
+        set_review_required(world.project("source"), "dynamic_configs", created.data["id"])
+        path = f"{V1}/dynamic_configs/guarded_config"
+        version = (await api.get(path)).data["version"]
+        held = await api.patch(path, {"description": "x"}, headers=REVIEW)
+        assert held.status == 200
+        assert "activeReview" not in held.data
+        assert (held.data["description"], held.data["version"]) == ("", version)
+        assert (await api.get(path)).data == held.data
+        first = latest_review(world.project("source"), DYNAMIC_CONFIGS, "guarded_config")
+        await api.patch(path, {"description": "y"}, headers=REVIEW)
+        newest = latest_review(world.project("source"), DYNAMIC_CONFIGS, "guarded_config")
+        assert (await api.put(f"{path}/reviews/{first}/commit")).status == 400
+        assert (await api.put(f"{path}/reviews/{newest}/commit")).status == 200
+        committed = (await api.get(path)).data
+        assert (committed["description"], committed["version"]) == ("y", version + 1)
 
 
 async def test_mutations_go_through_quota_faults_and_read_only_keys() -> None:

@@ -507,9 +507,15 @@ async def _verify(session: Session, plan: Plan) -> dict[str, Any]:
         expected.setdefault(key, {}).update(op.expected)
         ops_by_path[key] = op
     found: dict[tuple[str, str], dict[str, Any]] = {}
+    held = await anyio.to_thread.run_sync(_held_for_review, session.state)
 
     async def check(key: tuple[str, str]) -> None:
-        found[key] = await _verify_one(session, ops_by_path[key], expected[key])
+        op = ops_by_path[key]
+        if op.id in held:  # it shows the old state on purpose, until the review is committed
+            found[key] = {"role": op.role, "kind": op.kind, "id": op.entity_id,
+                          "differences": {}, "pending_review": True}  # fmt: skip
+            return
+        found[key] = await _verify_one(session, op, expected[key])
 
     await gather(functools.partial(check, key) for key in expected)
     entities = [found[key] for key in expected]  # in the plan's order, whatever answered first
@@ -520,6 +526,15 @@ async def _verify(session: Session, plan: Plan) -> dict[str, Any]:
     }
     await write_json_atomic_async(session.state.root / "verify.json", report)
     return report
+
+
+def _held_for_review(state: StateDir) -> set[str]:
+    """The operations of this apply whose change the server holds for review."""
+    return {
+        op_id
+        for op_id, outcome in _outcomes(read_journal(state.journal_file)).items()
+        if outcome.status == "pending_review"
+    }
 
 
 async def _verify_one(session: Session, op: Operation, want: dict[str, Any]) -> dict[str, Any]:

@@ -25,6 +25,7 @@ _ID_LIST_SHAPE_CHOICES = ("object", "wrapped", "ids")
 _EMPTY_OVERRIDES_CHOICES = ("lists", "null", "404")
 _RULE_FIELDS_CHOICES = ("reset", "kept")
 _SEGMENT_RULES_ANSWER_CHOICES = ("message", "segment")
+_REVIEW_SHOWN_CHOICES = ("dto", "all")
 #: The newer configuration kinds a project (or an API version) may not serve.
 OPTIONAL_KINDS = ("alerts", "release_pipelines", "roles", "prompts", "settings")
 
@@ -133,6 +134,9 @@ class EmulatorConfig:
     * ``segment_rules_answer``: the answer of ``POST /segments/{id}/conditional``, whose schema
       puts the segment in ``data`` while its example is the message alone: ``"message"``
       (default, no ``data``) or ``"segment"`` (the updated segment in ``data``).
+    * ``review_shown``: which entities held for review show ``activeReview``: ``"dto"``
+      (default) only those whose DTO has the field (gates, experiments; a dynamic config held
+      for review answers as it was, version unmoved), or ``"all"``.
     """
 
     latency_ms: float = 0.0
@@ -164,6 +168,7 @@ class EmulatorConfig:
     empty_overrides: str = "lists"
     rule_fields: str = "reset"
     segment_rules_answer: str = "message"
+    review_shown: str = "dto"
     _parsed: dict[str, tuple[QuotaWindow, ...]] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
@@ -220,6 +225,7 @@ class EmulatorConfig:
             ("empty_overrides", _EMPTY_OVERRIDES_CHOICES),
             ("rule_fields", _RULE_FIELDS_CHOICES),
             ("segment_rules_answer", _SEGMENT_RULES_ANSWER_CHOICES),
+            ("review_shown", _REVIEW_SHOWN_CHOICES),
         ):
             if getattr(self, name) not in choices:
                 raise ValueError(

@@ -91,7 +91,10 @@ async def apply_operation(
             answer_lost = True
             continue  # read again: applied, still as planned (send again), or changed (conflict)
         after = response.get("data") if isinstance(response.get("data"), dict) else None
-        status: OutcomeStatus = "pending_review" if after and _review_pending(after) else "applied"
+        held = after is not None and (
+            _review_pending(after) or (options.respect_review and _unmoved(current, after))
+        )
+        status: OutcomeStatus = "pending_review" if held else "applied"
         return await _outcome(journal, op, status, after, sent=True)
     raise ApiError(
         f"{op.action} {op.kind} {op.entity_id!r}: no answer after {attempts} attempts, and "
@@ -103,6 +106,14 @@ async def apply_operation(
 def _review_pending(entity: dict[str, Any]) -> bool:
     review = entity.get("activeReview")
     return isinstance(review, dict) and bool(review.get("reviewID"))
+
+
+def _unmoved(before: dict[str, Any] | None, after: dict[str, Any]) -> bool:
+    """A write sent for review answered with the version read just before it: held, not applied
+    (every applied change moves the version; ``DynamicConfigDto`` has no ``activeReview`` to say
+    so, docs/api-assumptions.md #28)."""
+    version = after.get("version")
+    return before is not None and version is not None and version == before.get("version")
 
 
 async def _outcome(

@@ -51,6 +51,7 @@ __all__ = [
     "derive_id",
     "detach_from_holdouts",
     "get_entity",
+    "latest_review",
     "query_values",
     "save_change",
     "save_overrides",
@@ -68,6 +69,8 @@ class Kind:
     label: str
     not_found: str = NOT_FOUND
     reviewable: bool = False
+    #: Whether its DTO has ``activeReview`` (a held change shows on the entity).
+    shows_review: bool = True
 
     def coll(self, project: Project) -> Collection:
         return project.collection(self.collection)
@@ -78,7 +81,9 @@ class Kind:
 
 
 GATES = Kind("gates", "Gate", reviewable=True)
-DYNAMIC_CONFIGS = Kind("dynamic_configs", "Dynamic Config", reviewable=True)
+#: ``DynamicConfigDto`` has no ``activeReview``: under ``review_shown="dto"`` a held change
+#: leaves the config as it was, its review known only to the reviews collection.
+DYNAMIC_CONFIGS = Kind("dynamic_configs", "Dynamic Config", reviewable=True, shows_review=False)
 EXPERIMENTS = Kind("experiments", "Experiment", "Experiment not found.", reviewable=True)
 SEGMENTS = Kind("segments", "Segment", "Segment not found.")
 LAYERS = Kind("layers", "Layer", "Layer not found.")
@@ -148,6 +153,15 @@ def _requires_review(entity: Entity) -> bool:
     return isinstance(settings, dict) and settings.get("requiredReview") is True
 
 
+def latest_review(project: Project, kind: Kind, entity_id: str) -> str | None:
+    """The id of the newest review opened on an entity (reviews are kept in opening order)."""
+    found = None
+    for review in project.collection(REVIEWS).values():
+        if review["kind"] == kind.collection and review["entityID"] == entity_id:
+            found = review["reviewID"]
+    return found
+
+
 def save_change(call: Call, kind: Kind, old: Entity, new: Entity) -> tuple[Entity, bool]:
     """Apply ``new`` over ``old`` (bumping version and times), or hold it for review.
 
@@ -176,6 +190,8 @@ def _open_review(call: Call, kind: Kind, old: Entity, new: Entity) -> Entity:
             "after": {k: v for k, v in new.items() if k != "activeReview"},
         },
     )
+    if not kind.shows_review and call.config.review_shown == "dto":
+        return old  # held: the entity answers as it was, its version unmoved
     pending = {
         **old,
         "activeReview": {

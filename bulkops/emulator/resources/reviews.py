@@ -15,7 +15,16 @@ from .._context import Call, Reply
 from .._envelopes import message_only
 from .._errors import ApiError, not_found
 from .._routing import Router
-from ._entities import DYNAMIC_CONFIGS, EXPERIMENTS, GATES, REVIEWS, Kind, get_entity, touch
+from ._entities import (
+    DYNAMIC_CONFIGS,
+    EXPERIMENTS,
+    GATES,
+    REVIEWS,
+    Kind,
+    get_entity,
+    latest_review,
+    touch,
+)
 from .layers import sync_implicit_layer
 
 __all__ = ["register"]
@@ -33,7 +42,11 @@ def _commit(kind: Kind) -> Any:
             or review["entityID"] != entity["id"]
         ):
             raise not_found()
-        active = (entity.get("activeReview") or {}).get("reviewID")
+        active = (
+            (entity.get("activeReview") or {}).get("reviewID")
+            if "activeReview" in entity
+            else latest_review(project, kind, entity["id"])
+        )
         if active != review["reviewID"] or entity.get("version") != review["baseVersion"]:
             raise ApiError(
                 400,

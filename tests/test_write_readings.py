@@ -277,3 +277,24 @@ async def test_a_clone_that_replaces_segment_rules_verifies_under_either_answer(
     assert first["verify"]["differences"] == 0
     again = await _clone(tmp_path, world, emulator)
     assert again["plan"]["operations"] == []
+
+
+def test_a_return_value_an_edit_changed_is_sent_with_matching_json5_even_over_comments() -> None:
+    """JSON5 text with comments is kept while its rule's value is unchanged, and replaced by the
+    new value's JSON when an edit changed the value, so a server taking the text keeps the edit."""
+    from bulkops.jobs.batch_rule_update import _operation
+    from bulkops.jobs.rule_edits import Slot
+
+    commented = "{ size: 1, // small\n }"
+    rule = {"id": "r1", "baseID": "r1", "name": "Internal", "passPercentage": 10,
+            "conditions": [{"type": "public"}], "returnValue": {"size": 1},
+            "returnValueJson5": commented}  # fmt: skip
+    other = {**rule, "id": "r2", "baseID": "r2", "name": "Other"}
+    config_ = {"id": "cfg", "version": 3, "lastModifiedTime": 5, "rules": [rule, other]}
+    edited = {**rule, "returnValue": {"size": 2}}
+    moved = {**other, "passPercentage": 20}
+    op = _operation("dynamic_configs", config_, [Slot(0, edited), Slot(1, moved)])
+    assert op is not None
+    first, second = op.body["rules"]
+    assert orjson.loads(first["returnValueJson5"]) == {"size": 2} == first["returnValue"]
+    assert second["returnValueJson5"] == commented  # its value did not change: text kept

@@ -289,7 +289,8 @@ def _operation(collection: str, entity: dict[str, Any], slots: list[Slot]) -> Op
     before = list(entity.get("rules") or [])
     slots = [_carried(slot, before) for slot in slots]
     if config:
-        slots = [Slot(slot.origin, _fill_return_value(slot.rule)) for slot in slots]
+        slots = [Slot(slot.origin, _fill_return_value(slot.rule, _origin(slot, before)))
+                 for slot in slots]  # fmt: skip
     after = [slot.rule for slot in slots]
     if normalize(after) == normalize(before):
         return None
@@ -335,11 +336,17 @@ def request_rule(rule: Rule, *, config: bool) -> Rule:
     return body
 
 
-def _fill_return_value(rule: Rule) -> Rule:
+def _origin(slot: Slot, before: list[Rule]) -> Rule | None:
+    return before[slot.origin] if slot.origin is not None else None
+
+
+def _fill_return_value(rule: Rule, origin: Rule | None = None) -> Rule:
     """A dynamic-config rule with ``returnValue`` and ``returnValueJson5`` that agree.
 
     A new rule gets ``{}``; a rule whose ``returnValue`` a python edit changed gets fresh JSON5
-    text. JSON5 that is not plain JSON (comments) cannot be compared and is kept as it is.
+    text. JSON5 that is not plain JSON (comments) cannot be parsed: it is kept while the value is
+    the one its rule (``origin``) was read with, and replaced by the new value's JSON otherwise
+    (its comments are lost, but a server that takes the text would else undo the edit).
     """
     value = rule.get("returnValue")
     text = rule.get("returnValueJson5")
@@ -349,7 +356,8 @@ def _fill_return_value(rule: Rule) -> Rule:
     try:
         parsed = orjson.loads(text)
     except orjson.JSONDecodeError:
-        return rule
+        edited = origin is None or origin.get("returnValue") != value
+        parsed = None if edited and isinstance(value, dict) else value
     if isinstance(value, dict) and parsed != value:
         return {**rule, "returnValueJson5": orjson.dumps(value).decode()}
     return rule

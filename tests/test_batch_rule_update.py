@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 import signal
 import textwrap
 import time
@@ -59,6 +60,13 @@ async def human_edit(url: str, gate_id: str, body: dict[str, Any]) -> dict[str, 
     ):  # fmt: skip
         assert response.status == 200, await response.text()
         return (await response.json())["data"]
+
+
+async def commit_review(url: str, path: str) -> int:
+    """A reviewer approves a held change in the console."""
+    headers = {"STATSIG-API-KEY": KEY}
+    async with aiohttp.ClientSession() as session, session.put(url + path, headers=headers) as r:
+        return r.status
 
 
 def run_record(state: Path) -> dict[str, Any]:
@@ -404,8 +412,10 @@ async def test_verify_reads_the_written_entities_back_concurrently(tmp_path, wor
     read_backs = [r.time for r in world.requests(method="GET", project="target")
                   if r.time > last_write and r.path.startswith("/console/v1/gates/")]  # fmt: skip
     assert len(read_backs) == len(changed_checkout_ids())
-    one_at_a_time = len(read_backs) * latency_s  # 2.1 s: what the sequential verify took
-    assert max(read_backs) - min(read_backs) < one_at_a_time / 3
+    # One at a time, each read-back ends at least a round trip after the one before; a load on
+    # the machine only widens that. Together, most end within a few ms of another.
+    gaps = [b - a for a, b in itertools.pairwise(sorted(read_backs))]
+    assert sum(gap < latency_s / 2 for gap in gaps) >= len(gaps) / 2
 
 
 @pytest.mark.parametrize("shown", ["dto", "all"])
@@ -413,8 +423,13 @@ async def test_a_dynamic_config_held_for_review_is_reported_pending_under_either
     tmp_path, monkeypatch, shown
 ) -> None:
     """With respect_review, a config whose change is held is reported as a pending review and
-    not as a verify difference, whether or not its answer shows ``activeReview``."""
-    from bulkops.emulator.resources._entities import set_review_required
+    not as a verify difference, whether or not its answer shows ``activeReview``; a re-run
+    leaves it alone instead of opening another review, until the review is decided."""
+    from bulkops.emulator.resources._entities import (
+        DYNAMIC_CONFIGS,
+        latest_review,
+        set_review_required,
+    )
     from bulkops.emulator.resources.dynamic_configs import create_dynamic_config
 
     world = World([Project("target", KEY)])
@@ -429,9 +444,21 @@ async def test_a_dynamic_config_held_for_review_is_reported_pending_under_either
                    extra="[options]\nrespect_review = true\n")  # fmt: skip
     async with running_emulator(world, config(review_shown=shown)) as url:
         assert await bulkops("run", job, url, tmp_path / "state") == 0
-    summary = run_record(tmp_path / "state")["summary"]
-    assert summary["job"]["pending_review"] == ["config_2"]
-    assert summary["job"]["outcomes"] == {"applied": 3, "pending_review": 1}
-    assert summary["verify"]["differences"] == 0
-    held = project.collection("dynamic_configs").get("config_2")
-    assert held["rules"][0]["passPercentage"] == 10
+        summary = run_record(tmp_path / "state")["summary"]
+        assert summary["job"]["pending_review"] == ["config_2"]
+        assert summary["job"]["outcomes"] == {"applied": 3, "pending_review": 1}
+        assert summary["verify"]["differences"] == 0
+        held = project.collection("dynamic_configs").get("config_2")
+        assert held["rules"][0]["passPercentage"] == 10
+        assert mutations(world) == 4
+        assert await bulkops("run", job, url, tmp_path / "state", fresh=True) == 0
+        assert mutations(world) == 4  # planned anew, still held: not sent again
+        review = latest_review(project, DYNAMIC_CONFIGS, "config_2")
+        committed = await commit_review(
+            url, f"/console/v1/dynamic_configs/config_2/reviews/{review}/commit"
+        )
+        assert committed == 200
+        assert mutations(world) == 5  # the reviewer's commit
+        assert await bulkops("run", job, url, tmp_path / "state", fresh=True) == 0
+        assert mutations(world) == 5  # decided: its rules are as the edit wants them
+    assert project.collection("dynamic_configs").get("config_2")["rules"][0]["passPercentage"] == 50

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import orjson
 import structlog
 
 from bulkops import human, redact
@@ -47,7 +48,7 @@ from bulkops.engine.apply import ApplyOptions, operation_task
 from bulkops.engine.concurrency import gather
 from bulkops.engine.graph import Task
 from bulkops.engine.journal import Intent, Outcome, Record, read_journal
-from bulkops.engine.plan import Note, Operation, Plan
+from bulkops.engine.plan import HeldReviews, Note, Operation, Plan
 from bulkops.engine.state import COMPLETE, StateDir
 from bulkops.errors import (
     ApiError,
@@ -61,7 +62,7 @@ from bulkops.jobs import is_planned, load, load_spec, planned_kind
 from bulkops.jobs.base import RunContext
 from bulkops.jobs.semantics import SEMANTICS, differences
 from bulkops.jobs.spec import JobDefinition, JobSpec
-from bulkops.output.files import write_bytes_atomic, write_json_atomic_async
+from bulkops.output.files import write_bytes_atomic, write_json_atomic, write_json_atomic_async
 
 log = structlog.get_logger("bulkops.planned")
 
@@ -375,7 +376,8 @@ async def _stopped(session: Session, exc: BaseException) -> int:
 # -- phases ---------------------------------------------------------------------------------
 async def _make_plan(session: Session) -> Plan:
     kind = planned_kind(session.job.kind)
-    plan = await kind.build_plan(session.job, session.clients)
+    held = await anyio.to_thread.run_sync(_held_reviews, session.state)
+    plan = await kind.build_plan(session.job, session.clients, held)
     plan.estimate = _estimate(plan, session.clients)
     plan.projects = _planned_projects(session)
     await plan.save_async(session.state.plan_file)
@@ -439,6 +441,8 @@ async def _apply(session: Session, plan: Plan) -> tuple[int, dict[str, Any]]:
         summary,
         units=lambda ctx: mutation_units(ctx.scheduler, ctx.clients.values()),
     )
+    with anyio.CancelScope(shield=True):  # even after an interrupt: they are held all the same
+        await anyio.to_thread.run_sync(_record_held, session.state, plan)
     if exit_code == EXIT_INTERRUPTED:
         return exit_code, summary_data
     planned_failures = [note for note in plan.notes if isinstance(note, Note) and note.fail]
@@ -526,6 +530,37 @@ async def _verify(session: Session, plan: Plan) -> dict[str, Any]:
     }
     await write_json_atomic_async(session.state.root / "verify.json", report)
     return report
+
+
+def _held_reviews(state: StateDir) -> HeldReviews:
+    """What earlier runs' changes are held for review on (``record_held``), by entity."""
+    try:
+        rows = orjson.loads(state.held_reviews_file.read_bytes())
+    except (FileNotFoundError, orjson.JSONDecodeError):
+        return {}
+    if not isinstance(rows, list):
+        return {}
+    return {
+        (row["role"], row["kind"], row["id"]): row["version"]
+        for row in rows
+        if isinstance(row, dict) and {"role", "kind", "id", "version"} <= set(row)
+    }
+
+
+def _record_held(state: StateDir, plan: Plan) -> None:
+    """Remember the entities this apply's changes are held for review on, and their version
+    then: a later plan leaves them alone while they show it (nothing else may say a review is
+    pending: a dynamic config has no ``activeReview``)."""
+    ops = {op.id: op for op in plan.operations}
+    held = dict(_held_reviews(state))
+    for op_id, outcome in _outcomes(read_journal(state.journal_file)).items():
+        op = ops.get(op_id)
+        version = outcome.after.get("version")
+        if op is not None and outcome.status == "pending_review" and version is not None:
+            held[(op.role, op.kind, op.entity_id)] = version
+    if held:
+        rows = [{"role": r, "kind": k, "id": i, "version": v} for (r, k, i), v in held.items()]
+        write_json_atomic(state.held_reviews_file, rows)
 
 
 def _held_for_review(state: StateDir) -> set[str]:

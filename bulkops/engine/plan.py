@@ -10,6 +10,7 @@ still matches the precondition (see ``bulkops.engine.apply``).
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -18,6 +19,10 @@ import orjson
 
 from bulkops.errors import StateError
 from bulkops.output.files import write_json_atomic, write_json_atomic_async
+
+#: Entities an earlier run's change is held for review on: (role, kind, entity id) → the version
+#: the entity had when held. While it shows that version, the change is still pending.
+HeldReviews = Mapping[tuple[str, str, str], Any]
 
 PLAN_FORMAT = 3  # 3: typed notes (kind, subject, subject_kind, message, fail)
 

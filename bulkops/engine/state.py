@@ -92,6 +92,12 @@ class StateDir:
         return self.root / "run.json"
 
     @property
+    def held_reviews_file(self) -> Path:
+        """Entities this job's changes are held for review on (kept across runs, ``--fresh``
+        too: the reviews wait on the server whatever the state directory forgets)."""
+        return self.root / "held_reviews.json"
+
+    @property
     def journal_file(self) -> Path:
         return self.root / "journal.jsonl"
 

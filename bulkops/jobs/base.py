@@ -26,7 +26,7 @@ from bulkops.engine.state import StateDir
 from bulkops.jobs.spec import JobDefinition, JobSpec, SpecT_co
 
 if TYPE_CHECKING:  # only the writing kinds need plans; a reading job never imports them
-    from bulkops.engine.plan import Operation, Plan
+    from bulkops.engine.plan import HeldReviews, Operation, Plan
 
 #: A kind's spec model, in its contract (invariant: a kind takes and gives jobs of its own model).
 SpecT = TypeVar("SpecT", bound=JobSpec)
@@ -105,9 +105,10 @@ class PlannedKind(_Kind[SpecT], Protocol[SpecT]):
     """A job that writes: read, plan, apply, verify (and perhaps undo)."""
 
     async def build_plan(
-        self, job: JobDefinition[SpecT], clients: dict[str, ConsoleClient]
+        self, job: JobDefinition[SpecT], clients: dict[str, ConsoleClient], held: HeldReviews
     ) -> Plan:
-        """Read the projects and plan every mutation; sends none."""
+        """Read the projects and plan every mutation; sends none. ``held``: what earlier runs'
+        changes are held for review on (a job honouring reviews leaves those alone)."""
         ...
 
     def render_plan(self, plan: Plan) -> list[str]:

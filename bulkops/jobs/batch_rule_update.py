@@ -43,7 +43,16 @@ from pydantic_core import ErrorDetails
 
 from bulkops.api.client import ConsoleClient, read_entity
 from bulkops.engine.concurrency import gather, run_in_daemon_thread
-from bulkops.engine.plan import Note, NoteKind, Operation, Plan, PlanNote, Selection, estimate_lines
+from bulkops.engine.plan import (
+    HeldReviews,
+    Note,
+    NoteKind,
+    Operation,
+    Plan,
+    PlanNote,
+    Selection,
+    estimate_lines,
+)
 from bulkops.errors import EditFailed, JobFileError
 from bulkops.jobs.entity_kinds import DYNAMIC_CONFIG, GATE, EntityKind
 from bulkops.jobs.planning import PlannedFunctions
@@ -148,7 +157,9 @@ class Spec(JobSpec):
 
 
 # -- planning --------------------------------------------------------------------------------
-async def build_plan(job: JobDefinition[Spec], clients: dict[str, ConsoleClient]) -> Plan:
+async def build_plan(
+    job: JobDefinition[Spec], clients: dict[str, ConsoleClient], held: HeldReviews
+) -> Plan:
     spec = job.spec
     # Before any request (a bad import is exit 2), off the loop: importing reads the disk and
     # runs the guest's module code, as long as that takes.
@@ -161,7 +172,7 @@ async def build_plan(job: JobDefinition[Spec], clients: dict[str, ConsoleClient]
     left_out = len(missing)
     # The edits (python ones are user code that may take its time) run on a worker thread, so
     # the event loop stays free for Ctrl-C; an interrupted plan abandons the thread.
-    planned = await run_in_daemon_thread(_plan_entities, spec, entities, functions)
+    planned = await run_in_daemon_thread(_plan_entities, spec, entities, functions, held)
     for operation, entity_notes in planned:
         if operation is not None:
             operations.append(operation)
@@ -181,13 +192,16 @@ async def build_plan(job: JobDefinition[Spec], clients: dict[str, ConsoleClient]
 
 
 def _plan_entities(
-    spec: Spec, entities: list[dict[str, Any]], functions: dict[int, RuleFunction]
+    spec: Spec,
+    entities: list[dict[str, Any]],
+    functions: dict[int, RuleFunction],
+    held: HeldReviews,
 ) -> list[tuple[Operation | None, list[Note]]]:
-    return [_plan_entity(spec, entity, functions) for entity in entities]
+    return [_plan_entity(spec, entity, functions, held) for entity in entities]
 
 
 def _plan_entity(
-    spec: Spec, entity: dict[str, Any], functions: dict[int, RuleFunction]
+    spec: Spec, entity: dict[str, Any], functions: dict[int, RuleFunction], held: HeldReviews
 ) -> tuple[Operation | None, list[Note]]:
     """The entity's operation (None: unchanged or left out), and the notes about it."""
     kind, config = _kind_of(spec.select.entity)
@@ -200,6 +214,16 @@ def _plan_entity(
                 "a review is already pending; left alone until it is decided",
             )
         ]
+    version = entity.get("version")
+    held_since = held.get((ROLE, kind, str(entity["id"])))
+    if spec.options.respect_review and version is not None and held_since == version:
+        # Nothing on it shows the review (a dynamic config), but its version has not moved since
+        # an earlier run's change was held: sending again would open another review.
+        message = (
+            f"an earlier run's change is held for review (version {version} since); left "
+            "alone until it is decided"
+        )
+        return None, [_note(kind, entity["id"], PENDING_REVIEW, message)]
     try:
         edited: Edited = edit_entity(
             entity, spec.edits, rule_name=spec.select.rule_name, functions=functions, config=config

@@ -14,7 +14,15 @@ from pydantic import Field
 
 from bulkops.api.client import ConsoleClient
 from bulkops.api.urls import group_names_path
-from bulkops.engine.plan import Note, NoteKind, Operation, Plan, PlanNote, estimate_lines
+from bulkops.engine.plan import (
+    HeldReviews,
+    Note,
+    NoteKind,
+    Operation,
+    Plan,
+    PlanNote,
+    estimate_lines,
+)
 from bulkops.jobs.clone_bodies import clean_rules, create_body, update_body, with_target_apps
 from bulkops.jobs.clone_reader import Closure, Entity, read_closure
 from bulkops.jobs.entity_kinds import ENTITY_KINDS, EXPERIMENT, HOLDOUT, LAYER, SEGMENT
@@ -58,7 +66,9 @@ class Spec(JobSpec):
     options: OptionsSpec = Field(default_factory=OptionsSpec)
 
 
-async def build_plan(job: JobDefinition[Spec], clients: dict[str, ConsoleClient]) -> Plan:
+async def build_plan(
+    job: JobDefinition[Spec], clients: dict[str, ConsoleClient], held: HeldReviews
+) -> Plan:
     spec = job.spec
     closure = await read_closure(clients["source"], clients["target"], spec.select)
     planner = _Planner(closure, spec.options.on_conflict)

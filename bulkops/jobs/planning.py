@@ -14,7 +14,7 @@ from bulkops.jobs.spec import JobDefinition, JobSpec
 
 if TYPE_CHECKING:
     from bulkops.api.client import ConsoleClient
-    from bulkops.engine.plan import Operation, Plan
+    from bulkops.engine.plan import HeldReviews, Operation, Plan
 
 SpecT = TypeVar("SpecT", bound=JobSpec)
 
@@ -28,7 +28,9 @@ class PlannedFunctions(Generic[SpecT]):
     """A ``PlannedKind``: plan, show, honour reviews, and (when ``undo_operation_`` is given) undo."""
 
     spec_model: type[SpecT]
-    build_plan_: Callable[[JobDefinition[SpecT], dict[str, ConsoleClient]], Awaitable[Plan]]
+    build_plan_: Callable[
+        [JobDefinition[SpecT], dict[str, ConsoleClient], HeldReviews], Awaitable[Plan]
+    ]
     render_plan_: Callable[[Plan], list[str]]
     respect_review_: Callable[[JobDefinition[SpecT]], bool]
     undo_operation_: Callable[[Operation, dict[str, Any]], Operation | None] | None = None
@@ -43,9 +45,9 @@ class PlannedFunctions(Generic[SpecT]):
         self.check_(job)
 
     async def build_plan(
-        self, job: JobDefinition[SpecT], clients: dict[str, ConsoleClient]
+        self, job: JobDefinition[SpecT], clients: dict[str, ConsoleClient], held: HeldReviews
     ) -> Plan:
-        return await self.build_plan_(job, clients)
+        return await self.build_plan_(job, clients, held)
 
     def render_plan(self, plan: Plan) -> list[str]:
         return self.render_plan_(plan)

@@ -329,3 +329,17 @@ async def test_full_update_of_a_config_keeps_matched_rules() -> None:
         )
         assert again.data["rules"] == config["rules"]
         assert again.data["version"] == 2
+
+
+async def test_a_rule_sent_back_with_empty_lists_for_absent_fields_keeps_its_id() -> None:
+    """A dynamic-config rule sent back as read, but with ``variants: []`` and
+    ``environments: null`` where the stored rule has none, is no content change: same id."""
+    async with serve(entities_world()) as api:
+        made = await api.post(f"{V1}/dynamic_configs", {"name": "rule config"})
+        stored = (await api.patch(f"{V1}/dynamic_configs/rule_config",
+                                  {"rules": [rule("a", 10)]})).data["rules"][0]  # fmt: skip
+        assert made.status in (200, 201)
+        assert "variants" not in stored or not stored["variants"]
+        again = {**stored, "variants": [], "environments": None}
+        answered = await api.patch(f"{V1}/dynamic_configs/rule_config", {"rules": [again]})
+        assert answered.data["rules"][0]["id"] == stored["id"]

@@ -58,3 +58,16 @@ def test_a_bad_sandbox_from_is_a_usage_error(snapshot, tmp_path, capsys, value, 
     args = ["run", job, "--sandbox-from", value.format(snap=snapshot), "--state", str(tmp_path)]
     assert main(args) == 2
     assert says in capsys.readouterr().err
+
+
+def test_each_sandbox_copy_of_the_demo_project_is_named_as_its_project() -> None:
+    """A fleet's sandbox projects are copies of one demo project; each one's settings/project
+    document names it (an export of it, served again, is that project, not "source")."""
+    from bulkops.commands.sandbox import _demo_copies
+    from bulkops.emulator.resources.settings import settings_of
+
+    world = _demo_copies({"eu": "source", "us": "source"})
+    for name in ("eu", "us"):
+        document = settings_of(world.project(name), "project")
+        assert document is not None
+        assert document["name"] == name

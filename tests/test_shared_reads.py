@@ -11,7 +11,7 @@ import pytest
 from bulkops.api.client import ConsoleClient, RetryPolicy, SharedReads
 from bulkops.api.governor import RateGovernor
 from bulkops.emulator import EmulatorConfig, Project, World, running_emulator
-from bulkops.errors import ApiError
+from bulkops.errors import ApiError, NotFound
 
 KEY = "console-shared-reads-key"
 TAGS = "/console/v1/tags"
@@ -70,3 +70,14 @@ async def test_a_failed_read_is_not_kept_the_next_asker_sends_it_again() -> None
         with pytest.raises(ApiError):
             await second.get(TAGS)
     assert world.count(path_prefix=TAGS) == 2 * QUICK.max_attempts
+
+
+async def test_a_failure_asking_again_cannot_mend_is_shared_like_an_answer() -> None:
+    """A 404 of the source is read once for every client: each gets the same error."""
+    world = World([Project("source", KEY)])
+    async with running_emulator(world) as url, aiohttp.ClientSession() as session:
+        clients = await _clients(url, session, 3)
+        for client in clients:
+            with pytest.raises(NotFound):
+                await client.get("/console/v1/gates/no_such_gate")
+    assert world.count(path_prefix="/console/v1/gates/no_such_gate") == 1

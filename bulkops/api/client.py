@@ -413,11 +413,13 @@ class SharedReads:
     answer instead of sending their own, and each gets a copy of its own to change as it likes.
     A failed read is not kept: the next asker sends it again. Only requests actually sent are
     counted in a client's ``stats``. The source is read once however many targets clone it,
-    so all of them plan from the same answers.
+    so all of them plan from the same answers. A failure that asking again cannot mend (a 404, a
+    refused key) is shared like an answer; one that can (the server down) is not.
     """
 
     def __init__(self) -> None:
         self._answers: dict[tuple[str, tuple[tuple[str, str], ...]], bytes] = {}
+        self._failures: dict[tuple[str, tuple[tuple[str, str], ...]], ApiError] = {}
         self._pending: dict[tuple[str, tuple[tuple[str, str], ...]], anyio.Event] = {}
 
     async def get(
@@ -425,6 +427,8 @@ class SharedReads:
     ) -> dict[str, Any]:
         key = (path, tuple(sorted((k, str(v)) for k, v in (query or {}).items())))
         while key not in self._answers:
+            if key in self._failures:
+                raise self._failures[key]
             pending = self._pending.get(key)
             if pending is None:
                 self._pending[key] = done = anyio.Event()
@@ -432,6 +436,10 @@ class SharedReads:
                     body = await client._request("GET", path, query, None, None)
                     self._answers[key] = orjson.dumps(body)
                     return body
+                except ApiError as exc:
+                    if not exc.retryable:
+                        self._failures[key] = exc
+                    raise
                 finally:
                     del self._pending[key]
                     done.set()

@@ -160,6 +160,10 @@ class RateGovernor:
         #: The store whose send times are still to be counted (``_restore``, at the first mutation).
         self._unrestored = store
 
+    @property
+    def has_ledger(self) -> bool:
+        return self._ledger is not None
+
     def bind_ledger(self, ledger: QuotaLedger, project_key: str, waiter: Waiter) -> None:
         """Reserve every mutation in ``ledger`` under ``project_key`` from now on."""
         self._ledger = (ledger, project_key, waiter)

@@ -79,6 +79,12 @@ def _demo_copies(templates: Mapping[str, str]) -> Any:
         fresh = Project(key, f"console-sandbox-{key}")
         project.name, project.console_key, project.id = fresh.name, fresh.console_key, fresh.id
         project.api_user_id, project.read_only_keys = fresh.api_user_id, frozenset()
+        documents = project.collection("settings")
+        stored = documents.get("project")
+        if (
+            isinstance(stored, dict) and stored.get("name") == template
+        ):  # its own name, not the demo's
+            documents.put("project", {**stored, "name": key})
         world.add_project(project)
     return world
 

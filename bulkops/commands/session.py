@@ -225,7 +225,7 @@ async def _bind_ledger(
     log.info("bulkops.run.quota_ledger", ledger=ledger.url, chosen_by=source)
     bound: set[int] = set()
     for role, client in clients.items():
-        if id(client) in bound:
+        if id(client) in bound or client.governor.has_ledger:  # a fleet's shared lane: bound once
             continue
         bound.add(id(client))
         key = project_key(identities[role].id, client.base_url)

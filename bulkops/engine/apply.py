@@ -30,6 +30,9 @@ from bulkops.errors import ApiError, Conflict
 log = structlog.get_logger("bulkops.apply")
 
 REVIEW_HEADER = "x-respect-review-settings"
+#: Kinds whose DTO has no ``activeReview`` (``DynamicConfigDto``): a change held for review shows
+#: only as an answer whose version did not move. Elsewhere an unmoved version proves nothing.
+UNSHOWN_REVIEW = frozenset({"dynamic_config"})
 _rng = random.Random()
 
 
@@ -92,7 +95,8 @@ async def apply_operation(
             continue  # read again: applied, still as planned (send again), or changed (conflict)
         after = response.get("data") if isinstance(response.get("data"), dict) else None
         held = after is not None and (
-            _review_pending(after) or (options.respect_review and _unmoved(current, after))
+            _review_pending(after)
+            or (options.respect_review and op.kind in UNSHOWN_REVIEW and _unmoved(current, after))
         )
         status: OutcomeStatus = "pending_review" if held else "applied"
         return await _outcome(journal, op, status, after, sent=True)

@@ -54,8 +54,9 @@ def cli(
     *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, **popen: Any
 ) -> subprocess.Popen[bytes]:
     """Start ``bulkops`` as a real subprocess, its bytecode cached (not compiled anew each time)."""
-    full_env = {**os.environ, **(env or {})}
-    full_env.pop("PYTHONDONTWRITEBYTECODE", None)
+    full_env = {name: value for name, value in os.environ.items()
+                if name != "PYTHONDONTWRITEBYTECODE"}  # fmt: skip
+    full_env.update(env or {})
     return subprocess.Popen(
         [sys.executable, "-m", "bulkops.cli", *args],
         env=full_env,

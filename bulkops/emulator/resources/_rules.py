@@ -237,9 +237,16 @@ def revise_rule(
             new[key] = list(changes.get(key) or [])
     if whole and config and "variants" not in changes:
         new.pop("variants", None)
-    if any(new.get(k) != old.get(k) for k in _CONTENT + (_CONFIG_CONTENT if config else ())):
+    keys = _CONTENT + (_CONFIG_CONTENT if config else ())
+    if any(not _same(new.get(k), old.get(k)) for k in keys):
         new["id"] = _rule_id(old["baseID"], new["passPercentage"], _revision(old) + 1)
     return new
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal content; absent, ``null`` and empty are one "nothing" (``variants: []`` sent back
+    for a rule stored without any is no change)."""
+    return a == b or (a in (None, [], {}, "") and b in (None, [], {}, ""))
 
 
 def find_rule(rules: list[Entity], key: str | None) -> int | None:

@@ -442,7 +442,7 @@ async def _apply(session: Session, plan: Plan) -> tuple[int, dict[str, Any]]:
         units=lambda ctx: mutation_units(ctx.scheduler, ctx.clients.values()),
     )
     with anyio.CancelScope(shield=True):  # even after an interrupt: they are held all the same
-        await anyio.to_thread.run_sync(_record_held, session.state, plan)
+        held = await anyio.to_thread.run_sync(_record_held, session.state, plan)
     if exit_code == EXIT_INTERRUPTED:
         return exit_code, summary_data
     planned_failures = [note for note in plan.notes if isinstance(note, Note) and note.fail]
@@ -455,7 +455,7 @@ async def _apply(session: Session, plan: Plan) -> tuple[int, dict[str, Any]]:
             exit_code = summary_data["exit_code"] = 3
     if exit_code in (0, 3):
         try:
-            verification = await interruptible(lambda: _verify(session, plan))
+            verification = await interruptible(lambda: _verify(session, plan, held))
         except Interrupted:
             summary_data["exit_code"] = EXIT_INTERRUPTED
             return EXIT_INTERRUPTED, summary_data
@@ -499,8 +499,9 @@ def _notes_by_kind(plan: Plan) -> dict[str, list[str]]:
     return grouped
 
 
-async def _verify(session: Session, plan: Plan) -> dict[str, Any]:
-    """Read every entity the plan wrote back and compare it with the after-images.
+async def _verify(session: Session, plan: Plan, held: set[str]) -> dict[str, Any]:
+    """Read every entity the plan wrote back and compare it with the after-images; ``held``:
+    the operations whose change the server holds for review (they show the old state).
 
     The reads go at once; the governor's read lane decides how many are in flight.
     """
@@ -511,7 +512,6 @@ async def _verify(session: Session, plan: Plan) -> dict[str, Any]:
         expected.setdefault(key, {}).update(op.expected)
         ops_by_path[key] = op
     found: dict[tuple[str, str], dict[str, Any]] = {}
-    held = await anyio.to_thread.run_sync(_held_for_review, session.state)
 
     async def check(key: tuple[str, str]) -> None:
         op = ops_by_path[key]
@@ -547,29 +547,25 @@ def _held_reviews(state: StateDir) -> HeldReviews:
     }
 
 
-def _record_held(state: StateDir, plan: Plan) -> None:
-    """Remember the entities this apply's changes are held for review on, and their version
-    then: a later plan leaves them alone while they show it (nothing else may say a review is
-    pending: a dynamic config has no ``activeReview``)."""
+def _record_held(state: StateDir, plan: Plan) -> set[str]:
+    """The operations of this apply whose change the server holds for review. Their entities
+    and versions then are remembered: a later plan leaves them alone while they show that
+    version (nothing else may say a review is pending: a dynamic config has no ``activeReview``)."""
     ops = {op.id: op for op in plan.operations}
-    held = dict(_held_reviews(state))
+    before = _held_reviews(state)
+    held = dict(before)
+    pending = set()
     for op_id, outcome in _outcomes(read_journal(state.journal_file)).items():
         op = ops.get(op_id)
-        version = outcome.after.get("version")
-        if op is not None and outcome.status == "pending_review" and version is not None:
-            held[(op.role, op.kind, op.entity_id)] = version
-    if held:
+        if op is None or outcome.status != "pending_review":
+            continue
+        pending.add(op_id)
+        if outcome.after.get("version") is not None:
+            held[(op.role, op.kind, op.entity_id)] = outcome.after["version"]
+    if held != before:
         rows = [{"role": r, "kind": k, "id": i, "version": v} for (r, k, i), v in held.items()]
         write_json_atomic(state.held_reviews_file, rows)
-
-
-def _held_for_review(state: StateDir) -> set[str]:
-    """The operations of this apply whose change the server holds for review."""
-    return {
-        op_id
-        for op_id, outcome in _outcomes(read_journal(state.journal_file)).items()
-        if outcome.status == "pending_review"
-    }
+    return pending
 
 
 async def _verify_one(session: Session, op: Operation, want: dict[str, Any]) -> dict[str, Any]:

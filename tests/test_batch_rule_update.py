@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import anyio
 import orjson
 import pytest
@@ -30,6 +29,7 @@ from tests.support.batch import (
     build_world,
     changed_checkout_ids,
     config,
+    in_console,
     job_file,
     mutations,
     outcomes,
@@ -52,21 +52,9 @@ def world(monkeypatch) -> World:
 
 async def human_edit(url: str, gate_id: str, body: dict[str, Any]) -> dict[str, Any]:
     """Somebody changes a gate in the console while the job is between plan and apply."""
-    headers = {"STATSIG-API-KEY": KEY, "Content-Type": "application/json"}
-    async with (
-        aiohttp.ClientSession() as session,
-        session.patch(f"{url}/console/v1/gates/{gate_id}", data=orjson.dumps(body),
-                      headers=headers) as response,
-    ):  # fmt: skip
-        assert response.status == 200, await response.text()
-        return (await response.json())["data"]
-
-
-async def commit_review(url: str, path: str) -> int:
-    """A reviewer approves a held change in the console."""
-    headers = {"STATSIG-API-KEY": KEY}
-    async with aiohttp.ClientSession() as session, session.put(url + path, headers=headers) as r:
-        return r.status
+    status, gate = await in_console(url, "PATCH", f"gates/{gate_id}", body)
+    assert status == 200, gate
+    return dict(gate)
 
 
 def run_record(state: Path) -> dict[str, Any]:
@@ -454,9 +442,8 @@ async def test_a_dynamic_config_held_for_review_is_reported_pending_under_either
         assert await bulkops("run", job, url, tmp_path / "state", fresh=True) == 0
         assert mutations(world) == 4  # planned anew, still held: not sent again
         review = latest_review(project, DYNAMIC_CONFIGS, "config_2")
-        committed = await commit_review(
-            url, f"/console/v1/dynamic_configs/config_2/reviews/{review}/commit"
-        )
+        commit = f"dynamic_configs/config_2/reviews/{review}/commit"
+        committed, _ = await in_console(url, "PUT", commit)  # a reviewer approves it
         assert committed == 200
         assert mutations(world) == 5  # the reviewer's commit
         assert await bulkops("run", job, url, tmp_path / "state", fresh=True) == 0

@@ -222,22 +222,29 @@ async def test_the_first_mutation_waits_at_the_start_line_reserved_and_ready(lan
     assert log[log.index(("opened",)) :] == [("opened",), ("sent", 1), ("answered", "me-1:0")]
 
 
+async def first_mutation_at_a_line(lane: Lane) -> tuple[list[int], float]:
+    """Send one mutation behind a start line: how many sleeps it had made each time it reached
+    the line, and when it was sent."""
+    seen: list[int] = []
+
+    async def at_line() -> None:
+        seen.append(len(lane.clock.sleeps))
+
+    lane.gov.hold_mutations(at_line)
+    async with lane.gov.mutation_slot():
+        sent = lane.clock.now
+    return seen, sent
+
+
 async def test_a_first_mutation_that_must_wait_for_quota_passes_the_line_first(lane: Lane) -> None:
     """A first mutation whose project's quota is held by another process reaches the start
     line before it waits, so its fleet does not wait for this project's quota."""
-    gov, ledger, clock, log = lane.gov, lane.ledger, lane.clock, lane.log
+    ledger, clock, log = lane.ledger, lane.clock, lane.log
     assert await ledger.reserve(KEY, [(100, 10.0)], Waiter("other-1", "other"), token=None) == 0
     for _ in range(99):
         await ledger.reserve(KEY, [(100, 10.0)], Waiter("other-1", "other"), token=None)
     start = clock.now
-    seen: list[int] = []
-
-    async def at_line() -> None:
-        seen.append(len(clock.sleeps))
-
-    gov.hold_mutations(at_line)
-    async with gov.mutation_slot():
-        sent = clock.now
+    seen, sent = await first_mutation_at_a_line(lane)
     assert seen == [0]  # at the line before any wait
     assert log[0][0] == "reserve"
     assert log[0][2] > 0  # refused first
@@ -251,14 +258,7 @@ async def test_a_first_mutation_that_must_wait_for_its_windows_passes_the_line_f
     before it waits, and is not sent before the pause ends."""
     gov, clock, log = lane.gov, lane.clock, lane.log
     gov.paused_until = clock.now + 5.0
-    seen: list[int] = []
-
-    async def at_line() -> None:
-        seen.append(len(clock.sleeps))
-
-    gov.hold_mutations(at_line)
-    async with gov.mutation_slot():
-        sent = clock.now
+    seen, sent = await first_mutation_at_a_line(lane)
     assert seen == [0]
     assert sent >= gov.paused_until
     assert not [entry for entry in log if entry[0] == "reserve" and entry[2] > 0]

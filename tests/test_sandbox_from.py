@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from bulkops.cli import main
+from tests.support.jobs import sandbox_snapshot
 
 JOBS = Path(__file__).parents[1] / "jobs"
 
@@ -14,15 +15,9 @@ JOBS = Path(__file__).parents[1] / "jobs"
 @pytest.fixture(scope="module")
 def snapshot(tmp_path_factory) -> Path:
     """An export_project snapshot of the demo world's source project (gates and experiments)."""
-    folder = tmp_path_factory.mktemp("snap")
-    job = folder / "export.toml"
-    job.write_text(
-        'job = "export_project"\n[source]\napi_key_env = "UNUSED_KEY"\n[output]\ndir = "snap"\n'
-        '[select]\nkinds = ["gates", "segments", "experiments", "layers", "holdouts", "tags",'
-        ' "target_apps", "metric_sources", "metrics", "unit_id_types", "teams"]\n'
-    )
-    assert main(["run", str(job), "--sandbox", "--state", str(folder / "state")]) == 0
-    return folder / "snap"
+    kinds = ["gates", "segments", "experiments", "layers", "holdouts", "tags", "target_apps",
+             "metric_sources", "metrics", "unit_id_types", "teams"]  # fmt: skip
+    return sandbox_snapshot(tmp_path_factory.mktemp("snap"), kinds)
 
 
 def test_a_batch_edit_rehearses_on_the_snapshot(snapshot, tmp_path, capsys) -> None:

@@ -18,26 +18,21 @@ import pytest
 from bulkops.cli import main
 from bulkops.emulator import SeedNotes, project_from_snapshot
 from tests.support.commands import cli
+from tests.support.jobs import sandbox_snapshot
 
 JOB = Path(__file__).parents[1] / "jobs" / "batch_rule_update.toml"
 #: A Python repr of a string, list or dict: a quote that opens after a space or bracket.
 REPR = re.compile(r"(^|[\s(\[{=:])'[^'\s]*'|\bNone\b|\[\]|\{\}")
 
 #: Kinds with every sort of file (details, documents, ids by name) and little data.
-KINDS = '["gates", "segments", "environments", "target_apps", "settings", "tags"]'
+KINDS = ["gates", "segments", "environments", "target_apps", "settings", "tags"]
 
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory) -> Path:
     """A real export_project snapshot of the demo source project (a few kinds, with details)."""
-    folder = tmp_path_factory.mktemp("export")
-    job = folder / "export.toml"
-    job.write_text(
-        'job = "export_project"\nname = "prod"\n[source]\napi_key_env = "UNUSED_KEY"\n'
-        f'[output]\ndir = "snap"\n[options]\nsegment_id_lists = true\n[select]\nkinds = {KINDS}\n'
-    )
-    assert main(["run", str(job), "--sandbox", "--state", str(folder / "state")]) == 0
-    return folder / "snap"
+    options = "segment_id_lists = true\n"
+    return sandbox_snapshot(tmp_path_factory.mktemp("export"), KINDS, options=options)
 
 
 @pytest.fixture

@@ -10,14 +10,13 @@ import copy
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import orjson
 import pytest
 
 from bulkops.commands import planned
 from bulkops.commands.session import RunOptions
 from bulkops.emulator import EmulatorConfig, Project, World, running_emulator
-from tests.support.batch import KEY, KEY_ENV, config, job_file
+from tests.support.batch import KEY, KEY_ENV, config, in_console, job_file
 from tests.support.commands import FAST_RETRY, bulkops, loaded
 from tests.support.jobs import clone_job
 
@@ -84,14 +83,9 @@ def _job(tmp_path: Path, entity: str, edits: str = SET_50) -> Path:
 
 
 async def _patch(url: str, path: str, body: Any) -> dict[str, Any]:
-    headers = {"STATSIG-API-KEY": KEY, "Content-Type": "application/json"}
-    async with (
-        aiohttp.ClientSession() as session,
-        session.patch(f"{url}/console/v1/{path}", data=orjson.dumps(body),
-                      headers=headers) as response,
-    ):  # fmt: skip
-        assert response.status == 200, await response.text()
-        return dict((await response.json())["data"])
+    status, data = await in_console(url, "PATCH", path, body)
+    assert status == 200, data
+    return dict(data)
 
 
 # -- #25: what a full rules list leaves of a matched rule's fields ----------------------------

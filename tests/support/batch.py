@@ -7,6 +7,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import orjson
 
 from bulkops.emulator import EmulatorConfig, Project, World
@@ -105,3 +106,14 @@ def outcomes(state: Path) -> int:
         with contextlib.suppress(orjson.JSONDecodeError):  # the torn last line of a killed writer
             count += orjson.loads(line).get("type") == "outcome"
     return count
+
+
+async def in_console(url: str, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+    """Somebody's request in the console (``path`` under ``/console/v1/``): (status, ``data``)."""
+    headers = {"STATSIG-API-KEY": KEY, "Content-Type": "application/json"}
+    data = None if body is None else orjson.dumps(body)
+    async with (
+        aiohttp.ClientSession() as session,
+        session.request(method, f"{url}/console/v1/{path}", data=data, headers=headers) as answer,
+    ):
+        return answer.status, (await answer.json()).get("data")

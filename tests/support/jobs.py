@@ -92,3 +92,17 @@ def dump(world: World, project: str = "target") -> dict[str, Any]:
             entities[identity] = normalize(entity)
         state[kind] = entities
     return state
+
+
+def sandbox_snapshot(folder: Path, kinds: list[str], *, options: str = "") -> Path:
+    """An export_project snapshot of the demo world's source project (``kinds`` only), made by
+    ``bulkops run --sandbox`` in ``folder``; ``options``: the job's ``[options]`` lines."""
+    from bulkops.cli import main
+
+    job = folder / "export.toml"
+    job.write_text(
+        'job = "export_project"\nname = "prod"\n[source]\napi_key_env = "UNUSED_KEY"\n'
+        f'[output]\ndir = "snap"\n[options]\n{options}[select]\nkinds = {orjson.dumps(kinds).decode()}\n'
+    )
+    assert main(["run", str(job), "--sandbox", "--state", str(folder / "state")]) == 0
+    return folder / "snap"

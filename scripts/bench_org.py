@@ -361,6 +361,11 @@ def profile_text(file: Path, measured: bx.Measured) -> str:
     return "\n".join([head, "", "```", *lines[start:], "```"])
 
 
+def ratio(value: float, minimum: float) -> float:
+    """``value / minimum``; nan for windows that ask for no wait at all (``--windows 100000/4s``)."""
+    return value / minimum if minimum else math.nan
+
+
 def med(values: list[float]) -> float:
     return statistics.median(values) if values else math.nan
 
@@ -543,7 +548,7 @@ def run_edit(args: argparse.Namespace) -> tuple[list[EditRun], list[EditRun]]:
             into.append(run)
             bx.log(
                 f"   rep {rep} {what}: wall {run.measured.wall_s:.2f}s makespan "
-                f"{run.makespan():.2f}s ({run.makespan() / minimum:.3f}x) 429s {run.rejected} "
+                f"{run.makespan():.2f}s ({ratio(run.makespan(), minimum):.3f}x) 429s {run.rejected} "
                 f"cpu {run.measured.cpu_s:.2f}s load {load:.2f}"
             )
     return runs, alone
@@ -576,15 +581,15 @@ def edit_report(runs: list[EditRun], alone: list[EditRun], args: argparse.Namesp
         count = len(runs[0].log[name]["mutations"])
         bad = sum(1 for r in runs for _, s in r.log[name]["mutations"] if s == 429)
         lines.append(
-            f"| {name} | {count} | {minimum:.2f} | {ms:.2f} | {ms / minimum:.3f}× | {bad} |"
+            f"| {name} | {count} | {minimum:.2f} | {ms:.2f} | {ratio(ms, minimum):.3f}× | {bad} |"
         )
     wall = med([r.measured.wall_s for r in runs])
     alone_span = med([r.makespan() for r in alone])
     lines += [
         f"| **all, first to last mutation** | {sum(len(p['mutations']) for p in runs[0].log.values())} "
-        f"| {minimum:.2f} | {span:.2f} | {span / minimum:.3f}× | {rejected} |",
+        f"| {minimum:.2f} | {span:.2f} | {ratio(span, minimum):.3f}× | {rejected} |",
         f"| one project alone (`[target]`, its own run) | {args.gates} | {minimum:.2f} "
-        f"| {alone_span:.2f} | {alone_span / minimum:.3f}× "
+        f"| {alone_span:.2f} | {ratio(alone_span, minimum):.3f}× "
         f"| {sum(r.rejected for r in alone)} |",
         "",
         f"- Load average (1 min) at each run's start: org "
@@ -597,9 +602,9 @@ def edit_report(runs: list[EditRun], alone: list[EditRun], args: argparse.Namesp
         "Targets:",
         f"- 0 × 429 in total: {rejected} {bx.verdict(rejected == 0)}",
         f"- makespan ≤ {TARGET_MAKESPAN_RATIO:g} × the slowest project's minimum "
-        f"({TARGET_MAKESPAN_RATIO * minimum:.2f} s): {span:.2f} s = {span / minimum:.3f}× "
+        f"({TARGET_MAKESPAN_RATIO * minimum:.2f} s): {span:.2f} s = {ratio(span, minimum):.3f}× "
         f"{bx.verdict(span <= TARGET_MAKESPAN_RATIO * minimum)} (worst run "
-        f"{max(makespans) / minimum:.3f}×)",
+        f"{ratio(max(makespans), minimum):.3f}×)",
     ]
     return "\n".join(lines)
 

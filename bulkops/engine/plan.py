@@ -148,7 +148,7 @@ class Plan:
     def to_json(self) -> dict[str, Any]:
         """The plan as ``plan.json`` holds it. An operation's fields are plain JSON values, so
         each becomes a dict of them as they are: ``asdict`` would deep-copy every body and
-        before-image first (1.8 s for 6,000 gates, against 0.05 s)."""
+        before-image first, only for orjson to read the copies once."""
         data: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
         data["operations"] = [
             {f.name: getattr(op, f.name) for f in _OPERATION_FIELDS} for op in self.operations

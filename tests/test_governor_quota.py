@@ -290,11 +290,8 @@ def test_the_mutation_cap_follows_latency() -> None:
     assert 2 < caps[0.3] < 8
 
 
-async def test_mutations_go_one_at_a_time_until_a_round_trip_is_measured() -> None:
-    """Before any answer the cap is 1, and repr says the round trip is unmeasured."""
-    gov = RateGovernor("p", mutation_windows=[RateWindow.parse("10/10s")], concurrency=8)
-    assert gov.mutation_cap() == 1
-    assert "unmeasured" in repr(gov)
+async def most_mutations_in_flight(gov: RateGovernor, mutations: int) -> int:
+    """Send ``mutations`` at once, each answered after 10 ms; the most in flight together."""
     in_flight = peak = 0
 
     async def one() -> None:
@@ -306,7 +303,26 @@ async def test_mutations_go_one_at_a_time_until_a_round_trip_is_measured() -> No
             in_flight -= 1
         gov.on_success()
 
-    await asyncio.gather(*(one() for _ in range(6)))
-    assert peak == 2  # one alone, then ceil(1/s * ~10 ms) + 1
+    await asyncio.gather(*(one() for _ in range(mutations)))
+    return peak
+
+
+async def test_mutations_go_one_at_a_time_until_a_round_trip_is_measured() -> None:
+    """Before any answer the cap is 1, and repr says the round trip is unmeasured."""
+    gov = RateGovernor("p", mutation_windows=[RateWindow.parse("10/10s")], concurrency=8)
+    assert gov.mutation_cap() == 1
+    assert "unmeasured" in repr(gov)
+    assert await most_mutations_in_flight(gov, 6) == 2  # one alone, then ceil(1/s * ~10 ms) + 1
     assert gov.mutation_cap() == 2
     assert "ms)" in repr(gov)
+
+
+async def test_reads_answered_before_the_first_mutation_set_its_cap() -> None:
+    """Reads to the same server give the first mutations a round trip: 2 go at once, not 1."""
+    gov = RateGovernor("p", mutation_windows=[RateWindow.parse("100/10s")], concurrency=8)
+    for _ in range(3):
+        async with gov.read_slot():
+            await asyncio.sleep(0.05)
+    assert gov.round_trip() is None  # no mutation measured yet
+    assert gov.mutation_cap() == 2  # ceil(10/s * ~50 ms) + 1
+    assert await most_mutations_in_flight(gov, 2) == 2

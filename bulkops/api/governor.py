@@ -4,9 +4,10 @@
 - Mutations need far fewer: the windows pace them, so attempts in flight only cover the latency.
   At most ``ceil(pace * round_trip) + 1`` go at once, where ``pace`` is the tightest rate the
   windows (configured and learned) allow over the next minute and ``round_trip`` the p90 of the
-  recent mutations' round trips; one at a time until the first is measured. At 100/10s and 50 ms
-  that is 2, so a server window we do not know yet costs about 2 rejected attempts when it first
-  fills, not ``concurrency``. Reads keep the full concurrency.
+  recent mutations' round trips (until the first is answered, the median of the reads' round
+  trips to the same server; one at a time if there were none). At 100/10s and 50 ms that is 2, so a
+  server window we do not know yet costs about 2 rejected attempts when it first fills, not
+  ``concurrency``. Reads keep the full concurrency.
 - Mutations obey every configured sliding window at once (e.g. 100/10s *and* 900/15min), and the
   learned ones. An attempt takes a slot before it goes out, whatever its answer (the server counts
   rejected attempts too), and keeps it while in flight however long that takes, then until its
@@ -141,6 +142,7 @@ class RateGovernor:
         self._mutation_freed: anyio.Event | None = None
         self._answer_came: anyio.Event | None = None  # set when any mutation's answer arrives
         self._round_trips: deque[float] = deque(maxlen=ROUND_TRIP_SAMPLES)
+        self._read_round_trips: deque[float] = deque(maxlen=ROUND_TRIP_SAMPLES)
         self._alone: dict[int, bool] = {}
         self._probes: dict[
             int, Probe
@@ -195,7 +197,9 @@ class RateGovernor:
             await limiter.acquire()
         async with self._slot(lambda: self.read_concurrency):
             await self._wait_pause()
+            sent = self._clock()
             yield
+            self._read_round_trips.append(self._clock() - sent)
 
     def hold_mutations(self, until: Callable[[], Awaitable[None]] | None) -> None:
         """Send no mutation before ``until()`` has returned (a fleet's start line); reads go on.
@@ -369,6 +373,16 @@ class RateGovernor:
         ordered = sorted(self._round_trips)
         return ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))]
 
+    def expected_round_trip(self) -> float | None:
+        """The round trip a mutation sent now should take: measured on mutations once one has
+        been answered; before that, the median of the reads' (the same server and network; a
+        write usually takes longer than a read, so this errs low, which keeps the cap low)."""
+        measured = self.round_trip()
+        if measured is not None or not self._read_round_trips:
+            return measured
+        ordered = sorted(self._read_round_trips)
+        return ordered[len(ordered) // 2]
+
     def pace(self) -> float:
         """Attempts per second the windows allow over the next ``PACE_HORIZON_S`` (the tightest)."""
         rules = [(w.limit, w.configured.seconds) for w in self.windows]
@@ -384,9 +398,9 @@ class RateGovernor:
 
         The windows pace the sends; attempts in flight only cover latency, and each one is an
         attempt a server window we do not know yet can reject when it fills. One at a time until
-        a round trip has been measured.
+        a round trip (of a mutation, or else of a read) has been measured.
         """
-        rtt = self.round_trip()
+        rtt = self.expected_round_trip()
         if rtt is None:
             return 1
         pace = self.pace()

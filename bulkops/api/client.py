@@ -148,11 +148,16 @@ class ConsoleClient:
         query: Mapping[str, Any] | None = None,
         json: Any = None,
         extra_headers: Mapping[str, str] | None = None,
+        read_at: float | None = None,
     ) -> dict[str, Any]:
-        """Send with retries; return the decoded JSON body of a 2xx answer."""
+        """Send with retries; return the decoded JSON body of a 2xx answer.
+
+        ``read_at`` (a mutation's): when the read it was checked against began, on the
+        governor's clock; a read too old by the time it may go raises ``StaleRead`` instead.
+        """
         if self._reads is not None and method == "GET" and not extra_headers:
             return await self._reads.get(self, path, query)
-        return await self._request(method, path, query, json, extra_headers)
+        return await self._request(method, path, query, json, extra_headers, read_at)
 
     async def _request(
         self,
@@ -161,6 +166,7 @@ class ConsoleClient:
         query: Mapping[str, Any] | None,
         json: Any,
         extra_headers: Mapping[str, str] | None,
+        read_at: float | None = None,
     ) -> dict[str, Any]:
         mutation = method in MUTATING
         started = time.monotonic()
@@ -168,7 +174,9 @@ class ConsoleClient:
         while True:
             attempt += 1
             try:
-                return await self._attempt(method, path, query, json, extra_headers, mutation)
+                return await self._attempt(
+                    method, path, query, json, extra_headers, mutation, read_at
+                )
             except ApiError as exc:
                 delay = self._retry_delay(exc, attempt, started, mutation)
                 if delay is None:
@@ -208,8 +216,9 @@ class ConsoleClient:
         body: Any,
         extra_headers: Mapping[str, str] | None,
         mutation: bool,
+        read_at: float | None,
     ) -> dict[str, Any]:
-        slot = self.governor.mutation_slot() if mutation else self.governor.read_slot()
+        slot = self.governor.mutation_slot(read_at) if mutation else self.governor.read_slot()
         async with slot:
             with stopping.sending():  # after a Ctrl-C, nothing new goes on the wire
                 self.stats.requests += 1
@@ -344,7 +353,7 @@ class ConsoleClient:
             remaining = deadline - time.monotonic()
             try:
                 with anyio.fail_after(max(0.1, remaining)):
-                    body = await self._attempt("GET", PROJECT_PATH, None, None, None, False)
+                    body = await self._attempt("GET", PROJECT_PATH, None, None, None, False, None)
                 return _identity(body, f"GET {PROJECT_PATH} on project {self.project!r}")
             except NotFound as exc:
                 raise Unreachable(

@@ -14,6 +14,11 @@
   answer + the window (+ ``ANSWER_MARGIN``): the server counted it on arrival, which was before the
   answer reached us, so no network delay can make it see more in a window than we counted. Send
   and answer times can be persisted so a resumed run still honours the 15-minute window.
+- A mutation's precondition read is made just before it can go: ``mutation_turn`` lets twice
+  the cap + 2 mutations read and wait at once, each once the windows (counting those queued
+  ahead of it) would let it go a read's time later; ``mutation_slot(read_at=...)`` refuses to send on a read
+  older than ``READ_MAX_AGE_S`` (+ 4 round trips), raising :class:`StaleRead`: the caller reads
+  again, so a person's edit made while the mutation waited for quota is a conflict, not lost.
 - With a quota ledger (other processes), each attempt's reservation is a lease until its answer
   can arrive; the answer moves it to the answer time (:mod:`bulkops.api.ledger`).
 - Reads may obey optional windows (aiolimiter leaky buckets).
@@ -82,9 +87,39 @@ WAIT_SLICE_S = 2.0
 #: wakes on an answer to flush it: the reservation right after it carries them, and a flush's
 #: trip through the ledger's thread (5-13 ms in a busy fleet) would outlast the wait itself.
 SHORT_WAIT_S = 0.05
+#: A mutation is sent on a precondition read at most this old (+ 4 round trips); older, it is
+#: read again. Without conditional writes a person's edit between the read and the send is
+#: overwritten, so the read must be recent, not a quota wait (up to 15 minutes) old.
+READ_MAX_AGE_S = 2.0
+#: Before any read has been timed, a read is expected to take this long.
+READ_LEAD_DEFAULT_S = 0.1
+#: A mutation's read starts at least this long before the windows let it go (4 reads' time if
+#: more): a read that comes back late would hold up the window's first sends, which set the pace
+#: of every window after (a busy machine's event loop answers late).
+READ_LEAD_MIN_S = 1.0
+#: A mutation waiting to read behind others that fill the window looks again this often (they
+#: may leave without sending).
+READ_POLL_S = 0.25
+
+
+class StaleRead(Exception):
+    """The read a mutation was checked against is too old to send it on: read again first."""
+
 
 #: (governor, sequence number) of the mutation the current task sent last; None after a read.
 _ATTEMPT: ContextVar[tuple[RateGovernor, int] | None] = ContextVar("bulkops_attempt", default=None)
+
+
+class _Turn:
+    """The current task's mutation turn: has it read (and so holds a place) and not yet sent?"""
+
+    __slots__ = ("ready",)
+
+    def __init__(self) -> None:
+        self.ready = False
+
+
+_TURN: ContextVar[_Turn | None] = ContextVar("bulkops_turn", default=None)
 
 
 class RateGovernor:
@@ -143,6 +178,10 @@ class RateGovernor:
         self._answer_came: anyio.Event | None = None  # set when any mutation's answer arrives
         self._round_trips: deque[float] = deque(maxlen=ROUND_TRIP_SAMPLES)
         self._read_round_trips: deque[float] = deque(maxlen=ROUND_TRIP_SAMPLES)
+        self._turns = 0  # mutations between their precondition read and their answer
+        self._turn_waiters: deque[anyio.Event] = deque()  # first come first, woken one by one
+        self._ready = 0  # turns that have read (or are reading) and not sent yet
+        self._ledger_refuses_until = -math.inf  # the ledger's last refusal: retry then
         self._alone: dict[int, bool] = {}
         self._probes: dict[
             int, Probe
@@ -209,9 +248,12 @@ class RateGovernor:
         self._hold = until
 
     @asynccontextmanager
-    async def mutation_slot(self) -> AsyncIterator[None]:
+    async def mutation_slot(self, read_at: float | None = None) -> AsyncIterator[None]:
         """Hold one mutation attempt: the caller sends it, and leaves once its answer (or the
-        error) has arrived; a cancelled attempt keeps its ledger lease (it may still arrive)."""
+        error) has arrived; a cancelled attempt keeps its ledger lease (it may still arrive).
+
+        ``read_at`` (``now()`` before the read it was checked against): raise
+        :class:`StaleRead` instead of sending, if that read is too old by the time it may go."""
         probe_done: anyio.Event | None = None
         sent: float | None = None
         token: str | None = None
@@ -227,8 +269,9 @@ class RateGovernor:
                 await self._take_slot(lambda: self.max_concurrency, mutation=True)
                 slot = True
                 await self._restore()
-                probe, token = await self._clear_to_send()
+                probe, token = await self._clear_to_send(read_at)
                 now = sent = self._clock()
+                self._leave_queue(_TURN.get())
                 self._mutations_in_flight += 1
                 self._peak_in_flight = max(self._peak_in_flight, self._mutations_in_flight)
                 self._attempts.sent()
@@ -282,7 +325,7 @@ class RateGovernor:
                 self._probe_done = None
                 probe_done.set()
 
-    async def _clear_to_send(self) -> tuple[Probe | None, str | None]:
+    async def _clear_to_send(self, read_at: float | None) -> tuple[Probe | None, str | None]:
         """Wait until the next attempt may go (the caller holds the mutation lock): within the
         windows, reserved in the ledger, past the start line (``hold_mutations``) and below the
         in-flight cap; what it probes, and its reservation's token.
@@ -294,13 +337,18 @@ class RateGovernor:
         windows are looked at again; if anything changed meanwhile (a 429, a window that now
         asks to wait, another probe) the reservation is given back as if answered now (it
         counts one window more in the ledger: only more conservative) and all starts again.
+        A read too old to send on (``read_at``) raises :class:`StaleRead`, before anything is
+        reserved where it can be.
         """
         while True:
             probe = await self._wait_for_windows()
+            self._check_fresh(read_at)
             while (wait := await self._reserve(probe)) > 0:
                 # Other processes hold the project's quota (first at the start line, if not yet).
+                self._ledger_refuses_until = self._clock() + wait
                 await (self._pass_line() if self._hold is not None else self._sleep(wait))
                 probe = await self._wait_for_windows()
+                self._check_fresh(read_at)
             token = self._reserved
             if self._hold is None and self._mutations_in_flight < self.mutation_cap():
                 return probe, token
@@ -320,8 +368,113 @@ class RateGovernor:
                 and self.rejections == rejections
                 and self._probe_done is None
             ):
+                if self._is_stale(read_at):  # the start line can hold it long
+                    self._give_back(token)
+                    raise StaleRead
                 return probe, token
             self._give_back(token)
+
+    # -- precondition reads -----------------------------------------------------------------
+    def now(self) -> float:
+        """The governor's clock, for ``mutation_slot(read_at=...)``."""
+        return self._clock()
+
+    def read_max_age(self) -> float:
+        """How old a precondition read may be when its mutation is sent."""
+        return READ_MAX_AGE_S + 4 * (self.expected_round_trip() or 0.0)
+
+    def _is_stale(self, read_at: float | None) -> bool:
+        return read_at is not None and self._clock() - read_at > self.read_max_age()
+
+    def _check_fresh(self, read_at: float | None) -> None:
+        if self._is_stale(read_at):
+            raise StaleRead
+
+    @asynccontextmanager
+    async def mutation_turn(self) -> AsyncIterator[None]:
+        """A mutation's turn, from its precondition read to its answer (``mutation_slot``).
+
+        At most twice the cap + 2 turns are open at once (those in flight, and as many reading
+        and queued behind them, so a read never holds up the next send), and each reads only
+        once the windows would let it go a read's time later, counting the turns queued ahead
+        of it: no read is made long before its mutation can go, and none goes stale waiting.
+        """
+        if self._turn_waiters or self._turns >= self._turn_limit():
+            await self._wait_for_turn()
+        self._turns += 1
+        turn = _Turn()
+        reset = _TURN.set(turn)
+        try:
+            await self.wait_to_read()
+            yield
+        finally:
+            self._leave_queue(turn)
+            _TURN.reset(reset)
+            self._turns -= 1
+            if self._turn_waiters:
+                self._turn_waiters.popleft().set()
+
+    def _turn_limit(self) -> int:
+        return 4 * self.mutation_cap() + 4
+
+    async def _wait_for_turn(self) -> None:
+        """Wait in line for a turn: each one that ends wakes the next waiter (not all of them)."""
+        granted = anyio.Event()
+        self._turn_waiters.append(granted)
+        try:
+            while True:
+                await granted.wait()
+                if self._turns < self._turn_limit():
+                    break
+                granted = anyio.Event()  # the cap fell meanwhile: first in line for the next
+                self._turn_waiters.appendleft(granted)
+        except BaseException:
+            if granted in self._turn_waiters:
+                self._turn_waiters.remove(granted)
+            elif self._turn_waiters:
+                self._turn_waiters.popleft().set()  # woken while cancelled: pass it on
+            raise
+        if self._turns + 1 < self._turn_limit() and self._turn_waiters:
+            self._turn_waiters.popleft().set()  # the cap rose meanwhile: room for one more
+
+    async def wait_to_read(self) -> None:
+        """Wait until a precondition read made now would be fresh when its mutation may go
+        (within a mutation turn, behind the turns already queued to send)."""
+        turn = _TURN.get()
+        self._leave_queue(turn)  # reading again: its place is taken anew
+        while self._hold is None:  # before the start line nothing is sent: the turns bound it
+            delay = self._read_delay(self._ready)
+            lead = max(READ_LEAD_MIN_S, 4 * self._read_round_trip())
+            if delay <= lead:
+                break
+            # inf: a place only an attempt still to be sent can free (the ones ahead fill the
+            # window): look again soon, as they may also leave without sending.
+            await self._sleep(READ_POLL_S if math.isinf(delay) else min(delay - lead, WAIT_SLICE_S))
+        if turn is not None:
+            turn.ready = True
+            self._ready += 1
+
+    def _leave_queue(self, turn: _Turn | None) -> None:
+        if turn is not None and turn.ready:
+            turn.ready = False
+            self._ready -= 1
+
+    def _read_delay(self, ahead: int) -> float:
+        """Seconds until a mutation with ``ahead`` others queued before it may go: the next
+        one's wait (pause, learned windows, probes), each configured window's for the one after
+        ``ahead`` more, and the ledger's last refusal (each one a time, not a count of others to
+        go first, so sleeping until it is never early)."""
+        now = self._clock()
+        delay = max(self._windows_now()[0], self._ledger_refuses_until - now)
+        for w in self.windows:
+            delay = max(delay, w.attempts.wait(w.limit - ahead, w.span, now))
+        return delay
+
+    def _read_round_trip(self) -> float:
+        if not self._read_round_trips:
+            return READ_LEAD_DEFAULT_S
+        ordered = sorted(self._read_round_trips)
+        return ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))]
 
     async def _pass_line(self) -> None:
         """Wait at the start line (``hold_mutations``) if not passed yet: the first mutation does,

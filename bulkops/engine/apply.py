@@ -1,13 +1,16 @@
 """Applying a plan exactly once, without idempotency keys.
 
 Every operation becomes a task that:
-1. reads the entity (reads are cheap; mutations are the scarce resource);
+1. reads the entity (reads are cheap; mutations are the scarce resource), in its mutation turn:
+   once the quota would let it go within a read's time, so the read is fresh when it is sent;
 2. if it already matches the after-image, records ``done`` and sends nothing (a re-run, a resume, or
    a lost answer that was in fact applied);
 3. if it still matches the precondition, appends ``intent`` to the journal, sends, appends ``outcome``;
 4. otherwise someone else changed it since the plan: a conflict, reported, never overwritten
    (unless ``force``).
-A mutation whose answer was lost (timeout, reset, 5xx) is reconciled the same way, by reading again.
+A mutation whose answer was lost (timeout, reset, 5xx) is reconciled the same way, by reading again;
+so is one whose read grew too old while it waited to be sent (``StaleRead``: a 429 pause, another
+process holding the quota): it is read and checked again, never sent on the old read.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import anyio
 import structlog
 
 from bulkops.api.client import ConsoleClient, read_entity
+from bulkops.api.governor import StaleRead
 from bulkops.engine.compare import PLAIN, Semantics, differences, precondition_holds
 from bulkops.engine.graph import Task
 from bulkops.engine.journal import Intent, Journal, Outcome, OutcomeStatus
@@ -66,11 +70,18 @@ def operation_task(
 async def apply_operation(
     op: Operation, client: ConsoleClient, journal: Journal, options: ApplyOptions
 ) -> dict[str, Any]:
+    async with client.governor.mutation_turn():
+        return await _apply_in_turn(op, client, journal, options)
+
+
+async def _apply_in_turn(
+    op: Operation, client: ConsoleClient, journal: Journal, options: ApplyOptions
+) -> dict[str, Any]:
     attempts = client.retry.max_attempts
     answer_lost = False  # a send of ours may have been applied although we saw no answer
-    for attempt in range(1, attempts + 1):
-        if attempt > 1:  # the last answer was lost: back off as for any retry, then read again
-            await anyio.sleep(client.retry.delay(attempt - 1, _rng))
+    attempt = 1
+    while attempt <= attempts:
+        read_at = client.governor.now()
         current = await read_entity(client, op.read_path)
         if not differences(current, op.expected, options.semantics):
             if answer_lost:  # it was ours: count it as sent, and undo will restore it
@@ -85,14 +96,23 @@ async def apply_operation(
         await journal.append_durable(Intent(op=op.id, at=time.time()))  # on disk before it is sent
         headers = {REVIEW_HEADER: "true"} if options.respect_review else None
         try:
-            response = await client.request(op.method, op.path, json=op.body, extra_headers=headers)
+            response = await client.request(
+                op.method, op.path, json=op.body, extra_headers=headers, read_at=read_at
+            )
+        except StaleRead:  # not sent: it waited too long for quota to go on that read
+            log.info("bulkops.apply.reading_again", op=op.id, project=op.role)
+            await client.governor.wait_to_read()
+            continue
         except ApiError as exc:
             if not exc.outcome_unknown:
                 await journal.append_durable(Outcome(op=op.id, status="failed", error=str(exc)))
                 raise
             log.warning("bulkops.apply.reconciling", op=op.id, error=str(exc), project=op.role)
             answer_lost = True
-            continue  # read again: applied, still as planned (send again), or changed (conflict)
+            attempt += 1
+            if attempt <= attempts:  # back off as for any retry, then read again: applied, still
+                await anyio.sleep(client.retry.delay(attempt - 1, _rng))  # as planned, or changed
+            continue
         after = response.get("data") if isinstance(response.get("data"), dict) else None
         held = after is not None and (
             _review_pending(after)

@@ -52,6 +52,7 @@ __all__ = [
     "detach_from_holdouts",
     "get_entity",
     "latest_review",
+    "name_taken",
     "query_values",
     "save_change",
     "save_overrides",
@@ -112,6 +113,26 @@ def derive_id(name: str, *, strict: bool = False) -> str:
     """
     out = _SPACES.sub("_", name.strip().lower())
     return _NOT_ID_CHAR.sub("_", out) if strict else out
+
+
+def name_taken(kind: Kind, project: Project, name: str | None, own_id: str | None) -> bool:
+    """Whether a create or rename to ``name`` meets 400 "Name is already in use" (§3.2, §11).
+
+    Taken: another entity of ``kind`` has this exact name, or has the id the name derives to.
+    The reference says a create "with an existing name or id" is refused, and lists the error on
+    full updates (renames) of experiments, holdouts, gates and dynamic configs; the emulator
+    applies it to partial updates too, the harsher reading (docs/api-assumptions.md #29).
+    ``own_id`` is the entity's own id (a create's chosen id): its own name never collides.
+    No ``name`` (a create by id, an update that does not rename) never collides.
+    """
+    if name is None:
+        return False
+    coll = kind.coll(project)
+    coll.ensure_index("name", lambda e: e.get("name"))
+    if any(e["id"] != own_id for e in coll.where("name", name)):
+        return True
+    derived = derive_id(name)
+    return derived != own_id and derived in coll
 
 
 def audit_fields(

@@ -78,6 +78,22 @@ async def test_renaming_onto_another_entitys_name_is_refused(kind: str) -> None:
         assert (await api.get(item)).data["name"] == "Renamed"
 
 
+async def test_id_list_writes_draw_from_their_own_12_per_10s_quota() -> None:
+    """§4: ``PATCH``/``DELETE /segments/{id}/id_list`` are "rate limited to 900 requests /15m or
+    12 requests /10s": the 13th write within 10 s is a 429, while other segment writes go on."""
+    async with serve(_world()) as api:
+        assert (await api.post(f"{V1}/segments", CREATES["segments"]("ids one", "ids_one"))).status
+        path = f"{V1}/segments/ids_one/id_list"
+        for n in range(6):
+            assert (await api.patch(path, {"ids": [f"u{n}"]})).status == 200
+            assert (await api.delete(path, {"ids": [f"u{n}"]})).status == 200
+        refused = await api.patch(path, {"ids": ["late"]})
+        assert refused.status == 429
+        assert refused.body["status"] == 429
+        other = await api.post(f"{V1}/segments", CREATES["segments"]("ids two", "ids_two"))
+        assert other.status == 201
+
+
 def _options(tmp_path: Path, url: str) -> RunOptions:
     return RunOptions(state_dir=tmp_path / "s", base_url=url, retry=FAST_RETRY, progress=False)
 

@@ -9,7 +9,8 @@ Order of checks for each request (each step may end it):
    the round trip, the emulator's own work inside it);
 4. mutations: the project's quota bucket records the attempt → 429 when over; a read-only key
    → 403 (both after the attempt is counted: rejected attempts use up quota); the one limited
-   read, ``GET /segments/{id}/id_list``, draws from its own bucket the same way;
+   read, ``GET /segments/{id}/id_list``, draws from its own bucket the same way, and the id-list
+   writes (``PATCH``/``DELETE /segments/{id}/id_list``) from theirs as well as the segments one;
 5. faults ``drop`` / ``server_error`` / ``truncate`` for mutations end here, unapplied;
 6. the resource handler; ``ApiError`` becomes the documented error body;
 7. ``truncate`` (reads) cuts the body short; ``lost_answer`` drops the connection after the
@@ -53,6 +54,13 @@ API_KEY_HEADER = "STATSIG-API-KEY"
 _JSON = "application/json"
 _MAX_BODY_BYTES = 64 * 1024 * 1024
 _ID_LIST_READ = ("GET", "/console/v1/segments/{id}/id_list")
+#: The two id-list writes the spec limits on their own ("900 requests /15m or 12 requests /10s").
+_ID_LIST_WRITES = frozenset(
+    {
+        ("PATCH", "/console/v1/segments/{id}/id_list"),
+        ("DELETE", "/console/v1/segments/{id}/id_list"),
+    }
+)
 _BAD_GATEWAY_HTML = (
     "<html><head><title>502 Bad Gateway</title></head>"
     "<body><center><h1>502 Bad Gateway</h1></center></body></html>"
@@ -194,9 +202,10 @@ class _Pipeline:
         half = decision.latency_s / 2
         if half > 0:
             await asyncio.sleep(half)
+        route = (match.route.method, match.route.template)
         if parsed.is_mutation:
-            refused = self._admit_mutation(project, scope)
-        elif (match.route.method, match.route.template) == _ID_LIST_READ:
+            refused = self._admit_mutation(project, scope, id_list=route in _ID_LIST_WRITES)
+        elif route == _ID_LIST_READ:
             refused = self._admit(project, "id_list_reads", state.config.id_list_windows)
         else:
             refused = None
@@ -219,13 +228,16 @@ class _Pipeline:
             return Reply(429, {"status": 429, "message": TOO_MANY_REQUESTS}, headers)
         return None
 
-    def _admit_mutation(self, project: Project, scope: KeyScope) -> Reply | None:
+    def _admit_mutation(self, project: Project, scope: KeyScope, *, id_list: bool) -> Reply | None:
         config = self.state.config
         if self.parsed.decoded[2:3] == ["segments"]:  # /console/v1/segments/...
             bucket, windows = "segments", config.segment_windows
         else:
             bucket, windows = "default", config.windows
-        if (refused := self._admit(project, bucket, windows)) is not None:
+        refused = self._admit(project, bucket, windows)
+        if id_list:  # counted in both buckets, whichever refuses it
+            refused = self._admit(project, "id_list_writes", config.id_list_write_limits) or refused
+        if refused is not None:
             return refused
         if scope == "read_only":
             return Reply(403, {"status": 403, "message": FORBIDDEN})

@@ -76,6 +76,10 @@ class EmulatorConfig:
 
     ``segment_mutation_windows`` is the separate quota that ``/segments/*`` mutations draw from.
 
+    ``id_list_write_windows`` is the quota of ``PATCH`` and ``DELETE /segments/{id}/id_list``,
+    which the spec says are "rate limited to 900 requests /15m or 12 requests /10s"; such a write
+    is counted there and in the segments bucket (reference §4).
+
     ``id_list_read_windows`` is the quota of ``GET /segments/{id}/id_list`` (reads), which the
     spec says "is rate limited to 100" without a unit; the default reads it as 100 per minute,
     the harsher of the plausible units (per 10 s, per minute). Other reads are not limited.
@@ -153,6 +157,7 @@ class EmulatorConfig:
     create_status: str = "spec"
     segment_mutation_windows: tuple[str, ...] = ("100/10s", "900/15min")
     id_list_read_windows: tuple[str, ...] = ("100/1min",)
+    id_list_write_windows: tuple[str, ...] = ("12/10s", "900/15min")
     full_update: str = "replace"
     override_key: str = "name"
     override_group_key: str = "id"
@@ -232,7 +237,12 @@ class EmulatorConfig:
                     f"EmulatorConfig.{name} must be one of {choices}, got {getattr(self, name)!r}"
                 )
         # Accept a bare string by mistake? No: a str is iterable and would parse char by char.
-        for name in ("mutation_windows", "segment_mutation_windows", "id_list_read_windows"):
+        for name in (
+            "mutation_windows",
+            "segment_mutation_windows",
+            "id_list_read_windows",
+            "id_list_write_windows",
+        ):
             value = getattr(self, name)
             if isinstance(value, str):
                 raise ValueError(
@@ -249,6 +259,11 @@ class EmulatorConfig:
     def segment_windows(self) -> tuple[QuotaWindow, ...]:
         """Parsed windows of the ``/segments/*`` mutation bucket."""
         return self._parsed["segment_mutation_windows"]
+
+    @property
+    def id_list_write_limits(self) -> tuple[QuotaWindow, ...]:
+        """Parsed windows of the ``PATCH``/``DELETE /segments/{id}/id_list`` bucket."""
+        return self._parsed["id_list_write_windows"]
 
     @property
     def id_list_windows(self) -> tuple[QuotaWindow, ...]:

@@ -24,6 +24,7 @@ from tests.support.jobs import clone_job
 from tests.support.worlds import SOURCE_KEY
 
 NAME_IN_USE = {"status": 400, "message": "Name is already in use"}
+GENERIC_404 = "Not Found. The requested resource could not be found."
 
 
 def _world() -> World:
@@ -92,6 +93,33 @@ async def test_id_list_writes_draw_from_their_own_12_per_10s_quota() -> None:
         assert refused.body["status"] == 429
         other = await api.post(f"{V1}/segments", CREATES["segments"]("ids two", "ids_two"))
         assert other.status == 201
+
+
+async def test_not_found_texts_follow_the_spec_operation_by_operation() -> None:
+    """§3.2: each 404 carries the text the spec gives that operation: the generic one on
+    ``GET``/``DELETE /layers/{id}``, a holdout's full update and override delete and
+    ``enable_groups``; the entity's own on layer overrides and a holdout's ``PATCH``."""
+    expected = [
+        ("GET", "/layers/missing", GENERIC_404),
+        ("DELETE", "/layers/missing", GENERIC_404),
+        ("GET", "/layers/missing/overrides", "Layer not found."),
+        ("PATCH", "/holdouts/missing", "Holdout not found."),
+        ("POST", "/holdouts/missing", GENERIC_404),
+        ("DELETE", "/holdouts/missing", "Holdout not found."),
+        ("DELETE", "/holdouts/missing/overrides", GENERIC_404),
+        ("POST", "/experiments/missing/enable_groups", GENERIC_404),
+        ("GET", "/experiments/missing", "Experiment not found."),
+        ("GET", "/segments/missing", "Segment not found."),
+    ]
+    async with serve(_world()) as api:
+        for method, path, message in expected:
+            answer = await api.call(method, V1 + path, None if method == "GET" else {})
+            assert (method, path, answer.status, answer.body) == (
+                method,
+                path,
+                404,
+                {"status": 404, "message": message},
+            )
 
 
 def _options(tmp_path: Path, url: str) -> RunOptions:

@@ -164,9 +164,16 @@ def touch(project: Project, entity: Entity, now_ms: int) -> Entity:
     }
 
 
-def get_entity(project: Project, kind: Kind, entity_id: str) -> Entity:
-    """The entity or a 404 with the kind's documented message."""
-    return get_or_404(kind.coll(project), entity_id, kind.not_found)
+def get_entity(
+    project: Project, kind: Kind, entity_id: str, *, not_found: str | None = None
+) -> Entity:
+    """The entity or a 404 with the kind's documented message.
+
+    ``not_found`` is for the operations whose spec text is not the kind's (reference §3.2: the
+    generic text on ``GET``/``DELETE /layers/{id}``, on a holdout's full update and override
+    delete, and on an experiment's ``enable_groups``/``disable_groups``).
+    """
+    return get_or_404(kind.coll(project), entity_id, not_found or kind.not_found)
 
 
 def _requires_review(entity: Entity) -> bool:

@@ -18,10 +18,10 @@ from bulkops.commands.session import RunOptions
 from bulkops.emulator import EmulatorConfig, Project, World, running_emulator, seed_directory
 from bulkops.emulator._validation import validate
 from bulkops.emulator.resources import gates
-from tests.support.commands import FAST_RETRY, loaded
+from tests.support.commands import FAST_RETRY, loaded, run_export
 from tests.support.http import V1, Api, serve
-from tests.support.jobs import clone_job
-from tests.support.worlds import SOURCE_KEY
+from tests.support.jobs import clone_job, export_job
+from tests.support.worlds import SOURCE_KEY, metrics_world
 
 NAME_IN_USE = {"status": 400, "message": "Name is already in use"}
 GENERIC_404 = "Not Found. The requested resource could not be found."
@@ -122,8 +122,40 @@ async def test_not_found_texts_follow_the_spec_operation_by_operation() -> None:
             )
 
 
+async def test_an_api_version_other_than_20240601_is_refused() -> None:
+    """§1: "There is currently only one version: 20240601": another value is a 400 naming it;
+    a request without the header passes unless ``api_version="required"`` (the docs' future)."""
+    async with serve(_world()) as api:
+        wrong = await api.get(f"{V1}/gates", headers={"STATSIG-API-VERSION": "20250101"})
+        assert wrong.status == 400
+        assert "'20250101'" in wrong.body["message"]
+        assert "20240601" in wrong.body["message"]
+        right = await api.get(f"{V1}/gates", headers={"STATSIG-API-VERSION": "20240601"})
+        assert right.status == 200
+        assert (await api.get(f"{V1}/gates")).status == 200
+    async with serve(_world(), EmulatorConfig(api_version="required")) as api:
+        missing = await api.get(f"{V1}/gates")
+        assert missing.status == 400
+        assert "no STATSIG-API-VERSION header" in missing.body["message"]
+
+
 def _options(tmp_path: Path, url: str) -> RunOptions:
     return RunOptions(state_dir=tmp_path / "s", base_url=url, retry=FAST_RETRY, progress=False)
+
+
+async def test_the_client_sends_the_api_version_on_every_read_and_write(tmp_path, world) -> None:
+    """§1: under ``api_version="required"`` an export and a clone (reads and writes) both finish,
+    no request refused for the header."""
+    small = metrics_world()
+    async with running_emulator(small, EmulatorConfig(api_version="required")) as url:
+        job = export_job(tmp_path / "export")
+        assert await run_export(job, url, tmp_path / "export" / "state") == 0
+    assert small.requests(status=400) == []
+    clone = clone_job(tmp_path / "clone")
+    async with running_emulator(world, EmulatorConfig(api_version="required")) as url:
+        assert await planned.run_planned(await loaded(str(clone)), _options(tmp_path, url)) == 0
+    assert world.requests(status=400) == []
+    assert world.requests(project="target", is_mutation=True)
 
 
 async def test_a_clone_onto_a_name_the_target_holds_under_another_id_fails_that_item(

@@ -3,7 +3,9 @@
 Order of checks for each request (each step may end it):
 
 1. route on the raw path (:mod:`._routing`); no route → 404, no auth needed (as NestJS does);
-2. ``STATSIG-API-KEY`` → project; missing/unknown → 401 (never delayed or faulted);
+2. ``STATSIG-API-KEY`` → project; missing/unknown → 401 (never delayed or faulted); then a
+   ``STATSIG-API-VERSION`` other than ``20240601`` → 400 (a missing one too, under
+   ``EmulatorConfig.api_version="required"``);
 3. fault decision, counted per exact request (:mod:`._faults`), then half the injected latency
    (the answer leaves once the whole latency has passed since the request came in: latency is
    the round trip, the emulator's own work inside it);
@@ -32,6 +34,7 @@ from ._config import EmulatorConfig, QuotaWindow
 from ._context import Call, Reply
 from ._errors import (
     FORBIDDEN,
+    INVALID_REQUEST,
     TOO_MANY_REQUESTS,
     ApiError,
     invalid_request,
@@ -51,6 +54,9 @@ __all__ = ["create_app"]
 
 MUTATING_METHODS = frozenset({"POST", "PATCH", "PUT", "DELETE"})
 API_KEY_HEADER = "STATSIG-API-KEY"
+API_VERSION_HEADER = "STATSIG-API-VERSION"
+#: "There is currently only one version: 20240601" (reference §1).
+API_VERSION = "20240601"
 _JSON = "application/json"
 _MAX_BODY_BYTES = 64 * 1024 * 1024
 _ID_LIST_READ = ("GET", "/console/v1/segments/{id}/id_list")
@@ -304,6 +310,18 @@ class _Pipeline:
             return _error(err)
 
 
+def _check_version(config: EmulatorConfig, sent: str | None) -> Reply | None:
+    """The 400 for a ``STATSIG-API-VERSION`` the API does not have (or, when the config
+    requires it, a missing one); None when the request may go on (reference §1)."""
+    if sent is None and config.api_version != "required":
+        return None
+    if sent is not None and sent.strip() == API_VERSION:
+        return None
+    shown = "no STATSIG-API-VERSION header" if sent is None else f"STATSIG-API-VERSION {sent!r}"
+    message = f"{INVALID_REQUEST} Sent {shown}; the only API version is {API_VERSION}."
+    return _error(invalid_request(message))
+
+
 async def _dispatch(request: web.Request) -> web.StreamResponse:
     state = request.app[_STATE]
     raw_path, _, raw_query = request.raw_path.partition("?")
@@ -324,6 +342,10 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
     if auth is None:
         return pipeline.finish(None, _error(unauthorized(key)))
     project, scope = auth
+    if (
+        refused := _check_version(state.config, request.headers.get(API_VERSION_HEADER))
+    ) is not None:
+        return pipeline.finish(project.name, refused)
     state.world.enter_request(project.name)
     try:
         return await pipeline.run(match, project, scope)

@@ -26,6 +26,7 @@ _EMPTY_OVERRIDES_CHOICES = ("lists", "null", "404")
 _RULE_FIELDS_CHOICES = ("reset", "kept")
 _SEGMENT_RULES_ANSWER_CHOICES = ("message", "segment")
 _REVIEW_SHOWN_CHOICES = ("dto", "all")
+_API_VERSION_CHOICES = ("checked", "required")
 #: The newer configuration kinds a project (or an API version) may not serve.
 OPTIONAL_KINDS = ("alerts", "release_pipelines", "roles", "prompts", "settings")
 
@@ -138,6 +139,10 @@ class EmulatorConfig:
     * ``segment_rules_answer``: the answer of ``POST /segments/{id}/conditional``, whose schema
       puts the segment in ``data`` while its example is the message alone: ``"message"``
       (default, no ``data``) or ``"segment"`` (the updated segment in ``data``).
+    * ``api_version``: the ``STATSIG-API-VERSION`` header, "optional; in the future, this will
+      be required" (reference §1): ``"checked"`` (default) refuses a value other than
+      ``20240601`` with a 400 and lets a request without the header through; ``"required"``
+      refuses a request without it too, as the docs say a future server will.
     * ``review_shown``: which entities held for review show ``activeReview``: ``"dto"``
       (default) only those whose DTO has the field (gates, experiments; a dynamic config held
       for review answers as it was, version unmoved), or ``"all"``.
@@ -174,6 +179,7 @@ class EmulatorConfig:
     rule_fields: str = "reset"
     segment_rules_answer: str = "message"
     review_shown: str = "dto"
+    api_version: str = "checked"
     _parsed: dict[str, tuple[QuotaWindow, ...]] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
@@ -231,6 +237,7 @@ class EmulatorConfig:
             ("rule_fields", _RULE_FIELDS_CHOICES),
             ("segment_rules_answer", _SEGMENT_RULES_ANSWER_CHOICES),
             ("review_shown", _REVIEW_SHOWN_CHOICES),
+            ("api_version", _API_VERSION_CHOICES),
         ):
             if getattr(self, name) not in choices:
                 raise ValueError(

@@ -69,7 +69,9 @@ async def test_layers_explicit_and_implicit() -> None:
         ]
         missing = await api.get(f"{V1}/layers/nope")
         assert missing.status == 404
-        assert missing.body["message"] == "Layer not found."
+        # The spec's 404 on GET /layers/{id} is the generic text ("Layer not found." is for the
+        # overrides routes); tests/test_emulator_reference.py pins each operation's text.
+        assert missing.body["message"] == "Not Found. The requested resource could not be found."
 
 
 async def test_experiment_create_defaults_and_implicit_layer() -> None:

@@ -3,13 +3,16 @@
 Order of checks for each request (each step may end it):
 
 1. route on the raw path (:mod:`._routing`); no route → 404, no auth needed (as NestJS does);
-2. ``STATSIG-API-KEY`` → project; missing/unknown → 401 (never delayed or faulted);
+2. ``STATSIG-API-KEY`` → project; missing/unknown → 401 (never delayed or faulted); then a
+   ``STATSIG-API-VERSION`` other than ``20240601`` → 400 (a missing one too, under
+   ``EmulatorConfig.api_version="required"``);
 3. fault decision, counted per exact request (:mod:`._faults`), then half the injected latency
    (the answer leaves once the whole latency has passed since the request came in: latency is
    the round trip, the emulator's own work inside it);
 4. mutations: the project's quota bucket records the attempt → 429 when over; a read-only key
    → 403 (both after the attempt is counted: rejected attempts use up quota); the one limited
-   read, ``GET /segments/{id}/id_list``, draws from its own bucket the same way;
+   read, ``GET /segments/{id}/id_list``, draws from its own bucket the same way, and the id-list
+   writes (``PATCH``/``DELETE /segments/{id}/id_list``) from theirs as well as the segments one;
 5. faults ``drop`` / ``server_error`` / ``truncate`` for mutations end here, unapplied;
 6. the resource handler; ``ApiError`` becomes the documented error body;
 7. ``truncate`` (reads) cuts the body short; ``lost_answer`` drops the connection after the
@@ -31,6 +34,7 @@ from ._config import EmulatorConfig, QuotaWindow
 from ._context import Call, Reply
 from ._errors import (
     FORBIDDEN,
+    INVALID_REQUEST,
     TOO_MANY_REQUESTS,
     ApiError,
     invalid_request,
@@ -50,9 +54,19 @@ __all__ = ["create_app"]
 
 MUTATING_METHODS = frozenset({"POST", "PATCH", "PUT", "DELETE"})
 API_KEY_HEADER = "STATSIG-API-KEY"
+API_VERSION_HEADER = "STATSIG-API-VERSION"
+#: "There is currently only one version: 20240601" (reference §1).
+API_VERSION = "20240601"
 _JSON = "application/json"
 _MAX_BODY_BYTES = 64 * 1024 * 1024
 _ID_LIST_READ = ("GET", "/console/v1/segments/{id}/id_list")
+#: The two id-list writes the spec limits on their own ("900 requests /15m or 12 requests /10s").
+_ID_LIST_WRITES = frozenset(
+    {
+        ("PATCH", "/console/v1/segments/{id}/id_list"),
+        ("DELETE", "/console/v1/segments/{id}/id_list"),
+    }
+)
 _BAD_GATEWAY_HTML = (
     "<html><head><title>502 Bad Gateway</title></head>"
     "<body><center><h1>502 Bad Gateway</h1></center></body></html>"
@@ -194,9 +208,10 @@ class _Pipeline:
         half = decision.latency_s / 2
         if half > 0:
             await asyncio.sleep(half)
+        route = (match.route.method, match.route.template)
         if parsed.is_mutation:
-            refused = self._admit_mutation(project, scope)
-        elif (match.route.method, match.route.template) == _ID_LIST_READ:
+            refused = self._admit_mutation(project, scope, id_list=route in _ID_LIST_WRITES)
+        elif route == _ID_LIST_READ:
             refused = self._admit(project, "id_list_reads", state.config.id_list_windows)
         else:
             refused = None
@@ -219,13 +234,16 @@ class _Pipeline:
             return Reply(429, {"status": 429, "message": TOO_MANY_REQUESTS}, headers)
         return None
 
-    def _admit_mutation(self, project: Project, scope: KeyScope) -> Reply | None:
+    def _admit_mutation(self, project: Project, scope: KeyScope, *, id_list: bool) -> Reply | None:
         config = self.state.config
         if self.parsed.decoded[2:3] == ["segments"]:  # /console/v1/segments/...
             bucket, windows = "segments", config.segment_windows
         else:
             bucket, windows = "default", config.windows
-        if (refused := self._admit(project, bucket, windows)) is not None:
+        refused = self._admit(project, bucket, windows)
+        if id_list:  # counted in both buckets, whichever refuses it
+            refused = self._admit(project, "id_list_writes", config.id_list_write_limits) or refused
+        if refused is not None:
             return refused
         if scope == "read_only":
             return Reply(403, {"status": 403, "message": FORBIDDEN})
@@ -292,6 +310,18 @@ class _Pipeline:
             return _error(err)
 
 
+def _check_version(config: EmulatorConfig, sent: str | None) -> Reply | None:
+    """The 400 for a ``STATSIG-API-VERSION`` the API does not have (or, when the config
+    requires it, a missing one); None when the request may go on (reference §1)."""
+    if sent is None and config.api_version != "required":
+        return None
+    if sent is not None and sent.strip() == API_VERSION:
+        return None
+    shown = "no STATSIG-API-VERSION header" if sent is None else f"STATSIG-API-VERSION {sent!r}"
+    message = f"{INVALID_REQUEST} Sent {shown}; the only API version is {API_VERSION}."
+    return _error(invalid_request(message))
+
+
 async def _dispatch(request: web.Request) -> web.StreamResponse:
     state = request.app[_STATE]
     raw_path, _, raw_query = request.raw_path.partition("?")
@@ -312,6 +342,10 @@ async def _dispatch(request: web.Request) -> web.StreamResponse:
     if auth is None:
         return pipeline.finish(None, _error(unauthorized(key)))
     project, scope = auth
+    if (
+        refused := _check_version(state.config, request.headers.get(API_VERSION_HEADER))
+    ) is not None:
+        return pipeline.finish(project.name, refused)
     state.world.enter_request(project.name)
     try:
         return await pipeline.run(match, project, scope)

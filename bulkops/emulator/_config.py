@@ -26,6 +26,7 @@ _EMPTY_OVERRIDES_CHOICES = ("lists", "null", "404")
 _RULE_FIELDS_CHOICES = ("reset", "kept")
 _SEGMENT_RULES_ANSWER_CHOICES = ("message", "segment")
 _REVIEW_SHOWN_CHOICES = ("dto", "all")
+_API_VERSION_CHOICES = ("checked", "required")
 #: The newer configuration kinds a project (or an API version) may not serve.
 OPTIONAL_KINDS = ("alerts", "release_pipelines", "roles", "prompts", "settings")
 
@@ -75,6 +76,10 @@ class EmulatorConfig:
     ``"201"`` force that code, to rehearse clients against spec-version drift.
 
     ``segment_mutation_windows`` is the separate quota that ``/segments/*`` mutations draw from.
+
+    ``id_list_write_windows`` is the quota of ``PATCH`` and ``DELETE /segments/{id}/id_list``,
+    which the spec says are "rate limited to 900 requests /15m or 12 requests /10s"; such a write
+    is counted there and in the segments bucket (reference §4).
 
     ``id_list_read_windows`` is the quota of ``GET /segments/{id}/id_list`` (reads), which the
     spec says "is rate limited to 100" without a unit; the default reads it as 100 per minute,
@@ -134,6 +139,10 @@ class EmulatorConfig:
     * ``segment_rules_answer``: the answer of ``POST /segments/{id}/conditional``, whose schema
       puts the segment in ``data`` while its example is the message alone: ``"message"``
       (default, no ``data``) or ``"segment"`` (the updated segment in ``data``).
+    * ``api_version``: the ``STATSIG-API-VERSION`` header, "optional; in the future, this will
+      be required" (reference §1): ``"checked"`` (default) refuses a value other than
+      ``20240601`` with a 400 and lets a request without the header through; ``"required"``
+      refuses a request without it too, as the docs say a future server will.
     * ``review_shown``: which entities held for review show ``activeReview``: ``"dto"``
       (default) only those whose DTO has the field (gates, experiments; a dynamic config held
       for review answers as it was, version unmoved), or ``"all"``.
@@ -153,6 +162,7 @@ class EmulatorConfig:
     create_status: str = "spec"
     segment_mutation_windows: tuple[str, ...] = ("100/10s", "900/15min")
     id_list_read_windows: tuple[str, ...] = ("100/1min",)
+    id_list_write_windows: tuple[str, ...] = ("12/10s", "900/15min")
     full_update: str = "replace"
     override_key: str = "name"
     override_group_key: str = "id"
@@ -169,6 +179,7 @@ class EmulatorConfig:
     rule_fields: str = "reset"
     segment_rules_answer: str = "message"
     review_shown: str = "dto"
+    api_version: str = "checked"
     _parsed: dict[str, tuple[QuotaWindow, ...]] = field(
         default_factory=dict, init=False, repr=False, compare=False
     )
@@ -226,13 +237,19 @@ class EmulatorConfig:
             ("rule_fields", _RULE_FIELDS_CHOICES),
             ("segment_rules_answer", _SEGMENT_RULES_ANSWER_CHOICES),
             ("review_shown", _REVIEW_SHOWN_CHOICES),
+            ("api_version", _API_VERSION_CHOICES),
         ):
             if getattr(self, name) not in choices:
                 raise ValueError(
                     f"EmulatorConfig.{name} must be one of {choices}, got {getattr(self, name)!r}"
                 )
         # Accept a bare string by mistake? No: a str is iterable and would parse char by char.
-        for name in ("mutation_windows", "segment_mutation_windows", "id_list_read_windows"):
+        for name in (
+            "mutation_windows",
+            "segment_mutation_windows",
+            "id_list_read_windows",
+            "id_list_write_windows",
+        ):
             value = getattr(self, name)
             if isinstance(value, str):
                 raise ValueError(
@@ -249,6 +266,11 @@ class EmulatorConfig:
     def segment_windows(self) -> tuple[QuotaWindow, ...]:
         """Parsed windows of the ``/segments/*`` mutation bucket."""
         return self._parsed["segment_mutation_windows"]
+
+    @property
+    def id_list_write_limits(self) -> tuple[QuotaWindow, ...]:
+        """Parsed windows of the ``PATCH``/``DELETE /segments/{id}/id_list`` bucket."""
+        return self._parsed["id_list_write_windows"]
 
     @property
     def id_list_windows(self) -> tuple[QuotaWindow, ...]:

@@ -52,6 +52,7 @@ __all__ = [
     "detach_from_holdouts",
     "get_entity",
     "latest_review",
+    "name_taken",
     "query_values",
     "save_change",
     "save_overrides",
@@ -114,6 +115,26 @@ def derive_id(name: str, *, strict: bool = False) -> str:
     return _NOT_ID_CHAR.sub("_", out) if strict else out
 
 
+def name_taken(kind: Kind, project: Project, name: str | None, own_id: str | None) -> bool:
+    """Whether a create or rename to ``name`` meets 400 "Name is already in use" (§3.2, §11).
+
+    Taken: another entity of ``kind`` has this exact name, or has the id the name derives to.
+    The reference says a create "with an existing name or id" is refused, and lists the error on
+    full updates (renames) of experiments, holdouts, gates and dynamic configs; the emulator
+    applies it to partial updates too, the harsher reading (docs/api-assumptions.md #29).
+    ``own_id`` is the entity's own id (a create's chosen id): its own name never collides.
+    No ``name`` (a create by id, an update that does not rename) never collides.
+    """
+    if name is None:
+        return False
+    coll = kind.coll(project)
+    coll.ensure_index("name", lambda e: e.get("name"))
+    if any(e["id"] != own_id for e in coll.where("name", name)):
+        return True
+    derived = derive_id(name)
+    return derived != own_id and derived in coll
+
+
 def audit_fields(
     project: Project,
     now_ms: int,
@@ -143,9 +164,16 @@ def touch(project: Project, entity: Entity, now_ms: int) -> Entity:
     }
 
 
-def get_entity(project: Project, kind: Kind, entity_id: str) -> Entity:
-    """The entity or a 404 with the kind's documented message."""
-    return get_or_404(kind.coll(project), entity_id, kind.not_found)
+def get_entity(
+    project: Project, kind: Kind, entity_id: str, *, not_found: str | None = None
+) -> Entity:
+    """The entity or a 404 with the kind's documented message.
+
+    ``not_found`` is for the operations whose spec text is not the kind's (reference §3.2: the
+    generic text on ``GET``/``DELETE /layers/{id}``, on a holdout's full update and override
+    delete, and on an experiment's ``enable_groups``/``disable_groups``).
+    """
+    return get_or_404(kind.coll(project), entity_id, not_found or kind.not_found)
 
 
 def _requires_review(entity: Entity) -> bool:

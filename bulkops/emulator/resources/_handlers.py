@@ -50,11 +50,13 @@ def create_handler(schema: Obj, create: Creator, message: str, status: int) -> H
     return handler
 
 
-def read_handler(kind: Kind, message: str) -> Handler:
-    """``GET /{kind}/{id}``: the entity, or the kind's documented 404."""
+def read_handler(kind: Kind, message: str, *, not_found: str | None = None) -> Handler:
+    """``GET /{kind}/{id}``: the entity, or the kind's documented 404 (``not_found`` where the
+    spec gives this read another text)."""
 
     async def handler(call: Call) -> Reply:
-        return single(message, get_entity(call.project, kind, call.params["id"]))
+        entity = get_entity(call.project, kind, call.params["id"], not_found=not_found)
+        return single(message, entity)
 
     return handler
 

@@ -18,12 +18,12 @@ from typing import Any
 
 from .._context import Call, Reply
 from .._envelopes import single
-from .._errors import validation_failed
+from .._errors import NOT_FOUND, validation_failed
 from .._routing import Router
 from .._store import Entity
 from .._validation import ListOf, Obj, Str, validate
 from ._common import overrides_read
-from ._entities import Kind, clears_all, get_entity, save_overrides
+from ._entities import HOLDOUTS, Kind, clears_all, get_entity, save_overrides
 
 __all__ = ["EMPTY_OVERRIDES", "OVERRIDES_SCHEMA", "register_id_overrides"]
 
@@ -110,7 +110,11 @@ def register_id_overrides(router: Router, base: str, kind: Kind, status: int) ->
     write_msg = f"{kind.label} Overrides updated successfully."
 
     def current(call: Call) -> tuple[Entity, dict[str, Any]]:
-        entity = get_entity(call.project, kind, call.params["id"])
+        # The spec's one exception to the kind's 404 text: DELETE /holdouts/{id}/overrides.
+        generic = kind is HOLDOUTS and call.method == "DELETE"
+        entity = get_entity(
+            call.project, kind, call.params["id"], not_found=NOT_FOUND if generic else None
+        )
         stored = kind.overrides(call.project).get(entity["id"])
         return entity, dict(stored or EMPTY_OVERRIDES)
 

@@ -28,6 +28,7 @@ from ._entities import (
     change_reply,
     derive_id,
     get_entity,
+    name_taken,
     save_change,
     target_app_ids,
 )
@@ -134,7 +135,8 @@ def _with_status(entity: Entity) -> Entity:
 def create_dynamic_config(project: Project, fields: dict[str, Any], now_ms: int) -> Entity:
     """Create a config from validated ``DynamicConfigCreateDto`` fields (handler and seeder)."""
     config_id = fields.get("id") or derive_id(fields["name"])
-    if config_id in DYNAMIC_CONFIGS.coll(project) or config_id in EXPERIMENTS.coll(project):
+    taken = config_id in DYNAMIC_CONFIGS.coll(project) or config_id in EXPERIMENTS.coll(project)
+    if taken or name_taken(DYNAMIC_CONFIGS, project, fields["name"], config_id):
         raise name_in_use()
     check_with_rules(project, fields)
     config: Entity = {
@@ -179,6 +181,8 @@ async def list_configs(call: Call) -> Reply:
 async def update(call: Call, *, full: bool) -> Reply:
     old = get_entity(call.project, DYNAMIC_CONFIGS, call.params["id"])
     fields = validate(FULL_SCHEMA if full else PARTIAL_SCHEMA, call.json_body())
+    if name_taken(DYNAMIC_CONFIGS, call.project, fields.get("name"), old["id"]):
+        raise name_in_use()
     check_with_rules(call.project, fields)
     base = {**old, **_RESETS} if full and call.config.replaces_on_full_update else old
     new = _with_status({**base, **_changes(call.project, old, fields, call.config.rule_fields)})

@@ -25,7 +25,7 @@ from typing import Any
 
 from .._context import Call, Reply
 from .._envelopes import message_only, single
-from .._errors import ApiError, bad_field
+from .._errors import NOT_FOUND, ApiError, bad_field
 from .._routing import Router
 from .._store import Entity
 from .._validation import Bool, ListOf, Obj, Str, validate
@@ -147,7 +147,8 @@ def _lifecycle(move: Move, schema: Obj | None, message: str) -> Any:
 
 def _groups_toggle(disabled: bool) -> Any:
     async def handler(call: Call) -> Reply:
-        old = get_entity(call.project, EXPERIMENTS, call.params["id"])
+        # The spec's 404 here is the generic text, not "Experiment not found."
+        old = get_entity(call.project, EXPERIMENTS, call.params["id"], not_found=NOT_FOUND)
         names = validate(GROUPS_SCHEMA, call.json_body())["group_names"]
         known = {g["name"] for g in old["groups"]}
         unknown = [n for n in names if n not in known]

@@ -55,6 +55,7 @@ from ._entities import (
     derive_id,
     detach_from_holdouts,
     get_entity,
+    name_taken,
     query_values,
     save_change,
 )
@@ -329,12 +330,7 @@ def _lifecycle_guard(fields: dict[str, Any], current: Entity) -> None:
 
 def _name_taken(project: Project, name: str, exp_id: str) -> bool:
     """Another experiment already has this name, or the id this name derives to."""
-    coll = EXPERIMENTS.coll(project)
-    coll.ensure_index("name", lambda e: e["name"])
-    derived = derive_id(name)
-    if any(e["id"] != exp_id for e in coll.where("name", name)):
-        return True
-    return derived != exp_id and derived in coll
+    return name_taken(EXPERIMENTS, project, name, exp_id)
 
 
 def _apply(project: Project, old: Entity, fields: dict[str, Any]) -> Entity:

@@ -38,6 +38,7 @@ from ._entities import (
     derive_id,
     detach_from_holdouts,
     get_entity,
+    name_taken,
     query_values,
     save_change,
     target_app_ids,
@@ -179,7 +180,7 @@ def create_gate(project: Project, fields: dict[str, Any], now_ms: int) -> Entity
     if not fields.get("id") and not fields.get("name"):
         raise bad_field("name", "Required (send name, id or both)")
     gate_id = fields.get("id") or derive_id(fields["name"])
-    if gate_id in GATES.coll(project):
+    if gate_id in GATES.coll(project) or name_taken(GATES, project, fields.get("name"), gate_id):
         raise name_in_use()
     check_with_rules(project, fields)
     gate = build_gate(project, fields, now_ms)
@@ -220,6 +221,8 @@ async def list_gates(call: Call) -> Reply:
 async def update(call: Call, *, full: bool) -> Reply:
     old = get_entity(call.project, GATES, call.params["id"])
     fields = validate(FULL_SCHEMA if full else PARTIAL_SCHEMA, call.json_body())
+    if name_taken(GATES, call.project, fields.get("name"), old["id"]):
+        raise name_in_use()
     check_with_rules(call.project, fields)
     base = {**old, **_RESETS} if full and call.config.replaces_on_full_update else old
     new = _with_status({**base, **_changes(call.project, old, fields, call.config.rule_fields)})

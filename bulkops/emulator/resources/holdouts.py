@@ -19,7 +19,7 @@ from typing import Any
 
 from .._context import Call, Reply
 from .._envelopes import paged, single
-from .._errors import name_in_use, validation_failed
+from .._errors import NOT_FOUND, name_in_use, validation_failed
 from .._routing import Router
 from .._store import Entity, Project
 from .._validation import Bool, ListOf, Num, Obj, Str, validate
@@ -145,7 +145,10 @@ async def list_holdouts(call: Call) -> Reply:
 
 
 async def update(call: Call, *, full: bool) -> Reply:
-    old = get_entity(call.project, HOLDOUTS, call.params["id"])
+    # The spec's 404 on the full update is the generic text; on PATCH, "Holdout not found."
+    old = get_entity(
+        call.project, HOLDOUTS, call.params["id"], not_found=NOT_FOUND if full else None
+    )
     fields = validate(FULL_SCHEMA if full else PARTIAL_SCHEMA, call.json_body())
     errors = _member_errors(call.project, fields)
     if errors:

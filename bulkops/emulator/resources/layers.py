@@ -20,7 +20,7 @@ from typing import Any
 
 from .._context import Call, Reply
 from .._envelopes import message_only, paged, single
-from .._errors import ApiError, name_in_use, validation_failed
+from .._errors import NOT_FOUND, ApiError, name_in_use, validation_failed
 from .._routing import Router
 from .._store import Entity, Project
 from .._validation import AnyValue, Enum, ListOf, Obj, Str, validate
@@ -216,7 +216,7 @@ async def update(call: Call, *, full: bool) -> Reply:
 
 
 async def delete(call: Call) -> Reply:
-    old = get_entity(call.project, LAYERS, call.params["id"])
+    old = get_entity(call.project, LAYERS, call.params["id"], not_found=NOT_FOUND)
     members = [e["id"] for e in experiments_in(call.project, old["id"])]
     if members:
         raise ApiError(
@@ -240,7 +240,7 @@ def register(router: Router) -> None:
         BASE,
         list_all=list_layers,
         create=create_handler(CREATE_SCHEMA, create_layer, "Layer created successfully.", 201),
-        read=read_handler(LAYERS, "Layer read successfully."),
+        read=read_handler(LAYERS, "Layer read successfully.", not_found=NOT_FOUND),
         update=update,
         delete=delete,
     )

@@ -26,7 +26,15 @@ from .._errors import ApiError, bad_field, name_in_use
 from .._routing import Router
 from .._store import Entity, Project
 from .._validation import Enum, ListOf, Num, Obj, Str, validate, validate_value
-from ._entities import SEGMENTS, TEAM_INPUT, audit_fields, derive_id, get_entity, touch
+from ._entities import (
+    SEGMENTS,
+    TEAM_INPUT,
+    audit_fields,
+    derive_id,
+    get_entity,
+    name_taken,
+    touch,
+)
 from ._handlers import create_handler, read_handler
 from ._refs import check_references, resolve_team
 from ._rules import check_with_rules, condition_errors, merge_rules, new_rules, rule_schema
@@ -72,7 +80,9 @@ def create_segment(
 ) -> Entity:
     """Create a segment from validated fields; ``ids`` seeds an id list (demo)."""
     segment_id = fields.get("id") or derive_id(fields["name"])
-    if segment_id in SEGMENTS.coll(project):
+    if segment_id in SEGMENTS.coll(project) or name_taken(
+        SEGMENTS, project, fields["name"], segment_id
+    ):
         raise name_in_use()
     rules = fields.get("rules")
     if rules and fields["type"] != "rule_based":

@@ -6,6 +6,12 @@ exit code and the words a person needs, with no traceback and no Python repr.
 
 from __future__ import annotations
 
+import shlex
+from pathlib import Path
+
+import pytest
+
+from bulkops.cli import main
 from bulkops.output.summary import summary_lines
 
 
@@ -15,3 +21,43 @@ def test_task_states_that_read_alike_are_counted_once() -> None:
     run = {"job": "x", "status": "aborted", "exit_code": 4, "summary": {"tasks": tasks}}
     line = next(line for line in summary_lines(run) if line.startswith("  tasks:"))
     assert line == "  tasks: 15 done, 20 not started, 21 cut short"
+
+
+BATCH = (
+    'job = "batch_rule_update"\nname = "edit"\n{projects}[select]\nentity = "gates"\n'
+    'id_pattern = "checkout_*"\nrule_name = "Internal"\n[[edits]]\nop = "set_pass_percentage"\n'
+    "value = 50\n"
+)
+ONE_TARGET = '[target]\napi_key_env = "MISUSE_KEY"\n'
+TWO_TARGETS = (
+    '[[targets]]\nname = "eu"\napi_key_env = "MISUSE_EU"\n'
+    '[[targets]]\nname = "us"\napi_key_env = "MISUSE_US"\n'
+)
+
+
+def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    """``bulkops ARGS`` in process: its exit code and all it printed, checked for noise."""
+    try:
+        code = main(args)
+    except SystemExit as exc:  # argparse's own refusals
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    text = out + err
+    for noise in ("Traceback", "{'", "['", "None", "PosixPath", "object at 0x"):
+        assert noise not in text, (noise, text)
+    return code, text
+
+
+@pytest.mark.parametrize("projects", [ONE_TARGET, TWO_TARGETS], ids=["one", "several"])
+def test_the_apply_a_sandbox_plan_suggests_works_when_pasted(
+    projects: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The plan's "apply it with: ..." line carries --sandbox, so pasting it applies the plan."""
+    job = tmp_path / "edit.toml"
+    job.write_text(BATCH.format(projects=projects))
+    code, text = run_cli(["plan", str(job), "--sandbox"], capsys)
+    assert code == 0, text
+    suggested = text.split("with: bulkops ", 1)[1].splitlines()[0]
+    assert suggested.endswith(" --sandbox"), suggested
+    code, text = run_cli(shlex.split(suggested), capsys)
+    assert code == 0, text

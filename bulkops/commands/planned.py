@@ -41,6 +41,7 @@ from bulkops.commands.session import (
     connect,
     resolve_keys,
     resolve_state_dir,
+    same_projects_flags,
     started,
 )
 from bulkops.commands.signals import interruptible
@@ -104,6 +105,7 @@ async def plan_command(job: JobDefinition[JobSpec], options: RunOptions) -> int:
         await state.write_run_async(run)
     member.hint(
         f"plan written to {state.plan_file}; apply it with: bulkops apply --state {state.root}"
+        + same_projects_flags(options)
     )
     failed = [note.subject for note in plan.notes if isinstance(note, Note) and note.fail]
     if failed:  # a script's `plan && apply` must not go on as if every item were planned

@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import functools
 import os
+import shlex
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
@@ -62,6 +63,21 @@ class RunOptions:
     retry: RetryPolicy | None = None
     force: bool = False  # apply/undo: overwrite entities changed since the plan
     again: bool = False  # run/plan: plan anew over a finished non-idempotent apply
+
+
+def same_projects_flags(options: RunOptions) -> str:
+    """The options a later command needs to reach the projects this one reached (`` --sandbox``,
+    `` --base-url URL``, ...), so a suggested next step works when pasted as it is."""
+    if options.sandbox_from:
+        return "".join(
+            " --sandbox-from " + shlex.quote(f"{role}={path}" if role else str(path))
+            for role, path in options.sandbox_from
+        )
+    if options.sandbox:
+        return " --sandbox"
+    if options.base_url:
+        return " --base-url " + shlex.quote(options.base_url)
+    return ""
 
 
 @dataclass(frozen=True)

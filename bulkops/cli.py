@@ -470,7 +470,41 @@ def _saved_state(args: argparse.Namespace) -> Path | None:
     from bulkops.commands.session import default_state_of
     from bulkops.jobs import load_spec
 
-    return default_state_of(load_spec(args.job_file))
+    job = load_spec(args.job_file)
+    state = default_state_of(job)
+    _check_run_of(args.command, job.path, job.name, job.digest, state)
+    return state
+
+
+def _check_run_of(command: str, job_file: Path, name: str, digest: str, state: Path) -> None:
+    """The run in ``state`` (the job file's default state directory) is that job's: refuse,
+    saying what to do, when there is none yet, or when it is another job's that shares the
+    directory (two job files of one ``name``), which ``apply``/``undo`` must not act on."""
+    from bulkops.engine.state import StateDir
+
+    run = StateDir(state).read_run()
+    if run is None:
+        missing = {
+            "apply": f"has no plan to apply yet; make one with `bulkops plan {job_file}`",
+            "undo": "has applied nothing yet, so there is nothing to undo; plan and apply it "
+            f"first (`bulkops plan {job_file}`)",
+        }.get(command, f"has not run yet; start it with `bulkops run {job_file}`")
+        raise UserError(f"job {name!r} {missing} ({state} holds no run).")
+    planned_from = Path(str(run.get("job_file") or job_file)).resolve()
+    if command == "status" or planned_from == job_file.resolve():
+        return
+    if run.get("job_digest") == digest:
+        return  # the same job file, moved or copied: its run is this job's
+    shared = (
+        f"both name their job {name!r}, so they share that state directory. Give each job file "
+        "its own `name`"
+        if run.get("job") == name
+        else "give each job its own state directory"
+    )
+    raise UserError(
+        f"the run in {state} is of another job file, {planned_from}, not {job_file}: {shared}, "
+        f"or {command} that run by its state: `bulkops {command} --state {state}`."
+    )
 
 
 def _diff(args: argparse.Namespace) -> int:

@@ -61,3 +61,42 @@ def test_the_apply_a_sandbox_plan_suggests_works_when_pasted(
     assert suggested.endswith(" --sandbox"), suggested
     code, text = run_cli(shlex.split(suggested), capsys)
     assert code == 0, text
+
+
+@pytest.mark.parametrize(
+    ("command", "says"),
+    [
+        ("apply", "has no plan to apply yet; make one with `bulkops plan"),
+        ("undo", "has applied nothing yet, so there is nothing to undo"),
+        ("status", "has not run yet; start it with `bulkops run"),
+    ],
+)
+def test_a_job_file_with_no_run_yet_says_which_command_comes_first(
+    command: str, says: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Given a job file that never ran, apply, undo and status name the command to run first,
+    not "check --state" (no --state was given)."""
+    job = tmp_path / "edit.toml"
+    job.write_text(BATCH.format(projects=ONE_TARGET))
+    code, text = run_cli([command, str(job)], capsys)
+    assert code == 2
+    assert says in text, text
+    assert "--state" not in text, text
+
+
+def test_apply_refuses_the_plan_of_another_job_file_that_shares_the_name(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A copy of a job file keeps its name and so its state directory: applying the original
+    must not apply the plan made from the copy."""
+    original, copy = tmp_path / "edit.toml", tmp_path / "edit-copy.toml"
+    original.write_text(BATCH.format(projects=ONE_TARGET))
+    copy.write_text(BATCH.format(projects=ONE_TARGET).replace("value = 50", "value = 0"))
+    assert run_cli(["plan", str(copy), "--sandbox"], capsys)[0] == 0
+    code, text = run_cli(["apply", str(original), "--sandbox"], capsys)
+    assert code == 2
+    assert "is of another job file" in text
+    assert str(copy) in text
+    assert "both name their job 'edit'" in text
+    code, text = run_cli(["apply", str(copy), "--sandbox"], capsys)
+    assert code == 0, text  # the copy's own plan still applies

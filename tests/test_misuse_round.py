@@ -100,3 +100,25 @@ def test_apply_refuses_the_plan_of_another_job_file_that_shares_the_name(
     assert "both name their job 'edit'" in text
     code, text = run_cli(["apply", str(copy), "--sandbox"], capsys)
     assert code == 0, text  # the copy's own plan still applies
+
+
+def test_a_plan_edited_after_it_was_made_is_not_applied(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """apply refuses a plan.json changed since `bulkops plan` wrote and printed it; the plan as
+    written still applies."""
+    job = tmp_path / "edit.toml"
+    job.write_text(BATCH.format(projects=ONE_TARGET))
+    assert run_cli(["plan", str(job), "--sandbox"], capsys)[0] == 0
+    plan = tmp_path / ".bulkops" / "edit" / "plan.json"
+    written = plan.read_bytes()
+    edited = written.replace(b'"passPercentage": 50', b'"passPercentage": 7', 1)
+    assert edited != written
+    plan.write_bytes(edited)
+    code, text = run_cli(["apply", str(job), "--sandbox"], capsys)
+    assert code == 2
+    assert f"{plan} changed since `bulkops plan` wrote it" in text
+    assert "Plan again" in text
+    plan.write_bytes(written)
+    code, text = run_cli(["apply", str(job), "--sandbox"], capsys)
+    assert code == 0, text

@@ -122,3 +122,51 @@ def test_a_plan_edited_after_it_was_made_is_not_applied(
     plan.write_bytes(written)
     code, text = run_cli(["apply", str(job), "--sandbox"], capsys)
     assert code == 0, text
+
+
+EXPORT = (
+    'job = "export_metrics"\n[source]\napi_key_env = "MISUSE_KEY"\nbase_url = "{url}"\n'
+    '[output]\ndir = "out"\n'
+)
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("http://statsigapi.net", "http:// would send the Console API key unencrypted"),
+        ("http://8.8.8.8:8080", "use https://"),
+        ("https://statsigapi.net/console/v1", "give the server alone, e.g. https://statsigapi.net"),
+        ("https://statsigapi.net/console/v1/", "ends in the API's path /console/v1"),
+    ],
+)
+def test_a_base_url_that_leaks_the_key_or_doubles_the_path_is_a_job_file_error(
+    url: str, says: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """base_url refuses plain http:// to a public host and the API's own /console/v1 path, in
+    the job file and in --base-url, before anything is sent (exit 2)."""
+    job = tmp_path / "export.toml"
+    job.write_text(EXPORT.format(url=url))
+    code, text = run_cli(["validate", str(job)], capsys)
+    assert code == 2
+    assert "source.base_url" in text
+    assert says in text
+    job.write_text(EXPORT.format(url="https://statsigapi.net"))
+    code, text = run_cli(["run", str(job), "--base-url", url], capsys)
+    assert code == 2
+    assert says in text
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://127.0.0.1:8787", "http://localhost:8787", "http://[::1]:8787",
+     "http://emulator:8787", "http://192.168.1.20:8787", "https://proxy.example.com/statsig"],
+)  # fmt: skip
+def test_an_emulator_on_this_machine_or_a_private_network_is_still_a_base_url(
+    url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Plain http:// stays allowed where an emulator is served (loopback, a container's service
+    name, a private address), and so does a path prefix other than the API's."""
+    job = tmp_path / "export.toml"
+    job.write_text(EXPORT.format(url=url))
+    code, text = run_cli(["validate", str(job)], capsys)
+    assert code == 0, text

@@ -6,7 +6,12 @@ exit code and the words a person needs, with no traceback and no Python repr.
 
 from __future__ import annotations
 
+import os
+import resource
 import shlex
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -170,3 +175,24 @@ def test_an_emulator_on_this_machine_or_a_private_network_is_still_a_base_url(
     job.write_text(EXPORT.format(url=url))
     code, text = run_cli(["validate", str(job)], capsys)
     assert code == 0, text
+
+
+def test_a_disk_too_full_for_the_lock_file_names_the_lock_file(tmp_path: Path) -> None:
+    """When not even the state directory's lock can be written, the one message names that file
+    (an os.pwrite error names none) and the exit is 4."""
+    job = tmp_path / "export.toml"
+    job.write_text(EXPORT.format(url="https://statsigapi.net"))
+    state = tmp_path / "state"
+
+    def tiny_disk() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
+        resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))  # only empty files
+
+    done = subprocess.run(
+        [sys.executable, "-m", "bulkops.cli", "run", str(job), "--sandbox", "--state", str(state)],
+        capture_output=True, preexec_fn=tiny_disk, cwd=tmp_path, timeout=120, env=os.environ,
+    )  # fmt: skip
+    err = done.stderr.decode()
+    assert done.returncode == 4, err
+    assert f"cannot write {state / 'lock'}: File too large" in err
+    assert "Traceback" not in err

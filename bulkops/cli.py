@@ -7,6 +7,7 @@ Exit codes: 0 complete; 2 bad usage or invalid job file; 3 finished but some ite
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
 import signal
 import sys
@@ -269,8 +270,30 @@ def _probability(text: str) -> float:
     return value
 
 
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The arguments, or argparse's exit 2; an unknown option is refused by its command's own
+    parser (its usage, not the top level's) with the option it most likely meant."""
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if not unknown:
+        return args
+    command = parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            command = action.choices[args.command]
+    known = [option for action in command._actions for option in action.option_strings]
+    first = next((arg for arg in unknown if arg.startswith("-")), unknown[0])
+    close = difflib.get_close_matches(first.partition("=")[0], known, n=1, cutoff=0.6)
+    meant = (
+        f"; did you mean {close[0]}?"
+        if close
+        else f"; `bulkops {args.command} -h` lists the options"
+    )
+    command.error(f"unrecognized arguments: {' '.join(unknown)}{meant}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = _parse(argv)
     if args.command != "validate":  # validate logs nothing: it need not import structlog
         from bulkops import logs
 

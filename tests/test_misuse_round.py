@@ -196,3 +196,24 @@ def test_a_disk_too_full_for_the_lock_file_names_the_lock_file(tmp_path: Path) -
     assert done.returncode == 4, err
     assert f"cannot write {state / 'lock'}: File too large" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["run", "--sandbx", "job.toml"], "bulkops run: error: unrecognized arguments: --sandbx; "
+         "did you mean --sandbox?"),
+        (["plan", "job.toml", "--concurency", "8"], "did you mean --concurrency?"),
+        (["quota", "--jsno"], "bulkops quota: error: unrecognized arguments: --jsno; did you "
+         "mean --json?"),
+        (["diff", "a", "b", "--xyz"], "`bulkops diff -h` lists the options"),
+    ],
+)  # fmt: skip
+def test_an_unknown_option_is_refused_by_its_command_with_the_one_it_meant(
+    args: list[str], says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A misspelt option gets the command's own usage and the likeliest option, exit 2."""
+    code, text = run_cli(args, capsys)
+    assert code == 2
+    assert says in text
+    assert f"usage: bulkops {args[0]}" in text

@@ -17,7 +17,9 @@ from pathlib import Path
 import pytest
 
 from bulkops.cli import main
+from bulkops.emulator import EmulatorThread
 from bulkops.output.summary import summary_lines
+from tests.support.batch import KEY, build_world, config
 
 
 def test_task_states_that_read_alike_are_counted_once() -> None:
@@ -217,3 +219,31 @@ def test_an_unknown_option_is_refused_by_its_command_with_the_one_it_meant(
     assert code == 2
     assert says in text
     assert f"usage: bulkops {args[0]}" in text
+
+
+@pytest.mark.parametrize(
+    ("key", "path", "says"),
+    [
+        ("console-SECRETxyz123", "", "rejected the key in $MISUSE_KEY"),
+        (KEY, "/not-the-api", "Check --base-url (now {url}/not-the-api)"),
+    ],
+)
+def test_quota_of_a_project_it_cannot_read_speaks_of_its_own_options(
+    key: str,
+    path: str,
+    says: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`quota --project-key-env VAR --base-url URL` names $VAR and --base-url when the key is
+    refused or the URL is no Console API, never "[VAR] in the job file" (quota reads none)."""
+    monkeypatch.setenv("MISUSE_KEY", key)
+    with EmulatorThread(build_world(), config()) as emulator:
+        url = emulator.base_url
+        args = ["quota", "--project-key-env", "MISUSE_KEY", "--base-url", url + path]
+        code, text = run_cli(args, capsys)
+    assert code == 4
+    assert says.format(url=url) in text
+    assert "job file" not in text
+    assert "api_key_env" not in text
+    assert "SECRETxyz123" not in text

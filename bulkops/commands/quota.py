@@ -26,7 +26,7 @@ from bulkops.api.ledger import (
 )
 from bulkops.api.urls import ledger_url_problem, redacted
 from bulkops.commands.session import api_key
-from bulkops.errors import UserError
+from bulkops.errors import ApiError, UserError
 
 
 async def show_quota(
@@ -91,9 +91,32 @@ async def _identify(variable: str, base_url: str) -> tuple[str, str]:
             session=session,
             governor=RateGovernor(variable, mutation_windows=()),
         )
-        identity = await client.identify()
+        try:
+            identity = await client.identify()
+        except ApiError as exc:  # its words are for a job file's project; here there is none
+            exc.args = (_for_quota(str(exc), variable, client.base_url),)
+            raise
     ledger_key = project_key(identity.id, client.base_url)
     return ledger_key, f"Project {identity.describe()} (key in ${variable})"
+
+
+def _for_quota(message: str, variable: str, base_url: str) -> str:
+    """A client's message about the project named ``variable``, in the words of ``quota``'s own
+    options (``--project-key-env``, ``--base-url``) instead of a job file's."""
+    return (
+        message.replace(
+            f"Check the base_url of [{variable}] in the job file (or --base-url; now {base_url})",
+            f"Check --base-url (now {base_url})",
+        )
+        .replace(
+            f"Check the base_url of [{variable}] in the job file (or --base-url)",
+            f"Check --base-url (now {base_url})",
+        )
+        .replace(f"the key of project {variable!r}", f"the key in ${variable}")
+        .replace(f"project {variable!r}", f"the project of ${variable}")
+        .replace("the environment variable named by its api_key_env", f"${variable}")
+        .replace("then run the same command again", "then run `bulkops quota` again")
+    )
 
 
 def _empty(quota: ProjectQuota) -> bool:

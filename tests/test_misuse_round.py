@@ -19,7 +19,7 @@ import pytest
 from bulkops.cli import main
 from bulkops.emulator import EmulatorThread
 from bulkops.output.summary import summary_lines
-from tests.support.batch import KEY, build_world, config
+from tests.support.batch import KEY, KEY_ENV, build_world, config, mutations
 
 
 def test_task_states_that_read_alike_are_counted_once() -> None:
@@ -247,3 +247,27 @@ def test_quota_of_a_project_it_cannot_read_speaks_of_its_own_options(
     assert "job file" not in text
     assert "api_key_env" not in text
     assert "SECRETxyz123" not in text
+
+
+def test_bulkops_home_that_is_a_file_is_named_by_quota_and_by_a_job_that_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """BULKOPS_HOME naming a file is said as such (not "File exists", not "no job has written
+    yet"): exit 4 before any mutation, and `quota` says the same instead of an empty ledger."""
+    home = tmp_path / "home-file"
+    home.write_text("not a folder\n")
+    monkeypatch.setenv("BULKOPS_HOME", str(home))
+    monkeypatch.setenv(KEY_ENV, KEY)
+    says = f"{home} is a file, not a folder (BULKOPS_HOME is {home})"
+    code, text = run_cli(["quota"], capsys)
+    assert code == 4
+    assert says in text
+    world = build_world()
+    job = tmp_path / "edit.toml"
+    job.write_text(BATCH.format(projects=f'[target]\napi_key_env = "{KEY_ENV}"\n'))
+    with EmulatorThread(world, config()) as emulator:
+        code, text = run_cli(["run", str(job), "--base-url", emulator.base_url], capsys)
+    assert code == 4
+    assert says in text
+    assert "Nothing was sent" in text
+    assert mutations(world) == 0

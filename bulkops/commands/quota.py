@@ -25,7 +25,7 @@ from bulkops.api.ledger import (
     project_key,
 )
 from bulkops.api.urls import ledger_url_problem, redacted
-from bulkops.commands.session import api_key
+from bulkops.commands.session import api_key, check_ledger_folder
 from bulkops.errors import ApiError, UserError
 
 
@@ -50,6 +50,7 @@ async def show_quota(
         key, described = await _identify(project_key_env, base_url or CONSOLE_BASE_URL)
         wanted = [key]
         title[key] = described
+    await anyio.to_thread.run_sync(lambda: check_ledger_folder(url, before=""))
     opened = open_ledger(url)
     try:
         projects = await opened.report(wanted)

@@ -219,6 +219,28 @@ def started(connection: Connection, run: dict[str, Any], *, resumed: bool) -> It
         structlog.contextvars.unbind_contextvars("job", "run_id")
 
 
+def check_ledger_folder(url: str, *, before: str = "Nothing was sent. ") -> None:
+    """A SQLite ledger's folder can be made: no file stands where a folder of its path must be
+    (``BULKOPS_HOME`` set to a file, say), which would otherwise read as "File exists"."""
+    if not url.startswith("sqlite://"):
+        return
+    path = Path(url.removeprefix("sqlite://"))
+    for folder in path.parents:  # the nearest one that exists must be a folder
+        if not folder.exists():
+            continue
+        if folder.is_dir():
+            return
+        home = os.environ.get("BULKOPS_HOME", "")
+        named = (
+            f" (BULKOPS_HOME is {home})" if home and path.parent == Path(home).expanduser() else ""
+        )
+        raise LedgerUnavailable(
+            f"the quota ledger {url} cannot be made: {folder} is a file, not a folder{named}. "
+            f"{before}Point BULKOPS_HOME at a folder (or unset it), or set "
+            "BULKOPS_QUOTA_URL to another ledger, then run the same command again."
+        )
+
+
 async def _bind_ledger(
     stack: AsyncExitStack,
     job: JobDefinition[JobSpec],
@@ -237,6 +259,7 @@ async def _bind_ledger(
         url, source = f"sqlite://{sandbox_ledger}", "--sandbox"
     else:
         url, source = ledger_url(job.spec.limits.ledger)
+    await anyio.to_thread.run_sync(check_ledger_folder, url)
     ledger = await stack.enter_async_context(_process_ledger(url))
     log.info("bulkops.run.quota_ledger", ledger=ledger.url, chosen_by=source)
     bound: set[int] = set()

@@ -254,10 +254,10 @@ def _rate_window(text: str) -> str:
     from bulkops.api.windows import RateWindow
 
     try:
-        RateWindow.parse(text)
+        window = RateWindow.parse(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
-    return text
+    return str(window)  # "100/10 s", "100/10m" as the emulator reads them: "100/10s", "100/10min"
 
 
 def _probability(text: str) -> float:

@@ -271,3 +271,15 @@ def test_bulkops_home_that_is_a_file_is_named_by_quota_and_by_a_job_that_writes(
     assert says in text
     assert "Nothing was sent" in text
     assert mutations(world) == 0
+
+
+@pytest.mark.parametrize(("given", "read"), [("100/10 s", "100/10s"), ("100/10m", "100/10min")])
+def test_emulator_windows_are_read_as_job_files_read_them(given: str, read: str) -> None:
+    """A window job files accept (a space, the unit m) is accepted by `emulator --mutation-rate`
+    too, instead of parsed there and then refused by the emulator."""
+    from bulkops.cli import build_parser
+    from bulkops.emulator import EmulatorConfig
+
+    args = build_parser().parse_args(["emulator", "--mutation-rate", given])
+    assert args.mutation_rate == [read]
+    EmulatorConfig(mutation_windows=tuple(args.mutation_rate))  # refuses what it cannot read

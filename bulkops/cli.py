@@ -7,6 +7,7 @@ Exit codes: 0 complete; 2 bad usage or invalid job file; 3 finished but some ite
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
 import signal
 import sys
@@ -253,10 +254,10 @@ def _rate_window(text: str) -> str:
     from bulkops.api.windows import RateWindow
 
     try:
-        RateWindow.parse(text)
+        window = RateWindow.parse(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
-    return text
+    return str(window)  # "100/10 s", "100/10m" as the emulator reads them: "100/10s", "100/10min"
 
 
 def _probability(text: str) -> float:
@@ -269,8 +270,30 @@ def _probability(text: str) -> float:
     return value
 
 
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The arguments, or argparse's exit 2; an unknown option is refused by its command's own
+    parser (its usage, not the top level's) with the option it most likely meant."""
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if not unknown:
+        return args
+    command = parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            command = action.choices[args.command]
+    known = [option for action in command._actions for option in action.option_strings]
+    first = next((arg for arg in unknown if arg.startswith("-")), unknown[0])
+    close = difflib.get_close_matches(first.partition("=")[0], known, n=1, cutoff=0.6)
+    meant = (
+        f"; did you mean {close[0]}?"
+        if close
+        else f"; `bulkops {args.command} -h` lists the options"
+    )
+    command.error(f"unrecognized arguments: {' '.join(unknown)}{meant}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = _parse(argv)
     if args.command != "validate":  # validate logs nothing: it need not import structlog
         from bulkops import logs
 
@@ -470,7 +493,41 @@ def _saved_state(args: argparse.Namespace) -> Path | None:
     from bulkops.commands.session import default_state_of
     from bulkops.jobs import load_spec
 
-    return default_state_of(load_spec(args.job_file))
+    job = load_spec(args.job_file)
+    state = default_state_of(job)
+    _check_run_of(args.command, job.path, job.name, job.digest, state)
+    return state
+
+
+def _check_run_of(command: str, job_file: Path, name: str, digest: str, state: Path) -> None:
+    """The run in ``state`` (the job file's default state directory) is that job's: refuse,
+    saying what to do, when there is none yet, or when it is another job's that shares the
+    directory (two job files of one ``name``), which ``apply``/``undo`` must not act on."""
+    from bulkops.engine.state import StateDir
+
+    run = StateDir(state).read_run()
+    if run is None:
+        missing = {
+            "apply": f"has no plan to apply yet; make one with `bulkops plan {job_file}`",
+            "undo": "has applied nothing yet, so there is nothing to undo; plan and apply it "
+            f"first (`bulkops plan {job_file}`)",
+        }.get(command, f"has not run yet; start it with `bulkops run {job_file}`")
+        raise UserError(f"job {name!r} {missing} ({state} holds no run).")
+    planned_from = Path(str(run.get("job_file") or job_file)).resolve()
+    if command == "status" or planned_from == job_file.resolve():
+        return
+    if run.get("job_digest") == digest:
+        return  # the same job file, moved or copied: its run is this job's
+    shared = (
+        f"both name their job {name!r}, so they share that state directory. Give each job file "
+        "its own `name`"
+        if run.get("job") == name
+        else "give each job its own state directory"
+    )
+    raise UserError(
+        f"the run in {state} is of another job file, {planned_from}, not {job_file}: {shared}, "
+        f"or {command} that run by its state: `bulkops {command} --state {state}`."
+    )
 
 
 def _diff(args: argparse.Namespace) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from urllib.parse import quote, unquote, urlsplit
 
@@ -30,7 +31,31 @@ def url_problem(value: str) -> str:
         return f"its port {parts.netloc.rpartition(':')[2]} is not a number from 1 to 65535"
     if parts.query or parts.fragment or value.endswith(("?", "#")):
         return "it must not carry a query (?...) or a fragment (#...)"
+    if parts.path.rstrip("/").lower().endswith("/console/v1"):
+        return (
+            "it ends in the API's path /console/v1, which bulkops adds to every request; give "
+            f"the server alone, e.g. {value[: value.lower().rfind('/console/v1')]}"
+        )
+    if parts.scheme == "http" and not _private_host(parts.hostname):
+        return (
+            f"http:// would send the Console API key unencrypted across the network to "
+            f"{parts.hostname}; use https://, or http:// only for an emulator on this machine "
+            "or a private network (localhost, 127.0.0.1, 10.x, 192.168.x, a name without dots)"
+        )
     return ""
+
+
+def _private_host(host: str) -> bool:
+    """Is ``host`` this machine or a private network, where an emulator may be served plainly?"""
+    if "." not in host.strip(".") and ":" not in host:
+        return True  # localhost, a container's service name: never a host on the internet
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False  # a public-looking name (statsigapi.net, api.example.com)
+    return address.is_loopback or address.is_private or address.is_link_local
 
 
 def api_path(*segments: str) -> str:

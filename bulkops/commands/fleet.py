@@ -48,6 +48,7 @@ from bulkops.commands.session import (
     api_key,
     open_projects,
     resolve_state_dir,
+    same_projects_flags,
 )
 from bulkops.engine.state import COMPLETE, StateDir
 from bulkops.errors import BulkopsError, Interrupted, UserError
@@ -262,7 +263,9 @@ async def _run_members(
             group.cancel_scope.cancel()
         for one in members.values():
             _show_lines(one)
-        return await _finish(job, state, run, record, members, errors, time.monotonic() - started)
+        return await _finish(
+            job, state, run, record, members, errors, time.monotonic() - started, options
+        )
     finally:
         structlog.contextvars.unbind_contextvars("job", "run_id")
 
@@ -443,6 +446,7 @@ async def _finish(
     members: dict[str, Member],
     errors: dict[str, tuple[int, str]],
     elapsed: float,
+    options: RunOptions,
 ) -> int:
     outcomes: dict[str, dict[str, Any]] = run.setdefault(PROJECTS, {})
     for name in [*members, *errors]:
@@ -492,7 +496,7 @@ async def _finish(
         from bulkops.commands.run import show_summary
 
         await show_summary(run, state.root)
-        _next_step(job, state, run, exit_code)
+        _next_step(job, state, run, exit_code, options)
     await logs.aclose_log_file()
     return exit_code
 
@@ -543,11 +547,15 @@ async def _publish_index(
 
 
 def _next_step(
-    job: JobDefinition[JobSpec], state: StateDir, run: dict[str, Any], exit_code: int
+    job: JobDefinition[JobSpec],
+    state: StateDir,
+    run: dict[str, Any],
+    exit_code: int,
+    options: RunOptions,
 ) -> None:
     if run.get("command") == "plan" and exit_code in (EXIT_OK, EXIT_FAILED_ITEMS):
         human.say(
             f"plans written under {state.root / PROJECTS}; apply them with: "
-            f"bulkops apply {job.path}",
+            f"bulkops apply {job.path}{same_projects_flags(options)}",
             err=True,
         )

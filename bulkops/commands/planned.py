@@ -41,6 +41,7 @@ from bulkops.commands.session import (
     connect,
     resolve_keys,
     resolve_state_dir,
+    same_projects_flags,
     started,
 )
 from bulkops.commands.signals import interruptible
@@ -73,6 +74,8 @@ CUT_SHORT = ("running", "interrupted", "aborted")
 APPLIED = ("complete", "incomplete")
 #: The plan note a kind writes for an entity whose edit would change its own result again.
 NOT_IDEMPOTENT = "not_idempotent"
+#: The run record's digest of ``plan.json`` as ``plan`` wrote it.
+PLAN_SHA256 = "plan_sha256"
 #: The job file as planned, kept in the state directory.
 PLANNED_JOB_FILE = "job.toml"
 
@@ -104,6 +107,7 @@ async def plan_command(job: JobDefinition[JobSpec], options: RunOptions) -> int:
         await state.write_run_async(run)
     member.hint(
         f"plan written to {state.plan_file}; apply it with: bulkops apply --state {state.root}"
+        + same_projects_flags(options)
     )
     failed = [note.subject for note in plan.notes if isinstance(note, Note) and note.fail]
     if failed:  # a script's `plan && apply` must not go on as if every item were planned
@@ -165,7 +169,7 @@ def _cut_short_plan(state: StateDir, options: RunOptions) -> tuple[bool, Plan | 
     is planned anew, unless that would repeat a finished apply by accident)."""
     previous = state.read_run() or {}
     cut_short = previous.get("status") in CUT_SHORT and not options.fresh
-    saved = Plan.load(state.plan_file) if cut_short and state.plan_file.exists() else None
+    saved = _reviewed_plan(state, previous) if cut_short and state.plan_file.exists() else None
     if saved is None:
         _refuse_repeating(state, options)
     return cut_short, saved
@@ -200,7 +204,7 @@ def _saved_plan(state: StateDir) -> tuple[dict[str, Any], JobDefinition[JobSpec]
     """What ``apply`` applies: the saved run, its job and plan (refused if applied already)."""
     run, job = _saved_run(state)
     _refuse_applying_twice(state, run)
-    return run, job, Plan.load(state.plan_file)
+    return run, job, _reviewed_plan(state, run)
 
 
 def _undoable_plan(state: StateDir) -> tuple[dict[str, Any], JobDefinition[JobSpec], Plan]:
@@ -211,7 +215,7 @@ def _undoable_plan(state: StateDir) -> tuple[dict[str, Any], JobDefinition[JobSp
             f"{job.kind} jobs have no undo: what a clone created stays in the target. Delete "
             "the copies there if you must (the plan in the state directory lists them)."
         )
-    return run, job, Plan.load(state.plan_file)
+    return run, job, _reviewed_plan(state, run)
 
 
 def _begin_undo(
@@ -381,6 +385,7 @@ async def _make_plan(session: Session) -> Plan:
     plan.estimate = _estimate(plan, session.clients)
     plan.projects = _planned_projects(session)
     await plan.save_async(session.state.plan_file)
+    session.run[PLAN_SHA256] = await anyio.to_thread.run_sync(_plan_digest, session.state)
     await anyio.to_thread.run_sync(_keep_job_file, session.job, session.state)
     for line in kind.render_plan(plan):
         member.say(line)
@@ -582,6 +587,23 @@ async def _verify_one(session: Session, op: Operation, want: dict[str, Any]) -> 
 
 
 # -- state ----------------------------------------------------------------------------------
+def _plan_digest(state: StateDir) -> str:
+    return hashlib.sha256(state.plan_file.read_bytes()).hexdigest()
+
+
+def _reviewed_plan(state: StateDir, run: dict[str, Any]) -> Plan:
+    """The saved plan, as ``plan`` wrote it: one edited since (by hand, by a script) is refused,
+    since what apply and undo send must be what the plan printed for review."""
+    written = run.get(PLAN_SHA256)
+    if written is not None and state.plan_file.exists() and _plan_digest(state) != written:
+        raise StateError(
+            f"{state.plan_file} changed since `bulkops plan` wrote it (run {run.get('run_id')}); "
+            "a plan is applied or undone only as it was made and reviewed. Plan again: "
+            f"`bulkops plan {run.get('job_file') or 'JOB.toml'}`."
+        )
+    return Plan.load(state.plan_file)
+
+
 def _refuse_replanning_over_an_apply(state: StateDir, options: RunOptions) -> None:
     run = state.read_run()
     if run is None or run.get("status") not in CUT_SHORT or options.fresh:

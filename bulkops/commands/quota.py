@@ -25,8 +25,8 @@ from bulkops.api.ledger import (
     project_key,
 )
 from bulkops.api.urls import ledger_url_problem, redacted
-from bulkops.commands.session import api_key
-from bulkops.errors import UserError
+from bulkops.commands.session import api_key, check_ledger_folder
+from bulkops.errors import ApiError, UserError
 
 
 async def show_quota(
@@ -50,6 +50,7 @@ async def show_quota(
         key, described = await _identify(project_key_env, base_url or CONSOLE_BASE_URL)
         wanted = [key]
         title[key] = described
+    await anyio.to_thread.run_sync(lambda: check_ledger_folder(url, before=""))
     opened = open_ledger(url)
     try:
         projects = await opened.report(wanted)
@@ -91,9 +92,32 @@ async def _identify(variable: str, base_url: str) -> tuple[str, str]:
             session=session,
             governor=RateGovernor(variable, mutation_windows=()),
         )
-        identity = await client.identify()
+        try:
+            identity = await client.identify()
+        except ApiError as exc:  # its words are for a job file's project; here there is none
+            exc.args = (_for_quota(str(exc), variable, client.base_url),)
+            raise
     ledger_key = project_key(identity.id, client.base_url)
     return ledger_key, f"Project {identity.describe()} (key in ${variable})"
+
+
+def _for_quota(message: str, variable: str, base_url: str) -> str:
+    """A client's message about the project named ``variable``, in the words of ``quota``'s own
+    options (``--project-key-env``, ``--base-url``) instead of a job file's."""
+    return (
+        message.replace(
+            f"Check the base_url of [{variable}] in the job file (or --base-url; now {base_url})",
+            f"Check --base-url (now {base_url})",
+        )
+        .replace(
+            f"Check the base_url of [{variable}] in the job file (or --base-url)",
+            f"Check --base-url (now {base_url})",
+        )
+        .replace(f"the key of project {variable!r}", f"the key in ${variable}")
+        .replace(f"project {variable!r}", f"the project of ${variable}")
+        .replace("the environment variable named by its api_key_env", f"${variable}")
+        .replace("then run the same command again", "then run `bulkops quota` again")
+    )
 
 
 def _empty(quota: ProjectQuota) -> bool:

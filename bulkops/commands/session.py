@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import functools
 import os
+import shlex
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
@@ -62,6 +63,21 @@ class RunOptions:
     retry: RetryPolicy | None = None
     force: bool = False  # apply/undo: overwrite entities changed since the plan
     again: bool = False  # run/plan: plan anew over a finished non-idempotent apply
+
+
+def same_projects_flags(options: RunOptions) -> str:
+    """The options a later command needs to reach the projects this one reached (`` --sandbox``,
+    `` --base-url URL``, ...), so a suggested next step works when pasted as it is."""
+    if options.sandbox_from:
+        return "".join(
+            " --sandbox-from " + shlex.quote(f"{role}={path}" if role else str(path))
+            for role, path in options.sandbox_from
+        )
+    if options.sandbox:
+        return " --sandbox"
+    if options.base_url:
+        return " --base-url " + shlex.quote(options.base_url)
+    return ""
 
 
 @dataclass(frozen=True)
@@ -203,6 +219,28 @@ def started(connection: Connection, run: dict[str, Any], *, resumed: bool) -> It
         structlog.contextvars.unbind_contextvars("job", "run_id")
 
 
+def check_ledger_folder(url: str, *, before: str = "Nothing was sent. ") -> None:
+    """A SQLite ledger's folder can be made: no file stands where a folder of its path must be
+    (``BULKOPS_HOME`` set to a file, say), which would otherwise read as "File exists"."""
+    if not url.startswith("sqlite://"):
+        return
+    path = Path(url.removeprefix("sqlite://"))
+    for folder in path.parents:  # the nearest one that exists must be a folder
+        if not folder.exists():
+            continue
+        if folder.is_dir():
+            return
+        home = os.environ.get("BULKOPS_HOME", "")
+        named = (
+            f" (BULKOPS_HOME is {home})" if home and path.parent == Path(home).expanduser() else ""
+        )
+        raise LedgerUnavailable(
+            f"the quota ledger {url} cannot be made: {folder} is a file, not a folder{named}. "
+            f"{before}Point BULKOPS_HOME at a folder (or unset it), or set "
+            "BULKOPS_QUOTA_URL to another ledger, then run the same command again."
+        )
+
+
 async def _bind_ledger(
     stack: AsyncExitStack,
     job: JobDefinition[JobSpec],
@@ -221,6 +259,7 @@ async def _bind_ledger(
         url, source = f"sqlite://{sandbox_ledger}", "--sandbox"
     else:
         url, source = ledger_url(job.spec.limits.ledger)
+    await anyio.to_thread.run_sync(check_ledger_folder, url)
     ledger = await stack.enter_async_context(_process_ledger(url))
     log.info("bulkops.run.quota_ledger", ledger=ledger.url, chosen_by=source)
     bound: set[int] = set()

@@ -32,7 +32,7 @@ import anyio
 import orjson
 
 from bulkops.engine.journal import Outcome, read_journal
-from bulkops.errors import StateBusy, StateError
+from bulkops.errors import StateBusy, StateError, writing
 from bulkops.output.files import write_json_atomic, write_json_atomic_async
 
 
@@ -154,8 +154,9 @@ class StateDir:
                 "use another --state"
             ) from None
         try:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, orjson.dumps({"pid": os.getpid(), "command": command}), 0)
+            with writing(self.root / "lock"):  # os.pwrite's errors name no file
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, orjson.dumps({"pid": os.getpid(), "command": command}), 0)
         except BaseException:
             os.close(fd)
             raise

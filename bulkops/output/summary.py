@@ -185,7 +185,11 @@ def _task_lines(summary: dict[str, Any]) -> list[str]:
         return []
     known = [s for s in _TASK_STATES if tasks.get(s)]
     others = [s for s in tasks if s not in _TASK_STATES and tasks[s]]
-    text = ", ".join(f"{count(tasks[s])} {_TASK_WORDS.get(s, s)}" for s in known + others)
+    by_word: dict[str, int] = {}  # two states may read alike ("cut short"): one count each
+    for state in known + others:
+        word = _TASK_WORDS.get(state, state)
+        by_word[word] = by_word.get(word, 0) + tasks[state]
+    text = ", ".join(f"{count(number)} {word}" for word, number in by_word.items())
     replayed = summary.get("tasks_replayed_from_checkpoint") or 0
     if replayed:
         text += f" ({count(replayed)} replayed from checkpoint)"

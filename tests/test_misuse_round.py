@@ -149,7 +149,7 @@ EXPORT = (
 def test_a_base_url_that_leaks_the_key_or_doubles_the_path_is_a_job_file_error(
     url: str, says: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """base_url refuses plain http:// to a public host and the API's own /console/v1 path, in
+    """base_url refuses plain http:// to Statsig or a public address and the API's own /console/v1 path, in
     the job file and in --base-url, before anything is sent (exit 2)."""
     job = tmp_path / "export.toml"
     job.write_text(EXPORT.format(url=url))
@@ -166,13 +166,14 @@ def test_a_base_url_that_leaks_the_key_or_doubles_the_path_is_a_job_file_error(
 @pytest.mark.parametrize(
     "url",
     ["http://127.0.0.1:8787", "http://localhost:8787", "http://[::1]:8787",
-     "http://emulator:8787", "http://192.168.1.20:8787", "https://proxy.example.com/statsig"],
+     "http://emulator:8787", "http://192.168.1.20:8787", "https://proxy.example.com/statsig",
+     "http://emulator.internal:8787", "http://host.docker.internal:8787"],
 )  # fmt: skip
 def test_an_emulator_on_this_machine_or_a_private_network_is_still_a_base_url(
     url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Plain http:// stays allowed where an emulator is served (loopback, a container's service
-    name, a private address), and so does a path prefix other than the API's."""
+    """Plain http:// stays allowed where an emulator may be served (loopback, a private address,
+    any name but Statsig's own), and so does a path prefix other than the API's."""
     job = tmp_path / "export.toml"
     job.write_text(EXPORT.format(url=url))
     code, text = run_cli(["validate", str(job)], capsys)

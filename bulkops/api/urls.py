@@ -36,26 +36,34 @@ def url_problem(value: str) -> str:
             "it ends in the API's path /console/v1, which bulkops adds to every request; give "
             f"the server alone, e.g. {value[: value.lower().rfind('/console/v1')]}"
         )
-    if parts.scheme == "http" and not _private_host(parts.hostname):
+    if parts.scheme == "http" and _public_host(parts.hostname):
         return (
             f"http:// would send the Console API key unencrypted across the network to "
-            f"{parts.hostname}; use https://, or http:// only for an emulator on this machine "
-            "or a private network (localhost, 127.0.0.1, 10.x, 192.168.x, a name without dots)"
+            f"{parts.hostname}; use https:// (http:// is for an emulator or a proxy on this "
+            "machine or a private network)"
         )
     return ""
 
 
-def _private_host(host: str) -> bool:
-    """Is ``host`` this machine or a private network, where an emulator may be served plainly?"""
-    if "." not in host.strip(".") and ":" not in host:
-        return True  # localhost, a container's service name: never a host on the internet
-    if host == "localhost" or host.endswith(".localhost"):
+#: Hosts of Statsig's own API: never spoken to in plain text.
+_STATSIG_DOMAINS = ("statsigapi.net", "statsig.com")
+
+
+def _public_host(host: str) -> bool:
+    """Is ``host`` surely on the internet: Statsig's own, or a public IP address?
+
+    A name is otherwise given the benefit of the doubt (``emulator``, ``mock.internal``,
+    ``host.docker.internal``, a CI service's name): whether it is private is the network's
+    business, and refusing a private emulator's URL would stop a rehearsal for nothing.
+    """
+    name = host.strip(".").lower()
+    if any(name == d or name.endswith("." + d) for d in _STATSIG_DOMAINS):
         return True
     try:
-        address = ipaddress.ip_address(host)
+        address = ipaddress.ip_address(name)
     except ValueError:
-        return False  # a public-looking name (statsigapi.net, api.example.com)
-    return address.is_loopback or address.is_private or address.is_link_local
+        return False
+    return address.is_global
 
 
 def api_path(*segments: str) -> str:

@@ -14,11 +14,12 @@
   answer + the window (+ ``ANSWER_MARGIN``): the server counted it on arrival, which was before the
   answer reached us, so no network delay can make it see more in a window than we counted. Send
   and answer times can be persisted so a resumed run still honours the 15-minute window.
-- A mutation's precondition read is made just before it can go: ``mutation_turn`` lets twice
-  the cap + 2 mutations read and wait at once, each once the windows (counting those queued
-  ahead of it) would let it go a read's time later; ``mutation_slot(read_at=...)`` refuses to send on a read
-  older than ``READ_MAX_AGE_S`` (+ 4 round trips), raising :class:`StaleRead`: the caller reads
-  again, so a person's edit made while the mutation waited for quota is a conflict, not lost.
+- A mutation's precondition read is made just before it can go: ``mutation_turn`` lets as many
+  mutations read and wait as the cap's pace sends within ``READ_MAX_AGE_S``, each once the
+  windows (counting those queued ahead of it) would let it go soon; ``mutation_slot(read_at=...)``
+  refuses to send on a read older than ``READ_MAX_AGE_S`` (+ 4 round trips), raising
+  :class:`StaleRead`: the caller reads again, so a person's edit made while the mutation waited
+  for quota is a conflict, not lost.
 - With a quota ledger (other processes), each attempt's reservation is a lease until its answer
   can arrive; the answer moves it to the answer time (:mod:`bulkops.api.ledger`).
 - Reads may obey optional windows (aiolimiter leaky buckets).
@@ -97,9 +98,9 @@ READ_LEAD_DEFAULT_S = 0.1
 #: more): a read that comes back late would hold up the window's first sends, which set the pace
 #: of every window after (a busy machine's event loop answers late).
 READ_LEAD_MIN_S = 1.0
-#: A mutation waiting to read behind others that fill the window looks again this often (they
-#: may leave without sending).
-READ_POLL_S = 0.25
+#: A mutation waiting to read behind others that fill the window looks again at least this
+#: often (they may leave without sending).
+READ_POLL_S = 0.5
 
 
 class StaleRead(Exception):
@@ -394,10 +395,10 @@ class RateGovernor:
     async def mutation_turn(self) -> AsyncIterator[None]:
         """A mutation's turn, from its precondition read to its answer (``mutation_slot``).
 
-        At most twice the cap + 2 turns are open at once (those in flight, and as many reading
-        and queued behind them, so a read never holds up the next send), and each reads only
-        once the windows would let it go a read's time later, counting the turns queued ahead
-        of it: no read is made long before its mutation can go, and none goes stale waiting.
+        Turns open at once are bounded by what the in-flight cap can send before a read goes
+        stale (``_turn_limit``), and each reads only once the windows would let it go
+        ``READ_LEAD_MIN_S`` later, counting the turns queued ahead of it: a window's mutations
+        are read before it opens, none long before it can go, and none goes stale waiting.
         """
         if self._turn_waiters or self._turns >= self._turn_limit():
             await self._wait_for_turn()
@@ -415,7 +416,11 @@ class RateGovernor:
                 self._turn_waiters.popleft().set()
 
     def _turn_limit(self) -> int:
-        return 4 * self.mutation_cap() + 4
+        """Turns open at once: those in flight, and as many as the cap's pace sends within
+        ``READ_MAX_AGE_S`` (so a read made for one never goes stale behind the others)."""
+        cap = self.mutation_cap()
+        rtt = self.expected_round_trip() or READ_LEAD_DEFAULT_S
+        return cap * (1 + max(2, math.floor(READ_MAX_AGE_S / rtt)))
 
     async def _wait_for_turn(self) -> None:
         """Wait in line for a turn: each one that ends wakes the next waiter (not all of them)."""
@@ -442,17 +447,22 @@ class RateGovernor:
         (within a mutation turn, behind the turns already queued to send)."""
         turn = _TURN.get()
         self._leave_queue(turn)  # reading again: its place is taken anew
-        while self._hold is None:  # before the start line nothing is sent: the turns bound it
+        while True:
             delay = self._read_delay(self._ready)
             lead = max(READ_LEAD_MIN_S, 4 * self._read_round_trip())
             if delay <= lead:
                 break
-            # inf: a place only an attempt still to be sent can free (the ones ahead fill the
-            # window): look again soon, as they may also leave without sending.
-            await self._sleep(READ_POLL_S if math.isinf(delay) else min(delay - lead, WAIT_SLICE_S))
+            await self._sleep(min(delay - lead, WAIT_SLICE_S) if delay < math.inf else self._full())
         if turn is not None:
             turn.ready = True
             self._ready += 1
+
+    def _full(self) -> float:
+        """How long to wait when the window's room is taken by attempts in flight or queued
+        ahead: each frees its place one window after it is answered, so not for a window's span
+        (less the lead); but those queued may leave without sending, so look again well before."""
+        spans = [w.span for w in self.windows] or [WAIT_SLICE_S]
+        return max(READ_POLL_S, min(WAIT_SLICE_S, min(spans) - READ_LEAD_MIN_S))
 
     def _leave_queue(self, turn: _Turn | None) -> None:
         if turn is not None and turn.ready:

@@ -59,13 +59,18 @@ def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, s
 def test_the_apply_a_sandbox_plan_suggests_works_when_pasted(
     projects: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """The plan's "apply it with: ..." line carries --sandbox, so pasting it applies the plan."""
+    """The plan's "apply it with: ..." line (and status's) carries --sandbox, so pasting it
+    applies the plan."""
     job = tmp_path / "edit.toml"
     job.write_text(BATCH.format(projects=projects))
     code, text = run_cli(["plan", str(job), "--sandbox"], capsys)
     assert code == 0, text
     suggested = text.split("with: bulkops ", 1)[1].splitlines()[0]
     assert suggested.endswith(" --sandbox"), suggested
+    code, status = run_cli(["status", str(job)], capsys)
+    assert code == 0, status
+    if projects == ONE_TARGET:  # (a fleet's status lists its members' runs instead)
+        assert f"apply the plan with: bulkops {suggested} (or the --sandbox-from" in status
     code, text = run_cli(shlex.split(suggested), capsys)
     assert code == 0, text
 

@@ -123,6 +123,12 @@ class _Turn:
 _TURN: ContextVar[_Turn | None] = ContextVar("bulkops_turn", default=None)
 
 
+def _quantile(samples: Iterable[float], q: float) -> float:
+    """The ``q`` quantile of some (at least one) round trips, nearest rank."""
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
 class RateGovernor:
     def __init__(
         self,
@@ -483,8 +489,7 @@ class RateGovernor:
     def _read_round_trip(self) -> float:
         if not self._read_round_trips:
             return READ_LEAD_DEFAULT_S
-        ordered = sorted(self._read_round_trips)
-        return ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))]
+        return _quantile(self._read_round_trips, 0.9)
 
     async def _pass_line(self) -> None:
         """Wait at the start line (``hold_mutations``) if not passed yet: the first mutation does,
@@ -533,8 +538,7 @@ class RateGovernor:
         """A mutation's round trip (send to answer): the p90 of the recent ones; None before any."""
         if not self._round_trips:
             return None
-        ordered = sorted(self._round_trips)
-        return ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))]
+        return _quantile(self._round_trips, 0.9)
 
     def expected_round_trip(self) -> float | None:
         """The round trip a mutation sent now should take: measured on mutations once one has
@@ -543,8 +547,7 @@ class RateGovernor:
         measured = self.round_trip()
         if measured is not None or not self._read_round_trips:
             return measured
-        ordered = sorted(self._read_round_trips)
-        return ordered[len(ordered) // 2]
+        return _quantile(self._read_round_trips, 0.5)
 
     def pace(self) -> float:
         """Attempts per second the windows allow over the next ``PACE_HORIZON_S`` (the tightest)."""

@@ -86,6 +86,7 @@ async def test_every_kind_is_exported_exactly_with_a_complete_manifest(tmp_path,
         ("gates", "overrides", "gates_overrides"),
         ("experiments", "overrides", None),
         ("layers", "overrides", "layers_overrides"),
+        ("holdouts", "overrides", "holdouts_overrides"),
         ("segments", "id_list", "segment_ids"),
     ):
         items = [d for d in manifest["details"].get(kind, []) if d["detail"] == detail]
@@ -94,6 +95,11 @@ async def test_every_kind_is_exported_exactly_with_a_complete_manifest(tmp_path,
             for item in items:
                 ids = orjson.loads((out / item["file"]).read_bytes())
                 assert ids == project.collection("segment_ids").get(item["id"])["ids"]
+        elif collection is not None:
+            stored = project.collection(collection)
+            assert {item["id"] for item in items} == set(stored), f"every {kind} overrides file"
+            for item in items:
+                assert orjson.loads((out / item["file"]).read_bytes()) == stored.get(item["id"])
         for item in items:
             assert sha256((out / item["file"]).read_bytes()) == item["sha256"]
     assert not list(out.rglob(".*tmp*"))

@@ -135,15 +135,15 @@ def test_an_id_list_page_in_no_known_shape_is_malformed() -> None:
 async def test_overrides_answered_null_or_404_when_none_are_no_overrides(
     tmp_path, world, empty
 ) -> None:
-    """Gates, experiments and layers whose overrides read answers data null, or 404 while the
-    entity exists, have no overrides file; the export is the same as with empty lists."""
-    select = kinds("gates", "experiments", "layers")
+    """Gates, experiments, layers and holdouts whose overrides read answers data null, or 404
+    while the entity exists, have no overrides file; the export is the same as with empty lists."""
+    select = kinds("gates", "experiments", "layers", "holdouts")
     assert await export(world, tmp_path / "default", select) == 0
     world.clear_log()
     assert await export(world, tmp_path / "reading", select, empty_overrides=empty) == 0
     assert snapshot(tmp_path / "reading" / "out") == snapshot(tmp_path / "default" / "out")
     manifest = manifest_of(tmp_path / "reading" / "out")
-    assert set(manifest["details"]) == {"gates", "experiments"}  # the demo's layers have none
+    assert set(manifest["details"]) == {"gates", "experiments", "holdouts"}  # layers have none
     if empty == "404":  # one 404 per entity without overrides, each checked by reading it
         without = sum(manifest["totals"].values()) - sum(map(len, manifest["details"].values()))
         answered = world.requests(method="GET", path_prefix="/console/v1/", status=404)

@@ -32,6 +32,7 @@ from .resources._entities import EXPERIMENTS, LAYERS, touch
 from .resources.gates import CREATE_SCHEMA as GATE_SCHEMA
 from .resources.gates import create_gate
 from .resources.holdouts import create_holdout, set_members
+from .resources._id_overrides import EMPTY_OVERRIDES, apply_overrides
 from .resources.target_apps import app_ids
 
 __all__ = ["add_source_entities", "add_target_entities"]
@@ -234,7 +235,16 @@ def add_source_entities(project: Project, seed: str, tick: Tick) -> None:
     stored = touch(project, new, tick())
     project.collection("holdouts").replace(holdout["id"], stored)
     set_members(project, holdout, stored, tick())
+    _holdout_overrides(project, holdout["id"])
     add_source_kinds(project, tick)
+
+
+def _holdout_overrides(project: Project, holdout_id: str) -> None:
+    """QA accounts kept out of the holdout, one forced into it: what an export must carry."""
+    body = {"passingUserIDs": ["holdout_member_1"], "failingUserIDs": ["qa_1", "owner_1"]}
+    project.collection("holdouts_overrides").add(
+        holdout_id, apply_overrides(dict(EMPTY_OVERRIDES), body, "replace")
+    )
 
 
 def add_target_entities(project: Project, seed: str, tick: Tick) -> None:

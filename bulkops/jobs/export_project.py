@@ -151,7 +151,7 @@ def _table() -> dict[str, Exported]:
         "dynamic_configs": listed(DYNAMIC_CONFIG),
         "experiments": listed(EXPERIMENT, overrides=True),
         "layers": listed(LAYER, overrides=True),
-        "holdouts": listed(HOLDOUT),
+        "holdouts": listed(HOLDOUT, overrides=True),
         "segments": listed(SEGMENT),
         "tags": listed(TAG),
         "target_apps": listed(TARGET_APP, fallback="name"),

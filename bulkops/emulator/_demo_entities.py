@@ -29,10 +29,10 @@ from ._validation import validate
 from .resources import dynamic_configs, experiments, layers
 from .resources._common import metrics as metrics_of
 from .resources._entities import EXPERIMENTS, LAYERS, touch
+from .resources._id_overrides import EMPTY_OVERRIDES, apply_overrides
 from .resources.gates import CREATE_SCHEMA as GATE_SCHEMA
 from .resources.gates import create_gate
 from .resources.holdouts import create_holdout, set_members
-from .resources._id_overrides import EMPTY_OVERRIDES, apply_overrides
 from .resources.target_apps import app_ids
 
 __all__ = ["add_source_entities", "add_target_entities"]

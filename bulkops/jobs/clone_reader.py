@@ -11,6 +11,7 @@ selected experiment names one.
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Any
@@ -135,6 +136,7 @@ async def _read_lists(
         "target_teams": (target, TEAM.list_path()),
         "target_id_types": (target, UNIT_ID_TYPE.list_path()),
         "source_holdouts": (source, HOLDOUT.list_path()),
+        **{f"target_{kind}s": (target, ENTITY_KINDS[kind].list_path()) for kind in _NAMED},
     }
     if warehouse:  # only a warehouse-native experiment needs them
         paths["source_assignment_sources"] = (source, ASSIGNMENT_SOURCE.list_path())
@@ -166,6 +168,8 @@ class _Reader:
                 s["name"]: s for s in lists.get("target_assignment_sources", [])
             },
         }
+        #: kind → the target's names and ids of that kind: a create meets them (#29).
+        self.target_names = {k: _names_and_ids(lists[f"target_{k}s"]) for k in _NAMED}
         self.teams = {t.get("name") for t in lists["target_teams"]}
         self.id_types = {t.get("name") for t in lists["target_id_types"]}
 
@@ -335,6 +339,8 @@ class _Reader:
             stack.extend((ref.kind, ref.id) for ref in self.closure.references(entity))
         for kind, entity_id in [("experiment", exp_id), *order]:
             problems += self._carry_problems(self.closure.entities.get((kind, entity_id)))
+        for holdout in self.closure.holdouts_of(exp_id):
+            problems += self._carry_problems(holdout)
         layer = experiment.get("layerID")
         if layer and str(layer).startswith("statsig::"):
             problems.append(
@@ -355,7 +361,7 @@ class _Reader:
             self.closure.missing_teams.add(team)
         if entity.target is not None:
             return []
-        problems = []
+        problems = self._identity_problems(entity)
         if team and team not in self.teams:
             problems.append(
                 {
@@ -399,6 +405,36 @@ class _Reader:
                 )
         return problems
 
+    def _identity_problems(self, entity: Entity) -> list[dict[str, Any]]:
+        """Why creating ``entity`` in the target would be refused, or land under another id:
+        found at plan time, since a refused create still spends a mutation of the quota."""
+        if entity.kind not in _NAMED:
+            return []
+        name = entity.source.get("name")
+        if not isinstance(name, str) or not name:
+            return []
+        names, ids = self.target_names[entity.kind]
+        holder = names.get(name) or (derive_id(name) if derive_id(name) in ids else None)
+        what = f"{entity.kind} {entity.id!r}"
+        if holder is not None and holder != entity.id:
+            message = (
+                f"{what} cannot be created in the target: its name {name!r} is taken there by "
+                f'{entity.kind} {holder!r} (a create meets 400 "Name is already in use"); '
+                "rename one of them and re-run"
+            )
+            return [{"fatal": True, "message": message}]
+        if entity.kind in _ID_FROM_NAME and derive_id(name) != entity.id:
+            # A name that folds to the id by another reading of the derivation (``Checkout-
+            # Layer``, ``checkout_layer``) is refused too: the create's id is the server's.
+            message = (
+                f"{what} is named {name!r} in the source, and a {entity.kind} created from that "
+                f"name gets its id from the name ({derive_id(name)!r}; its create takes no id), "
+                f"not {entity.id!r}, the id the experiments use: create {what} in the target "
+                f"first (named {entity.id!r}; rename it there after if you wish) and re-run"
+            )
+            return [{"fatal": True, "message": message}]
+        return []
+
     def _add(
         self,
         kind: str,
@@ -418,6 +454,21 @@ class _Reader:
 
 #: Kinds read from lists up front, never one by one.
 _LISTED = ("tag", "target_app", "assignment_source")
+#: Kinds a clone creates under a name the target may already hold (docs/api-assumptions.md #29).
+_NAMED = ("gate", "segment", "experiment", "layer", "holdout")
+#: Kinds whose create DTO has no ``id``: the target derives it from the name (#24).
+_ID_FROM_NAME = ("layer", "holdout")
+_SPACES = re.compile(r"\s+")
+
+
+def derive_id(name: str) -> str:
+    """The id a name derives to (§6's inference: lower-cased, whitespace runs to ``_``)."""
+    return _SPACES.sub("_", name.strip().lower())
+
+
+def _names_and_ids(rows: list[dict[str, Any]]) -> tuple[dict[str, str], set[str]]:
+    names = {r["name"]: r["id"] for r in rows if r.get("name") and r.get("id")}
+    return names, {r["id"] for r in rows if r.get("id")}
 
 
 def _portable_overrides(overrides: dict[str, Any], experiment: dict[str, Any]) -> dict[str, Any]:

@@ -230,7 +230,10 @@ def _ending_lines(summary: dict[str, Any], exit_code: int | None, state: Path | 
     failures = summary.get("failures") or []
     if failures:
         lines += _failure_lines(summary, state)
-        lines.append("  re-run the same command to retry only what failed.")
+        lines.append(
+            "  fix what a failure above asks for, if any, then re-run the same command to retry"
+            " only what failed."
+        )
     elif exit_code == 3 and not (summary.get("verify") or {}).get("differences"):
         lines.append("  some items did not complete; `bulkops status` shows what is left.")
     if exit_code == 130:

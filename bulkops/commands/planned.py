@@ -32,6 +32,7 @@ from bulkops.commands.run import (
     aborted_summary,
     execute,
     finish,
+    rehearsal_flag,
 )
 from bulkops.commands.session import (
     Connection,
@@ -94,7 +95,7 @@ async def plan_command(job: JobDefinition[JobSpec], options: RunOptions) -> int:
     projects = resolve_keys(job, options)
     _refuse_same_keys(job, options)
     async with state.exclusive_async("plan"):
-        await anyio.to_thread.run_sync(_refuse_planning, state, options)
+        await anyio.to_thread.run_sync(_refuse_planning, state, job, options)
         async with connect(job, options, state, projects) as connection:
             _refuse_same_project(connection)
             run, _ = await state.begin_async(job, fresh=options.fresh, command="plan", resume=False)
@@ -141,7 +142,7 @@ async def run_planned(job: JobDefinition[JobSpec], options: RunOptions) -> int:
     async with state.exclusive_async("run"):
         # An apply cut short (kill, interrupt, fatal error) is finished as planned, never re-planned;
         # otherwise plan anew: a new plan sees edits made since.
-        cut_short, saved = await anyio.to_thread.run_sync(_cut_short_plan, state, options)
+        cut_short, saved = await anyio.to_thread.run_sync(_cut_short_plan, state, job, options)
         if saved is not None:
             _check_rehearsal(saved, options)
         async with connect(job, options, state, projects) as connection:
@@ -164,7 +165,9 @@ async def run_planned(job: JobDefinition[JobSpec], options: RunOptions) -> int:
         return await finish(state, run, exit_code, summary)
 
 
-def _cut_short_plan(state: StateDir, options: RunOptions) -> tuple[bool, Plan | None]:
+def _cut_short_plan(
+    state: StateDir, job: JobDefinition[JobSpec], options: RunOptions
+) -> tuple[bool, Plan | None]:
     """Was the last apply cut short, and if so its saved plan (None: there is none, so the job
     is planned anew, unless that would repeat a finished apply by accident)."""
     previous = state.read_run() or {}
@@ -172,6 +175,7 @@ def _cut_short_plan(state: StateDir, options: RunOptions) -> tuple[bool, Plan | 
     saved = _reviewed_plan(state, previous) if cut_short and state.plan_file.exists() else None
     if saved is None:
         _refuse_repeating(state, options)
+        _refuse_replacing_another_plan(state, job, options)
     return cut_short, saved
 
 
@@ -240,10 +244,31 @@ def _begin_undo(
 
 
 # -- refusals: each before anything is sent or any state changes ----------------------------
-def _refuse_planning(state: StateDir, options: RunOptions) -> None:
-    """What ``plan`` refuses before it reads anything: an apply to finish, an apply to repeat."""
+def _refuse_planning(state: StateDir, job: JobDefinition[JobSpec], options: RunOptions) -> None:
+    """What ``plan`` refuses before it reads anything: an apply to finish, an apply to repeat,
+    another job file's plan to replace."""
     _refuse_replanning_over_an_apply(state, options)
     _refuse_repeating(state, options)
+    _refuse_replacing_another_plan(state, job, options)
+
+
+def _refuse_replacing_another_plan(
+    state: StateDir, job: JobDefinition[JobSpec], options: RunOptions
+) -> None:
+    """A plan not yet applied, made from another job file of the same name, is someone's review
+    in progress: replacing it quietly would have ``apply --state`` send a plan nobody read."""
+    run = state.read_run()
+    if options.fresh or run is None or run.get("status") != PLANNED:
+        return
+    planned_from = run.get("job_file")
+    if not planned_from or planned_from == str(job.path):
+        return  # the same file, perhaps edited: planning again is how a review is revised
+    raise StateError(
+        f"{state.root} holds a plan made from {planned_from} (run {run.get('run_id')}) that "
+        f"was not applied; planning {job.path} there would replace it. Give {job.path.name} a "
+        "state directory of its own (its own `name`, or --state), pass --fresh to discard that "
+        f"plan, or apply it first: bulkops apply {planned_from}{rehearsal_flag(state)}"
+    )
 
 
 def _refuse_applying_twice(state: StateDir, run: dict[str, Any]) -> None:

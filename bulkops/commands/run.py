@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import orjson
 import structlog
 
 from bulkops import logs, redact
@@ -182,3 +183,14 @@ def print_summary(run: dict[str, Any], *, file: Any, state: Path | None = None) 
     from bulkops.output.summary import summary_lines
 
     print("\n".join(summary_lines(run, state=state)), file=file, flush=True)
+
+
+def rehearsal_flag(state: StateDir) -> str:
+    """The flag a rehearsal's plan must be applied with (its projects are the emulator's)."""
+    try:
+        projects = orjson.loads(state.plan_file.read_bytes()).get("projects") or {}
+    except (OSError, orjson.JSONDecodeError, AttributeError):
+        return ""  # apply itself says what is wrong with the plan file
+    if any(isinstance(p, dict) and p.get("sandbox") for p in projects.values()):
+        return " --sandbox (or the --sandbox-from it was planned with)"
+    return ""

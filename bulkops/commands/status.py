@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from bulkops.commands.run import print_summary
+from bulkops.commands.run import print_summary, rehearsal_flag
 from bulkops.engine.journal import (
     Intent,
     Outcome,
@@ -123,7 +123,8 @@ def show_status(explicit: Path | None, *, as_json: bool) -> int:
         return 0
     if run.get("status") == "planned":
         print(
-            f"apply the plan with: bulkops apply --state {state.root}{_rehearsal(state)}", file=out
+            f"apply the plan with: bulkops apply --state {state.root}{rehearsal_flag(state)}",
+            file=out,
         )
     elif run.get("status") not in (None, "complete") and not stopped:
         print("re-run the same command to resume.", file=out)
@@ -158,14 +159,3 @@ def _fleet_status(state: StateDir, run: dict[str, Any], holder: str | None, out:
     elif holder is None and run.get("status") not in (None, "complete"):
         print("re-run the same command to resume.", file=out)
     return 0
-
-
-def _rehearsal(state: StateDir) -> str:
-    """The flag a rehearsal's plan must be applied with (its projects are the emulator's)."""
-    try:
-        projects = orjson.loads(state.plan_file.read_bytes()).get("projects") or {}
-    except (OSError, orjson.JSONDecodeError, AttributeError):
-        return ""  # apply itself says what is wrong with the plan file
-    if any(isinstance(p, dict) and p.get("sandbox") for p in projects.values()):
-        return " --sandbox (or the --sandbox-from it was planned with)"
-    return ""

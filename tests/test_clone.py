@@ -91,9 +91,14 @@ async def test_gates_segments_and_overrides_arrive_intact(tmp_path, world) -> No
             want = normalize(source.collection(collection).get(entity_id).get("rules"))
             assert normalize(target.collection(collection).get(entity_id).get("rules")) == want
     cloned_overrides = [op for op in plan["operations"] if op["kind"] == "overrides"]
-    assert cloned_overrides, "the demo source has experiment overrides"
+    owners = {op["id"].split(":")[0] for op in cloned_overrides}
+    assert owners == {"experiment", "gate", "holdout"}, "the demo source has overrides of each"
     for op in cloned_overrides:
-        assert target.collection("experiments_overrides").get(op["entity_id"]) is not None
+        owner = op["id"].split(":")[0]
+        stored = target.collection(f"{owner}s_overrides").get(op["entity_id"])
+        assert stored is not None
+        if owner != "experiment":  # gates' and holdouts' ids carry over as they are
+            assert stored == source.collection(f"{owner}s_overrides").get(op["entity_id"])
 
 
 async def test_rerunning_a_finished_clone_sends_zero_mutations(tmp_path, world) -> None:

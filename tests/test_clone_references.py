@@ -99,9 +99,43 @@ async def test_the_clone_of_overrides_verifies_clean_under_every_group_reading(
     first = await clone(tmp_path, config, world)
     assert first["code"] == 0
     assert first["verify"]["differences"] == 0
-    written = [op for op in first["plan"]["operations"] if op["kind"] == "overrides"]
+    written = [
+        op
+        for op in first["plan"]["operations"]
+        if op["kind"] == "overrides" and op["id"].startswith("experiment:")
+    ]
     assert len(written) == len(overridden(world))
     again = await clone(tmp_path, config, world)
+    assert again["code"] == 0
+    assert again["plan"]["operations"] == []
+
+
+async def test_gate_and_holdout_overrides_whose_answers_are_lost_are_added_once(
+    tmp_path, world: World
+) -> None:
+    """The source's id overrides of the gates and the holdout a clone creates are added with
+    one ``PATCH`` per form; with every answer lost, reading back shows each applied, so none is
+    sent twice, and a second run plans nothing."""
+    paths = (f"{V1}/gates/", f"{V1}/holdouts/")
+    faults = EmulatorConfig(lost_answer_rate=1.0, fault_paths=paths, fault_seed=5)
+    result = await clone(tmp_path, faults, world)
+    assert result["code"] == 0, result["plan"]["notes"]
+    assert result["verify"]["differences"] == 0
+    patches = world.requests(project="target", method="PATCH", is_mutation=True)
+    added = [r.path for r in patches if r.path.endswith("/overrides")]
+    assert any("/gates/" in p for p in added)
+    assert any("/holdouts/" in p for p in added)
+    planned_adds = [
+        op["path"]
+        for op in result["plan"]["operations"]
+        if op["kind"] == "overrides" and not op["id"].startswith("experiment:")
+    ]
+    assert sorted(added) == sorted(planned_adds)  # each add sent exactly once
+    for owner in ("gates", "holdouts"):
+        target = world.project("target").collection(f"{owner}_overrides")
+        source = world.project("source").collection(f"{owner}_overrides")
+        assert {k: target.get(k) for k in target} == {k: source.get(k) for k in target}
+    again = await clone(tmp_path, EmulatorConfig(), world)
     assert again["code"] == 0
     assert again["plan"]["operations"] == []
 

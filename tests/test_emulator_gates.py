@@ -166,6 +166,25 @@ async def test_gate_overrides_replace_add_remove_with_201() -> None:
         assert cleared.data["passingUserIDs"] == []
 
 
+async def test_a_gate_overrides_body_of_both_forms_is_refused() -> None:
+    """``UpdateOverridesContractDto`` is a ``oneOf``: a body with the id lists and
+    ``environmentOverrides`` matches both branches, so it is a 400, and nothing changes."""
+    async with serve(entities_world()) as api:
+        await api.post(f"{V1}/gates", GATE)
+        path = f"{V1}/gates/new_checkout/overrides"
+        env = {"environment": None, "unitID": "userID", "passingIDs": ["a"], "failingIDs": []}
+        both = {"passingUserIDs": ["a"], "failingUserIDs": [], "environmentOverrides": [env]}
+        for send in (api.post, api.patch):
+            refused = await send(path, both)
+            assert refused.status == 400
+            assert {e["property"] for e in refused.body["errors"]} == {
+                "environmentOverrides",
+                "passingUserIDs",
+                "failingUserIDs",
+            }
+        assert (await api.get(path)).data["passingUserIDs"] == []
+
+
 # -- dynamic configs ----------------------------------------------------------------------------
 
 

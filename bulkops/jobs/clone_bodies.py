@@ -15,6 +15,9 @@ from bulkops.jobs.entity_kinds import ENTITY_KINDS
 CONDITION_FIELDS = ("type", "operator", "targetValue", "field", "customID")
 RULE_FIELDS = ("name", "passPercentage", "conditions", "environments")
 GROUP_FIELDS = ("name", "size", "parameterValues", "description", "disabled")
+_USER_OVERRIDES = ("passingUserIDs", "failingUserIDs", "passingCustomIDs", "failingCustomIDs")
+#: The lists of a gate's or holdout's ``OverrideDto`` (§8.2).
+ID_OVERRIDE_KEYS = (*_USER_OVERRIDES, "environmentOverrides")
 
 
 def pick(entity: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
@@ -114,3 +117,27 @@ def _condition_apps(
     else:
         mapped = app_id(str(targets)) or targets if targets else targets
     return {**condition, "targetValue": mapped}
+
+
+def id_override_bodies(overrides: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """A gate's or holdout's ``OverrideDto`` as the request bodies that set it: ``("user",
+    {passingUserIDs, failingUserIDs, ...})`` and ``("environment", {environmentOverrides})``,
+    each only when it has ids (the two forms of a ``oneOf``, never mixed in one body)."""
+    bodies: list[tuple[str, dict[str, Any]]] = []
+    users = {k: list(overrides.get(k) or []) for k in _USER_OVERRIDES}
+    if any(users.values()):
+        required = {k: users[k] for k in ("passingUserIDs", "failingUserIDs")}
+        bodies.append(("user", {**required, **{k: v for k, v in users.items() if v}}))
+    environments = [
+        {
+            "environment": entry.get("environment"),
+            "unitID": entry.get("unitID"),
+            "passingIDs": list(entry.get("passingIDs") or []),
+            "failingIDs": list(entry.get("failingIDs") or []),
+        }
+        for entry in overrides.get("environmentOverrides") or []
+        if isinstance(entry, dict) and (entry.get("passingIDs") or entry.get("failingIDs"))
+    ]
+    if environments:
+        bodies.append(("environment", {"environmentOverrides": environments}))
+    return bodies

@@ -23,7 +23,13 @@ from bulkops.engine.plan import (
     PlanNote,
     estimate_lines,
 )
-from bulkops.jobs.clone_bodies import clean_rules, create_body, update_body, with_target_apps
+from bulkops.jobs.clone_bodies import (
+    clean_rules,
+    create_body,
+    id_override_bodies,
+    update_body,
+    with_target_apps,
+)
 from bulkops.jobs.clone_reader import Closure, Entity, read_closure
 from bulkops.jobs.entity_kinds import ENTITY_KINDS, EXPERIMENT, HOLDOUT, LAYER, SEGMENT
 from bulkops.jobs.planning import PlannedFunctions
@@ -152,6 +158,7 @@ class _Planner:
         op_id: str | None = None
         if entity.target is None:
             op_id = self._create(entity, expected, deps, group)
+            self._plan_id_overrides(entity, op_id, group)
         elif differences(entity.target, expected):
             changed = sorted(differences(entity.target, expected))
             if self.on_conflict == "update":
@@ -323,6 +330,37 @@ class _Planner:
                 ],
             )
         )
+
+    def _plan_id_overrides(self, entity: Entity, create_op: str, group: str) -> None:
+        """The source's id overrides onto a gate or holdout just created, so with none: each
+        form of ``UpdateOverridesContractDto`` (a ``oneOf``) in a ``PATCH`` of its own, which
+        adds it whether ``POST`` would replace every list or only those it is given."""
+        overrides = self.closure.id_overrides.get((entity.kind, entity.id))
+        if overrides is None:
+            return
+        path = ENTITY_KINDS[entity.kind].item_path(entity.id, "overrides")
+        deps = [create_op]
+        for form, body in id_override_bodies(overrides):
+            op_id = f"{entity.kind}:{entity.id}:add_{form}_overrides"
+            self._add(
+                Operation(
+                    id=op_id,
+                    role="target",
+                    kind="overrides",
+                    entity_id=entity.id,
+                    action=f"add {form} overrides",
+                    method="PATCH",
+                    path=path,
+                    body=body,
+                    read_path=path,
+                    precondition=None,
+                    expected=body,
+                    deps=deps,
+                    group=group,
+                    describe=[f"add the source's {form} overrides of {entity.kind} {entity.id}"],
+                )
+            )
+            deps = [op_id]  # one after the other: both change the same overrides
 
     def _plan_holdouts(self, exp_id: str) -> None:
         for holdout in self.closure.holdouts_of(exp_id):

@@ -19,7 +19,7 @@ from typing import Any
 from bulkops.api.client import ConsoleClient, read_entity, with_group_names
 from bulkops.api.urls import listed_item_path
 from bulkops.engine.concurrency import gather
-from bulkops.jobs.clone_bodies import condition_apps, referenced_ids
+from bulkops.jobs.clone_bodies import ID_OVERRIDE_KEYS, condition_apps, referenced_ids
 from bulkops.jobs.entity_kinds import (
     ASSIGNMENT_SOURCE,
     ENTITY_KINDS,
@@ -58,6 +58,8 @@ class Closure:
     holdouts: list[Entity] = field(default_factory=list)
     missing_teams: set[str] = field(default_factory=set)
     holdout_members: dict[str, list[str]] = field(default_factory=dict)
+    #: (kind, id) of a gate or holdout the target lacks → the source's id overrides, when any.
+    id_overrides: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
 
     def entity(self, kind: str, entity_id: str) -> Entity:
         return self.entities[(kind, entity_id)]
@@ -197,6 +199,7 @@ class _Reader:
         self._add_named_entities()
         self._holdouts()
         await self._fetch_targets([("holdout", h.id) for h in self.closure.holdouts])
+        await self._read_id_overrides()
         for experiment in self.closure.experiments:
             self._experiment_deps(experiment)
 
@@ -231,6 +234,24 @@ class _Reader:
             self.closure.target_overrides[exp_id] = target
 
         await _gather([(one, ("experiment", e["id"])) for e in self.closure.experiments])
+
+    async def _read_id_overrides(self) -> None:
+        """The ids forced to pass or fail each gate and holdout the clone will create (§8.2);
+        those the target has already keep the target's own."""
+
+        async def one(kind: str, entity_id: str) -> None:
+            path = ENTITY_KINDS[kind].item_path(entity_id, "overrides")
+            overrides = await read_entity(self.source, path)
+            if overrides and any(overrides.get(k) for k in ID_OVERRIDE_KEYS):
+                self.closure.id_overrides[(kind, entity_id)] = overrides
+
+        await _gather(
+            [
+                (one, key)
+                for key, entity in self.closure.entities.items()
+                if key[0] in ("gate", "holdout") and entity.target is None
+            ]
+        )
 
     # -- references -------------------------------------------------------------------------
     def _direct_refs(self, entity: dict[str, Any], kind: str) -> list[tuple[str, str]]:

@@ -71,6 +71,13 @@ UNORDERED = frozenset(
         "layerIDs",
         "overrides",
         "userIDOverrides",
+        "passingUserIDs",  # gate and holdout overrides: sets of ids
+        "failingUserIDs",
+        "passingCustomIDs",
+        "failingCustomIDs",
+        "environmentOverrides",
+        "passingIDs",
+        "failingIDs",
         "ids",
         "environments",
         "conditions",

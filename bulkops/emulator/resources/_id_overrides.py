@@ -3,6 +3,7 @@
 Body ``UpdateOverridesContractDto`` is one of ``{environmentOverrides: [{environment, unitID,
 passingIDs, failingIDs}]}`` or ``{passingUserIDs, failingUserIDs, passingCustomIDs?,
 failingCustomIDs?}``; the answer is the whole ``OverrideDto`` (both forms, every list present).
+A body of both forms is refused (400), as a ``oneOf`` that both branches match is.
 POST replaces everything with the given lists, PATCH adds them (a union, order kept), DELETE
 removes them (its body, in the same shape, is documented in the 2024 docs only; a DELETE
 without a body, as the current spec draws it, removes every override).
@@ -46,6 +47,16 @@ EMPTY_OVERRIDES: dict[str, Any] = {**{k: [] for k in _USER_KEYS}, "environmentOv
 
 def _parse(call: Call) -> dict[str, Any]:
     body = validate(OVERRIDES_SCHEMA, call.json_body())
+    mixed = [k for k in _USER_KEYS if k in body]
+    if "environmentOverrides" in body and mixed:
+        # The DTO is a oneOf whose branches allow other keys: a body of both forms matches
+        # both, which a oneOf refuses (docs/api-assumptions.md #32).
+        raise validation_failed(
+            [
+                {"property": k, "errorMessage": "Send environmentOverrides or the id lists"}
+                for k in ("environmentOverrides", *mixed)
+            ]
+        )
     if "environmentOverrides" in body:
         return body
     missing = [k for k in ("passingUserIDs", "failingUserIDs") if k not in body]

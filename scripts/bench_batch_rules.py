@@ -56,8 +56,8 @@ TARGET_RATIO = 1.1
 TARGET_REJECTED = 0.05
 GUESS_RATIO = 1.5
 GUESS_REJECTED = 0.03
-DEFAULT_WINDOWS = ["100/10s", "900/15min"]
-#: name -> the server's real windows; the job keeps DEFAULT_WINDOWS.
+#: name -> the server's real windows; the job states none, so it keeps the defaults
+#: (``bulkops.jobs.spec.DEFAULT_MUTATION_RATE``, 100/10s + 900/15min).
 WRONG_GUESSES = {
     "burst_window_only": ["20/2s"],
     "two_short_windows": ["30/5s", "100/30s"],
@@ -80,8 +80,7 @@ op = "set_pass_percentage"
 value = 50
 [limits]
 concurrency = {concurrency}
-mutation_rate = {windows}
-"""
+{windows}"""
 
 
 def build_world(gates: int) -> World:
@@ -114,7 +113,7 @@ async def scenario(
     name: str,
     gates: int,
     server: list[str],
-    job_windows: list[str],
+    job_windows: list[str] | None,
     concurrency: int,
     root: Path,
     retry_after: bool = False,
@@ -124,8 +123,9 @@ async def scenario(
     folder = root / name
     folder.mkdir(parents=True)
     job_path = folder / "job.toml"
-    job_path.write_text(JOB.format(key_env=KEY_ENV, concurrency=concurrency,
-                                   windows=json.dumps(job_windows)))  # fmt: skip
+    # None: the job states no windows and keeps the defaults (a guess, never trusted).
+    windows = "" if job_windows is None else f"mutation_rate = {json.dumps(job_windows)}\n"
+    job_path.write_text(JOB.format(key_env=KEY_ENV, concurrency=concurrency, windows=windows))
     state = folder / "state"
     captured = io.StringIO()
     config = EmulatorConfig(mutation_windows=tuple(server), retry_after=retry_after)
@@ -183,7 +183,7 @@ async def main_async(args: argparse.Namespace) -> list[dict[str, Any]]:
         results = [known, unknown]
         for run in range(args.repeat):
             for name, server in WRONG_GUESSES.items():
-                result = await scenario(name, args.guess_gates, server, DEFAULT_WINDOWS,
+                result = await scenario(name, args.guess_gates, server, None,
                                         args.concurrency, root / f"run{run}",
                                         retry_after=args.retry_after)  # fmt: skip
                 result["run"] = run

@@ -326,3 +326,21 @@ async def test_reads_answered_before_the_first_mutation_set_its_cap() -> None:
     assert gov.round_trip() is None  # no mutation measured yet
     assert gov.mutation_cap() == 2  # ceil(10/s * ~50 ms) + 1
     assert await most_mutations_in_flight(gov, 2) == 2
+
+
+async def test_windows_the_job_states_are_trusted_at_full_concurrency_until_a_rejection() -> None:
+    """Stated windows: a burst goes out at the full concurrency (every later burst of a sliding
+    window repeats the first one's spread), until a 429 proves them wrong; then the cap is the
+    latency's, as for the defaults. Default windows are a guess: the latency's cap throughout."""
+    stated = RateGovernor(
+        "p", mutation_windows=[RateWindow.parse("100/10s")], concurrency=8, windows_given=True
+    )
+    guessed = RateGovernor("p", mutation_windows=[RateWindow.parse("100/10s")], concurrency=8)
+    for gov in (stated, guessed):
+        async with gov.read_slot():
+            await asyncio.sleep(0.05)
+    assert await most_mutations_in_flight(stated, 16) == 8
+    assert await most_mutations_in_flight(guessed, 16) == 2
+    async with stated.mutation_slot():
+        stated.on_rate_limited(retry_after=0.0, mutation=True)
+    assert stated.mutation_cap() == 2  # ceil(pace x ~10 ms) + 1, the rule proven wrong

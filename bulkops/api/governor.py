@@ -7,7 +7,8 @@
   recent mutations' round trips (until the first is answered, the median of the reads' round
   trips to the same server; one at a time if there were none). At 100/10s and 50 ms that is 2, so a
   server window we do not know yet costs about 2 rejected attempts when it first fills, not
-  ``concurrency``. Reads keep the full concurrency.
+  ``concurrency``. Windows the job file states are trusted until the first rejection: up to
+  ``concurrency`` in flight. Reads keep the full concurrency.
 - Mutations obey every configured sliding window at once (e.g. 100/10s *and* 900/15min), and the
   learned ones. An attempt takes a slot before it goes out, whatever its answer (the server counts
   rejected attempts too), and keeps it while in flight however long that takes, then until its
@@ -141,8 +142,12 @@ class RateGovernor:
         sleep: Sleep = anyio.sleep,
         store: SendTimeStore | None = None,
         rng: random.Random | None = None,
+        windows_given: bool = False,
     ) -> None:
         self.project = project
+        #: The job file states the windows (``[limits] mutation_rate``) rather than leaving the
+        #: documented defaults: until a rejection proves them wrong, ``mutation_cap`` trusts them.
+        self.windows_given = windows_given
         # Every attempt counts in every window from before its send until its answer + window.
         self._attempts = Attempts()
         self.windows = [SlidingWindow(w, self._attempts) for w in mutation_windows]
@@ -565,14 +570,23 @@ class RateGovernor:
         The windows pace the sends; attempts in flight only cover latency, and each one is an
         attempt a server window we do not know yet can reject when it fills. One at a time until
         a round trip (of a mutation, or else of a read) has been measured.
+
+        Windows the job file states are the user's word for the server's: until the first
+        rejection, a window's burst goes out at the full concurrency (a wrong word costs at most
+        that many rejected attempts, once; then the cap and learning are as for the defaults).
+        Under sliding windows every later burst repeats the first one's spread, so this is what
+        keeps a known quota's makespan near its minimum.
         """
         rtt = self.expected_round_trip()
         if rtt is None:
             return 1
         pace = self.pace()
-        if math.isinf(pace):
+        if math.isinf(pace) or self._trusting():
             return self.max_concurrency
         return max(1, min(self.max_concurrency, math.ceil(pace * rtt) + 1))
+
+    def _trusting(self) -> bool:
+        return self.windows_given and not self.rejections and not self.learned
 
     @asynccontextmanager
     async def _slot(self, limit: Callable[[], int]) -> AsyncIterator[None]:

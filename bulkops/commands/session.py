@@ -394,6 +394,7 @@ async def _open_clients(
                     read_windows=limits.read_windows(),
                     concurrency=concurrency,
                     store=SendTimeStore(state.governor_file(role)),
+                    windows_given=limits.mutation_rate_given(),
                 )
                 return session, governor
 

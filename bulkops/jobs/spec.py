@@ -210,6 +210,10 @@ class LimitsSpec(Strict):
     def mutation_windows(self) -> tuple[RateWindow, ...]:
         return tuple(RateWindow.parse(text) for text in self.mutation_rate)
 
+    def mutation_rate_given(self) -> bool:
+        """The job file states ``mutation_rate`` (the user's word for the server's windows)."""
+        return "mutation_rate" in self.model_fields_set
+
     def read_windows(self) -> tuple[RateWindow, ...]:
         return tuple(RateWindow.parse(text) for text in self.read_rate)
 

@@ -114,24 +114,27 @@ def test_apply_refuses_the_plan_of_another_job_file_that_shares_the_name(
     assert code == 0, text  # the copy's own plan still applies
 
 
+@pytest.mark.parametrize("projects", [ONE_TARGET, TWO_TARGETS], ids=["one", "several"])
 def test_plan_and_run_refuse_to_replace_another_job_files_plan_not_yet_applied(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    projects: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A plan under review, made from one job file, is not replaced quietly by planning a copy
     that shares its name (and so its state directory); the same file planned again, edited,
-    replaces it, as revising a review does; --fresh discards it on purpose."""
+    replaces it, as revising a review does; --fresh discards it on purpose. For several
+    projects, the fleet's own record is kept too, so the original's apply still finds it."""
     original, copy = tmp_path / "edit.toml", tmp_path / "edit-copy.toml"
-    original.write_text(BATCH.format(projects=ONE_TARGET))
-    copy.write_text(BATCH.format(projects=ONE_TARGET).replace("value = 50", "value = 0"))
+    original.write_text(BATCH.format(projects=projects))
+    copy.write_text(BATCH.format(projects=projects).replace("value = 50", "value = 0"))
     assert run_cli(["plan", str(original), "--sandbox"], capsys)[0] == 0
-    plan = (tmp_path / ".bulkops" / "edit" / "plan.json").read_bytes()
+    kept = sorted((tmp_path / ".bulkops" / "edit").rglob("*.json"))
+    before = {path: path.read_bytes() for path in kept}
     for command in ("plan", "run"):
         code, text = run_cli([command, str(copy), "--sandbox"], capsys)
         assert code == 2, text
         assert f"holds a plan made from {original}" in text
         assert f"bulkops apply {original} --sandbox" in text
-        assert (tmp_path / ".bulkops" / "edit" / "plan.json").read_bytes() == plan
-    original.write_text(BATCH.format(projects=ONE_TARGET).replace("value = 50", "value = 40"))
+        assert {path: path.read_bytes() for path in kept} == before
+    original.write_text(BATCH.format(projects=projects).replace("value = 50", "value = 40"))
     assert run_cli(["plan", str(original), "--sandbox"], capsys)[0] == 0
     assert run_cli(["plan", str(copy), "--sandbox", "--fresh"], capsys)[0] == 0
     code, text = run_cli(["apply", str(copy), "--sandbox"], capsys)

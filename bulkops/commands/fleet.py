@@ -150,6 +150,13 @@ async def _fan_out(
     await anyio.to_thread.run_sync(_check_members, job, members, options)
     _refuse_one_key_twice(job, options)
     async with state.exclusive_async(options.command):
+        if is_planned(job.kind):  # before the fleet's own run record is replaced
+            from bulkops.commands import planned
+
+            for name in members:
+                await anyio.to_thread.run_sync(
+                    planned.refuse_replacing_another_plan, member_state(state, name), job, options
+                )
         logs.open_log_file(state.log_file)
         resume, finished = await anyio.to_thread.run_sync(_left_to_run, state, job, options, resume)
         names = [name for name in members if name not in finished]

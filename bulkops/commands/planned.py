@@ -175,7 +175,7 @@ def _cut_short_plan(
     saved = _reviewed_plan(state, previous) if cut_short and state.plan_file.exists() else None
     if saved is None:
         _refuse_repeating(state, options)
-        _refuse_replacing_another_plan(state, job, options)
+        refuse_replacing_another_plan(state, job, options)
     return cut_short, saved
 
 
@@ -249,10 +249,10 @@ def _refuse_planning(state: StateDir, job: JobDefinition[JobSpec], options: RunO
     another job file's plan to replace."""
     _refuse_replanning_over_an_apply(state, options)
     _refuse_repeating(state, options)
-    _refuse_replacing_another_plan(state, job, options)
+    refuse_replacing_another_plan(state, job, options)
 
 
-def _refuse_replacing_another_plan(
+def refuse_replacing_another_plan(
     state: StateDir, job: JobDefinition[JobSpec], options: RunOptions
 ) -> None:
     """A plan not yet applied, made from another job file of the same name, is someone's review

@@ -344,3 +344,15 @@ async def test_windows_the_job_states_are_trusted_at_full_concurrency_until_a_re
     async with stated.mutation_slot():
         stated.on_rate_limited(retry_after=0.0, mutation=True)
     assert stated.mutation_cap() == 2  # ceil(pace x ~10 ms) + 1, the rule proven wrong
+
+
+async def test_a_stated_window_is_trusted_with_a_quarter_of_its_count_at_most() -> None:
+    """However high the concurrency, a stated 20/4s has at most 5 mutations in flight: a wrong
+    statement costs a quarter of the window, once."""
+    gov = RateGovernor(
+        "p", mutation_windows=[RateWindow.parse("20/4s")], concurrency=64, windows_given=True
+    )
+    async with gov.read_slot():
+        await asyncio.sleep(0.05)
+    assert gov.mutation_cap() == 5
+    assert await most_mutations_in_flight(gov, 20) == 5

@@ -7,8 +7,9 @@
   recent mutations' round trips (until the first is answered, the median of the reads' round
   trips to the same server; one at a time if there were none). At 100/10s and 50 ms that is 2, so a
   server window we do not know yet costs about 2 rejected attempts when it first fills, not
-  ``concurrency``. Windows the job file states are trusted until the first rejection: up to
-  ``concurrency`` in flight. Reads keep the full concurrency.
+  ``concurrency``. Windows the job file states are trusted until the first rejection: up to a
+  quarter of the smallest one's count in flight (at most ``concurrency``). Reads keep the full
+  concurrency.
 - Mutations obey every configured sliding window at once (e.g. 100/10s *and* 900/15min), and the
   learned ones. An attempt takes a slot before it goes out, whatever its answer (the server counts
   rejected attempts too), and keeps it while in flight however long that takes, then until its
@@ -81,6 +82,10 @@ PAUSE_BASE = 1.0
 PAUSE_CAP = 60.0
 #: The pace that sets how many mutations may be in flight is the windows' over this horizon.
 PACE_HORIZON_S = 60.0
+#: Windows the job file states are trusted with this share of the smallest one's count in
+#: flight (so its burst goes out in about 4 round trips), at most ``concurrency``: a wrong
+#: statement costs at most that many rejected attempts, once, however high ``concurrency`` is.
+TRUSTED_SHARE = 4
 #: Mutation round trips kept to estimate the latency (their p90).
 ROUND_TRIP_SAMPLES = 32
 #: Longest single sleep while waiting for a window, so new evidence is looked at soon.
@@ -572,21 +577,22 @@ class RateGovernor:
         a round trip (of a mutation, or else of a read) has been measured.
 
         Windows the job file states are the user's word for the server's: until the first
-        rejection, a window's burst goes out at the full concurrency (a wrong word costs at most
-        that many rejected attempts, once; then the cap and learning are as for the defaults).
-        Under sliding windows every later burst repeats the first one's spread, so this is what
-        keeps a known quota's makespan near its minimum.
+        rejection, a quarter of the smallest one's count may be in flight (``TRUSTED_SHARE``), so
+        its burst goes out in about 4 round trips; a wrong word costs at most that many rejected
+        attempts, once, and then the cap and learning are as for the defaults. Under sliding
+        windows every later burst repeats the first one's spread, so this is what keeps a known
+        quota's makespan near its minimum.
         """
         rtt = self.expected_round_trip()
         if rtt is None:
             return 1
         pace = self.pace()
-        if math.isinf(pace) or self._trusting():
+        if math.isinf(pace):
             return self.max_concurrency
-        return max(1, min(self.max_concurrency, math.ceil(pace * rtt) + 1))
-
-    def _trusting(self) -> bool:
-        return self.windows_given and not self.rejections and not self.learned
+        cap = math.ceil(pace * rtt) + 1
+        if self.windows_given and not self.rejections and not self.learned:
+            cap = max(cap, math.ceil(min(w.limit for w in self.windows) / TRUSTED_SHARE))
+        return max(1, min(self.max_concurrency, cap))
 
     @asynccontextmanager
     async def _slot(self, limit: Callable[[], int]) -> AsyncIterator[None]:

@@ -406,6 +406,9 @@ def test_render_and_undo_of_a_planned_operation() -> None:
     assert "FAILED gate 'g9': edits.0 (python m:f) raised KeyError" in text
     assert "3 gates selected; 1 to update (1 rule changes), 1 unchanged" in text
     assert "[target] 1 mutation: no waiting (fits the first window) under 100/10s" in text
+    for stated, said in ((True, "stated in the job file"), (False, "the documented defaults")):
+        plan.estimate["target"]["windows_stated"] = stated
+        assert f"under 100/10s, 900/900s ({said}" in "\n".join(job_kind.render_plan(plan))
     undo = job_kind.undo_operation(op, {"version": 4, "lastModifiedTime": 10})
     assert undo is not None
     assert undo.precondition == {"version": 4, "lastModifiedTime": 10}

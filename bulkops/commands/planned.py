@@ -442,6 +442,7 @@ def _estimate(plan: Plan, clients: dict[str, ConsoleClient]) -> dict[str, Any]:
                 "mutations": count,
                 "minimum_seconds": client.governor.minimum_seconds(count),
                 "windows": [str(w.configured) for w in client.governor.windows],
+                "windows_stated": client.governor.windows_given,
             }
     return estimate
 

@@ -197,6 +197,13 @@ def estimate_lines(plan: Plan) -> list[str]:
         seconds = estimate["minimum_seconds"]
         wait = f"at least {duration(seconds)}" if seconds else "no waiting (fits the first window)"
         windows = ", ".join(estimate["windows"]) or "no mutation limits"
+        if estimate.get("windows") and "windows_stated" in estimate:
+            # Whether the governor trusts them (api/governor.py, ``mutation_cap``).
+            windows += (
+                " (stated in the job file: trusted until a 429)"
+                if estimate["windows_stated"]
+                else " (the documented defaults, taken as a guess)"
+            )
         lines.append(
             f"[{role}] {plural(estimate['mutations'], 'mutation')}: {wait} under {windows}"
         )

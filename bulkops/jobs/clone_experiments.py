@@ -30,7 +30,7 @@ from bulkops.jobs.clone_bodies import (
     update_body,
     with_target_apps,
 )
-from bulkops.jobs.clone_reader import Closure, Entity, read_closure
+from bulkops.jobs.clone_reader import NAMED, Closure, Entity, create_name, read_closure
 from bulkops.jobs.entity_kinds import ENTITY_KINDS, EXPERIMENT, HOLDOUT, LAYER, SEGMENT
 from bulkops.jobs.planning import PlannedFunctions
 from bulkops.jobs.semantics import differences, guard_of
@@ -200,6 +200,8 @@ class _Planner:
 
     def _body(self, entity: Entity, update: bool) -> dict[str, Any]:
         body = (update_body if update else create_body)(entity.kind, entity.source)
+        if not update and entity.kind in NAMED:
+            body["name"] = create_name(entity)  # most creates require one; the spec's DTOs do not
         body = with_target_apps(body, self.closure.target_app_id)  # the target's ids (#7)
         for field in self.closure.dropped_fields(entity):
             body.pop(field, None)

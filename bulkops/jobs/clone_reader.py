@@ -138,7 +138,7 @@ async def _read_lists(
         "target_teams": (target, TEAM.list_path()),
         "target_id_types": (target, UNIT_ID_TYPE.list_path()),
         "source_holdouts": (source, HOLDOUT.list_path()),
-        **{f"target_{kind}s": (target, ENTITY_KINDS[kind].list_path()) for kind in _NAMED},
+        **{f"target_{kind}s": (target, ENTITY_KINDS[kind].list_path()) for kind in NAMED},
     }
     if warehouse:  # only a warehouse-native experiment needs them
         paths["source_assignment_sources"] = (source, ASSIGNMENT_SOURCE.list_path())
@@ -171,7 +171,7 @@ class _Reader:
             },
         }
         #: kind → the target's names and ids of that kind: a create meets them (#29).
-        self.target_names = {k: _names_and_ids(lists[f"target_{k}s"]) for k in _NAMED}
+        self.target_names = {k: _names_and_ids(lists[f"target_{k}s"]) for k in NAMED}
         self.teams = {t.get("name") for t in lists["target_teams"]}
         self.id_types = {t.get("name") for t in lists["target_id_types"]}
 
@@ -383,6 +383,15 @@ class _Reader:
         if entity.target is not None:
             return []
         problems = self._identity_problems(entity)
+        if entity.kind in NAMED and not _named(entity.source):
+            problems.append(
+                {
+                    "fatal": False,
+                    "message": f"{entity.kind} {entity.id!r} has no name in the source (its "
+                    f"answer leaves out `name`, which the spec does not require); created "
+                    f"named {entity.id!r}, after its id",
+                }
+            )
         if team and team not in self.teams:
             problems.append(
                 {
@@ -429,11 +438,9 @@ class _Reader:
     def _identity_problems(self, entity: Entity) -> list[dict[str, Any]]:
         """Why creating ``entity`` in the target would be refused, or land under another id:
         found at plan time, since a refused create still spends a mutation of the quota."""
-        if entity.kind not in _NAMED:
+        if entity.kind not in NAMED:
             return []
-        name = entity.source.get("name")
-        if not isinstance(name, str) or not name:
-            return []
+        name = create_name(entity)
         names, ids = self.target_names[entity.kind]
         holder = names.get(name) or (derive_id(name) if derive_id(name) in ids else None)
         what = f"{entity.kind} {entity.id!r}"
@@ -476,7 +483,7 @@ class _Reader:
 #: Kinds read from lists up front, never one by one.
 _LISTED = ("tag", "target_app", "assignment_source")
 #: Kinds a clone creates under a name the target may already hold (docs/api-assumptions.md #29).
-_NAMED = ("gate", "segment", "experiment", "layer", "holdout")
+NAMED = ("gate", "segment", "experiment", "layer", "holdout")
 #: Kinds whose create DTO has no ``id``: the target derives it from the name (#24).
 _ID_FROM_NAME = ("layer", "holdout")
 _SPACES = re.compile(r"\s+")
@@ -485,6 +492,17 @@ _SPACES = re.compile(r"\s+")
 def derive_id(name: str) -> str:
     """The id a name derives to (§6's inference: lower-cased, whitespace runs to ``_``)."""
     return _SPACES.sub("_", name.strip().lower())
+
+
+def create_name(entity: Entity) -> str:
+    """The ``name`` a create of ``entity`` sends: the source's, or its id where the source's
+    answer has none (``name`` is optional in every entity DTO, required by most creates)."""
+    return entity.source["name"] if _named(entity.source) else entity.id
+
+
+def _named(source: dict[str, Any]) -> bool:
+    name = source.get("name")
+    return isinstance(name, str) and bool(name)
 
 
 def _names_and_ids(rows: list[dict[str, Any]]) -> tuple[dict[str, str], set[str]]:

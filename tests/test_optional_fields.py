@@ -1,0 +1,86 @@
+"""The jobs against answers that leave out what the spec does not require (or send it null).
+
+An independent server may omit any field its DTO does not list as ``required``, or answer
+``null`` where the DTO says ``nullable`` (docs/api-assumptions.md #33). Each case removes such a
+field from the emulator's stored entities, so every answer lacks it, runs the real job, and pins
+its exit code and outcome: the job still works, or fails that item with a message naming the
+entity and the field, never with a crash.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+from bulkops.commands import planned
+from bulkops.commands.session import RunOptions
+from bulkops.emulator import EmulatorConfig, World, running_emulator
+from tests.support.commands import FAST_RETRY, loaded
+from tests.support.jobs import clone_job
+
+#: The kinds a clone creates by name (clone_reader.NAMED).
+NAMED_COLLECTIONS = ("gates", "segments", "experiments", "layers", "holdouts")
+
+
+def drop(world: World, project: str, collection: str, path: str, *, null: bool = False) -> int:
+    """Remove the field at ``path`` (dotted, ``[]`` for every item of a list) from every stored
+    entity of ``collection``, or set it to null; how many entities had it."""
+    stored = world.project(project).collection(collection)
+    changed = 0
+    for key in list(stored):
+        entity = copy.deepcopy(stored.get(key))
+        if _drop(entity, path.split("."), null):
+            stored.replace(key, entity)
+            changed += 1
+    return changed
+
+
+def _drop(value: Any, parts: list[str], null: bool) -> bool:
+    head, rest = parts[0], parts[1:]
+    if head == "[]":
+        return isinstance(value, list) and any([_drop(item, rest, null) for item in value])
+    if not isinstance(value, dict) or head not in value:
+        return False
+    if rest:
+        return _drop(value[head], rest, null)
+    if null:
+        value[head] = None
+    else:
+        del value[head]
+    return True
+
+
+async def clone(
+    tmp_path: Path, world: World, config: EmulatorConfig | None = None, **job: Any
+) -> int:
+    path = clone_job(tmp_path, **job)
+    async with running_emulator(world, config or EmulatorConfig()) as url:
+        options = RunOptions(
+            state_dir=tmp_path / "s", base_url=url, retry=FAST_RETRY, progress=False
+        )
+        return await planned.run_planned(await loaded(str(path)), options)
+
+
+# -- clone_experiments -----------------------------------------------------------------------
+async def test_entities_without_a_name_are_created_named_after_their_id(
+    tmp_path, world, capsys
+) -> None:
+    """``name`` is optional in every entity DTO but required by the segment, experiment, layer
+    and holdout creates: a source answer without one is cloned under its id as its name (which
+    a layer's or holdout's create derives the same id from), and the plan says so."""
+    for collection in NAMED_COLLECTIONS:
+        assert drop(world, "source", collection, "name"), collection
+    assert await clone(tmp_path, world) == 0
+    source, target = world.project("source"), world.project("target")
+    for collection in NAMED_COLLECTIONS:
+        cloned = [target.collection(collection).get(i) for i in source.collection(collection)]
+        cloned = [entity for entity in cloned if entity is not None]
+        assert cloned, collection
+        assert all(entity["name"] == entity["id"] for entity in cloned), collection
+    assert len(target.collection("experiments")) == len(source.collection("experiments"))
+    out = capsys.readouterr().out
+    assert (
+        "layer 'checkout_layer' has no name in the source (its answer leaves out `name`, which "
+        "the spec does not require); created named 'checkout_layer', after its id"
+    ) in out

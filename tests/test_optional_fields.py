@@ -84,3 +84,23 @@ async def test_entities_without_a_name_are_created_named_after_their_id(
         "layer 'checkout_layer' has no name in the source (its answer leaves out `name`, which "
         "the spec does not require); created named 'checkout_layer', after its id"
     ) in out
+
+
+async def test_target_app_rows_without_ids_are_cloned_under_their_names(tmp_path, world) -> None:
+    """``TargetAppDto.id`` is optional and the list examples leave it out: the source apps its
+    entities reference by id are read one by one, so the target's apps get the source's names,
+    not the source's ids as names."""
+    assert await clone(tmp_path, world, EmulatorConfig(listed_ids="omitted")) == 0
+    source_names = {a["name"] for a in world.project("source").collection("target_apps").values()}
+    target = world.project("target").collection("target_apps").values()
+    assert {a["name"] for a in target} == source_names
+
+
+async def test_a_clone_re_run_maps_target_apps_listed_without_ids(tmp_path, world) -> None:
+    """On a re-run, the target's apps (listed without ids) are known by the ids its entities
+    reference, so an update sends the target's ids and nothing differs: exit 0, no mutation."""
+    config = EmulatorConfig(listed_ids="omitted")
+    assert await clone(tmp_path / "first", world, config, on_conflict="update") == 0
+    before = len(world.requests(project="target", is_mutation=True))
+    assert await clone(tmp_path / "again", world, config, on_conflict="update") == 0
+    assert len(world.requests(project="target", is_mutation=True)) == before

@@ -196,6 +196,7 @@ class _Reader:
                 if key in self.closure.entities
                 for ref in self._direct_refs(self.closure.entities[key].source, key[0])
             ]
+        await self._read_unlisted_apps()
         self._add_named_entities()
         self._holdouts()
         await self._fetch_targets([("holdout", h.id) for h in self.closure.holdouts])
@@ -287,6 +288,37 @@ class _Reader:
             source = self.by_name[f"source_{kind}s"].get(name)
             if source is not None:  # else: reported as referenced but missing
                 self._add(kind, name, source, target=self.by_name[f"target_{kind}s"].get(name))
+
+    async def _read_unlisted_apps(self) -> None:
+        """Target apps a list gave without their ``id`` (optional in ``TargetAppDto``, #18):
+        each value an entity references that no listed id or name matches is read by itself
+        (``GET /target_app/{id}``). So a source's app is cloned under its name, not its source
+        id, and the target's id of an app is known wherever a target entity references it."""
+        sources = [e.source for e in self.closure.entities.values()]
+        targets = [e.target for e in self.closure.entities.values() if e.target is not None]
+        found: dict[str, dict[str, dict[str, Any]]] = {"source": {}, "target": {}}
+
+        async def one(role: str, value: str) -> None:
+            client = self.source if role == "source" else self.target
+            row = await read_entity(client, TARGET_APP.item_path(value))
+            if row is not None and isinstance(row.get("name"), str) and row["name"]:
+                found[role][value] = {**row, "id": row.get("id") or value}
+
+        calls = []
+        for role, entities in (("source", sources), ("target", targets)):
+            rows = self.lists[f"{role}_apps"]
+            if all(isinstance(r, dict) and r.get("id") for r in rows):
+                continue  # every row has its id: nothing the list cannot match
+            known = _index_apps(rows) if role == "source" else {r.get("id") for r in rows}
+            values = {v for e in entities for v in _app_values(e) if v not in known}
+            calls += [functools.partial(one, role, v) for v in sorted(values)]
+        await gather(calls)
+        self.by_name["source_apps"].update(found["source"])
+        by_name = {row["name"]: row for row in found["target"].values()}
+        self.lists["target_apps"] = [
+            by_name.pop(r.get("name"), r) if isinstance(r, dict) else r
+            for r in self.lists["target_apps"]
+        ] + list(by_name.values())
 
     def _add_named_entities(self) -> None:
         """Tags and target apps referenced anywhere, matched by name in the target."""
@@ -545,6 +577,11 @@ def _index_apps(apps: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             if key:
                 index[key] = app
     return index
+
+
+def _app_values(entity: dict[str, Any]) -> set[str]:
+    """The target-app values an entity references (``targetApps``, ``target_app`` conditions)."""
+    return set(_as_list(entity.get("targetApps"))) | condition_apps(entity.get("rules"))
 
 
 def _as_list(value: Any) -> list[str]:

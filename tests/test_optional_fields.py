@@ -16,7 +16,9 @@ from typing import Any
 from bulkops.commands import planned
 from bulkops.commands.session import RunOptions
 from bulkops.emulator import EmulatorConfig, World, running_emulator
-from tests.support.commands import FAST_RETRY, loaded
+from bulkops.jobs.semantics import normalize
+from tests.support import batch
+from tests.support.commands import FAST_RETRY, bulkops, loaded
 from tests.support.jobs import clone_job
 
 #: The kinds a clone creates by name (clone_reader.NAMED).
@@ -104,3 +106,50 @@ async def test_a_clone_re_run_maps_target_apps_listed_without_ids(tmp_path, worl
     before = len(world.requests(project="target", is_mutation=True))
     assert await clone(tmp_path / "again", world, config, on_conflict="update") == 0
     assert len(world.requests(project="target", is_mutation=True)) == before
+
+
+# -- batch_rule_update -----------------------------------------------------------------------
+def unversioned_gates(monkeypatch: Any) -> World:
+    """The batch world whose gates answer no ``version`` (optional) and a null
+    ``lastModifiedTime`` (nullable)."""
+    world = batch.build_world()
+    monkeypatch.setenv(batch.KEY_ENV, batch.KEY)
+    assert drop(world, "target", "gates", "version") == 3 * batch.PER_FAMILY
+    assert drop(world, "target", "gates", "lastModifiedTime", null=True) == 3 * batch.PER_FAMILY
+    return world
+
+
+async def test_a_batch_plan_of_gates_without_a_version_shows_no_none_and_applies(
+    tmp_path, monkeypatch, capsys
+) -> None:
+    """The plan names each gate without a ``(version None)`` (a Python repr) when the answer has
+    no version, and the edit applies (exit 0)."""
+    world = unversioned_gates(monkeypatch)
+    async with running_emulator(world, batch.config()) as url:
+        assert await bulkops("run", batch.job_file(tmp_path), url, tmp_path / "s") == 0
+    out = capsys.readouterr().out
+    assert "gate 'checkout_000':\n  ~ rule 'Internal'" in out
+    assert "None" not in out
+    edited = world.project("target").collection("gates").get("checkout_000")
+    assert edited["rules"][0]["passPercentage"] == 50
+
+
+async def test_a_gate_without_version_or_time_edited_after_the_plan_is_a_conflict(
+    tmp_path, monkeypatch, capsys
+) -> None:
+    """With neither ``version`` nor ``lastModifiedTime`` to pin a gate, its rules as read are the
+    precondition: a gate whose rules changed between plan and apply is a conflict (exit 3, not
+    overwritten), where the empty pins would have let the apply overwrite it."""
+    world = unversioned_gates(monkeypatch)
+    job, state = batch.job_file(tmp_path), tmp_path / "s"
+    stored = world.project("target").collection("gates")
+    async with running_emulator(world, batch.config()) as url:
+        assert await bulkops("plan", job, url, state) == 0
+        human = copy.deepcopy(stored.get("checkout_001"))
+        human["rules"][0]["passPercentage"] = 30  # somebody's edit; still no version shown
+        stored.replace("checkout_001", human)
+        assert await bulkops("apply", None, url, state) == 3
+    err = capsys.readouterr().err
+    assert "conflict: gate 'checkout_001' in [target] changed since the plan" in err
+    assert normalize(stored.get("checkout_001")) == normalize(human)
+    assert stored.get("checkout_000")["rules"][0]["passPercentage"] == 50

@@ -329,7 +329,7 @@ def _operation(collection: str, entity: dict[str, Any], slots: list[Slot]) -> Op
         path=path,
         body={"rules": [request_rule(rule, config=config) for rule in after]},
         read_path=path,
-        precondition=guard_of(entity),
+        precondition=guard_of(entity, ("rules",)),
         expected={"rules": after},
         before={"rules": before},
         describe=describe_changes(before, slots),
@@ -554,7 +554,8 @@ def render_plan(plan: Plan) -> list[str]:
     repeating = {(n.subject_kind, n.subject) for n in repeats}
     for op in plan.operations:
         version = op.precondition.get("version") if isinstance(op.precondition, dict) else None
-        lines.append(f"{op.kind} {op.entity_id!r} (version {version}):")
+        shown = "" if version is None else f" (version {version})"  # optional in every DTO
+        lines.append(f"{op.kind} {op.entity_id!r}{shown}:")
         lines.extend(f"  {line}" for line in op.describe)
         if (op.kind, op.entity_id) in repeating:
             lines.append(f"  warning: {NOT_IDEMPOTENT_MESSAGE}")

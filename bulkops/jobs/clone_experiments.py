@@ -250,7 +250,7 @@ class _Planner:
         method, path, body = _update_request(entity, self._body(entity, update=True))
         return self._entity_op(
             entity, "update", method, path, body,
-            precondition=guard_of(entity.target or {}), expected=expected, deps=deps, group=group,
+            precondition=guard_of(entity.target or {}, expected), expected=expected, deps=deps, group=group,
             describe=f"update {entity.kind} {entity.id}: {', '.join(changed)}",
         )  # fmt: skip
 
@@ -394,7 +394,9 @@ class _Planner:
                 "PATCH",
                 HOLDOUT.item_path(holdout_id),
                 body,
-                precondition=None if holdout.target is None else guard_of(holdout.target),
+                precondition=None
+                if holdout.target is None
+                else guard_of(holdout.target, ("experimentIDs",)),
                 expected={"experimentIDs": wanted},
                 deps=deps,
                 group=members[0],

@@ -12,6 +12,7 @@ Console API gives its fields (docs/api-assumptions.md):
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from bulkops.engine import compare
@@ -115,6 +116,14 @@ def differences(current: dict[str, Any] | None, expected: dict[str, Any]) -> dic
     return compare.differences(current, expected, SEMANTICS)
 
 
-def guard_of(entity: dict[str, Any]) -> dict[str, Any]:
-    """The precondition that pins an entity as read: its version and last modification time."""
-    return {"version": entity.get("version"), "lastModifiedTime": entity.get("lastModifiedTime")}
+def guard_of(entity: dict[str, Any], fields: Iterable[str] = ()) -> dict[str, Any]:
+    """The precondition that pins an entity as read: its version and last modification time.
+
+    Both are optional in the spec's DTOs (``version`` may be absent, ``lastModifiedTime`` null):
+    with neither, a pin would hold whatever became of the entity, so the entity's ``fields`` as
+    read are the guard instead, compared by meaning (docs/api-assumptions.md #33).
+    """
+    pins = {"version": entity.get("version"), "lastModifiedTime": entity.get("lastModifiedTime")}
+    if any(value is not None for value in pins.values()) or not fields:
+        return pins
+    return {"fields": {field: entity.get(field) for field in fields}}

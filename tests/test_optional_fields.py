@@ -150,6 +150,9 @@ async def test_a_gate_without_version_or_time_edited_after_the_plan_is_a_conflic
         stored.replace("checkout_001", human)
         assert await bulkops("apply", None, url, state) == 3
     err = capsys.readouterr().err
-    assert "conflict: gate 'checkout_001' in [target] changed since the plan" in err
+    assert (
+        "conflict: gate 'checkout_001' in [target] changed since the plan; not overwritten" in err
+    )
+    assert "None" not in err
     assert normalize(stored.get("checkout_001")) == normalize(human)
     assert stored.get("checkout_000")["rules"][0]["passPercentage"] == 50

@@ -159,10 +159,12 @@ def _conflict_message(op: Operation, current: dict[str, Any] | None) -> str:
     elif current is None:
         seen = "was deleted"
     else:
-        seen = (
-            f"changed since the plan (version {current.get('version')}, "
-            f"lastModifiedTime {current.get('lastModifiedTime')})"
-        )
+        pins = [
+            f"{k} {current[k]}"
+            for k in ("version", "lastModifiedTime")
+            if current.get(k) is not None
+        ]
+        seen = "changed since the plan" + (f" ({', '.join(pins)})" if pins else "")
     return (
         f"conflict: {op.kind} {op.entity_id!r} in [{op.role}] {seen}; not overwritten. "
         "Plan again to include the change, or apply with --force to overwrite it."

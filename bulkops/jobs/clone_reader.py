@@ -328,8 +328,7 @@ class _Reader:
             tags.update(entity.source.get("tags") or [])
             tags.update(entity.source.get("primaryMetricTags") or [])
             tags.update(entity.source.get("secondaryMetricTags") or [])
-            apps.update(_as_list(entity.source.get("targetApps")))
-            apps.update(condition_apps(entity.source.get("rules")))
+            apps.update(_app_values(entity.source))
         for name in sorted(tags):
             source = self.by_name["source_tags"].get(name) or {"name": name, "description": ""}
             target = self.by_name["target_tags"].get(name)
